@@ -1,0 +1,53 @@
+// Package auth hashes passwords (bcrypt) and issues and verifies access
+// tokens (JWT, HS256).
+//
+// It owns no state beyond a [Signer]'s key and clock; a Signer is immutable
+// after [NewSigner] and safe for concurrent use. Failures that a client may
+// see are the sentinels [ErrBadPassword] and [ErrInvalidToken]; callers map
+// them to wire codes and never show the wrapped detail.
+package auth
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ErrBadPassword is what a caller returns when a login fails, whether the
+// user is unknown or the password wrong, so the two cannot be told apart.
+// Hashing itself never returns it.
+var ErrBadPassword = errors.New("auth: wrong username or password")
+
+// ErrPasswordTooLong is returned by [HashPassword] for passwords over 72
+// bytes, which bcrypt would otherwise silently truncate.
+var ErrPasswordTooLong = errors.New("auth: password longer than 72 bytes")
+
+// maxPasswordBytes is the most bcrypt hashes; the rest would be ignored.
+const maxPasswordBytes = 72
+
+// HashPassword returns the bcrypt hash of password at the given cost
+// (bcrypt.MinCost..bcrypt.MaxCost, i.e. 4..31).
+func HashPassword(password string, cost int) (string, error) {
+	if len(password) > maxPasswordBytes {
+		return "", ErrPasswordTooLong
+	}
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		// bcrypt would quietly use its default for a cost below the minimum.
+		return "", fmt.Errorf("auth: bcrypt cost %d outside %d..%d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hashing password: %w", err)
+	}
+	return string(h), nil
+}
+
+// CheckPassword reports whether password matches hash, a result of
+// [HashPassword]. A malformed hash or an over-long password never matches.
+func CheckPassword(hash, password string) bool {
+	if len(password) > maxPasswordBytes {
+		return false
+	}
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+}

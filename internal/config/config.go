@@ -1,0 +1,188 @@
+// Package config holds the settings of a Parley node: the Config struct, every
+// default in one place ([Default]), loading from cluster.yaml and the
+// environment ([Load]), and a [Config.Validate] that reports every problem at
+// once, each under its YAML key path.
+//
+// Precedence, lowest first: [Default], the YAML file, environment variables
+// (see [Config.ApplyEnv]). A Config is a plain value: copy it freely, and don't
+// mutate one that other goroutines read.
+package config
+
+import "time"
+
+// Config is the whole configuration of one node. Its YAML form is documented,
+// key by key, in the repository's cluster.yaml.
+type Config struct {
+	Cluster  Cluster  `yaml:"cluster"`
+	Node     Node     `yaml:"node"`
+	Database Database `yaml:"database"`
+	Listen   Listen   `yaml:"listen"`
+	Admin    Admin    `yaml:"admin"`
+	Auth     Auth     `yaml:"auth"`
+	Limits   Limits   `yaml:"limits"`
+	Grains   Grains   `yaml:"grains"`
+	Gateway  Gateway  `yaml:"gateway"`
+	Log      Log      `yaml:"log"`
+}
+
+// Cluster configures cluster membership and the remote (node-to-node) transport.
+type Cluster struct {
+	// Name of the cluster; nodes join only a cluster of the same name. Default "parley".
+	Name string `yaml:"name"`
+	// Provider is the membership provider. Default "local": a single process
+	// with no external server. "local" is the only valid value for now.
+	Provider string `yaml:"provider"`
+	// Host is the bind host of the remote transport. Default "127.0.0.1".
+	Host string `yaml:"host"`
+	// Port is the TCP port of the remote transport, 0..65535. Default 0 (ephemeral).
+	Port int `yaml:"port"`
+}
+
+// Node identifies this process within the cluster.
+type Node struct {
+	// ID is the Snowflake node id, 0..1023, unique in the cluster. Default -1:
+	// take a free id from the lease table in the database.
+	ID int `yaml:"id"`
+}
+
+// Database configures the Postgres connection pool and the group-commit appender.
+type Database struct {
+	// URL is the Postgres connection string (URL or key=value form). Required;
+	// no default. Environment: DATABASE_URL.
+	URL string `yaml:"url"`
+	// MaxConns is the maximum number of pooled connections. Default 16.
+	MaxConns int32 `yaml:"maxConns"`
+	// BatchDelay is the longest an append waits for a group commit to fill.
+	// Default 2ms.
+	BatchDelay time.Duration `yaml:"batchDelay"`
+	// BatchMax is the maximum number of operations in one commit. Default 512.
+	BatchMax int `yaml:"batchMax"`
+}
+
+// Listen holds the network addresses served by the node, in host:port form.
+type Listen struct {
+	// HTTP serves REST, WebSocket and health checks. Default "127.0.0.1:8080".
+	HTTP string `yaml:"http"`
+	// Admin serves the admin endpoint. Default "127.0.0.1:8081"; "" disables it.
+	Admin string `yaml:"admin"`
+}
+
+// Admin configures the admin endpoint.
+type Admin struct {
+	// Token is the bearer token the admin endpoint requires. Default "": no
+	// token required (meant for loopback use).
+	Token string `yaml:"token"`
+}
+
+// Auth configures passwords and access tokens.
+type Auth struct {
+	// TokenSecret is the HMAC key that signs access tokens; when set it must be
+	// at least 32 bytes. Default "": a secret is generated once and kept in the
+	// database, so every node shares it.
+	TokenSecret string `yaml:"tokenSecret"`
+	// TokenTTL is how long an access token stays valid. Default 720h (30 days).
+	TokenTTL time.Duration `yaml:"tokenTTL"`
+	// BcryptCost is the bcrypt work factor for new password hashes, 4..31.
+	// Default 10.
+	BcryptCost int `yaml:"bcryptCost"`
+}
+
+// Limits bounds what a client may send and ask for.
+type Limits struct {
+	// MaxFrameBytes is the largest WebSocket frame accepted, in bytes. Default 65536.
+	MaxFrameBytes int `yaml:"maxFrameBytes"`
+	// MaxTextBytes is the largest message text, in bytes (UTF-8); must be below
+	// MaxFrameBytes. Default 4096.
+	MaxTextBytes int `yaml:"maxTextBytes"`
+	// FrameRate is the sustained rate of inbound frames per connection, in
+	// frames per second. Default 100.
+	FrameRate float64 `yaml:"frameRate"`
+	// FrameBurst is the number of frames a connection may send above FrameRate
+	// in a burst. Default 200.
+	FrameBurst int `yaml:"frameBurst"`
+	// SyncBatch is the maximum number of messages in one sync answer. Default 500.
+	SyncBatch int `yaml:"syncBatch"`
+	// HistoryMax is the largest history page a client may ask for, in
+	// messages. Default 100.
+	HistoryMax int `yaml:"historyMax"`
+	// HistoryDefault is the history page size when the client gives none, in
+	// messages; at most HistoryMax. Default 50.
+	HistoryDefault int `yaml:"historyDefault"`
+}
+
+// Grains configures the virtual actors (users and conversations).
+type Grains struct {
+	// RequestTimeout bounds one request to a grain. Default 5s.
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	// IdleTimeout is how long a grain may go without messages before it is
+	// passivated. Default 10m.
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// SnapshotEvery is the number of events between two snapshots of a grain's
+	// state. Default 100.
+	SnapshotEvery int `yaml:"snapshotEvery"`
+}
+
+// Gateway configures the WebSocket gateway.
+type Gateway struct {
+	// Workers is the size of the worker pool that reads ready sockets. Default 128.
+	Workers int `yaml:"workers"`
+	// ReadTimeout is the time allowed to finish reading a frame once its first
+	// byte has arrived (idle connections are not timed out by it). Default 10s.
+	ReadTimeout time.Duration `yaml:"readTimeout"`
+	// WriteTimeout bounds writing one frame to a client. Default 10s.
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// ShutdownGrace is how long shutdown waits for connections to close. Default 10s.
+	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
+}
+
+// Log configures the node's slog logger.
+type Log struct {
+	// Level is the minimum level logged: debug, info, warn or error. Default "info".
+	Level string `yaml:"level"`
+	// Format is the output format: text or json. Default "text".
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration with every default applied. Database.URL
+// is left empty: it has no default and must be set.
+func Default() Config {
+	return Config{
+		Cluster: Cluster{Name: "parley", Provider: ProviderLocal, Host: "127.0.0.1", Port: 0},
+		Node:    Node{ID: -1},
+		Database: Database{
+			MaxConns:   16,
+			BatchDelay: 2 * time.Millisecond,
+			BatchMax:   512,
+		},
+		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081"},
+		Admin:  Admin{},
+		Auth:   Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10},
+		Limits: Limits{
+			MaxFrameBytes:  65536,
+			MaxTextBytes:   4096,
+			FrameRate:      100,
+			FrameBurst:     200,
+			SyncBatch:      500,
+			HistoryMax:     100,
+			HistoryDefault: 50,
+		},
+		Grains: Grains{
+			RequestTimeout: 5 * time.Second,
+			IdleTimeout:    10 * time.Minute,
+			SnapshotEvery:  100,
+		},
+		Gateway: Gateway{
+			Workers:       128,
+			ReadTimeout:   10 * time.Second,
+			WriteTimeout:  10 * time.Second,
+			ShutdownGrace: 10 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// ProviderLocal is the single-process cluster provider, the only one for now.
+const ProviderLocal = "local"
+
+// MinTokenSecretBytes is the shortest accepted Auth.TokenSecret.
+const MinTokenSecretBytes = 32

@@ -1,0 +1,381 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	testURL        = "postgres://u@127.0.0.1:5432/parley_test"
+	clusterYAML    = "../../cluster.yaml"
+	clusterYAMLURL = "postgres://postgres@127.0.0.1:55432/parley?sslmode=disable"
+)
+
+// mustValid returns Default() with a database URL, which must be valid.
+func mustValid(t *testing.T) Config {
+	t.Helper()
+	c := Default()
+	c.Database.URL = testURL
+	require.NoError(t, c.Validate())
+	return c
+}
+
+// writeYAML writes body to a temporary file and returns its path.
+func writeYAML(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cluster.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+	return path
+}
+
+// envMap is a lookup function over a fixed map.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestDefault(t *testing.T) {
+	t.Run("valid with a database URL", func(t *testing.T) {
+		mustValid(t)
+	})
+	t.Run("database.url is required", func(t *testing.T) {
+		c := Default()
+		err := c.Validate()
+		require.Error(t, err)
+		require.Equal(t, "database.url: required", err.Error())
+	})
+}
+
+func TestDecodeYAML(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name: "empty file keeps defaults",
+			yaml: "",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, Default(), c)
+			},
+		},
+		{
+			name: "durations",
+			yaml: "database:\n  batchDelay: 5ms\ngrains:\n  idleTimeout: 1h30m\nauth:\n  tokenTTL: 24h\n",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, 5*time.Millisecond, c.Database.BatchDelay)
+				require.Equal(t, 90*time.Minute, c.Grains.IdleTimeout)
+				require.Equal(t, 24*time.Hour, c.Auth.TokenTTL)
+				require.Equal(t, 5*time.Second, c.Grains.RequestTimeout, "untouched key keeps its default")
+			},
+		},
+		{
+			name: "scalars in several sections",
+			yaml: "cluster:\n  name: prod\n  port: 7000\nnode:\n  id: 12\n" +
+				"database:\n  url: postgres://x/y\n  maxConns: 4\n" +
+				"limits:\n  frameRate: 2.5\n  maxTextBytes: 100\n" +
+				"listen:\n  admin: \"\"\nlog:\n  format: json\n",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, "prod", c.Cluster.Name)
+				require.Equal(t, 7000, c.Cluster.Port)
+				require.Equal(t, "127.0.0.1", c.Cluster.Host)
+				require.Equal(t, 12, c.Node.ID)
+				require.Equal(t, "postgres://x/y", c.Database.URL)
+				require.Equal(t, int32(4), c.Database.MaxConns)
+				require.Equal(t, 2.5, c.Limits.FrameRate)
+				require.Equal(t, 100, c.Limits.MaxTextBytes)
+				require.Equal(t, "", c.Listen.Admin)
+				require.Equal(t, "json", c.Log.Format)
+				require.Equal(t, "info", c.Log.Level)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			require.NoError(t, c.decodeFile(writeYAML(t, tt.yaml)))
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestDecodeYAMLErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string
+	}{
+		{"unknown top-level key", "clustre:\n  name: x\n", "field clustre not found"},
+		{"unknown nested key", "limits:\n  maxTextByte: 10\n", "field maxTextByte not found"},
+		{"bare number as duration", "database:\n  batchDelay: 2\n", "line 2: cannot unmarshal !!int `2` into time.Duration"},
+		{"bad duration", "grains:\n  idleTimeout: soon\n", "soon"},
+		{"int32 overflow", "database:\n  maxConns: 3000000000\n", "line 2"},
+		{"wrong type", "node:\n  id: one\n", "one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := c.decodeFile(writeYAML(t, tt.yaml))
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name:  "nothing set",
+			env:   nil,
+			check: func(t *testing.T, c Config) { require.Equal(t, Default(), c) },
+		},
+		{
+			name: "every variable",
+			env: map[string]string{
+				"DATABASE_URL":        "postgres://env/db",
+				"PARLEY_HTTP_ADDR":    "0.0.0.0:9000",
+				"PARLEY_ADMIN_ADDR":   "127.0.0.1:9001",
+				"PARLEY_NODE_ID":      "7",
+				"PARLEY_CLUSTER_HOST": "10.0.0.5",
+				"PARLEY_CLUSTER_PORT": " 6000 ",
+				"PARLEY_TOKEN_SECRET": "s3cret",
+				"PARLEY_ADMIN_TOKEN":  "adm",
+				"PARLEY_LOG_LEVEL":    "debug",
+			},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, "postgres://env/db", c.Database.URL)
+				require.Equal(t, "0.0.0.0:9000", c.Listen.HTTP)
+				require.Equal(t, "127.0.0.1:9001", c.Listen.Admin)
+				require.Equal(t, 7, c.Node.ID)
+				require.Equal(t, "10.0.0.5", c.Cluster.Host)
+				require.Equal(t, 6000, c.Cluster.Port)
+				require.Equal(t, "s3cret", c.Auth.TokenSecret)
+				require.Equal(t, "adm", c.Admin.Token)
+				require.Equal(t, "debug", c.Log.Level)
+			},
+		},
+		{
+			name:  "empty admin address disables the admin listener",
+			env:   map[string]string{"PARLEY_ADMIN_ADDR": ""},
+			check: func(t *testing.T, c Config) { require.Equal(t, "", c.Listen.Admin) },
+		},
+		{
+			name:  "negative node id",
+			env:   map[string]string{"PARLEY_NODE_ID": "-1"},
+			check: func(t *testing.T, c Config) { require.Equal(t, -1, c.Node.ID) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			require.NoError(t, c.ApplyEnv(envMap(tt.env)))
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestApplyEnvErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"node id not a number", map[string]string{"PARLEY_NODE_ID": "abc"}, []string{"PARLEY_NODE_ID", `"abc"`}},
+		{"empty port", map[string]string{"PARLEY_CLUSTER_PORT": ""}, []string{"PARLEY_CLUSTER_PORT"}},
+		{
+			name: "both reported",
+			env:  map[string]string{"PARLEY_NODE_ID": "1.5", "PARLEY_CLUSTER_PORT": "http"},
+			want: []string{"PARLEY_NODE_ID", "PARLEY_CLUSTER_PORT"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := c.ApplyEnv(envMap(tt.env))
+			require.Error(t, err)
+			for _, w := range tt.want {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(c *Config)
+		wantKey string // "" means valid
+	}{
+		{"node id lease", func(c *Config) { c.Node.ID = -1 }, ""},
+		{"node id max", func(c *Config) { c.Node.ID = 1023 }, ""},
+		{"node id too big", func(c *Config) { c.Node.ID = 1024 }, "node.id"},
+		{"node id too small", func(c *Config) { c.Node.ID = -2 }, "node.id"},
+		{"cluster port too big", func(c *Config) { c.Cluster.Port = 65536 }, "cluster.port"},
+		{"cluster port negative", func(c *Config) { c.Cluster.Port = -1 }, "cluster.port"},
+		{"cluster provider", func(c *Config) { c.Cluster.Provider = "consul" }, "cluster.provider"},
+		{"cluster name", func(c *Config) { c.Cluster.Name = "" }, "cluster.name"},
+		{"cluster host", func(c *Config) { c.Cluster.Host = "" }, "cluster.host"},
+		{"max conns", func(c *Config) { c.Database.MaxConns = 0 }, "database.maxConns"},
+		{"batch delay", func(c *Config) { c.Database.BatchDelay = 0 }, "database.batchDelay"},
+		{"batch max", func(c *Config) { c.Database.BatchMax = -1 }, "database.batchMax"},
+		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
+		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},
+		{"http bad port", func(c *Config) { c.Listen.HTTP = "localhost:99999" }, "listen.http"},
+		{"http named port", func(c *Config) { c.Listen.HTTP = ":http" }, "listen.http"},
+		{"http all interfaces", func(c *Config) { c.Listen.HTTP = ":8080" }, ""},
+		{"http ipv6", func(c *Config) { c.Listen.HTTP = "[::1]:8080" }, ""},
+		{"admin disabled", func(c *Config) { c.Listen.Admin = "" }, ""},
+		{"admin bad", func(c *Config) { c.Listen.Admin = "nope" }, "listen.admin"},
+		{"admin same as http", func(c *Config) { c.Listen.Admin = c.Listen.HTTP }, "listen.admin"},
+		{"both ephemeral", func(c *Config) { c.Listen.HTTP, c.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0" }, ""},
+		{"short token secret", func(c *Config) { c.Auth.TokenSecret = "short" }, "auth.tokenSecret"},
+		{"token secret ok", func(c *Config) { c.Auth.TokenSecret = strings.Repeat("k", 32) }, ""},
+		{"token ttl", func(c *Config) { c.Auth.TokenTTL = -time.Second }, "auth.tokenTTL"},
+		{"bcrypt cost low", func(c *Config) { c.Auth.BcryptCost = 3 }, "auth.bcryptCost"},
+		{"bcrypt cost high", func(c *Config) { c.Auth.BcryptCost = 32 }, "auth.bcryptCost"},
+		{"bcrypt cost min", func(c *Config) { c.Auth.BcryptCost = 4 }, ""},
+		{"max frame", func(c *Config) { c.Limits.MaxFrameBytes = 0 }, "limits.maxFrameBytes"},
+		{"max text", func(c *Config) { c.Limits.MaxTextBytes = 0 }, "limits.maxTextBytes"},
+		{"text not below frame", func(c *Config) { c.Limits.MaxTextBytes = c.Limits.MaxFrameBytes }, "limits.maxTextBytes"},
+		{"frame rate", func(c *Config) { c.Limits.FrameRate = 0 }, "limits.frameRate"},
+		{"frame burst", func(c *Config) { c.Limits.FrameBurst = 0 }, "limits.frameBurst"},
+		{"sync batch", func(c *Config) { c.Limits.SyncBatch = 0 }, "limits.syncBatch"},
+		{"history max", func(c *Config) { c.Limits.HistoryMax = 0 }, "limits.historyMax"},
+		{"history default", func(c *Config) { c.Limits.HistoryDefault = 0 }, "limits.historyDefault"},
+		{"history default above max", func(c *Config) { c.Limits.HistoryDefault = 101 }, "limits.historyDefault"},
+		{"history default equal max", func(c *Config) { c.Limits.HistoryDefault = 100 }, ""},
+		{"request timeout", func(c *Config) { c.Grains.RequestTimeout = 0 }, "grains.requestTimeout"},
+		{"idle timeout", func(c *Config) { c.Grains.IdleTimeout = 0 }, "grains.idleTimeout"},
+		{"snapshot every", func(c *Config) { c.Grains.SnapshotEvery = 0 }, "grains.snapshotEvery"},
+		{"workers", func(c *Config) { c.Gateway.Workers = 0 }, "gateway.workers"},
+		{"read timeout", func(c *Config) { c.Gateway.ReadTimeout = 0 }, "gateway.readTimeout"},
+		{"write timeout", func(c *Config) { c.Gateway.WriteTimeout = 0 }, "gateway.writeTimeout"},
+		{"shutdown grace", func(c *Config) { c.Gateway.ShutdownGrace = 0 }, "gateway.shutdownGrace"},
+		{"log level", func(c *Config) { c.Log.Level = "INFO" }, "log.level"},
+		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustValid(t)
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantKey == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), tt.wantKey+": "), "got %q", err)
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Default() // no database.url
+	c.Node.ID = 2000
+	c.Limits.MaxTextBytes = 0
+	c.Limits.HistoryDefault = 500
+	c.Auth.BcryptCost = 40
+	c.Log.Format = "xml"
+	c.Gateway.ReadTimeout = 0
+
+	err := c.Validate()
+	require.Error(t, err)
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{
+		"node.id", "database.url", "auth.bcryptCost", "limits.maxTextBytes",
+		"limits.historyDefault", "gateway.readTimeout", "log.format",
+	}
+	require.Len(t, lines, len(want), "got:\n%s", err)
+	for i, key := range want {
+		require.True(t, strings.HasPrefix(lines[i], key+": "), "line %d: %q", i, lines[i])
+	}
+	require.Contains(t, err.Error(), "limits.maxTextBytes: must be > 0")
+}
+
+func TestLoad(t *testing.T) {
+	t.Run("no file, URL from env", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", testURL)
+		c, err := Load("")
+		require.NoError(t, err)
+		require.Equal(t, testURL, c.Database.URL)
+	})
+	t.Run("env overrides file", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", testURL)
+		t.Setenv("PARLEY_NODE_ID", "3")
+		c, err := Load(writeYAML(t, "node:\n  id: 9\ncluster:\n  name: from-file\n"))
+		require.NoError(t, err)
+		require.Equal(t, 3, c.Node.ID)
+		require.Equal(t, "from-file", c.Cluster.Name)
+	})
+	t.Run("missing file", func(t *testing.T) {
+		_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"))
+		require.ErrorIs(t, err, os.ErrNotExist)
+	})
+	t.Run("unknown key", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", testURL)
+		_, err := Load(writeYAML(t, "gateway:\n  worker: 3\n"))
+		require.ErrorContains(t, err, "field worker not found")
+	})
+	t.Run("bad env", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", testURL)
+		t.Setenv("PARLEY_CLUSTER_PORT", "x")
+		_, err := Load("")
+		require.ErrorContains(t, err, "PARLEY_CLUSTER_PORT")
+	})
+	t.Run("invalid result", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", testURL)
+		_, err := Load(writeYAML(t, "limits:\n  historyMax: 10\n"))
+		require.ErrorContains(t, err, "limits.historyDefault: must be <=")
+	})
+}
+
+func TestClusterYAML(t *testing.T) {
+	t.Run("loads", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", testURL)
+		c, err := Load(clusterYAML)
+		require.NoError(t, err)
+		require.Equal(t, testURL, c.Database.URL)
+	})
+	t.Run("holds the defaults", func(t *testing.T) {
+		c := Default()
+		require.NoError(t, c.decodeFile(clusterYAML))
+		want := Default()
+		want.Database.URL = clusterYAMLURL
+		require.Equal(t, want, c)
+	})
+	t.Run("lists every key", func(t *testing.T) {
+		raw, err := os.ReadFile(clusterYAML)
+		require.NoError(t, err)
+		var doc map[string]map[string]any
+		require.NoError(t, yaml.Unmarshal(raw, &doc))
+		for _, key := range yamlKeys(reflect.TypeOf(Config{})) {
+			section, field, _ := strings.Cut(key, ".")
+			require.Contains(t, doc[section], field, "cluster.yaml lacks %s", key)
+		}
+	})
+}
+
+// yamlKeys lists the "section.key" paths of a two-level config struct.
+func yamlKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		sec := t.Field(i)
+		for j := range sec.Type.NumField() {
+			keys = append(keys, sec.Tag.Get("yaml")+"."+sec.Type.Field(j).Tag.Get("yaml"))
+		}
+	}
+	return keys
+}

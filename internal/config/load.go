@@ -1,0 +1,111 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load builds the node configuration: [Default], then the YAML file at path
+// (path "" means no file), then the environment ([Config.ApplyEnv] with
+// [os.LookupEnv]), then [Config.Validate]. Unknown YAML keys are an error.
+// A validation failure is returned as Validate returns it.
+func Load(path string) (Config, error) {
+	c := Default()
+	if path != "" {
+		if err := c.decodeFile(path); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := c.ApplyEnv(os.LookupEnv); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// decodeFile overlays the YAML file at path on c. Keys absent from the file
+// keep their current value; an empty file changes nothing.
+func (c *Config) decodeFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	if err := c.decode(f); err != nil {
+		return fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return nil
+}
+
+// decode overlays one YAML document from r on c, rejecting unknown keys.
+func (c *Config) decode(r io.Reader) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// ApplyEnv overrides c from environment variables read through lookup
+// (normally [os.LookupEnv]). A variable that is set overrides its key even
+// when empty (PARLEY_ADMIN_ADDR="" disables the admin listener). Bad numbers
+// are reported together, each naming its variable.
+//
+//	DATABASE_URL         database.url
+//	PARLEY_HTTP_ADDR     listen.http
+//	PARLEY_ADMIN_ADDR    listen.admin
+//	PARLEY_NODE_ID       node.id
+//	PARLEY_CLUSTER_HOST  cluster.host
+//	PARLEY_CLUSTER_PORT  cluster.port
+//	PARLEY_TOKEN_SECRET  auth.tokenSecret
+//	PARLEY_ADMIN_TOKEN   admin.token
+//	PARLEY_LOG_LEVEL     log.level
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	strs := []struct {
+		name string
+		dst  *string
+	}{
+		{"DATABASE_URL", &c.Database.URL},
+		{"PARLEY_HTTP_ADDR", &c.Listen.HTTP},
+		{"PARLEY_ADMIN_ADDR", &c.Listen.Admin},
+		{"PARLEY_CLUSTER_HOST", &c.Cluster.Host},
+		{"PARLEY_TOKEN_SECRET", &c.Auth.TokenSecret},
+		{"PARLEY_ADMIN_TOKEN", &c.Admin.Token},
+		{"PARLEY_LOG_LEVEL", &c.Log.Level},
+	}
+	for _, s := range strs {
+		if v, ok := lookup(s.name); ok {
+			*s.dst = v
+		}
+	}
+	ints := []struct {
+		name string
+		dst  *int
+	}{
+		{"PARLEY_NODE_ID", &c.Node.ID},
+		{"PARLEY_CLUSTER_PORT", &c.Cluster.Port},
+	}
+	var errs []error
+	for _, i := range ints {
+		v, ok := lookup(i.name)
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not an integer", i.name, v))
+			continue
+		}
+		*i.dst = n
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,166 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Validate checks c and reports every problem at once, joined with
+// [errors.Join]. Each problem is one line that starts with its YAML key path,
+// as in "limits.maxTextBytes: must be > 0". It returns nil when c is valid.
+func (c *Config) Validate() error {
+	v := &validator{}
+	c.Cluster.validate(v)
+	c.Node.validate(v)
+	c.Database.validate(v)
+	c.Listen.validate(v)
+	c.Auth.validate(v)
+	c.Limits.validate(v)
+	c.Grains.validate(v)
+	c.Gateway.validate(v)
+	c.Log.validate(v)
+	return errors.Join(v.errs...)
+}
+
+// validator collects problems, each prefixed with its key path.
+type validator struct {
+	errs []error
+}
+
+func (v *validator) addf(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) nonEmpty(key, s string) {
+	if s == "" {
+		v.addf(key, "required")
+	}
+}
+
+func (v *validator) positive(key string, n int) {
+	if n <= 0 {
+		v.addf(key, "must be > 0, got %d", n)
+	}
+}
+
+func (v *validator) between(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.addf(key, "must be in %d..%d, got %d", lo, hi, n)
+	}
+}
+
+func (v *validator) duration(key string, d time.Duration) {
+	if d <= 0 {
+		v.addf(key, "must be a duration > 0, got %s", d)
+	}
+}
+
+func (v *validator) oneOf(key, s string, allowed ...string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	v.addf(key, "must be one of %q, got %q", allowed, s)
+}
+
+// hostPort checks that addr has the form host:port with a numeric port in
+// 0..65535; the host may be empty (all interfaces).
+func (v *validator) hostPort(key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.addf(key, "must be host:port, got %q", addr)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.addf(key, "port must be a number in 0..65535, got %q", port)
+	}
+}
+
+func (c Cluster) validate(v *validator) {
+	v.nonEmpty("cluster.name", c.Name)
+	if c.Provider != ProviderLocal {
+		v.addf("cluster.provider", "must be %q, got %q", ProviderLocal, c.Provider)
+	}
+	v.nonEmpty("cluster.host", c.Host)
+	v.between("cluster.port", c.Port, 0, 65535)
+}
+
+func (n Node) validate(v *validator) {
+	v.between("node.id", n.ID, -1, 1023)
+}
+
+func (d Database) validate(v *validator) {
+	v.nonEmpty("database.url", d.URL)
+	v.positive("database.maxConns", int(d.MaxConns))
+	v.duration("database.batchDelay", d.BatchDelay)
+	v.positive("database.batchMax", d.BatchMax)
+}
+
+func (l Listen) validate(v *validator) {
+	if l.HTTP == "" {
+		v.addf("listen.http", "required")
+	} else {
+		v.hostPort("listen.http", l.HTTP)
+	}
+	if l.Admin != "" {
+		v.hostPort("listen.admin", l.Admin)
+		if l.Admin == l.HTTP && !ephemeral(l.Admin) {
+			v.addf("listen.admin", "must differ from listen.http (%q)", l.HTTP)
+		}
+	}
+}
+
+// ephemeral reports whether addr asks for a port chosen by the system (port 0).
+func ephemeral(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
+}
+
+func (a Auth) validate(v *validator) {
+	if a.TokenSecret != "" && len(a.TokenSecret) < MinTokenSecretBytes {
+		v.addf("auth.tokenSecret", "must be at least %d bytes when set, got %d", MinTokenSecretBytes, len(a.TokenSecret))
+	}
+	v.duration("auth.tokenTTL", a.TokenTTL)
+	v.between("auth.bcryptCost", a.BcryptCost, 4, 31)
+}
+
+func (l Limits) validate(v *validator) {
+	v.positive("limits.maxFrameBytes", l.MaxFrameBytes)
+	v.positive("limits.maxTextBytes", l.MaxTextBytes)
+	if l.MaxTextBytes > 0 && l.MaxFrameBytes > 0 && l.MaxTextBytes >= l.MaxFrameBytes {
+		v.addf("limits.maxTextBytes", "must be < limits.maxFrameBytes (%d), got %d", l.MaxFrameBytes, l.MaxTextBytes)
+	}
+	if !(l.FrameRate > 0) || math.IsInf(l.FrameRate, 0) {
+		v.addf("limits.frameRate", "must be a finite number > 0, got %v", l.FrameRate)
+	}
+	v.positive("limits.frameBurst", l.FrameBurst)
+	v.positive("limits.syncBatch", l.SyncBatch)
+	v.positive("limits.historyMax", l.HistoryMax)
+	v.positive("limits.historyDefault", l.HistoryDefault)
+	if l.HistoryDefault > l.HistoryMax {
+		v.addf("limits.historyDefault", "must be <= limits.historyMax (%d), got %d", l.HistoryMax, l.HistoryDefault)
+	}
+}
+
+func (g Grains) validate(v *validator) {
+	v.duration("grains.requestTimeout", g.RequestTimeout)
+	v.duration("grains.idleTimeout", g.IdleTimeout)
+	v.positive("grains.snapshotEvery", g.SnapshotEvery)
+}
+
+func (g Gateway) validate(v *validator) {
+	v.positive("gateway.workers", g.Workers)
+	v.duration("gateway.readTimeout", g.ReadTimeout)
+	v.duration("gateway.writeTimeout", g.WriteTimeout)
+	v.duration("gateway.shutdownGrace", g.ShutdownGrace)
+}
+
+func (l Log) validate(v *validator) {
+	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", l.Format, "text", "json")
+}

@@ -1,0 +1,85 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parleychat/parley/persistence"
+)
+
+// CreateUser adds an account; persistence.ErrConflict if the id is taken.
+func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO users (id, display_name, password_hash) VALUES ($1, $2, $3)`,
+		u.ID, u.DisplayName, u.PasswordHash)
+	if err != nil {
+		return fmt.Errorf("creating user %s: %w", u.ID, mapErr(err))
+	}
+	return nil
+}
+
+// User loads an account; persistence.ErrNotFound if there is none.
+func (s *Store) User(ctx context.Context, id string) (persistence.User, error) {
+	u := persistence.User{ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT display_name, password_hash, last_seen FROM users WHERE id = $1`, id).
+		Scan(&u.DisplayName, &u.PasswordHash, &u.LastSeen)
+	if err != nil {
+		return persistence.User{}, fmt.Errorf("loading user %s: %w", id, mapErr(err))
+	}
+	return u, nil
+}
+
+// UsersExist reports which of ids are accounts.
+func (s *Store) UsersExist(ctx context.Context, ids []string) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM users WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	out := make(map[string]bool, len(ids))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, mapErr(err)
+		}
+		out[id] = true
+	}
+	return out, mapErr(rows.Err())
+}
+
+// SetLastSeen records when a user was last connected (Unix ms).
+func (s *Store) SetLastSeen(ctx context.Context, id string, ms int64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE users SET last_seen = GREATEST(last_seen, $2) WHERE id = $1`, id, ms)
+	return mapErr(err)
+}
+
+// AddDevice registers a device of a user (idempotent).
+func (s *Store) AddDevice(ctx context.Context, user, device string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO devices (user_id, device_id) VALUES ($1, $2)
+		ON CONFLICT DO NOTHING`, user, device)
+	if err != nil {
+		return fmt.Errorf("adding device of %s: %w", user, mapErr(err))
+	}
+	return nil
+}
+
+// Setting returns the value stored under key, storing make()'s result first if
+// there is none. Every node that asks gets the same value.
+func (s *Store) Setting(ctx context.Context, key string, make func() ([]byte, error)) ([]byte, error) {
+	var v []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if mapErr(err) != persistence.ErrNotFound {
+		return nil, mapErr(err)
+	}
+	fresh, err := make()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, fresh); err != nil {
+		return nil, mapErr(err)
+	}
+	err = s.pool.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	return v, mapErr(err)
+}

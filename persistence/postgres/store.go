@@ -1,0 +1,135 @@
+// Package postgres is Parley's store on PostgreSQL (pgx). It owns the schema (embedded
+// migrations, applied at Open), the event-stream appends with their expected-version
+// check, and the group committer that puts many grains' appends into one transaction.
+//
+// A Store is safe for concurrent use. Append calls block until their transaction has
+// committed (or failed); concurrent calls share commits.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parleychat/parley/persistence"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tune a Store. Zero values take the defaults noted.
+type Options struct {
+	MaxConns   int32         // pool size; zero means 16
+	BatchDelay time.Duration // how long a commit waits for more appends; zero means none
+	BatchMax   int           // appends per commit at most; zero means 512
+	Committers int           // transactions in flight at once; zero means 4
+}
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool      *pgxpool.Pool
+	committer *committer
+}
+
+// Open connects, applies the migrations and starts the group committer.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing database url: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to database: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool}
+	s.committer = startCommitter(pool, opts)
+	return s, nil
+}
+
+// Close stops the committer after the appends already submitted, then closes the pool.
+func (s *Store) Close() {
+	s.committer.stop()
+	s.pool.Close()
+}
+
+// Pool exposes the connection pool to tests and tools in this module.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// migrate applies every embedded migration not applied yet, in name order, under an
+// advisory lock so that nodes starting together do not race.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7250001)`); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (name) VALUES ($1) ON CONFLICT DO NOTHING`, base)
+		if err != nil {
+			return fmt.Errorf("migrating %s: %w", base, err)
+		}
+		if tag.RowsAffected() == 0 {
+			continue
+		}
+		sql, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(sql)); err != nil {
+			return fmt.Errorf("migrating %s: %w", base, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	return nil
+}
+
+// mapErr turns driver errors into persistence errors.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return persistence.ErrNotFound
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return fmt.Errorf("%w: %s", persistence.ErrConflict, pgErr.ConstraintName)
+	}
+	return err
+}

@@ -1,0 +1,302 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// bumpStream is the expected-version check shared by both appends: $2 is the expected
+// version, $stream the stream id, and "fresh" the CTE of rows to write. The CTE "ok"
+// has one row (the new version) when the check passed, none when another writer
+// moved the stream.
+const bumpStream = `
+bumped AS (
+    UPDATE streams SET version = $2 + (SELECT count(*) FROM fresh)
+    WHERE id = $stream AND version = $2
+    RETURNING version
+), created AS (
+    INSERT INTO streams (id, version)
+    SELECT $stream, $2 + (SELECT count(*) FROM fresh) WHERE $2 = 0
+    ON CONFLICT (id) DO NOTHING
+    RETURNING version
+), ok AS (
+    SELECT version FROM bumped UNION ALL SELECT version FROM created
+)`
+
+var appendConversationSQL = `
+WITH input AS (
+    SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bytea[])
+        WITH ORDINALITY AS t(message_id, sender, client_id, ts, payload, ord)
+), fresh AS (
+    SELECT i.*, $2::bigint + row_number() OVER (ORDER BY i.ord) AS version
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM conversation_events e
+        WHERE e.conversation = $1 AND e.sender = i.sender AND e.client_id = i.client_id)
+), ` + replaceStream(bumpStream, "$8") + `, ins AS (
+    INSERT INTO conversation_events (conversation, version, message_id, sender, client_id, ts, payload)
+    SELECT $1, version, message_id, sender, client_id, ts, payload FROM fresh
+    WHERE EXISTS (SELECT 1 FROM ok)
+    RETURNING message_id
+)
+SELECT (SELECT version FROM ok), COALESCE((SELECT array_agg(message_id) FROM ins), '{}'::bigint[])`
+
+var appendUserSQL = `
+WITH input AS (
+    SELECT * FROM unnest($3::bigint[], $4::text[], $5::bytea[])
+        WITH ORDINALITY AS t(message_id, conversation, payload, ord)
+), fresh AS (
+    SELECT i.*, $2::bigint + row_number() OVER (ORDER BY i.ord) AS seq
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM user_entries e
+        WHERE e.user_id = $1 AND e.message_id = i.message_id)
+), ` + replaceStream(bumpStream, "$6") + `, ins AS (
+    INSERT INTO user_entries (user_id, seq, message_id, conversation, payload)
+    SELECT $1, seq, message_id, conversation, payload FROM fresh
+    WHERE EXISTS (SELECT 1 FROM ok)
+    RETURNING seq, message_id
+)
+SELECT (SELECT version FROM ok),
+       COALESCE((SELECT array_agg(seq ORDER BY seq) FROM ins), '{}'::bigint[]),
+       COALESCE((SELECT array_agg(message_id ORDER BY seq) FROM ins), '{}'::bigint[])`
+
+func replaceStream(sql, param string) string {
+	out := make([]byte, 0, len(sql))
+	for i := 0; i < len(sql); i++ {
+		if sql[i] == '$' && len(sql) >= i+7 && sql[i:i+7] == "$stream" {
+			out = append(out, param...)
+			i += 6
+			continue
+		}
+		out = append(out, sql[i])
+	}
+	return string(out)
+}
+
+// AppendConversation writes new messages to a conversation's stream in the next
+// group commit. persistence.ErrConflict means the stream is past a.Expected.
+func (s *Store) AppendConversation(ctx context.Context, a persistence.ConversationAppend) (persistence.ConversationAppended, error) {
+	n := len(a.Messages)
+	ids, senders, clients := make([]int64, n), make([]string, n), make([]string, n)
+	ts, payloads := make([]int64, n), make([][]byte, n)
+	for i, m := range a.Messages {
+		p, err := proto.Marshal(m)
+		if err != nil {
+			return persistence.ConversationAppended{}, fmt.Errorf("encoding message: %w", err)
+		}
+		ids[i], senders[i], clients[i], ts[i], payloads[i] = m.MessageId, m.From, m.ClientId, m.Ts, p
+	}
+	var version *int64
+	var inserted []int64
+	err := s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+		b.Queue(appendConversationSQL, a.Conversation, int64(a.Expected), ids, senders, clients, ts, payloads,
+			persistence.ConversationStream(a.Conversation)).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&version, &inserted)
+		})
+	}})
+	if err != nil {
+		return persistence.ConversationAppended{}, err
+	}
+	if version == nil {
+		return persistence.ConversationAppended{}, fmt.Errorf("appending to %s at %d: %w", a.Conversation, a.Expected, persistence.ErrConflict)
+	}
+	return persistence.ConversationAppended{Version: uint64(*version), Inserted: inserted}, nil
+}
+
+// AppendUser writes messages to a user's sync queue in the next group commit,
+// assigning consecutive seqs to the ones not queued yet.
+func (s *Store) AppendUser(ctx context.Context, a persistence.UserAppend) (persistence.UserAppended, error) {
+	n := len(a.Messages)
+	ids, convs, payloads := make([]int64, n), make([]string, n), make([][]byte, n)
+	byID := make(map[int64]*parleypb.Message, n)
+	for i, m := range a.Messages {
+		p, err := proto.Marshal(m)
+		if err != nil {
+			return persistence.UserAppended{}, fmt.Errorf("encoding message: %w", err)
+		}
+		ids[i], convs[i], payloads[i] = m.MessageId, m.Conversation, p
+		byID[m.MessageId] = m
+	}
+	var version *int64
+	var seqs, written []int64
+	err := s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+		b.Queue(appendUserSQL, a.User, int64(a.Expected), ids, convs, payloads, persistence.UserStream(a.User)).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&version, &seqs, &written) })
+	}})
+	if err != nil {
+		return persistence.UserAppended{}, err
+	}
+	if version == nil {
+		return persistence.UserAppended{}, fmt.Errorf("appending to queue of %s at %d: %w", a.User, a.Expected, persistence.ErrConflict)
+	}
+	out := persistence.UserAppended{Version: uint64(*version), Entries: make([]*parleypb.Message, len(seqs))}
+	for i, seq := range seqs {
+		e := proto.Clone(byID[written[i]]).(*parleypb.Message)
+		e.Seq = uint64(seq)
+		out.Entries[i] = e
+	}
+	return out, nil
+}
+
+// StreamVersion is a stream's current version (0 when it has none yet).
+func (s *Store) StreamVersion(ctx context.Context, stream string) (uint64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM streams WHERE id = $1`, stream).Scan(&v)
+	if err == pgx.ErrNoRows {
+		return 0, nil
+	}
+	return uint64(v), mapErr(err)
+}
+
+// UserVersion is the last seq of a user's sync queue.
+func (s *Store) UserVersion(ctx context.Context, user string) (uint64, error) {
+	return s.StreamVersion(ctx, persistence.UserStream(user))
+}
+
+// ConversationVersion is a conversation stream's version.
+func (s *Store) ConversationVersion(ctx context.Context, conv string) (uint64, error) {
+	return s.StreamVersion(ctx, persistence.ConversationStream(conv))
+}
+
+// ReadQueue returns up to limit entries of a user's sync queue after seq, in seq order.
+func (s *Store) ReadQueue(ctx context.Context, user string, after uint64, limit int) ([]*parleypb.Message, error) {
+	rows, err := s.pool.Query(ctx, `SELECT seq, payload FROM user_entries
+		WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, user, int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading queue of %s: %w", user, mapErr(err))
+	}
+	return collectMessages(rows, true)
+}
+
+// ReadConversation returns up to limit messages of a conversation with ids above
+// after, ascending.
+func (s *Store) ReadConversation(ctx context.Context, conv string, after int64, limit int) ([]*parleypb.Message, error) {
+	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
+		WHERE conversation = $1 AND message_id > $2 ORDER BY message_id LIMIT $3`, conv, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", conv, mapErr(err))
+	}
+	return collectMessages(rows, false)
+}
+
+// History returns the limit messages just before the id before (0: the newest),
+// ascending, and whether older ones exist.
+func (s *Store) History(ctx context.Context, conv string, before int64, limit int) ([]*parleypb.Message, bool, error) {
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
+		WHERE conversation = $1 AND message_id < $2 ORDER BY message_id DESC LIMIT $3`, conv, before, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading history of %s: %w", conv, mapErr(err))
+	}
+	msgs, err := collectMessages(rows, false)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[:limit]
+	}
+	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+	}
+	return msgs, more, nil
+}
+
+// LastMessageID is the highest message id in a conversation (0 if none).
+func (s *Store) LastMessageID(ctx context.Context, conv string) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(message_id), 0) FROM conversation_events
+		WHERE conversation = $1`, conv).Scan(&id)
+	return id, mapErr(err)
+}
+
+// FindByClientID returns the message a sender committed with a client id.
+func (s *Store) FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error) {
+	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
+		WHERE conversation = $1 AND sender = $2 AND client_id = $3`, conv, sender, clientID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	msgs, err := collectMessages(rows, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, persistence.ErrNotFound
+	}
+	return msgs[0], nil
+}
+
+func collectMessages(rows pgx.Rows, withSeq bool) ([]*parleypb.Message, error) {
+	defer rows.Close()
+	var out []*parleypb.Message
+	for rows.Next() {
+		var seq int64
+		var payload []byte
+		if err := rows.Scan(&seq, &payload); err != nil {
+			return nil, mapErr(err)
+		}
+		m := &parleypb.Message{}
+		if err := proto.Unmarshal(payload, m); err != nil {
+			return nil, fmt.Errorf("decoding stored message: %w", err)
+		}
+		if withSeq {
+			m.Seq = uint64(seq)
+		}
+		out = append(out, m)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// SaveCursor moves a device's cursor forward (never back) in the next group commit.
+func (s *Store) SaveCursor(ctx context.Context, user, device string, cursor uint64) error {
+	return s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO device_cursors (user_id, device_id, cursor) VALUES ($1, $2, $3)
+			ON CONFLICT (user_id, device_id) DO UPDATE
+			SET cursor = GREATEST(device_cursors.cursor, EXCLUDED.cursor)`, user, device, int64(cursor))
+	}})
+}
+
+// Cursors returns a user's device cursors.
+func (s *Store) Cursors(ctx context.Context, user string) (map[string]uint64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT device_id, cursor FROM device_cursors WHERE user_id = $1`, user)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var d string
+		var c int64
+		if err := rows.Scan(&d, &c); err != nil {
+			return nil, mapErr(err)
+		}
+		out[d] = uint64(c)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// SaveSnapshot stores a stream's snapshot in the next group commit, unless a newer
+// one is stored already.
+func (s *Store) SaveSnapshot(ctx context.Context, stream string, version uint64, state []byte) error {
+	return s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO snapshots (stream, version, state) VALUES ($1, $2, $3)
+			ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
+			WHERE snapshots.version <= EXCLUDED.version`, stream, int64(version), state)
+	}})
+}
+
+// Snapshot loads a stream's snapshot; persistence.ErrNotFound if it has none.
+func (s *Store) Snapshot(ctx context.Context, stream string) (uint64, []byte, error) {
+	var v int64
+	var state []byte
+	err := s.pool.QueryRow(ctx, `SELECT version, state FROM snapshots WHERE stream = $1`, stream).Scan(&v, &state)
+	return uint64(v), state, mapErr(err)
+}
