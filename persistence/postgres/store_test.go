@@ -249,3 +249,23 @@ func TestNodeLeases(t *testing.T) {
 	err = s.RenewNodeID(ctx, a, time.Minute, 0)
 	require.True(t, errors.Is(err, persistence.ErrConflict), "the old holder lost it: %v", err)
 }
+
+func TestOutboxTracksUndeliveredFanout(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	_, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: "dm:a:b",
+		Messages: []*parleypb.Message{msg("dm:a:b", "a", "1", 5), msg("dm:a:b", "a", "2", 9)}})
+	require.NoError(t, err)
+	pending, err := s.PendingOutbox(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"dm:a:b"}, pending)
+
+	require.NoError(t, s.ClearOutbox(ctx, "dm:a:b", 5)) // not everything yet
+	pending, err = s.PendingOutbox(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.NoError(t, s.ClearOutbox(ctx, "dm:a:b", 9))
+	pending, err = s.PendingOutbox(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, pending)
+}

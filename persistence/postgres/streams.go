@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
@@ -43,6 +44,11 @@ WITH input AS (
     SELECT $1, version, message_id, sender, client_id, ts, payload FROM fresh
     WHERE EXISTS (SELECT 1 FROM ok)
     RETURNING message_id
+), pending AS (
+    INSERT INTO outbox (conversation, last_message_id)
+    SELECT $1, max(message_id) FROM ins HAVING count(*) > 0
+    ON CONFLICT (conversation) DO UPDATE
+    SET last_message_id = GREATEST(outbox.last_message_id, EXCLUDED.last_message_id), updated_at = now()
 )
 SELECT (SELECT version FROM ok), COALESCE((SELECT array_agg(message_id) FROM ins), '{}'::bigint[])`
 
@@ -299,4 +305,24 @@ func (s *Store) Snapshot(ctx context.Context, stream string) (uint64, []byte, er
 	var state []byte
 	err := s.pool.QueryRow(ctx, `SELECT version, state FROM snapshots WHERE stream = $1`, stream).Scan(&v, &state)
 	return uint64(v), state, mapErr(err)
+}
+
+// ClearOutbox records that every member's queue has a conversation's messages up to
+// upTo, in the next group commit.
+func (s *Store) ClearOutbox(ctx context.Context, conv string, upTo int64) error {
+	return s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM outbox WHERE conversation = $1 AND last_message_id <= $2`, conv, upTo)
+	}})
+}
+
+// PendingOutbox lists conversations whose fan-out has been pending for longer than
+// age: their grains must be woken to re-drive it.
+func (s *Store) PendingOutbox(ctx context.Context, age time.Duration, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT conversation FROM outbox
+		WHERE updated_at < now() - $1::interval ORDER BY updated_at LIMIT $2`,
+		fmt.Sprintf("%d milliseconds", age.Milliseconds()), limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

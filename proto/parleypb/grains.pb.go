@@ -819,6 +819,81 @@ func (x *ConversationSnapshot) GetDelivered() map[string]int64 {
 	return nil
 }
 
+// Reattach tells a connection that its user grain is stopping: attach again (the
+// next attach activates a fresh grain) and fill any gap from the store.
+type Reattach struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reattach) Reset() {
+	*x = Reattach{}
+	mi := &file_grains_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reattach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reattach) ProtoMessage() {}
+
+func (x *Reattach) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
+func (*Reattach) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{13}
+}
+
+// Wake activates a conversation grain so that it re-drives pending fan-out.
+type Wake struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Wake) Reset() {
+	*x = Wake{}
+	mi := &file_grains_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Wake) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Wake) ProtoMessage() {}
+
+func (x *Wake) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Wake.ProtoReflect.Descriptor instead.
+func (*Wake) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{14}
+}
+
 var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
@@ -874,7 +949,10 @@ const file_grains_proto_rawDesc = "" +
 	"\tdelivered\x18\x03 \x03(\v2..parley.v1.ConversationSnapshot.DeliveredEntryR\tdelivered\x1a<\n" +
 	"\x0eDeliveredEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*\xba\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\n" +
+	"\n" +
+	"\bReattach\"\x06\n" +
+	"\x04Wake*\xba\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\x10\n" +
@@ -900,7 +978,7 @@ func file_grains_proto_rawDescGZIP() []byte {
 }
 
 var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_grains_proto_goTypes = []any{
 	(ErrorReason)(0),             // 0: parley.v1.ErrorReason
 	(*GrainError)(nil),           // 1: parley.v1.GrainError
@@ -916,21 +994,23 @@ var file_grains_proto_goTypes = []any{
 	(*StatusRequest)(nil),        // 11: parley.v1.StatusRequest
 	(*StatusResponse)(nil),       // 12: parley.v1.StatusResponse
 	(*ConversationSnapshot)(nil), // 13: parley.v1.ConversationSnapshot
-	nil,                          // 14: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),              // 15: parley.v1.Message
-	(*actor.PID)(nil),            // 16: actor.PID
+	(*Reattach)(nil),             // 14: parley.v1.Reattach
+	(*Wake)(nil),                 // 15: parley.v1.Wake
+	nil,                          // 16: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),              // 17: parley.v1.Message
+	(*actor.PID)(nil),            // 18: actor.PID
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
 	1,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	15, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	17, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
 	1,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	16, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	18, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
 	1,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
-	16, // 6: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	15, // 7: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	18, // 6: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	17, // 7: parley.v1.Deliver.messages:type_name -> parley.v1.Message
 	1,  // 8: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	14, // 9: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	16, // 9: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
 	10, // [10:10] is the sub-list for method output_type
 	10, // [10:10] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -950,7 +1030,7 @@ func file_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

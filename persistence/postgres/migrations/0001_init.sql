@@ -83,6 +83,15 @@ CREATE TABLE node_leases (
     reserved_ms bigint  NOT NULL DEFAULT 0
 );
 
+-- Conversations whose committed messages may not be in every member's queue yet.
+-- The committed event is the outbox: a row here points at it until the fan-out is
+-- acknowledged, and a sweeper wakes the conversation grain of an old row.
+CREATE TABLE outbox (
+    conversation    text PRIMARY KEY,
+    last_message_id bigint NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE settings (
     key   text PRIMARY KEY,
     value bytea NOT NULL
