@@ -1,0 +1,258 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// encodeServerJSON writes a server frame in the shape of PROTOCOL.md.
+func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
+	b := make([]byte, 0, 64+serverSize(f))
+	b = append(b, `{"type":`...)
+	b = appendString(b, serverType(f))
+	switch x := f.GetBody().(type) {
+	case *parleypb.ServerFrame_Sent:
+		s := x.Sent
+		b = appendStr(b, "id", s.GetId())
+		b = appendIntID(b, "messageId", s.GetMessageId())
+		b = appendStr(b, "conversation", s.GetConversation())
+		b = appendNum(b, "ts", s.GetTs())
+	case *parleypb.ServerFrame_Message:
+		b = appendMessageMembers(b, x.Message, true)
+	case *parleypb.ServerFrame_Synced:
+		b = appendUintID(b, "upTo", x.Synced.GetUpTo())
+		b = appendBool(b, "more", x.Synced.GetMore())
+	case *parleypb.ServerFrame_Receipt:
+		r := x.Receipt
+		b = appendStr(b, "conversation", r.GetConversation())
+		b = appendStr(b, "user", r.GetUser())
+		b = appendStr(b, "status", r.GetStatus())
+		b = appendIntID(b, "upTo", r.GetUpTo())
+	case *parleypb.ServerFrame_History:
+		b = appendHistory(b, x.History)
+	case *parleypb.ServerFrame_Typing:
+		b = appendStr(b, "conversation", x.Typing.GetConversation())
+		b = appendStr(b, "from", x.Typing.GetFrom())
+	case *parleypb.ServerFrame_Presence:
+		p := x.Presence
+		b = appendStr(b, "user", p.GetUser())
+		b = appendStr(b, "status", p.GetStatus())
+		b = appendNum(b, "lastSeen", p.GetLastSeen())
+	case *parleypb.ServerFrame_Error:
+		e := x.Error
+		b = appendOptStr(b, "id", e.GetId())
+		b = appendStr(b, "code", e.GetCode())
+		b = appendStr(b, "message", e.GetMessage())
+	}
+	return append(b, '}'), nil
+}
+
+// appendMessageMembers appends the members of a message, each with its leading
+// comma. seq is written always in a message frame (top), and only when set in
+// a history page, whose messages come from the conversation, not a sync queue.
+func appendMessageMembers(b []byte, m *parleypb.Message, top bool) []byte {
+	if top || m.GetSeq() != 0 {
+		b = appendUintID(b, "seq", m.GetSeq())
+	}
+	b = appendIntID(b, "messageId", m.GetMessageId())
+	b = appendStr(b, "conversation", m.GetConversation())
+	b = appendStr(b, "from", m.GetFrom())
+	b = appendOptStr(b, "to", m.GetTo())
+	b = appendOptStr(b, "group", m.GetGroup())
+	b = appendStr(b, "text", m.GetText())
+	b = appendNum(b, "ts", m.GetTs())
+	return appendOptStr(b, "clientId", m.GetClientId())
+}
+
+func appendHistory(b []byte, h *parleypb.History) []byte {
+	b = appendStr(b, "id", h.GetId())
+	b = appendStr(b, "conversation", h.GetConversation())
+	b = append(appendKey(b, "messages"), '[')
+	for i, m := range h.GetMessages() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		// The members start with a comma: turn the first one into the brace.
+		start := len(b)
+		b = appendMessageMembers(b, m, false)
+		b[start] = '{'
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	return appendBool(b, "more", h.GetMore())
+}
+
+func serverType(f *parleypb.ServerFrame) string {
+	switch f.GetBody().(type) {
+	case *parleypb.ServerFrame_Sent:
+		return "sent"
+	case *parleypb.ServerFrame_Message:
+		return "message"
+	case *parleypb.ServerFrame_Synced:
+		return "synced"
+	case *parleypb.ServerFrame_Receipt:
+		return "receipt"
+	case *parleypb.ServerFrame_History:
+		return "history"
+	case *parleypb.ServerFrame_Typing:
+		return "typing"
+	case *parleypb.ServerFrame_Presence:
+		return "presence"
+	case *parleypb.ServerFrame_Pong:
+		return "pong"
+	case *parleypb.ServerFrame_Error:
+		return "error"
+	}
+	return ""
+}
+
+// serverSize estimates the output length of a server frame beyond its fixed
+// members, to size the buffer once.
+func serverSize(f *parleypb.ServerFrame) int {
+	n := messageSize(f.GetMessage())
+	for _, m := range f.GetHistory().GetMessages() {
+		n += messageSize(m)
+	}
+	e := f.GetError()
+	return n + len(e.GetId()) + len(e.GetMessage()) + 64
+}
+
+func messageSize(m *parleypb.Message) int {
+	if m == nil {
+		return 0
+	}
+	return 140 + len(m.Conversation) + len(m.From) + len(m.To) + len(m.Group) +
+		len(m.Text) + len(m.ClientId)
+}
+
+// messageJSON is a message as it appears in a message frame or a history page.
+type messageJSON struct {
+	Seq          json.RawMessage `json:"seq"`
+	MessageID    json.RawMessage `json:"messageId"`
+	Conversation string          `json:"conversation"`
+	From         string          `json:"from"`
+	To           string          `json:"to"`
+	Group        string          `json:"group"`
+	Text         string          `json:"text"`
+	Ts           int64           `json:"ts"`
+	ClientID     string          `json:"clientId"`
+}
+
+// serverJSON is every member a server frame may carry.
+type serverJSON struct {
+	Type string `json:"type"`
+	messageJSON
+	ID       string          `json:"id"`
+	UpTo     json.RawMessage `json:"upTo"`
+	More     bool            `json:"more"`
+	User     string          `json:"user"`
+	Status   string          `json:"status"`
+	LastSeen int64           `json:"lastSeen"`
+	Code     string          `json:"code"`
+	Message  string          `json:"message"`
+	Messages []messageJSON   `json:"messages"`
+}
+
+func decodeServerJSON(data []byte) (*parleypb.ServerFrame, error) {
+	var j serverJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, fmt.Errorf("wire: bad server frame: %w", err)
+	}
+	if !isObject(data) {
+		return nil, errors.New("wire: bad server frame: not a JSON object")
+	}
+	f, err := j.frame()
+	if err != nil {
+		return nil, fmt.Errorf("wire: bad %q frame: %w", j.Type, err)
+	}
+	return f, nil
+}
+
+func (j *serverJSON) frame() (*parleypb.ServerFrame, error) {
+	switch j.Type {
+	case "sent":
+		id, err := optInt("messageId", j.MessageID)
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Sent{Sent: &parleypb.Sent{
+			Id: j.ID, MessageId: id, Conversation: j.Conversation, Ts: j.Ts}}}, err
+	case "message":
+		m, err := j.message()
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Message{Message: m}}, err
+	case "synced":
+		upTo, err := optUint("upTo", j.UpTo)
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Synced{Synced: &parleypb.Synced{
+			UpTo: upTo, More: j.More}}}, err
+	case "receipt":
+		upTo, err := optInt("upTo", j.UpTo)
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Receipt{Receipt: &parleypb.Receipt{
+			Conversation: j.Conversation, User: j.User, Status: j.Status, UpTo: upTo}}}, err
+	case "history":
+		return j.history()
+	case "typing":
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Typing{Typing: &parleypb.TypingNotice{
+			Conversation: j.Conversation, From: j.From}}}, nil
+	case "presence":
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Presence{Presence: &parleypb.Presence{
+			User: j.User, Status: j.Status, LastSeen: j.LastSeen}}}, nil
+	case "pong":
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}}, nil
+	case "error":
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{
+			Id: j.ID, Code: j.Code, Message: j.Message}}}, nil
+	case "":
+		return nil, errors.New(`missing "type"`)
+	}
+	return nil, errors.New("unknown frame type")
+}
+
+func (j *serverJSON) history() (*parleypb.ServerFrame, error) {
+	h := &parleypb.History{Id: j.ID, Conversation: j.Conversation, More: j.More,
+		Messages: make([]*parleypb.Message, 0, len(j.Messages))}
+	for i := range j.Messages {
+		m, err := j.Messages[i].message()
+		if err != nil {
+			return nil, fmt.Errorf("messages[%d]: %w", i, err)
+		}
+		h.Messages = append(h.Messages, m)
+	}
+	return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: h}}, nil
+}
+
+func (m *messageJSON) message() (*parleypb.Message, error) {
+	seq, err := optUint("seq", m.Seq)
+	if err != nil {
+		return nil, err
+	}
+	id, err := optInt("messageId", m.MessageID)
+	if err != nil {
+		return nil, err
+	}
+	return &parleypb.Message{Seq: seq, MessageId: id, Conversation: m.Conversation, From: m.From,
+		To: m.To, Group: m.Group, Text: m.Text, Ts: m.Ts, ClientId: m.ClientID}, nil
+}
+
+// optUint parses an id or seq member; absent is zero.
+func optUint(name string, raw json.RawMessage) (uint64, error) {
+	if isNull(raw) {
+		return 0, nil
+	}
+	v, err := parseUint(raw)
+	if err != nil {
+		return 0, fmt.Errorf("%q %w", name, err)
+	}
+	return v, nil
+}
+
+// optInt parses a message id member; absent is zero.
+func optInt(name string, raw json.RawMessage) (int64, error) {
+	if isNull(raw) {
+		return 0, nil
+	}
+	v, err := parseInt(raw)
+	if err != nil {
+		return 0, fmt.Errorf("%q %w", name, err)
+	}
+	return v, nil
+}

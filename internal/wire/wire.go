@@ -1,0 +1,254 @@
+// Package wire is the frame codec between WebSocket payloads and the protobuf
+// frames of proto/parleypb. It is used by the server gateway (DecodeClient,
+// EncodeServer) and by the Go client and tests (EncodeClient, DecodeServer).
+//
+// Two encodings exist. JSON (text frames) maps each frame to the flat
+// {"type": ...} objects of PROTOCOL.md, with 64-bit ids and seqs as decimal
+// strings and timestamps as numbers. Proto (binary frames) is one marshalled
+// parleypb.ClientFrame or parleypb.ServerFrame.
+//
+// DecodeClient also validates the shape of a client frame (required fields,
+// exactly-one-of rules, enumerated values) and reports a bad frame as a
+// *FrameError carrying a PROTOCOL.md error code. Limits that depend on server
+// configuration, such as the text length, are left to the caller.
+//
+// The package is stateless and safe for concurrent use.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Encoding selects how frames are carried on the WebSocket.
+type Encoding uint8
+
+const (
+	// JSON is one JSON object per text frame (the default).
+	JSON Encoding = iota
+	// Proto is one marshalled ClientFrame or ServerFrame per binary frame.
+	Proto
+)
+
+// String returns the name used in the ?encoding= query parameter.
+func (e Encoding) String() string {
+	switch e {
+	case JSON:
+		return "json"
+	case Proto:
+		return "proto"
+	}
+	return fmt.Sprintf("Encoding(%d)", uint8(e))
+}
+
+// ParseEncoding parses the ?encoding= query parameter: "" and "json" are JSON,
+// "proto" is Proto.
+func ParseEncoding(s string) (Encoding, error) {
+	switch s {
+	case "", "json":
+		return JSON, nil
+	case "proto":
+		return Proto, nil
+	}
+	return 0, fmt.Errorf("wire: unknown encoding %q (want json or proto)", s)
+}
+
+// Error codes of PROTOCOL.md used by this package.
+const (
+	CodeBadRequest = "bad_request"
+	CodeInternal   = "internal"
+)
+
+// FrameError is a bad client frame: Code is a PROTOCOL.md error code
+// ("bad_request"), ID the frame's "id" when it had one, so that the server can
+// answer with an error frame carrying both.
+type FrameError struct {
+	ID, Code, Message string
+}
+
+func (e *FrameError) Error() string {
+	if e.ID != "" {
+		return fmt.Sprintf("%s (id %q): %s", e.Code, e.ID, e.Message)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func badRequest(id, format string, args ...any) *FrameError {
+	return &FrameError{ID: id, Code: CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+var errEmptyFrame = errors.New("wire: frame has no body")
+
+// DecodeClient decodes and validates one client frame. Its errors are always
+// *FrameError.
+func DecodeClient(enc Encoding, data []byte) (*parleypb.ClientFrame, error) {
+	var (
+		f  *parleypb.ClientFrame
+		fe *FrameError
+	)
+	switch enc {
+	case JSON:
+		f, fe = decodeClientJSON(data)
+	case Proto:
+		f, fe = decodeClientProto(data)
+	default:
+		return nil, &FrameError{Code: CodeInternal, Message: "unknown encoding " + enc.String()}
+	}
+	if fe != nil {
+		return nil, fe
+	}
+	return f, nil
+}
+
+// EncodeServer encodes one server frame.
+func EncodeServer(enc Encoding, f *parleypb.ServerFrame) ([]byte, error) {
+	if f.GetBody() == nil {
+		return nil, errEmptyFrame
+	}
+	switch enc {
+	case JSON:
+		return encodeServerJSON(f)
+	case Proto:
+		return proto.Marshal(f)
+	}
+	return nil, fmt.Errorf("wire: unknown encoding %s", enc)
+}
+
+// EncodeClient encodes one client frame. It does not validate it, so tests can
+// send bad frames on purpose.
+func EncodeClient(enc Encoding, f *parleypb.ClientFrame) ([]byte, error) {
+	if f.GetBody() == nil {
+		return nil, errEmptyFrame
+	}
+	switch enc {
+	case JSON:
+		return encodeClientJSON(f)
+	case Proto:
+		return proto.Marshal(f)
+	}
+	return nil, fmt.Errorf("wire: unknown encoding %s", enc)
+}
+
+// DecodeServer decodes one server frame. It checks the syntax and the frame
+// type, not the presence of fields.
+func DecodeServer(enc Encoding, data []byte) (*parleypb.ServerFrame, error) {
+	switch enc {
+	case JSON:
+		return decodeServerJSON(data)
+	case Proto:
+		f := new(parleypb.ServerFrame)
+		if err := unmarshalOpts.Unmarshal(data, f); err != nil {
+			return nil, fmt.Errorf("wire: bad server frame: %w", err)
+		}
+		if f.Body == nil {
+			return nil, errEmptyFrame
+		}
+		return f, nil
+	}
+	return nil, fmt.Errorf("wire: unknown encoding %s", enc)
+}
+
+// TypeOf returns the PROTOCOL.md type of a client frame ("send", "sync", ...),
+// or "" for a frame without a body.
+func TypeOf(f *parleypb.ClientFrame) string {
+	switch f.GetBody().(type) {
+	case *parleypb.ClientFrame_Send:
+		return "send"
+	case *parleypb.ClientFrame_Sync:
+		return "sync"
+	case *parleypb.ClientFrame_Received:
+		return "received"
+	case *parleypb.ClientFrame_Read:
+		return "read"
+	case *parleypb.ClientFrame_History:
+		return "history"
+	case *parleypb.ClientFrame_Typing:
+		return "typing"
+	case *parleypb.ClientFrame_Presence:
+		return "presence"
+	case *parleypb.ClientFrame_Ping:
+		return "ping"
+	}
+	return ""
+}
+
+// Unknown fields are dropped, as unknown JSON keys are ignored.
+var unmarshalOpts = proto.UnmarshalOptions{DiscardUnknown: true}
+
+func decodeClientProto(data []byte) (*parleypb.ClientFrame, *FrameError) {
+	f := new(parleypb.ClientFrame)
+	if err := unmarshalOpts.Unmarshal(data, f); err != nil {
+		return nil, badRequest("", "unparsable protobuf frame: %v", err)
+	}
+	if fe := validate(f); fe != nil {
+		return nil, fe
+	}
+	return f, nil
+}
+
+// maxClientID is the longest client message id, in characters.
+const maxClientID = 64
+
+// validate applies the checks shared by both encodings.
+func validate(f *parleypb.ClientFrame) *FrameError {
+	switch b := f.GetBody().(type) {
+	case nil:
+		return badRequest("", "empty frame")
+	case *parleypb.ClientFrame_Send:
+		return validateSend(b.Send)
+	case *parleypb.ClientFrame_Read:
+		switch {
+		case b.Read.GetConversation() == "":
+			return badRequest("", `read: missing "conversation"`)
+		case b.Read.GetUpTo() < 0:
+			return badRequest("", `read: "upTo" must not be negative`)
+		}
+	case *parleypb.ClientFrame_History:
+		h := b.History
+		switch {
+		case h.GetId() == "":
+			return badRequest("", `history: missing "id"`)
+		case h.GetConversation() == "":
+			return badRequest(h.GetId(), `history: missing "conversation"`)
+		case h.GetBefore() < 0:
+			return badRequest(h.GetId(), `history: "before" must not be negative`)
+		}
+	case *parleypb.ClientFrame_Typing:
+		return checkTarget("typing", "", b.Typing.GetTo(), b.Typing.GetGroup())
+	case *parleypb.ClientFrame_Presence:
+		if s := b.Presence.GetStatus(); s != "online" && s != "away" {
+			return badRequest("", `presence: "status" must be "online" or "away", got %q`, s)
+		}
+	}
+	return nil
+}
+
+func validateSend(s *parleypb.Send) *FrameError {
+	id := s.GetId()
+	if id == "" {
+		return badRequest("", `send: missing "id"`)
+	}
+	if n := utf8.RuneCountInString(id); n > maxClientID {
+		return badRequest(id, `send: "id" is %d characters, at most %d allowed`, n, maxClientID)
+	}
+	if s.GetText() == "" {
+		return badRequest(id, `send: missing "text"`)
+	}
+	return checkTarget("send", id, s.GetTo(), s.GetGroup())
+}
+
+// checkTarget checks that exactly one of to and group is set.
+func checkTarget(typ, id, to, group string) *FrameError {
+	switch {
+	case to == "" && group == "":
+		return badRequest(id, `%s: one of "to" or "group" is required`, typ)
+	case to != "" && group != "":
+		return badRequest(id, `%s: only one of "to" or "group" may be set`, typ)
+	}
+	return nil
+}
