@@ -1,0 +1,317 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Close codes of PROTOCOL.md and RFC 6455.
+const (
+	CloseGoingAway     = 1001 // server shutting down
+	ClosePolicy        = 1008 // abuse: rate limit
+	CloseTooBig        = 1009 // frame over the size limit
+	CloseInternalError = 1011 // the server cannot serve the connection
+)
+
+// Socket is the connection actor's view of its WebSocket (implemented by the
+// gateway): frame writes, serialized with the reader's control replies, and close.
+type Socket interface {
+	Write(f *parleypb.ServerFrame) error
+	Close(code int, reason string)
+}
+
+// Session is how the gateway feeds a connection actor.
+type Session struct {
+	root *actor.RootContext
+	pid  *actor.PID
+}
+
+type (
+	inbound      struct{ frame *parleypb.ClientFrame }
+	badFrame     struct{ err error }
+	socketClosed struct{}
+	shutdown     struct{}
+)
+
+// Frame hands a decoded client frame to the actor.
+func (s *Session) Frame(f *parleypb.ClientFrame) { s.root.Send(s.pid, &inbound{frame: f}) }
+
+// BadFrame hands a frame that failed to decode to the actor (it answers error).
+func (s *Session) BadFrame(err error) { s.root.Send(s.pid, &badFrame{err: err}) }
+
+// Closed tells the actor its socket is gone.
+func (s *Session) Closed() { s.root.Send(s.pid, &socketClosed{}) }
+
+// Shutdown asks the actor to write what it has queued, then close with 1001.
+func (s *Session) Shutdown() { s.root.Send(s.pid, &shutdown{}) }
+
+// SpawnConnection starts the connection actor of an authenticated socket.
+func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
+	root := d.Cluster.ActorSystem.Root
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &Connection{deps: d, sock: sock, user: user, device: device}
+	})
+	return &Session{root: root, pid: root.SpawnPrefix(props, "conn")}
+}
+
+// Connection is the actor of one WebSocket: it turns client frames into grain
+// requests and store reads, and is the single writer of frames to its socket.
+//
+// Stream rule: message frames go out in increasing seq order. Live deliveries start
+// after a sync that reached the end of the queue; a delivery that skips ahead of
+// what this socket has is preceded by the missing entries, read from the store.
+type Connection struct {
+	deps     *Deps
+	sock     Socket
+	user     string
+	device   string
+	cursor   uint64 // the device's stored cursor, as far as this connection knows
+	lastSent uint64 // highest seq written to this socket
+	live     bool
+	closed   bool
+}
+
+// Receive handles one message.
+func (c *Connection) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if err := c.attach(ctx); err != nil {
+			c.deps.Log.Warn("attaching connection", slog.String("user_id", c.user), slog.Any("error", err))
+			c.close(ctx, CloseInternalError, "unavailable")
+		}
+	case *inbound:
+		c.handle(ctx, m.frame)
+	case *badFrame:
+		var fe *wire.FrameError
+		if errors.As(m.err, &fe) {
+			c.writeError(fe.ID, fe.Code, fe.Message)
+		} else {
+			c.writeError("", "bad_request", "bad frame")
+		}
+	case *parleypb.Deliver:
+		c.deliver(m.Messages)
+	case *parleypb.Reattach:
+		if err := c.attach(ctx); err != nil {
+			c.close(ctx, CloseInternalError, "unavailable")
+		}
+	case *socketClosed:
+		c.closed = true
+		c.detach(ctx)
+		ctx.Stop(ctx.Self())
+	case *shutdown:
+		c.close(ctx, CloseGoingAway, "server shutting down")
+	}
+}
+
+// attach registers with the user grain; a re-attach also fills any gap missed
+// while no grain held this connection.
+func (c *Connection) attach(ctx actor.Context) error {
+	res, err := c.deps.Cluster.Request(c.user, KindUser, &parleypb.AttachRequest{Conn: ctx.Self(), DeviceId: c.device},
+		cluster.WithTimeout(c.deps.Settings.RequestTimeout), cluster.WithRetryCount(3))
+	if err != nil {
+		return err
+	}
+	r, ok := res.(*parleypb.AttachResponse)
+	if !ok || r.Error != nil {
+		return fmt.Errorf("attach refused: %v", res)
+	}
+	c.cursor = max(c.cursor, r.Cursor)
+	if c.live && r.LastSeq > c.lastSent {
+		c.fill(r.LastSeq)
+	}
+	return nil
+}
+
+func (c *Connection) detach(ctx actor.Context) {
+	c.deps.tell(ctx, c.user, KindUser, &parleypb.DetachRequest{Conn: ctx.Self()})
+}
+
+func (c *Connection) close(ctx actor.Context, code int, reason string) {
+	if !c.closed {
+		c.closed = true
+		c.sock.Close(code, reason)
+		c.detach(ctx)
+	}
+	ctx.Stop(ctx.Self())
+}
+
+func (c *Connection) handle(ctx actor.Context, f *parleypb.ClientFrame) {
+	switch b := f.Body.(type) {
+	case *parleypb.ClientFrame_Send:
+		c.send(ctx, b.Send)
+	case *parleypb.ClientFrame_Sync:
+		c.sync(b.Sync)
+	case *parleypb.ClientFrame_Received:
+		if b.Received.UpTo > c.cursor {
+			c.cursor = b.Received.UpTo
+			c.deps.tell(ctx, c.user, KindUser, &parleypb.AckRequest{DeviceId: c.device, UpTo: b.Received.UpTo})
+		}
+	case *parleypb.ClientFrame_History:
+		c.history(b.History)
+	case *parleypb.ClientFrame_Ping:
+		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}})
+	default:
+		c.writeError("", "bad_request", wire.TypeOf(f)+" is not available yet")
+	}
+}
+
+func (c *Connection) send(ctx actor.Context, s *parleypb.Send) {
+	switch {
+	case len(s.Text) > c.deps.Settings.MaxTextBytes:
+		c.writeError(s.Id, "too_large", fmt.Sprintf("text is longer than %d bytes", c.deps.Settings.MaxTextBytes))
+		return
+	case !utf8.ValidString(s.Text):
+		c.writeError(s.Id, "bad_request", "text is not valid UTF-8")
+		return
+	case s.Group != "":
+		c.writeError(s.Id, "not_found", "group "+s.Group+" does not exist")
+		return
+	case !convid.UserID.MatchString(s.To):
+		c.writeError(s.Id, "bad_request", "to is not a user id")
+		return
+	case s.To == c.user:
+		c.writeError(s.Id, "bad_request", "cannot send to yourself")
+		return
+	}
+	conv := convid.DirectID(c.user, s.To)
+	req := &parleypb.PostRequest{Conversation: conv, From: c.user, To: s.To, ClientId: s.Id, Text: s.Text}
+	c.post(ctx, conv, req, 3)
+}
+
+// post asks the conversation grain, retrying while it answers unavailable (it is
+// reloading); the same client id makes every retry safe.
+func (c *Connection) post(ctx actor.Context, conv string, req *parleypb.PostRequest, tries int) {
+	c.deps.ask(ctx, conv, KindConversation, req, 2, func(res any, err error) {
+		r, ok := res.(*parleypb.PostResponse)
+		switch {
+		case err != nil || !ok:
+			c.writeError(req.ClientId, "unavailable", "message not committed; send it again with the same id")
+		case r.Error != nil && r.Error.Reason == parleypb.ErrorReason_UNAVAILABLE && tries > 1:
+			c.post(ctx, conv, req, tries-1)
+		case r.Error != nil:
+			c.writeError(req.ClientId, ErrorCode(r.Error.Reason), r.Error.Message)
+		default:
+			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Sent{Sent: &parleypb.Sent{
+				Id: req.ClientId, MessageId: r.MessageId, Conversation: conv, Ts: r.Ts}}})
+		}
+	})
+}
+
+// sync replays the queue after the cursor (or after), then answers synced. Reaching
+// the end makes the connection live.
+func (c *Connection) sync(s *parleypb.Sync) {
+	after := c.cursor
+	if s.After != nil {
+		after = *s.After
+	}
+	limit := c.deps.Settings.SyncBatch
+	if s.Limit > 0 && int(s.Limit) < limit {
+		limit = int(s.Limit)
+	}
+	msgs, err := c.read(after, limit)
+	if err != nil {
+		c.writeError("", "unavailable", "sync failed; try again")
+		return
+	}
+	upTo := after
+	for _, m := range msgs {
+		c.writeMessage(m)
+		upTo = m.Seq
+	}
+	c.lastSent = upTo
+	more := len(msgs) == limit
+	c.live = !more
+	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Synced{Synced: &parleypb.Synced{UpTo: upTo, More: more}}})
+}
+
+func (c *Connection) read(after uint64, limit int) ([]*parleypb.Message, error) {
+	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	return c.deps.Store.ReadQueue(cx, c.user, after, limit)
+}
+
+// deliver writes live entries, filling from the store any gap before them.
+func (c *Connection) deliver(msgs []*parleypb.Message) {
+	if !c.live || len(msgs) == 0 {
+		return
+	}
+	if first := msgs[0].Seq; first > c.lastSent+1 {
+		c.fill(first - 1)
+	}
+	for _, m := range msgs {
+		if m.Seq == c.lastSent+1 {
+			c.writeMessage(m)
+			c.lastSent = m.Seq
+		}
+	}
+}
+
+// fill writes the entries after lastSent up to upTo from the store.
+func (c *Connection) fill(upTo uint64) {
+	for c.lastSent < upTo {
+		msgs, err := c.read(c.lastSent, min(int(upTo-c.lastSent), c.deps.Settings.SyncBatch))
+		if err != nil || len(msgs) == 0 {
+			c.live = false // the client's next sync recovers
+			return
+		}
+		for _, m := range msgs {
+			c.writeMessage(m)
+			c.lastSent = m.Seq
+		}
+	}
+}
+
+func (c *Connection) history(h *parleypb.HistoryRequest) {
+	kind, members, _, err := convid.Parse(h.Conversation)
+	switch {
+	case err != nil:
+		c.writeError(h.Id, "bad_request", "malformed conversation id")
+		return
+	case kind != convid.Direct:
+		c.writeError(h.Id, "not_found", "conversation does not exist")
+		return
+	case members[0] != c.user && members[1] != c.user:
+		c.writeError(h.Id, "forbidden", "not a member of "+h.Conversation)
+		return
+	}
+	limit := c.deps.Settings.HistoryDefault
+	if h.Limit > 0 {
+		limit = min(int(h.Limit), c.deps.Settings.HistoryMax)
+	}
+	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, limit)
+	if err != nil {
+		c.writeError(h.Id, "unavailable", "history failed; try again")
+		return
+	}
+	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: &parleypb.History{
+		Id: h.Id, Conversation: h.Conversation, Messages: msgs, More: more}}})
+}
+
+func (c *Connection) writeMessage(m *parleypb.Message) {
+	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Message{Message: m}})
+}
+
+func (c *Connection) writeError(id, code, msg string) {
+	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{Id: id, Code: code, Message: msg}}})
+}
+
+func (c *Connection) write(f *parleypb.ServerFrame) {
+	if c.closed {
+		return
+	}
+	if err := c.sock.Write(f); err != nil {
+		c.closed = true // the gateway closes the socket and reports it
+	}
+}

@@ -1,0 +1,434 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+const (
+	fanoutBatch   = 500        // messages per enqueue request
+	recentClients = 4096       // client ids remembered for answering repeats without a read
+	retryFanout   = time.Second // pause before re-driving a failed enqueue
+)
+
+// Conversation is the grain that is the single writer of one conversation: it
+// dedupes client ids, assigns message ids in order, appends to the store, answers
+// the sender only after the commit, then enqueues each message into every member's
+// user grain until each acknowledges (the committed event is the outbox).
+type Conversation struct {
+	deps    *Deps
+	id      string
+	members []string
+	known   bool // every member is an existing user
+	broken  bool // the stream moved under us or the store failed: stopping
+
+	version   uint64 // stream version
+	lastID    int64  // highest message id assigned
+	committed int64  // highest message id committed
+
+	pending  []*post         // waiting for the next append
+	inflight []*post         // in the append under way
+	byKey    map[string]*post // pending and inflight posts by sender and client id
+	recent   recentSent
+
+	delivered map[string]int64 // member -> highest message id its queue acknowledged
+	sending   map[string]bool  // member -> an enqueue is under way
+	tail      []*parleypb.Message
+	tailBase  int64 // every committed message above tailBase is in tail
+	acks      int   // acknowledgements since the last snapshot
+	retrying  bool
+}
+
+type post struct {
+	req     *parleypb.PostRequest
+	msg     *parleypb.Message
+	waiters []*actor.PID
+}
+
+type conversationAppended struct {
+	res persistence.ConversationAppended
+	err error
+}
+
+type fanoutRetry struct{}
+
+// Receive handles one message.
+func (c *Conversation) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *cluster.ClusterInit:
+		c.init(ctx, m.Identity.Identity)
+	case *parleypb.PostRequest:
+		c.post(ctx, m)
+	case *conversationAppended:
+		c.appended(ctx, m)
+	case *parleypb.Wake:
+		c.fanout(ctx)
+	case *fanoutRetry:
+		c.retrying = false
+		c.fanout(ctx)
+	case *actor.ReceiveTimeout:
+		if len(c.pending)+len(c.inflight) == 0 && c.allDelivered() {
+			ctx.Poison(ctx.Self())
+		}
+	case *actor.Stopping:
+		c.saveSnapshot(ctx, true)
+	case *actor.Stopped:
+		c.deps.Grains.remove(KindConversation, c.id)
+	}
+}
+
+func (c *Conversation) init(ctx actor.Context, id string) {
+	c.id = id
+	c.deps.Grains.add(KindConversation, id)
+	c.byKey = map[string]*post{}
+	c.recent = newRecentSent(recentClients)
+	c.delivered = map[string]int64{}
+	c.sending = map[string]bool{}
+	kind, members, _, err := convid.Parse(id)
+	if err != nil || kind != convid.Direct {
+		c.deps.Log.Warn("conversation grain for an id it cannot serve", slog.String("conversation", id))
+		c.broken = true
+		ctx.Poison(ctx.Self())
+		return
+	}
+	c.members = members
+	if err := c.load(); err != nil {
+		c.deps.Log.Error("loading conversation", slog.String("conversation", id), slog.Any("error", err))
+		c.broken = true
+		ctx.Poison(ctx.Self())
+		return
+	}
+	ctx.SetReceiveTimeout(c.deps.Settings.IdleTimeout)
+	c.fanout(ctx)
+}
+
+// load restores the state: the snapshot (delivery progress), then the stream's
+// version and last message id. Messages past a member's delivered mark are re-driven.
+func (c *Conversation) load() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	st := c.deps.Store
+	_, state, err := st.Snapshot(ctx, persistence.ConversationStream(c.id))
+	switch {
+	case err == nil:
+		snap := &parleypb.ConversationSnapshot{}
+		if err := proto.Unmarshal(state, snap); err != nil {
+			return err
+		}
+		for m, id := range snap.Delivered {
+			c.delivered[m] = id
+		}
+	case err != persistence.ErrNotFound:
+		return err
+	}
+	if c.version, err = st.ConversationVersion(ctx, c.id); err != nil {
+		return err
+	}
+	if c.committed, err = st.LastMessageID(ctx, c.id); err != nil {
+		return err
+	}
+	c.lastID, c.tailBase = c.committed, c.committed
+	return nil
+}
+
+func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
+	if e := c.check(req); e != nil {
+		ctx.Respond(&parleypb.PostResponse{Error: e})
+		return
+	}
+	key := req.From + "\x00" + req.ClientId
+	if p := c.byKey[key]; p != nil {
+		p.waiters = append(p.waiters, ctx.Sender())
+		return
+	}
+	if s, ok := c.recent.get(key); ok {
+		ctx.Respond(s)
+		return
+	}
+	p := &post{req: req, waiters: []*actor.PID{ctx.Sender()}}
+	c.pending = append(c.pending, p)
+	c.byKey[key] = p
+	c.flush(ctx)
+}
+
+func (c *Conversation) check(req *parleypb.PostRequest) *parleypb.GrainError {
+	if c.broken {
+		return grainError(parleypb.ErrorReason_UNAVAILABLE, "conversation is restarting; retry")
+	}
+	if req.ClientId == "" || req.Text == "" {
+		return grainError(parleypb.ErrorReason_BAD_REQUEST, "id and text are required")
+	}
+	if req.From == req.To || !c.isMember(req.From) || !c.isMember(req.To) {
+		return grainError(parleypb.ErrorReason_FORBIDDEN, "not a member of %s", c.id)
+	}
+	if c.known {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	exist, err := c.deps.Store.UsersExist(ctx, c.members)
+	if err != nil {
+		return grainError(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
+	}
+	for _, m := range c.members {
+		if !exist[m] {
+			return grainError(parleypb.ErrorReason_NOT_FOUND, "user %s does not exist", m)
+		}
+	}
+	c.known = true
+	return nil
+}
+
+func (c *Conversation) isMember(user string) bool {
+	for _, m := range c.members {
+		if m == user {
+			return true
+		}
+	}
+	return false
+}
+
+// flush starts the next append when none is under way: message ids are assigned
+// here, in order, each above every id the conversation has seen.
+func (c *Conversation) flush(ctx actor.Context) {
+	if len(c.inflight) > 0 || len(c.pending) == 0 {
+		return
+	}
+	c.inflight, c.pending = c.pending, nil
+	msgs := make([]*parleypb.Message, len(c.inflight))
+	for i, p := range c.inflight {
+		id := c.deps.IDs.NextAfter(c.lastID)
+		c.lastID = id
+		p.msg = &parleypb.Message{MessageId: id, Conversation: c.id, From: p.req.From, To: p.req.To,
+			Text: p.req.Text, Ts: ids.UnixMillis(id), ClientId: p.req.ClientId}
+		msgs[i] = p.msg
+	}
+	a := persistence.ConversationAppend{Conversation: c.id, Expected: c.version, Messages: msgs}
+	store := c.deps.Store
+	background(ctx, c.deps.Settings.RequestTimeout, func(cx context.Context) any {
+		res, err := store.AppendConversation(cx, a)
+		return &conversationAppended{res: res, err: err}
+	})
+}
+
+func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
+	batch := c.inflight
+	c.inflight = nil
+	if m.err != nil {
+		// The outcome is unknown or the stream moved: answer unavailable (the client
+		// retries with the same id, which dedupes) and let a fresh activation reload.
+		c.deps.Log.Warn("append failed; restarting conversation", slog.String("conversation", c.id), slog.Any("error", m.err))
+		c.broken = true
+		for _, p := range append(batch, c.pending...) {
+			c.answer(ctx, p, &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "not committed; retry")})
+		}
+		c.pending = nil
+		ctx.Poison(ctx.Self())
+		return
+	}
+	c.version = m.res.Version
+	inserted := make(map[int64]bool, len(m.res.Inserted))
+	for _, id := range m.res.Inserted {
+		inserted[id] = true
+	}
+	for _, p := range batch {
+		if inserted[p.msg.MessageId] {
+			c.tail = append(c.tail, p.msg)
+			c.committed = max(c.committed, p.msg.MessageId)
+			c.answer(ctx, p, &parleypb.PostResponse{MessageId: p.msg.MessageId, Ts: p.msg.Ts})
+			continue
+		}
+		c.answer(ctx, p, c.repeated(p))
+	}
+	c.flush(ctx)
+	c.fanout(ctx)
+}
+
+// repeated answers a post whose client id the store already had (from an earlier
+// activation): with the message committed then.
+func (c *Conversation) repeated(p *post) *parleypb.PostResponse {
+	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	m, err := c.deps.Store.FindByClientID(ctx, c.id, p.req.From, p.req.ClientId)
+	if err != nil {
+		return &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "store unavailable; retry")}
+	}
+	return &parleypb.PostResponse{MessageId: m.MessageId, Ts: m.Ts}
+}
+
+func (c *Conversation) answer(ctx actor.Context, p *post, r *parleypb.PostResponse) {
+	key := p.req.From + "\x00" + p.req.ClientId
+	delete(c.byKey, key)
+	if r.Error == nil {
+		c.recent.put(key, r)
+	}
+	for _, w := range p.waiters {
+		ctx.Send(w, r)
+	}
+}
+
+// fanout sends each member whose queue is behind the messages it lacks, one enqueue
+// per member at a time so that each queue receives the conversation in order.
+func (c *Conversation) fanout(ctx actor.Context) {
+	if c.broken {
+		return
+	}
+	for _, member := range c.members {
+		if c.sending[member] || c.delivered[member] >= c.committed {
+			continue
+		}
+		msgs, err := c.after(c.delivered[member])
+		if err != nil {
+			c.deps.Log.Warn("reading fan-out", slog.String("conversation", c.id), slog.Any("error", err))
+			c.retryLater(ctx)
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		c.sending[member] = true
+		req := &parleypb.EnqueueRequest{Conversation: c.id, Messages: msgs}
+		c.deps.ask(ctx, member, KindUser, req, 2, func(res any, err error) {
+			c.sending[member] = false
+			r, ok := res.(*parleypb.EnqueueResponse)
+			if err != nil || !ok || r.Error != nil {
+				c.deps.Log.Debug("enqueue failed", slog.String("conversation", c.id), slog.String("user_id", member), slog.Any("error", err))
+				c.retryLater(ctx)
+				return
+			}
+			if r.UpTo > c.delivered[member] {
+				c.delivered[member] = r.UpTo
+				c.acked(ctx)
+			}
+			c.fanout(ctx)
+		})
+	}
+}
+
+// after returns committed messages with ids above id, from the tail or the store.
+func (c *Conversation) after(id int64) ([]*parleypb.Message, error) {
+	if id >= c.tailBase {
+		out := make([]*parleypb.Message, 0, min(len(c.tail), fanoutBatch))
+		for _, m := range c.tail {
+			if m.MessageId > id && len(out) < fanoutBatch {
+				out = append(out, m)
+			}
+		}
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	return c.deps.Store.ReadConversation(ctx, c.id, id, fanoutBatch)
+}
+
+func (c *Conversation) retryLater(ctx actor.Context) {
+	if c.retrying {
+		return
+	}
+	c.retrying = true
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(retryFanout, func() { root.Send(self, &fanoutRetry{}) })
+}
+
+func (c *Conversation) allDelivered() bool {
+	for _, m := range c.members {
+		if c.delivered[m] < c.committed {
+			return false
+		}
+	}
+	return true
+}
+
+// acked trims the tail to what some member still lacks, clears the outbox row when
+// every member has everything, and snapshots now and then.
+func (c *Conversation) acked(ctx actor.Context) {
+	low := c.committed
+	for _, m := range c.members {
+		low = min(low, c.delivered[m])
+	}
+	n := 0
+	for n < len(c.tail) && c.tail[n].MessageId <= low {
+		n++
+	}
+	if n > 0 {
+		c.tailBase = c.tail[n-1].MessageId
+		c.tail = append(c.tail[:0:0], c.tail[n:]...)
+	}
+	if low == c.committed {
+		conv, store := c.id, c.deps.Store
+		go func() {
+			cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+			defer cancel()
+			_ = store.ClearOutbox(cx, conv, low) // a row left behind only causes a redundant re-drive
+		}()
+	}
+	c.acks++
+	if c.acks >= c.deps.Settings.SnapshotEvery {
+		c.saveSnapshot(ctx, false)
+	}
+}
+
+// saveSnapshot stores the delivery progress; wait makes it synchronous (on stop).
+func (c *Conversation) saveSnapshot(_ actor.Context, wait bool) {
+	if c.id == "" || c.broken {
+		return
+	}
+	c.acks = 0
+	snap := &parleypb.ConversationSnapshot{Version: c.version, LastMessageId: c.committed, Delivered: map[string]int64{}}
+	for m, id := range c.delivered {
+		snap.Delivered[m] = id
+	}
+	state, err := proto.Marshal(snap)
+	if err != nil {
+		return
+	}
+	conv, store, timeout := c.id, c.deps.Store, c.deps.Settings.RequestTimeout
+	save := func() {
+		cx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_ = store.SaveSnapshot(cx, persistence.ConversationStream(conv), snap.Version, state)
+	}
+	if wait {
+		save()
+		return
+	}
+	go save()
+}
+
+// recentSent remembers the answers to the latest posts by sender and client id.
+type recentSent struct {
+	byKey map[string]*parleypb.PostResponse
+	ring  []string
+	next  int
+}
+
+func newRecentSent(n int) recentSent {
+	return recentSent{byKey: make(map[string]*parleypb.PostResponse, n), ring: make([]string, n)}
+}
+
+func (r *recentSent) get(key string) (*parleypb.PostResponse, bool) {
+	s, ok := r.byKey[key]
+	return s, ok
+}
+
+func (r *recentSent) put(key string, s *parleypb.PostResponse) {
+	if _, ok := r.byKey[key]; ok {
+		return
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.byKey, old)
+	}
+	r.ring[r.next] = key
+	r.byKey[key] = s
+	r.next = (r.next + 1) % len(r.ring)
+}

@@ -1,0 +1,152 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/parleychat/parley/internal/auth"
+	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Store is what the API needs of persistence; *postgres.Store satisfies it.
+type Store interface {
+	CreateUser(ctx context.Context, u persistence.User) error
+	User(ctx context.Context, id string) (persistence.User, error)
+	AddDevice(ctx context.Context, user, device string) error
+	History(ctx context.Context, conv string, before int64, limit int) ([]*parleypb.Message, bool, error)
+}
+
+// Presence reports a user's live status ("online", "away" or "offline") and
+// last-seen time (Unix ms).
+type Presence func(ctx context.Context, user string) (status string, lastSeen int64, err error)
+
+// Options configure an [API]. Store and Signer are required.
+type Options struct {
+	Store  Store
+	Signer *auth.Signer
+	// Presence gives live status. Nil (or an error from it) means "offline"
+	// with the stored last-seen time.
+	Presence Presence
+	// Limits bounds history pages. Zero HistoryDefault and HistoryMax take the
+	// defaults of [config.Default].
+	Limits config.Limits
+	// BcryptCost is the work factor of new password hashes. Zero means the
+	// default of [config.Default].
+	BcryptCost int
+	// Log receives internal errors. Nil means [slog.Default].
+	Log *slog.Logger
+}
+
+// API holds the REST handlers. Create it with [New].
+type API struct {
+	store      Store
+	signer     *auth.Signer
+	presence   Presence
+	limits     config.Limits
+	bcryptCost int
+	log        *slog.Logger
+	// dummyHash is compared against when a login names an unknown user, so
+	// that unknown users and wrong passwords take the same time.
+	dummyHash func() (string, error)
+}
+
+// New returns an API; it panics if o.Store or o.Signer is nil.
+func New(o Options) *API {
+	if o.Store == nil || o.Signer == nil {
+		panic("api: New needs a Store and a Signer")
+	}
+	def := config.Default()
+	if o.Limits.HistoryMax <= 0 {
+		o.Limits.HistoryMax = def.Limits.HistoryMax
+	}
+	if o.Limits.HistoryDefault <= 0 || o.Limits.HistoryDefault > o.Limits.HistoryMax {
+		o.Limits.HistoryDefault = min(def.Limits.HistoryDefault, o.Limits.HistoryMax)
+	}
+	if o.BcryptCost == 0 {
+		o.BcryptCost = def.Auth.BcryptCost
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	a := &API{store: o.Store, signer: o.Signer, presence: o.Presence, limits: o.Limits,
+		bcryptCost: o.BcryptCost, log: o.Log}
+	a.dummyHash = sync.OnceValues(func() (string, error) {
+		return auth.HashPassword("parley-dummy-password", a.bcryptCost)
+	})
+	return a
+}
+
+// Register adds the routes of the API to mux. A known path asked with another
+// method is answered 405 with a JSON error.
+func (a *API) Register(mux *http.ServeMux) {
+	a.route(mux, "/v1/users", map[string]http.HandlerFunc{
+		http.MethodPost: a.createUser,
+	})
+	a.route(mux, "/v1/sessions", map[string]http.HandlerFunc{
+		http.MethodPost: a.createSession,
+	})
+	a.route(mux, "/v1/users/{id}", map[string]http.HandlerFunc{
+		http.MethodGet: a.authed(a.getUser),
+	})
+	a.route(mux, "/v1/conversations/{id}/messages", map[string]http.HandlerFunc{
+		http.MethodGet: a.authed(a.history),
+	})
+}
+
+// route registers "METHOD path" for each handler, and path alone for every
+// other method, answering 405.
+func (a *API) route(mux *http.ServeMux, path string, handlers map[string]http.HandlerFunc) {
+	allowed := make([]string, 0, len(handlers)+1)
+	for method, h := range handlers {
+		mux.HandleFunc(method+" "+path, h)
+		allowed = append(allowed, method)
+		if method == http.MethodGet {
+			allowed = append(allowed, http.MethodHead) // GET patterns match HEAD too
+		}
+	}
+	sort.Strings(allowed)
+	allow := strings.Join(allowed, ", ")
+	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		WriteError(w, http.StatusMethodNotAllowed, CodeBadRequest, "method "+r.Method+" not allowed; use "+allow)
+	})
+}
+
+// authedHandler is a handler that runs for a verified token.
+type authedHandler func(w http.ResponseWriter, r *http.Request, claims auth.Claims)
+
+// authed verifies the bearer token before calling h.
+func (a *API) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token := BearerToken(r)
+		if token == "" {
+			a.fail(w, r, errorf(CodeUnauthorized, "missing bearer token"))
+			return
+		}
+		claims, err := a.signer.Verify(token)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		h(w, r, claims)
+	}
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>" header
+// (scheme case-insensitive), else the ?token= query parameter, else "".
+func BearerToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, ok := strings.Cut(h, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(token)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("token")
+}

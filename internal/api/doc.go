@@ -1,0 +1,23 @@
+// Package api serves the REST endpoints of PROTOCOL.md ("stateless tier"):
+// accounts (POST /v1/users), sessions (POST /v1/sessions), user profiles
+// (GET /v1/users/{id}) and conversation history
+// (GET /v1/conversations/{id}/messages).
+//
+// It owns no state of its own: accounts and messages live in the [Store],
+// tokens are issued and checked by an [auth.Signer], and live presence comes
+// from a [Presence] function. An [API] is immutable after [New] and its
+// handlers are safe for concurrent use.
+//
+// # Errors
+//
+// Every error answer is {"error":{"code":"...","message":"..."}} with a code
+// of PROTOCOL.md. Handlers return Go errors; one function maps them to a
+// status and code, and internal errors are logged and shown to the client only
+// as "internal error". [WriteError] and [BearerToken] are exported for the
+// WebSocket gateway, which answers its handshake the same way.
+//
+// # Conversations
+//
+// [DirectConversation] and [ParseConversation] build and check conversation
+// ids ("dm:<a>:<b>" with a < b, "group:<id>"); other packages use them too.
+package api

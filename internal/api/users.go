@@ -1,0 +1,207 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/parleychat/parley/internal/auth"
+	"github.com/parleychat/parley/persistence"
+)
+
+// Password and display-name bounds.
+const (
+	minPasswordBytes   = 8
+	maxPasswordBytes   = 72 // what bcrypt hashes
+	maxDisplayNameRune = 64
+)
+
+// devicePattern is what a client-chosen device id must match.
+var devicePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// errBadLogin is the one answer to a wrong username or password.
+var errBadLogin = errorf(CodeUnauthorized, "wrong username or password")
+
+type userJSON struct {
+	ID          string `json:"id"`
+	DisplayName string `json:"displayName"`
+	Status      string `json:"status,omitempty"`
+	LastSeen    *int64 `json:"lastSeen,omitempty"`
+}
+
+type userAnswer struct {
+	User userJSON `json:"user"`
+}
+
+type createUserRequest struct {
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	DisplayName string `json:"displayName"`
+}
+
+// createUser serves POST /v1/users.
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
+	var req createUserRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	name, err := req.validate()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	hash, err := auth.HashPassword(req.Password, a.bcryptCost)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	err = a.store.CreateUser(r.Context(), persistence.User{ID: req.Username, DisplayName: name, PasswordHash: hash})
+	if errors.Is(err, persistence.ErrConflict) {
+		err = errorf(CodeConflict, "username "+req.Username+" is taken")
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, userAnswer{User: userJSON{ID: req.Username, DisplayName: name}})
+}
+
+// validate checks the request and returns the display name to store.
+func (req *createUserRequest) validate() (string, error) {
+	if !UserIDPattern.MatchString(req.Username) {
+		return "", errorf(CodeBadRequest, "username must match "+UserIDPattern.String())
+	}
+	if n := len(req.Password); n < minPasswordBytes || n > maxPasswordBytes {
+		return "", errorf(CodeBadRequest, fmt.Sprintf("password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes))
+	}
+	name := strings.TrimSpace(req.DisplayName)
+	if name == "" {
+		return req.Username, nil
+	}
+	if utf8.RuneCountInString(name) > maxDisplayNameRune {
+		return "", errorf(CodeBadRequest, fmt.Sprintf("displayName must be at most %d characters", maxDisplayNameRune))
+	}
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return "", errorf(CodeBadRequest, "displayName must not contain control characters")
+	}
+	return name, nil
+}
+
+type sessionRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Device   string `json:"device"`
+}
+
+type sessionAnswer struct {
+	Token    string `json:"token"`
+	UserID   string `json:"userId"`
+	DeviceID string `json:"deviceId"`
+}
+
+// createSession serves POST /v1/sessions.
+func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
+	var req sessionRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if req.Device != "" && !devicePattern.MatchString(req.Device) {
+		a.fail(w, r, errorf(CodeBadRequest, "device must match "+devicePattern.String()))
+		return
+	}
+	if err := a.login(r, req.Username, req.Password); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	device := req.Device
+	if device == "" {
+		device = newDeviceID()
+	}
+	if err := a.store.AddDevice(r.Context(), req.Username, device); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	token, err := a.signer.Issue(req.Username, device)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, sessionAnswer{Token: token, UserID: req.Username, DeviceID: device})
+}
+
+// login checks a username and password; errBadLogin if either is wrong.
+func (a *API) login(r *http.Request, username, password string) error {
+	if !UserIDPattern.MatchString(username) {
+		return errBadLogin
+	}
+	u, err := a.store.User(r.Context(), username)
+	if errors.Is(err, persistence.ErrNotFound) {
+		// Spend the time of a real check, so that timing does not tell
+		// unknown users from wrong passwords.
+		if hash, herr := a.dummyHash(); herr == nil {
+			auth.CheckPassword(hash, password)
+		}
+		return errBadLogin
+	}
+	if err != nil {
+		return err
+	}
+	if !auth.CheckPassword(u.PasswordHash, password) {
+		return errBadLogin
+	}
+	return nil
+}
+
+// newDeviceID returns "d" and 16 random hex digits.
+func newDeviceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "d" + hex.EncodeToString(b[:])
+}
+
+// getUser serves GET /v1/users/{id}.
+func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ auth.Claims) {
+	id := r.PathValue("id")
+	notFound := errorf(CodeNotFound, "no such user")
+	if !UserIDPattern.MatchString(id) {
+		a.fail(w, r, notFound)
+		return
+	}
+	u, err := a.store.User(r.Context(), id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		err = notFound
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	status, lastSeen := a.presenceOf(r, u)
+	writeJSON(w, http.StatusOK, userAnswer{User: userJSON{
+		ID: u.ID, DisplayName: u.DisplayName, Status: status, LastSeen: &lastSeen,
+	}})
+}
+
+// presenceOf returns the live status of u and the later of the live and
+// stored last-seen times; "offline" and the stored time if that is unknown.
+func (a *API) presenceOf(r *http.Request, u persistence.User) (string, int64) {
+	if a.presence == nil {
+		return "offline", u.LastSeen
+	}
+	status, lastSeen, err := a.presence(r.Context(), u.ID)
+	if err != nil || status == "" {
+		if err != nil {
+			a.log.WarnContext(r.Context(), "presence unknown", "user_id", u.ID, "err", err)
+		}
+		return "offline", u.LastSeen
+	}
+	return status, max(lastSeen, u.LastSeen)
+}

@@ -1,0 +1,207 @@
+// Package gateway serves Parley's WebSocket endpoint on gobwas/ws: it authenticates
+// the upgrade, registers each socket with an epoll poller (no goroutine per idle
+// connection), reads ready sockets on a bounded worker pool, decodes frames and
+// hands them to the socket's Handler (its connection actor).
+//
+// Server methods are safe for concurrent use. A socket is read by one worker at a
+// time; its writes are serialized by the socket's lock.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
+
+	"github.com/parleychat/parley/internal/wire"
+)
+
+// Config are the gateway's limits and timings.
+type Config struct {
+	Workers       int
+	ReadTimeout   time.Duration
+	WriteTimeout  time.Duration
+	MaxFrameBytes int
+	FrameRate     float64
+	FrameBurst    int
+}
+
+// Identity is an authenticated client.
+type Identity struct{ User, Device string }
+
+// Authenticate checks a request's token.
+type Authenticate func(r *http.Request) (Identity, error)
+
+// Attach creates the handler of a new socket (its connection actor).
+type Attach func(s *Socket, id Identity) Handler
+
+// Server is the WebSocket gateway.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	auth   Authenticate
+	attach Attach
+	poll   *poller
+	ready  chan int
+
+	mu       sync.Mutex
+	sockets  map[int]*Socket
+	draining bool
+	wg       sync.WaitGroup
+}
+
+// New starts the poller and its workers.
+func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Server, error) {
+	p, err := newPoller()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, auth: auth, attach: attach, poll: p,
+		ready: make(chan int, 4096), sockets: map[int]*Socket{}}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		p.run(func(fd int) { s.ready <- fd })
+		close(s.ready)
+	}()
+	for range max(cfg.Workers, 1) {
+		s.wg.Add(1)
+		go s.work()
+	}
+	return s, nil
+}
+
+// AuthError is an authentication failure the HTTP layer answers with 401.
+var AuthError = errors.New("gateway: unauthorized")
+
+// ServeHTTP upgrades GET /v1/ws. Errors before the upgrade are plain HTTP answers
+// written by onError.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(w http.ResponseWriter, status int, code, msg string)) {
+	enc, err := wire.ParseEncoding(r.URL.Query().Get("encoding"))
+	if err != nil {
+		onError(w, http.StatusBadRequest, "bad_request", "encoding must be json or proto")
+		return
+	}
+	id, err := s.auth(r)
+	if err != nil {
+		onError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
+		return
+	}
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		onError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
+		return
+	}
+	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		return // gobwas has answered the client
+	}
+	sock := &Socket{srv: s, conn: conn, enc: enc,
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst)}
+	if n := rw.Reader.Buffered(); n > 0 {
+		sock.prefix, _ = rw.Reader.Peek(n)
+		sock.prefix = append([]byte(nil), sock.prefix...)
+	}
+	if sock.fd, err = fdOf(conn); err != nil {
+		_ = conn.Close()
+		return
+	}
+	sock.handler = s.attach(sock, id)
+	s.mu.Lock()
+	s.sockets[sock.fd] = sock
+	s.mu.Unlock()
+	if len(sock.prefix) > 0 && !sock.readable() {
+		return
+	}
+	if err := s.poll.add(sock.fd); err != nil {
+		sock.Close(CloseNone, "")
+	}
+}
+
+func fdOf(conn net.Conn) (int, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return 0, errors.New("gateway: connection has no file descriptor")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd int
+	err = raw.Control(func(f uintptr) { fd = int(f) })
+	return fd, err
+}
+
+func (s *Server) work() {
+	defer s.wg.Done()
+	for fd := range s.ready {
+		s.mu.Lock()
+		sock := s.sockets[fd]
+		s.mu.Unlock()
+		if sock == nil {
+			continue
+		}
+		if sock.readable() {
+			if err := s.poll.rearm(fd); err != nil {
+				sock.Close(CloseNone, "")
+			}
+		}
+	}
+}
+
+// forget drops a closing socket from the poller and the registry (before its fd is
+// closed, so a reused fd never reaches the old socket).
+func (s *Server) forget(sock *Socket) {
+	s.mu.Lock()
+	if s.sockets[sock.fd] == sock {
+		delete(s.sockets, sock.fd)
+		s.poll.remove(sock.fd)
+	}
+	s.mu.Unlock()
+}
+
+// Count is the number of open sockets.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sockets)
+}
+
+// Shutdown refuses new sockets, asks every connection to flush and close with 1001,
+// waits for them (or ctx), then stops the poller and workers.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.draining = true
+	open := make([]*Socket, 0, len(s.sockets))
+	for _, sock := range s.sockets {
+		open = append(open, sock)
+	}
+	s.mu.Unlock()
+	for _, sock := range open {
+		sock.handler.Shutdown()
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.Count() > 0 {
+		select {
+		case <-ctx.Done():
+			for _, sock := range open {
+				sock.Close(1001, "server shutting down")
+			}
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	s.poll.close()
+	s.wg.Wait()
+}

@@ -1,0 +1,259 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"golang.org/x/time/rate"
+
+	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Handler receives what a socket reads (implemented by actors.Session).
+type Handler interface {
+	Frame(f *parleypb.ClientFrame)
+	BadFrame(err error)
+	Closed()
+	Shutdown()
+}
+
+// Socket is one WebSocket connection. Writes (from its connection actor) and the
+// reader's control replies share mu; reads happen on one worker at a time (the fd is
+// armed one-shot).
+type Socket struct {
+	srv     *Server
+	conn    net.Conn
+	fd      int
+	enc     wire.Encoding
+	limiter *rate.Limiter
+	handler Handler
+
+	mu      sync.Mutex // serializes writes
+	prefix  []byte     // bytes the HTTP server read past the handshake
+	frag    []byte     // a fragmented message being assembled
+	fragOp  ws.OpCode
+	closing atomic.Bool
+}
+
+// errFrameTooBig closes the socket with 1009.
+var errFrameTooBig = errors.New("gateway: frame too big")
+
+// Write encodes and writes one frame; an error means the socket is closing.
+func (s *Socket) Write(f *parleypb.ServerFrame) error {
+	payload, err := wire.EncodeServer(s.enc, f)
+	if err != nil {
+		return err
+	}
+	op := ws.OpText
+	if s.enc == wire.Proto {
+		op = ws.OpBinary
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return net.ErrClosed
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+	if err := ws.WriteFrame(s.conn, ws.NewFrame(op, true, payload)); err != nil {
+		go s.Close(CloseNone, "")
+		return err
+	}
+	return nil
+}
+
+// CloseNone closes without a close frame (the peer is gone).
+const CloseNone = 0
+
+// Close sends a close frame with code (unless CloseNone) and closes the socket; the
+// handler hears Closed once. Safe to call more than once, from any goroutine.
+func (s *Socket) Close(code int, reason string) {
+	if !s.closing.CompareAndSwap(false, true) {
+		return
+	}
+	s.srv.forget(s)
+	s.mu.Lock()
+	if code != CloseNone {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		body := ws.NewCloseFrameBody(ws.StatusCode(code), reason)
+		_ = ws.WriteFrame(s.conn, ws.NewCloseFrame(body))
+	}
+	_ = s.conn.Close()
+	s.mu.Unlock()
+	s.handler.Closed()
+}
+
+// readable reads what the socket has: one complete message (with the control frames
+// before it), or the rest of the bytes buffered at the handshake. It reports
+// whether the socket is still open.
+func (s *Socket) readable() bool {
+	for {
+		if err := s.readMessage(); err != nil {
+			s.fail(err)
+			return false
+		}
+		if len(s.prefix) == 0 {
+			return true
+		}
+	}
+}
+
+func (s *Socket) fail(err error) {
+	var closed wsutil.ClosedError
+	switch {
+	case errors.Is(err, errFrameTooBig):
+		s.Close(CloseTooBigCode, "frame too big")
+	case errors.As(err, &closed):
+		code := closed.Code
+		if code == ws.StatusNoStatusRcvd || code == 0 {
+			code = ws.StatusNormalClosure
+		}
+		s.Close(int(code), "")
+	case errors.Is(err, errRate):
+		s.Close(ClosePolicyCode, "rate limit exceeded")
+	case errors.Is(err, errProtocol):
+		s.Close(int(ws.StatusProtocolError), err.Error())
+	default:
+		s.Close(CloseNone, "")
+	}
+}
+
+// Close codes the gateway uses itself.
+const (
+	ClosePolicyCode = 1008
+	CloseTooBigCode = 1009
+)
+
+var (
+	errRate     = errors.New("gateway: rate limit exceeded")
+	errProtocol = errors.New("protocol error")
+)
+
+func (s *Socket) reader() io.Reader {
+	if len(s.prefix) == 0 {
+		return s.conn
+	}
+	return io.MultiReader(&prefixReader{s}, s.conn)
+}
+
+type prefixReader struct{ s *Socket }
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.s.prefix) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, p.s.prefix)
+	p.s.prefix = p.s.prefix[n:]
+	return n, nil
+}
+
+// readMessage reads frames until one data message is complete and hands it on.
+func (s *Socket) readMessage() error {
+	r := s.reader()
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.ReadTimeout))
+	for {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			return err
+		}
+		if !h.Masked {
+			return fmt.Errorf("%w: unmasked client frame", errProtocol)
+		}
+		if h.Length > int64(s.srv.cfg.MaxFrameBytes) || int64(len(s.frag))+h.Length > int64(s.srv.cfg.MaxFrameBytes) {
+			return errFrameTooBig
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return err
+		}
+		ws.Cipher(payload, h.Mask, 0)
+		if h.OpCode.IsControl() {
+			if err := s.control(h, payload); err != nil {
+				return err
+			}
+			continue
+		}
+		done, op, msg, err := s.assemble(h, payload)
+		if err != nil || !done {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		return s.dispatch(op, msg)
+	}
+}
+
+// assemble joins fragments; done reports a complete message.
+func (s *Socket) assemble(h ws.Header, payload []byte) (done bool, op ws.OpCode, msg []byte, err error) {
+	switch {
+	case h.OpCode == ws.OpContinuation && s.frag == nil:
+		return false, 0, nil, fmt.Errorf("%w: continuation without a start", errProtocol)
+	case h.OpCode != ws.OpContinuation && s.frag != nil:
+		return false, 0, nil, fmt.Errorf("%w: new message inside a fragmented one", errProtocol)
+	case h.OpCode != ws.OpContinuation:
+		s.fragOp = h.OpCode
+	}
+	if !h.Fin {
+		s.frag = append(s.frag, payload...)
+		if s.frag == nil {
+			s.frag = []byte{}
+		}
+		return false, 0, nil, nil
+	}
+	if s.frag != nil {
+		payload = append(s.frag, payload...)
+		s.frag = nil
+	}
+	return true, s.fragOp, payload, nil
+}
+
+func (s *Socket) control(h ws.Header, payload []byte) error {
+	switch h.OpCode {
+	case ws.OpPing:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+		return ws.WriteFrame(s.conn, ws.NewPongFrame(payload))
+	case ws.OpClose:
+		code, reason := ws.ParseCloseFrameData(payload)
+		return wsutil.ClosedError{Code: code, Reason: reason}
+	}
+	return nil // pong
+}
+
+func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
+	if !s.limiter.Allow() {
+		return errRate
+	}
+	want := ws.OpText
+	if s.enc == wire.Proto {
+		want = ws.OpBinary
+	}
+	if op != want {
+		s.handler.BadFrame(&wire.FrameError{Code: "bad_request",
+			Message: fmt.Sprintf("%s frames are expected with encoding=%s", opName(want), s.enc)})
+		return nil
+	}
+	f, err := wire.DecodeClient(s.enc, msg)
+	if err != nil {
+		s.handler.BadFrame(err)
+		return nil
+	}
+	s.handler.Frame(f)
+	return nil
+}
+
+func opName(op ws.OpCode) string {
+	if op == ws.OpBinary {
+		return "binary"
+	}
+	return "text"
+}

@@ -1,0 +1,58 @@
+package node
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/internal/api"
+)
+
+// adminMux serves the admin endpoint: the grains active on this node and the
+// cluster's members. With a token set, every call needs it as a bearer token.
+func adminMux(token string, deps *actors.Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/grains", func(w http.ResponseWriter, _ *http.Request) {
+		type grain struct {
+			ID          string    `json:"id"`
+			ActivatedAt time.Time `json:"activatedAt"`
+		}
+		active := deps.Grains.Snapshot()
+		out := make([]grain, 0, len(active))
+		for id, at := range active {
+			out = append(out, grain{ID: id, ActivatedAt: at})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		writeJSON(w, map[string]any{"grains": out})
+	})
+	mux.HandleFunc("GET /admin/members", func(w http.ResponseWriter, _ *http.Request) {
+		type member struct {
+			ID      string   `json:"id"`
+			Address string   `json:"address"`
+			Kinds   []string `json:"kinds"`
+		}
+		var out []member
+		for _, m := range deps.Cluster.MemberList.Members().Members() {
+			out = append(out, member{ID: m.Id, Address: m.Address(), Kinds: m.Kinds})
+		}
+		writeJSON(w, map[string]any{"members": out})
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if token == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if api.BearerToken(r) != token {
+			api.WriteError(w, http.StatusUnauthorized, "unauthorized", "admin token required")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,225 @@
+// Package node wires one Parley node: the store, the Snowflake node-id lease, the
+// actor system and cluster membership, the WebSocket gateway, the REST API and the
+// admin endpoint; and it shuts them down in order.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/internal/api"
+	"github.com/parleychat/parley/internal/auth"
+	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/gateway"
+	"github.com/parleychat/parley/persistence/postgres"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Run serves until ctx ends, then shuts down in order: stop accepting, close sockets
+// with 1001 after flushing, leave the cluster, flush the store, release the node id.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	store, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{
+		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	lease, err := takeNodeID(ctx, store, cfg.Node.ID)
+	if err != nil {
+		return err
+	}
+	defer lease.release()
+	log = log.With(slog.Int("node", lease.NodeID))
+	go lease.renew(ctx, log)
+
+	signer, err := newSigner(ctx, store, cfg.Auth)
+	if err != nil {
+		return err
+	}
+
+	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(),
+		Settings: actors.Settings{
+			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
+			SnapshotEvery: cfg.Grains.SnapshotEvery, MaxTextBytes: cfg.Limits.MaxTextBytes,
+			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
+		}}
+	c, err := startCluster(cfg, log, deps)
+	if err != nil {
+		return err
+	}
+	deps.Cluster = c
+
+	gw, err := gateway.New(gateway.Config{
+		Workers: cfg.Gateway.Workers, ReadTimeout: cfg.Gateway.ReadTimeout, WriteTimeout: cfg.Gateway.WriteTimeout,
+		MaxFrameBytes: cfg.Limits.MaxFrameBytes, FrameRate: cfg.Limits.FrameRate, FrameBurst: cfg.Limits.FrameBurst,
+	}, log, authenticator(signer), func(s *gateway.Socket, id gateway.Identity) gateway.Handler {
+		return actors.SpawnConnection(deps, s, id.User, id.Device)
+	})
+	if err != nil {
+		c.Shutdown(true)
+		return err
+	}
+
+	mux := http.NewServeMux()
+	api.New(api.Options{Store: store, Signer: signer, Limits: cfg.Limits, BcryptCost: cfg.Auth.BcryptCost, Log: log,
+		Presence: presence(deps)}).Register(mux)
+	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { gw.ServeHTTP(w, r, api.WriteError) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+
+	servers := []*http.Server{{Addr: cfg.Listen.HTTP, Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	if cfg.Listen.Admin != "" {
+		servers = append(servers, &http.Server{Addr: cfg.Listen.Admin, Handler: adminMux(cfg.Admin.Token, deps),
+			ReadHeaderTimeout: 10 * time.Second})
+	}
+	errc := make(chan error, len(servers))
+	for _, srv := range servers {
+		ln, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			gw.Shutdown(ctx)
+			c.Shutdown(true)
+			return fmt.Errorf("listening on %s: %w", srv.Addr, err)
+		}
+		log.Info("listening", slog.String("addr", ln.Addr().String()))
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	go sweepOutbox(ctx, store, deps, log)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down")
+	grace, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.Shutdown(grace)
+	}
+	gw.Shutdown(grace)
+	c.Shutdown(true)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps) (c *cluster.Cluster, err error) {
+	libLog := log.With(slog.String("lib", "protoactor"))
+	system := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet(libLog) }),
+		actor.WithDeadLetterRequestLogging(false))
+	rcfg := remote.Configure(cfg.Cluster.Host, cfg.Cluster.Port,
+		remote.WithEndpointWriterBatchSize(100),
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(16<<20), grpc.UnaryInterceptor(rejectUnary)))
+	ccfg := cluster.Configure(cfg.Cluster.Name, test.NewTestProvider(test.NewInMemAgent()), disthash.New(), rcfg,
+		cluster.WithKinds(actors.Kinds(deps)...), cluster.WithRequestTimeout(cfg.Grains.RequestTimeout))
+	c = cluster.New(system, ccfg)
+	defer func() { // StartMember panics when it cannot listen
+		if r := recover(); r != nil {
+			err = fmt.Errorf("starting cluster member: %v", r)
+		}
+	}()
+	c.StartMember()
+	return c, nil
+}
+
+// rejectUnary refuses unary gRPC calls on the remote port: Proto.Actor only streams,
+// and its unary diagnostics methods panic (research/protoactor.md §4).
+func rejectUnary(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
+	return nil, status.Error(codes.Unimplemented, "unary calls are not served")
+}
+
+// quiet keeps the library's logs at warn and above.
+func quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(levelFilter{Handler: l.Handler(), min: slog.LevelWarn})
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{Handler: f.Handler.WithAttrs(a), min: f.min}
+}
+
+func (f levelFilter) WithGroup(n string) slog.Handler {
+	return levelFilter{Handler: f.Handler.WithGroup(n), min: f.min}
+}
+
+func newSigner(ctx context.Context, store *postgres.Store, cfg config.Auth) (*auth.Signer, error) {
+	secret := []byte(cfg.TokenSecret)
+	if len(secret) == 0 {
+		var err error
+		if secret, err = store.Setting(ctx, "token_secret", auth.NewSecret); err != nil {
+			return nil, fmt.Errorf("loading token secret: %w", err)
+		}
+	}
+	return auth.NewSigner(secret, cfg.TokenTTL)
+}
+
+func authenticator(signer *auth.Signer) gateway.Authenticate {
+	return func(r *http.Request) (gateway.Identity, error) {
+		claims, err := signer.Verify(api.BearerToken(r))
+		if err != nil {
+			return gateway.Identity{}, gateway.AuthError
+		}
+		return gateway.Identity{User: claims.UserID, Device: claims.DeviceID}, nil
+	}
+}
+
+func presence(deps *actors.Deps) api.Presence {
+	return func(_ context.Context, user string) (string, int64, error) {
+		res, err := deps.Request(user, actors.KindUser, &parleypb.StatusRequest{})
+		if err != nil {
+			return "", 0, err
+		}
+		r, ok := res.(*parleypb.StatusResponse)
+		if !ok || r.Error != nil {
+			return "", 0, errors.New("node: no status")
+		}
+		return r.Status, r.LastSeen, nil
+	}
+}
+
+// sweepOutbox wakes conversations whose fan-out has been pending for a while (their
+// grain died before every member acknowledged), so that they re-drive it.
+func sweepOutbox(ctx context.Context, store *postgres.Store, deps *actors.Deps, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		cx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		convs, err := store.PendingOutbox(cx, 5*time.Second, 1000)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Warn("reading outbox", slog.Any("error", err))
+		}
+		for _, conv := range convs {
+			deps.Wake(conv)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

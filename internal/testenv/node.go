@@ -1,0 +1,175 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// nodeBinary builds cmd/node once per test process.
+func nodeBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "parley-node-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "node")
+		cmd := exec.Command("go", "build", "-o", binary, "./cmd/node")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building cmd/node: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// Node is a cmd/node process on loopback.
+type Node struct {
+	t    testing.TB
+	URL  string // http://127.0.0.1:port
+	addr string
+	env  []string
+	args []string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+	mu   sync.Mutex
+}
+
+// StartNode starts a node on a free loopback port against the database url, with
+// a cluster.yaml of the given text ("" for the defaults). It is killed at cleanup and
+// its log is printed if the test failed.
+func StartNode(t testing.TB, dbURL, yaml string) *Node {
+	t.Helper()
+	n := &Node{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}
+	n.URL = "http://" + n.addr
+	n.env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_LOG_LEVEL=info")
+	n.args = []string{"-http", n.addr, "-admin", "off"}
+	if yaml != "" {
+		path := filepath.Join(t.TempDir(), "cluster.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.args = append(n.args, "-config", path)
+	}
+	n.start()
+	t.Cleanup(func() {
+		n.Kill()
+		if t.Failed() {
+			n.mu.Lock()
+			t.Logf("node %s log:\n%s", n.addr, n.log.String())
+			n.mu.Unlock()
+		}
+	})
+	return n
+}
+
+type lockedBuffer struct{ n *Node }
+
+func (l lockedBuffer) Write(p []byte) (int, error) {
+	l.n.mu.Lock()
+	defer l.n.mu.Unlock()
+	return l.n.log.Write(p)
+}
+
+func (n *Node) start() {
+	n.t.Helper()
+	n.cmd = exec.Command(nodeBinary(n.t), n.args...)
+	n.cmd.Env = n.env
+	n.cmd.Stdout, n.cmd.Stderr = lockedBuffer{n}, lockedBuffer{n}
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatalf("starting node: %v", err)
+	}
+	n.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(n.cmd, n.done)
+	CheckFor(n.t, 60*time.Second, 50*time.Millisecond, func() error {
+		select {
+		case <-n.done:
+			return fmt.Errorf("node exited: %s", n.Log())
+		default:
+		}
+		res, err := http.Get(n.URL + "/healthz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		return nil
+	})
+}
+
+// Log returns what the node printed so far.
+func (n *Node) Log() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.log.String()
+}
+
+// Kill ends the process with SIGKILL and waits for it.
+func (n *Node) Kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.done
+}
+
+// Stop sends SIGTERM and waits up to timeout for a clean exit; it returns the exit error.
+func (n *Node) Stop(timeout time.Duration) error {
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+		if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+			return fmt.Errorf("node exited with %d", code)
+		}
+		return nil
+	case <-time.After(timeout):
+		n.Kill()
+		return fmt.Errorf("node did not stop within %v", timeout)
+	}
+}
+
+// Restart starts the process again on the same address after Kill or Stop.
+func (n *Node) Restart() {
+	n.t.Helper()
+	n.start()
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Context returns a context that ends with the test or after d.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
