@@ -16,8 +16,8 @@ import (
 )
 
 const (
-	fanoutBatch   = 500        // messages per enqueue request
-	recentClients = 4096       // client ids remembered for answering repeats without a read
+	fanoutBatch   = 500         // messages per enqueue request
+	recentClients = 4096        // client ids remembered for answering repeats without a read
 	retryFanout   = time.Second // pause before re-driving a failed enqueue
 )
 
@@ -36,8 +36,8 @@ type Conversation struct {
 	lastID    int64  // highest message id assigned
 	committed int64  // highest message id committed
 
-	pending  []*post         // waiting for the next append
-	inflight []*post         // in the append under way
+	pending  []*post          // waiting for the next append
+	inflight []*post          // in the append under way
 	byKey    map[string]*post // pending and inflight posts by sender and client id
 	recent   recentSent
 
