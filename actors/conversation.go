@@ -280,7 +280,7 @@ func (c *Conversation) answer(ctx actor.Context, p *post, r *parleypb.PostRespon
 // fanout sends each member whose queue is behind the messages it lacks, one enqueue
 // per member at a time so that each queue receives the conversation in order.
 func (c *Conversation) fanout(ctx actor.Context) {
-	if c.broken {
+	if c.broken || c.deps.Settings.HoldFanout {
 		return
 	}
 	for _, member := range c.members {

@@ -51,6 +51,9 @@ type Settings struct {
 	SyncBatch      int
 	HistoryMax     int
 	HistoryDefault int
+	// HoldFanout is fault injection for tests: committed messages are not fanned
+	// out, as if the node died right after each commit.
+	HoldFanout bool
 }
 
 // Deps are what every actor of a node shares.

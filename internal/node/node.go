@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -29,6 +30,10 @@ import (
 	"github.com/parleychat/parley/persistence/postgres"
 	"github.com/parleychat/parley/proto/parleypb"
 )
+
+// FaultHoldFanout names an environment variable for tests: set to 1, the node commits
+// messages but never fans them out, as if it died right after each commit.
+const FaultHoldFanout = "PARLEY_FAULT_HOLD_FANOUT"
 
 // Run serves until ctx ends, then shuts down in order: stop accepting, close sockets
 // with 1001 after flushing, leave the cluster, flush the store, release the node id.
@@ -58,6 +63,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			SnapshotEvery: cfg.Grains.SnapshotEvery, MaxTextBytes: cfg.Limits.MaxTextBytes,
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
+			HoldFanout: os.Getenv(FaultHoldFanout) == "1",
 		}}
 	c, err := startCluster(cfg, log, deps)
 	if err != nil {
@@ -206,9 +212,11 @@ func presence(deps *actors.Deps) api.Presence {
 func sweepOutbox(ctx context.Context, store *postgres.Store, deps *actors.Deps, log *slog.Logger) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	age := time.Duration(0) // at start, anything pending was left by a stopped node
 	for {
 		cx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		convs, err := store.PendingOutbox(cx, 5*time.Second, 1000)
+		convs, err := store.PendingOutbox(cx, age, 1000)
+		age = 5 * time.Second
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Warn("reading outbox", slog.Any("error", err))

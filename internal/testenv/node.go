@@ -60,13 +60,14 @@ type Node struct {
 }
 
 // StartNode starts a node on a free loopback port against the database url, with
-// a cluster.yaml of the given text ("" for the defaults). It is killed at cleanup and
-// its log is printed if the test failed.
-func StartNode(t testing.TB, dbURL, yaml string) *Node {
+// a cluster.yaml of the given text ("" for the defaults) and extra environment
+// (KEY=VALUE). It is killed at cleanup and its log is printed if the test failed.
+func StartNode(t testing.TB, dbURL, yaml string, env ...string) *Node {
 	t.Helper()
 	n := &Node{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}
 	n.URL = "http://" + n.addr
 	n.env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_LOG_LEVEL=info")
+	n.env = append(n.env, env...)
 	n.args = []string{"-http", n.addr, "-admin", "off"}
 	if yaml != "" {
 		path := filepath.Join(t.TempDir(), "cluster.yaml")
@@ -155,6 +156,12 @@ func (n *Node) Stop(timeout time.Duration) error {
 func (n *Node) Restart() {
 	n.t.Helper()
 	n.start()
+}
+
+// SetEnv sets environment variables (KEY=VALUE) for the next Restart; a later value
+// of a key wins.
+func (n *Node) SetEnv(kv ...string) {
+	n.env = append(n.env, kv...)
 }
 
 func freeAddr(t testing.TB) string {
