@@ -152,6 +152,9 @@ func (c *Conn) Read(timeout time.Duration) (*parleypb.ServerFrame, error) {
 		if err != nil {
 			return nil, err
 		}
+		if h.OpCode == ws.OpClose {
+			return nil, c.closed(&rd)
+		}
 		if h.OpCode.IsControl() {
 			if err := control(h, &rd); err != nil {
 				return nil, err
@@ -170,6 +173,21 @@ func (c *Conn) Read(timeout time.Duration) (*parleypb.ServerFrame, error) {
 		}
 		return wire.DecodeServer(c.enc, data)
 	}
+}
+
+// closed reads the server's close frame, answers it if the socket still takes
+// writes, and returns it as a CloseError.
+func (c *Conn) closed(rd io.Reader) error {
+	payload, err := io.ReadAll(rd)
+	if err != nil {
+		return err
+	}
+	code, reason := ws.ParseCloseFrameData(payload)
+	c.mu.Lock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(code, ""))))
+	c.mu.Unlock()
+	return wsutil.ClosedError{Code: code, Reason: reason}
 }
 
 // lockedWriter writes control replies under the write lock.

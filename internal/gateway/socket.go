@@ -80,14 +80,28 @@ func (s *Socket) Close(code int, reason string) {
 	}
 	s.srv.forget(s)
 	s.mu.Lock()
-	if code != CloseNone {
+	if code == CloseNone {
+		_ = s.conn.Close()
+	} else {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		body := ws.NewCloseFrameBody(ws.StatusCode(code), reason)
 		_ = ws.WriteFrame(s.conn, ws.NewCloseFrame(body))
+		go linger(s.conn)
 	}
-	_ = s.conn.Close()
 	s.mu.Unlock()
 	s.handler.Closed()
+}
+
+// linger half-closes after the close frame and drains what the client still sends
+// (the rest of an oversized frame, its close reply) before closing, so that the
+// client reads our close frame instead of a reset.
+func linger(conn net.Conn) {
+	if tc, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+	_ = conn.Close()
 }
 
 // readable reads what the socket has: one complete message (with the control frames

@@ -1,0 +1,259 @@
+// Command chat is a small interactive Parley client, for trying a node by hand.
+//
+// It logs in (registering the account first with -register), opens /v1/ws,
+// sends sync at once, and prints every server frame as one readable line. Each
+// line read from stdin is sent as a message to the current recipient, with a
+// fresh client message id. Two commands change that:
+//
+//	/to NAME   send to NAME from now on
+//	/history   ask the history of the conversation with the current recipient
+//
+// After each batch of message frames it acknowledges the highest seq with
+// received, which moves this device's cursor. EOF on stdin waits up to five
+// seconds for the answers still due, then closes the socket normally.
+//
+//	go run ./cmd/chat -register -user alice -password 'correct horse' -to bob
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+func main() { os.Exit(run()) }
+
+// chat is the state of one session; only run's goroutine touches it.
+type chat struct {
+	conn    *client.Conn
+	user    string
+	to      string
+	prefix  string // makes client ids unique across runs: ids are deduped per sender
+	next    int
+	lastSeq uint64          // highest seq printed
+	acked   uint64          // highest seq sent in received
+	pending map[string]bool // send and history ids not answered yet
+}
+
+func run() int {
+	base := flag.String("url", "http://127.0.0.1:8080", "base URL of a node (REST and WebSocket)")
+	user := flag.String("user", "", "username (required)")
+	password := flag.String("password", "", "password, 8 to 72 bytes (required)")
+	register := flag.Bool("register", false, "create the account first (an existing account is used as is)")
+	device := flag.String("device", "", "device id to reuse, resuming from its cursor (empty: a new device)")
+	to := flag.String("to", "", "recipient of the lines you type (change it with /to NAME)")
+	flag.Parse()
+	if *user == "" || *password == "" {
+		fmt.Fprintln(os.Stderr, "chat: -user and -password are required")
+		flag.Usage()
+		return 2
+	}
+	conn, s, err := connect(*base, *user, *password, *device, *register)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
+		return 1
+	}
+	fmt.Printf("connected as %s (device %s); commands: /to NAME, /history\n", s.UserID, s.DeviceID)
+
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	c := &chat{conn: conn, user: s.UserID, to: *to, prefix: hex.EncodeToString(b[:]), pending: map[string]bool{}}
+	frames, readErr := make(chan *parleypb.ServerFrame, 256), make(chan error, 1)
+	go readFrames(conn, frames, readErr)
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	if err := c.write(&parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{}}); err != nil {
+		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
+		return 1
+	}
+
+	var grace <-chan time.Time
+	for {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				fmt.Fprintf(os.Stderr, "chat: connection ended: %v\n", <-readErr)
+				return 1
+			}
+			c.show(f)
+			if len(frames) == 0 {
+				c.ack()
+			}
+		case line, ok := <-lines:
+			if !ok {
+				lines, grace = nil, time.After(5*time.Second)
+			} else {
+				c.input(line)
+			}
+		case <-grace:
+			fmt.Fprintf(os.Stderr, "chat: closing with %d requests unanswered\n", len(c.pending))
+			return c.close()
+		}
+		if lines == nil && len(c.pending) == 0 {
+			return c.close()
+		}
+	}
+}
+
+// connect registers (if asked), logs in and dials the WebSocket.
+func connect(base, user, password, device string, register bool) (*client.Conn, client.Session, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if register {
+		var apiErr *client.APIError
+		err := client.Register(ctx, base, user, password)
+		if errors.As(err, &apiErr) && apiErr.Code == "conflict" {
+			fmt.Fprintf(os.Stderr, "chat: user %s exists already; logging in\n", user)
+		} else if err != nil {
+			return nil, client.Session{}, fmt.Errorf("registering: %w", err)
+		}
+	}
+	s, err := client.Login(ctx, base, user, password, device)
+	if err != nil {
+		return nil, s, fmt.Errorf("logging in: %w", err)
+	}
+	conn, err := client.Dial(ctx, base, s.Token, wire.JSON)
+	if err != nil {
+		return nil, s, fmt.Errorf("opening the WebSocket: %w", err)
+	}
+	return conn, s, nil
+}
+
+// readFrames hands every server frame to frames; it closes frames when reading
+// ends, after putting the reason into errc.
+func readFrames(conn *client.Conn, frames chan<- *parleypb.ServerFrame, errc chan<- error) {
+	defer close(frames)
+	for {
+		f, err := conn.Read(time.Hour)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue // an idle hour; the server keeps idle sockets open
+		}
+		if err != nil {
+			errc <- err
+			return
+		}
+		frames <- f
+	}
+}
+
+// input sends a typed line as a message, or runs a command.
+func (c *chat) input(line string) {
+	line = strings.TrimRight(line, "\r")
+	switch {
+	case strings.TrimSpace(line) == "":
+	case strings.HasPrefix(line, "/to "):
+		c.to = strings.TrimSpace(line[len("/to "):])
+		fmt.Printf("now sending to %s\n", c.to)
+	case strings.HasPrefix(line, "/") && line != "/history":
+		fmt.Fprintln(os.Stderr, "chat: commands are /to NAME and /history")
+	case c.to == "":
+		fmt.Fprintln(os.Stderr, "chat: no recipient: start with -to NAME or type /to NAME")
+	case line == "/history":
+		id := c.newID("h")
+		c.request(id, &parleypb.ClientFrame_History{History: &parleypb.HistoryRequest{
+			Id: id, Conversation: convid.DirectID(c.user, c.to)}})
+	default:
+		id := c.newID("c")
+		c.request(id, &parleypb.ClientFrame_Send{Send: &parleypb.Send{Id: id, To: c.to, Text: line}})
+	}
+}
+
+func (c *chat) newID(kind string) string {
+	c.next++
+	return fmt.Sprintf("%s%s-%d", kind, c.prefix, c.next)
+}
+
+func (c *chat) request(id string, body parleypb.IsClientFrameBody) {
+	if err := c.write(body); err != nil {
+		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
+		return
+	}
+	c.pending[id] = true
+}
+
+func (c *chat) write(body parleypb.IsClientFrameBody) error {
+	return c.conn.Write(&parleypb.ClientFrame{Body: body})
+}
+
+// show prints one server frame.
+func (c *chat) show(f *parleypb.ServerFrame) {
+	switch b := f.Body.(type) {
+	case *parleypb.ServerFrame_Message:
+		if b.Message.Seq <= c.lastSeq {
+			return // a repeat (delivery is at-least-once)
+		}
+		c.lastSeq = b.Message.Seq
+		fmt.Printf("[seq %d] %s\n", b.Message.Seq, describe(b.Message))
+	case *parleypb.ServerFrame_Sent:
+		delete(c.pending, b.Sent.Id)
+		fmt.Printf("sent %s -> %d\n", b.Sent.Id, b.Sent.MessageId)
+	case *parleypb.ServerFrame_Synced:
+		fmt.Printf("synced up to seq %d%s\n", b.Synced.UpTo, map[bool]string{true: " (more)"}[b.Synced.More])
+		if b.Synced.More {
+			upTo := b.Synced.UpTo
+			_ = c.write(&parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{After: &upTo}})
+		}
+	case *parleypb.ServerFrame_History:
+		h := b.History
+		delete(c.pending, h.Id)
+		fmt.Printf("history of %s: %d messages%s\n", h.Conversation, len(h.Messages),
+			map[bool]string{true: " (older ones exist)"}[h.More])
+		for _, m := range h.Messages {
+			fmt.Printf("  %s\n", describe(m))
+		}
+	case *parleypb.ServerFrame_Error:
+		delete(c.pending, b.Error.Id)
+		fmt.Printf("error %s: %s%s\n", b.Error.Code, b.Error.Message,
+			map[bool]string{true: " (id " + b.Error.Id + ")"}[b.Error.Id != ""])
+	case *parleypb.ServerFrame_Pong:
+		fmt.Println("pong")
+	default:
+		fmt.Printf("%s frame: %v\n", f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().Get(0)).Name(), f)
+	}
+}
+
+func describe(m *parleypb.Message) string {
+	to := m.To
+	if to == "" {
+		to = m.Conversation
+	}
+	return fmt.Sprintf("%s -> %s: %s (id %d)", m.From, to, m.Text, m.MessageId)
+}
+
+// ack moves this device's cursor to the highest seq printed.
+func (c *chat) ack() {
+	if c.lastSeq > c.acked {
+		if err := c.write(&parleypb.ClientFrame_Received{Received: &parleypb.Received{UpTo: c.lastSeq}}); err == nil {
+			c.acked = c.lastSeq
+		}
+	}
+}
+
+func (c *chat) close() int {
+	if err := c.conn.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "chat: closing: %v\n", err)
+		return 1
+	}
+	return 0
+}
