@@ -1,16 +1,17 @@
 // Command chat is a small interactive Parley client, for trying a node by hand.
 //
-// It logs in (registering the account first with -register), opens /v1/ws,
-// sends sync at once, and prints every server frame as one readable line. Each
-// line read from stdin is sent as a message to the current recipient, with a
-// fresh client message id. Two commands change that:
+// It logs in (registering the account first with -register), opens /v1/ws in
+// JSON encoding, sends sync at once, and prints every server frame as a readable
+// line. Each line read from stdin is sent as a message to the current recipient,
+// with a fresh client message id. Two lines are commands instead:
 //
 //	/to NAME   send to NAME from now on
 //	/history   ask the history of the conversation with the current recipient
 //
-// After each batch of message frames it acknowledges the highest seq with
-// received, which moves this device's cursor. EOF on stdin waits up to five
-// seconds for the answers still due, then closes the socket normally.
+// After each batch of message frames it sends received with the highest seq,
+// which moves this device's cursor (-device reuses a device, and so resumes
+// where it left off). EOF on stdin waits up to five seconds for the answers
+// still due, then closes the socket normally.
 //
 //	go run ./cmd/chat -register -user alice -password 'correct horse' -to bob
 package main
@@ -34,19 +35,22 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-func main() { os.Exit(run()) }
+// syncKey marks the first sync as pending (requests are keyed by their id).
+const syncKey = ""
 
 // chat is the state of one session; only run's goroutine touches it.
 type chat struct {
 	conn    *client.Conn
 	user    string
 	to      string
-	prefix  string // makes client ids unique across runs: ids are deduped per sender
+	prefix  string // random: client ids are deduped per sender, so each run needs new ones
 	next    int
 	lastSeq uint64          // highest seq printed
 	acked   uint64          // highest seq sent in received
-	pending map[string]bool // send and history ids not answered yet
+	pending map[string]bool // sync, send and history requests not answered yet
 }
+
+func main() { os.Exit(run()) }
 
 func run() int {
 	base := flag.String("url", "http://127.0.0.1:8080", "base URL of a node (REST and WebSocket)")
@@ -67,10 +71,10 @@ func run() int {
 		return 1
 	}
 	fmt.Printf("connected as %s (device %s); commands: /to NAME, /history\n", s.UserID, s.DeviceID)
-
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	c := &chat{conn: conn, user: s.UserID, to: *to, prefix: hex.EncodeToString(b[:]), pending: map[string]bool{}}
+
 	frames, readErr := make(chan *parleypb.ServerFrame, 256), make(chan error, 1)
 	go readFrames(conn, frames, readErr)
 	lines := make(chan string)
@@ -82,10 +86,7 @@ func run() int {
 		}
 		close(lines)
 	}()
-	if err := c.write(&parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{}}); err != nil {
-		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
-		return 1
-	}
+	c.request(syncKey, &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{}}})
 
 	var grace <-chan time.Time
 	for {
@@ -96,15 +97,15 @@ func run() int {
 				return 1
 			}
 			c.show(f)
-			if len(frames) == 0 {
+			if len(frames) == 0 { // the end of a batch
 				c.ack()
 			}
 		case line, ok := <-lines:
 			if !ok {
 				lines, grace = nil, time.After(5*time.Second)
-			} else {
-				c.input(line)
+				break
 			}
+			c.input(line)
 		case <-grace:
 			fmt.Fprintf(os.Stderr, "chat: closing with %d requests unanswered\n", len(c.pending))
 			return c.close()
@@ -139,15 +140,15 @@ func connect(base, user, password, device string, register bool) (*client.Conn, 
 	return conn, s, nil
 }
 
-// readFrames hands every server frame to frames; it closes frames when reading
-// ends, after putting the reason into errc.
+// readFrames passes server frames on until reading fails; then it puts the
+// reason into errc and closes frames.
 func readFrames(conn *client.Conn, frames chan<- *parleypb.ServerFrame, errc chan<- error) {
 	defer close(frames)
 	for {
 		f, err := conn.Read(time.Hour)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			continue // an idle hour; the server keeps idle sockets open
+			continue // an idle hour: the server does not time out idle sockets
 		}
 		if err != nil {
 			errc <- err
@@ -163,37 +164,32 @@ func (c *chat) input(line string) {
 	switch {
 	case strings.TrimSpace(line) == "":
 	case strings.HasPrefix(line, "/to "):
-		c.to = strings.TrimSpace(line[len("/to "):])
+		c.to = strings.TrimSpace(strings.TrimPrefix(line, "/to "))
 		fmt.Printf("now sending to %s\n", c.to)
 	case strings.HasPrefix(line, "/") && line != "/history":
 		fmt.Fprintln(os.Stderr, "chat: commands are /to NAME and /history")
 	case c.to == "":
 		fmt.Fprintln(os.Stderr, "chat: no recipient: start with -to NAME or type /to NAME")
 	case line == "/history":
-		id := c.newID("h")
-		c.request(id, &parleypb.ClientFrame_History{History: &parleypb.HistoryRequest{
-			Id: id, Conversation: convid.DirectID(c.user, c.to)}})
+		c.next++
+		id := fmt.Sprintf("h%s-%d", c.prefix, c.next)
+		c.request(id, &parleypb.ClientFrame{Body: &parleypb.ClientFrame_History{History: &parleypb.HistoryRequest{
+			Id: id, Conversation: convid.DirectID(c.user, c.to)}}})
 	default:
-		id := c.newID("c")
-		c.request(id, &parleypb.ClientFrame_Send{Send: &parleypb.Send{Id: id, To: c.to, Text: line}})
+		c.next++
+		id := fmt.Sprintf("c%s-%d", c.prefix, c.next)
+		c.request(id, &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: &parleypb.Send{
+			Id: id, To: c.to, Text: line}}})
 	}
 }
 
-func (c *chat) newID(kind string) string {
-	c.next++
-	return fmt.Sprintf("%s%s-%d", kind, c.prefix, c.next)
-}
-
-func (c *chat) request(id string, body parleypb.IsClientFrameBody) {
-	if err := c.write(body); err != nil {
-		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
+// request writes f and remembers that id awaits an answer.
+func (c *chat) request(id string, f *parleypb.ClientFrame) {
+	if err := c.conn.Write(f); err != nil {
+		fmt.Fprintf(os.Stderr, "chat: writing: %v\n", err)
 		return
 	}
 	c.pending[id] = true
-}
-
-func (c *chat) write(body parleypb.IsClientFrameBody) error {
-	return c.conn.Write(&parleypb.ClientFrame{Body: body})
 }
 
 // show prints one server frame.
@@ -201,7 +197,7 @@ func (c *chat) show(f *parleypb.ServerFrame) {
 	switch b := f.Body.(type) {
 	case *parleypb.ServerFrame_Message:
 		if b.Message.Seq <= c.lastSeq {
-			return // a repeat (delivery is at-least-once)
+			return // a repeat: delivery is at-least-once
 		}
 		c.lastSeq = b.Message.Seq
 		fmt.Printf("[seq %d] %s\n", b.Message.Seq, describe(b.Message))
@@ -209,27 +205,27 @@ func (c *chat) show(f *parleypb.ServerFrame) {
 		delete(c.pending, b.Sent.Id)
 		fmt.Printf("sent %s -> %d\n", b.Sent.Id, b.Sent.MessageId)
 	case *parleypb.ServerFrame_Synced:
-		fmt.Printf("synced up to seq %d%s\n", b.Synced.UpTo, map[bool]string{true: " (more)"}[b.Synced.More])
+		fmt.Printf("synced up to seq %d%s\n", b.Synced.UpTo, when(b.Synced.More, " (more)"))
 		if b.Synced.More {
-			upTo := b.Synced.UpTo
-			_ = c.write(&parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{After: &upTo}})
+			after := b.Synced.UpTo
+			c.request(syncKey, &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{After: &after}}})
+		} else {
+			delete(c.pending, syncKey)
 		}
 	case *parleypb.ServerFrame_History:
-		h := b.History
-		delete(c.pending, h.Id)
-		fmt.Printf("history of %s: %d messages%s\n", h.Conversation, len(h.Messages),
-			map[bool]string{true: " (older ones exist)"}[h.More])
-		for _, m := range h.Messages {
+		delete(c.pending, b.History.Id)
+		fmt.Printf("history of %s: %d messages%s\n", b.History.Conversation, len(b.History.Messages),
+			when(b.History.More, " (older ones exist)"))
+		for _, m := range b.History.Messages {
 			fmt.Printf("  %s\n", describe(m))
 		}
 	case *parleypb.ServerFrame_Error:
 		delete(c.pending, b.Error.Id)
-		fmt.Printf("error %s: %s%s\n", b.Error.Code, b.Error.Message,
-			map[bool]string{true: " (id " + b.Error.Id + ")"}[b.Error.Id != ""])
+		fmt.Printf("error %s: %s%s\n", b.Error.Code, b.Error.Message, when(b.Error.Id != "", " (id "+b.Error.Id+")"))
 	case *parleypb.ServerFrame_Pong:
 		fmt.Println("pong")
-	default:
-		fmt.Printf("%s frame: %v\n", f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().Get(0)).Name(), f)
+	default: // receipt, typing, presence: not sent by the server yet
+		fmt.Printf("%v\n", f)
 	}
 }
 
@@ -241,12 +237,21 @@ func describe(m *parleypb.Message) string {
 	return fmt.Sprintf("%s -> %s: %s (id %d)", m.From, to, m.Text, m.MessageId)
 }
 
+func when(cond bool, s string) string {
+	if cond {
+		return s
+	}
+	return ""
+}
+
 // ack moves this device's cursor to the highest seq printed.
 func (c *chat) ack() {
-	if c.lastSeq > c.acked {
-		if err := c.write(&parleypb.ClientFrame_Received{Received: &parleypb.Received{UpTo: c.lastSeq}}); err == nil {
-			c.acked = c.lastSeq
-		}
+	if c.lastSeq <= c.acked {
+		return
+	}
+	f := &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Received{Received: &parleypb.Received{UpTo: c.lastSeq}}}
+	if err := c.conn.Write(f); err == nil {
+		c.acked = c.lastSeq
 	}
 }
 

@@ -37,6 +37,7 @@ type Socket struct {
 	handler Handler
 
 	mu      sync.Mutex // serializes writes
+	rmu     sync.Mutex // held while reading: hands the read state from worker to worker
 	prefix  []byte     // bytes the HTTP server read past the handshake
 	frag    []byte     // a fragmented message being assembled
 	fragOp  ws.OpCode
@@ -108,6 +109,8 @@ func linger(conn net.Conn) {
 // before it), or the rest of the bytes buffered at the handshake. It reports
 // whether the socket is still open.
 func (s *Socket) readable() bool {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	for {
 		if err := s.readMessage(); err != nil {
 			s.fail(err)

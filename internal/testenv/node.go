@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -34,7 +35,11 @@ func nodeBinary(t testing.TB) string {
 			return
 		}
 		binary = filepath.Join(dir, "node")
-		cmd := exec.Command("go", "build", "-o", binary, "./cmd/node")
+		args := []string{"build", "-o", binary}
+		if raceEnabled {
+			args = append(args, "-race") // the node's own races fail the test (see checkRaces)
+		}
+		cmd := exec.Command("go", append(args, "./cmd/node")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building cmd/node: %v\n%s", err, out)
@@ -79,6 +84,9 @@ func StartNode(t testing.TB, dbURL, yaml string, env ...string) *Node {
 	n.start()
 	t.Cleanup(func() {
 		n.Kill()
+		if strings.Contains(n.Log(), "WARNING: DATA RACE") {
+			t.Errorf("node %s reported a data race", n.addr)
+		}
 		if t.Failed() {
 			n.mu.Lock()
 			t.Logf("node %s log:\n%s", n.addr, n.log.String())
