@@ -1,0 +1,264 @@
+package actors_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/internal/testenv"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/persistence/postgres"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+type env struct {
+	deps  *actors.Deps
+	store *postgres.Store
+}
+
+// startGrains runs the grains in a real actor system and a one-member cluster, on a
+// fresh database with the users given.
+func startGrains(t *testing.T, idle time.Duration, users ...string) *env {
+	t.Helper()
+	ctx := context.Background()
+	store, err := postgres.Open(ctx, testenv.DatabaseURL(t), postgres.Options{})
+	require.NoError(t, err)
+	t.Cleanup(store.Close)
+	for _, u := range users {
+		require.NoError(t, store.CreateUser(ctx, persistence.User{ID: u, DisplayName: u, PasswordHash: "x"}))
+	}
+	gen, err := ids.New(1)
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	deps := &actors.Deps{Store: store, IDs: gen, Log: log, Grains: actors.NewRegistry(), Settings: actors.Settings{
+		RequestTimeout: 5 * time.Second, IdleTimeout: idle, SnapshotEvery: 1000, MaxTextBytes: 4096,
+		SyncBatch: 500, HistoryMax: 100, HistoryDefault: 50}}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	c := cluster.New(system, cluster.Configure("t", test.NewTestProvider(test.NewInMemAgent()), disthash.New(),
+		remote.Configure("127.0.0.1", 0), cluster.WithKinds(actors.Kinds(deps)...)))
+	deps.Cluster = c
+	c.StartMember()
+	t.Cleanup(func() { c.Shutdown(true) })
+	return &env{deps: deps, store: store}
+}
+
+func (e *env) post(t *testing.T, from, to, clientID string) *parleypb.PostResponse {
+	t.Helper()
+	conv := convid.DirectID(from, to)
+	res, err := e.deps.Request(conv, actors.KindConversation,
+		&parleypb.PostRequest{Conversation: conv, From: from, To: to, ClientId: clientID, Text: "text " + clientID})
+	require.NoError(t, err)
+	r, ok := res.(*parleypb.PostResponse)
+	require.True(t, ok, "%T", res)
+	return r
+}
+
+func (e *env) queue(t *testing.T, user string) []*parleypb.Message {
+	t.Helper()
+	q, err := e.store.ReadQueue(context.Background(), user, 0, 1000)
+	require.NoError(t, err)
+	return q
+}
+
+func TestPostCommitsThenFansOutInOrder(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	var last int64
+	for i := range 5 {
+		r := e.post(t, "alice", "bob", fmt.Sprint("c", i))
+		require.Nil(t, r.Error)
+		require.Greater(t, r.MessageId, last, "ids grow within the conversation")
+		last = r.MessageId
+	}
+	for _, u := range []string{"alice", "bob"} {
+		testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if q := e.queue(t, u); len(q) != 5 {
+				return fmt.Errorf("%s has %d entries", u, len(q))
+			}
+			return nil
+		})
+		for i, m := range e.queue(t, u) {
+			require.Equal(t, uint64(i+1), m.Seq)
+			require.Equal(t, fmt.Sprint("c", i), m.ClientId)
+		}
+	}
+}
+
+func TestConcurrentRepeatsGiveOneMessage(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	var wg sync.WaitGroup
+	got := make([]int64, 10)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = e.post(t, "alice", "bob", "same").MessageId
+		}()
+	}
+	wg.Wait()
+	for _, id := range got {
+		require.Equal(t, got[0], id)
+	}
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if q := e.queue(t, "bob"); len(q) != 1 {
+			return fmt.Errorf("bob has %d entries", len(q))
+		}
+		return nil
+	})
+}
+
+func TestPostRefusals(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	r := e.post(t, "alice", "ghost", "x")
+	require.Equal(t, parleypb.ErrorReason_NOT_FOUND, r.Error.GetReason())
+
+	conv := convid.DirectID("alice", "bob")
+	res, err := e.deps.Request(conv, actors.KindConversation,
+		&parleypb.PostRequest{Conversation: conv, From: "carol", To: "bob", ClientId: "x", Text: "hi"})
+	require.NoError(t, err)
+	require.Equal(t, parleypb.ErrorReason_FORBIDDEN, res.(*parleypb.PostResponse).Error.GetReason())
+}
+
+// A second activation (simulated by a direct append that moves the stream) makes the
+// live grain's next append fail: it writes nothing, answers unavailable and stops; the
+// retry reaches a fresh activation that continues after the other writer's message.
+func TestStaleActivationCannotWrite(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	conv := convid.DirectID("alice", "bob")
+	first := e.post(t, "alice", "bob", "first")
+	require.Nil(t, first.Error)
+
+	ctx := context.Background()
+	v, err := e.store.ConversationVersion(ctx, conv)
+	require.NoError(t, err)
+	other := &parleypb.Message{MessageId: first.MessageId + 1000, Conversation: conv, From: "bob", To: "alice",
+		ClientId: "other", Text: "from the other activation", Ts: 1}
+	_, err = e.store.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: v,
+		Messages: []*parleypb.Message{other}})
+	require.NoError(t, err)
+
+	stale := e.post(t, "alice", "bob", "second")
+	require.Equal(t, parleypb.ErrorReason_UNAVAILABLE, stale.Error.GetReason(), "the stale grain may not write")
+	var retried *parleypb.PostResponse
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		retried = e.post(t, "alice", "bob", "second")
+		if retried.Error != nil {
+			return fmt.Errorf("%v", retried.Error)
+		}
+		return nil
+	})
+	require.Greater(t, retried.MessageId, other.MessageId, "the new activation continues above the stream")
+
+	hist, _, err := e.store.History(ctx, conv, 0, 10)
+	require.NoError(t, err)
+	var clients []string
+	for _, m := range hist {
+		clients = append(clients, m.ClientId)
+	}
+	require.Equal(t, []string{"first", "other", "second"}, clients)
+}
+
+// An idle conversation passivates after a snapshot of its delivery progress; the
+// outbox is clear, and a new activation re-drives nothing.
+func TestPassivationKeepsDeliveryProgress(t *testing.T) {
+	e := startGrains(t, 300*time.Millisecond, "alice", "bob")
+	conv := convid.DirectID("alice", "bob")
+	var last int64
+	for i := range 3 {
+		last = e.post(t, "alice", "bob", fmt.Sprint("c", i)).MessageId
+	}
+	key := actors.KindConversation + "/" + conv
+	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if _, ok := e.deps.Grains.Snapshot()[key]; ok {
+			return fmt.Errorf("still active")
+		}
+		return nil
+	})
+	ctx := context.Background()
+	_, state, err := e.store.Snapshot(ctx, persistence.ConversationStream(conv))
+	require.NoError(t, err)
+	snap := &parleypb.ConversationSnapshot{}
+	require.NoError(t, protoUnmarshal(state, snap))
+	require.Equal(t, map[string]int64{"alice": last, "bob": last}, snap.Delivered)
+	pending, err := e.store.PendingOutbox(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, pending)
+
+	require.Nil(t, e.post(t, "alice", "bob", "c3").Error)
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if q := e.queue(t, "bob"); len(q) != 4 {
+			return fmt.Errorf("bob has %d entries", len(q))
+		}
+		return nil
+	})
+}
+
+// recorder is a stand-in connection actor that records deliveries.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*parleypb.Message
+}
+
+func (r *recorder) Receive(ctx actor.Context) {
+	if d, ok := ctx.Message().(*parleypb.Deliver); ok {
+		r.mu.Lock()
+		r.msgs = append(r.msgs, d.Messages...)
+		r.mu.Unlock()
+	}
+}
+
+func TestUserGrainQueuesOnceAndPushes(t *testing.T) {
+	e := startGrains(t, time.Minute, "bob")
+	rec := &recorder{}
+	root := e.deps.Cluster.ActorSystem.Root
+	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return rec }))
+	res, err := e.deps.Request("bob", actors.KindUser, &parleypb.AttachRequest{Conn: pid, DeviceId: "d1"})
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), res.(*parleypb.AttachResponse).LastSeq)
+
+	msgs := []*parleypb.Message{
+		{MessageId: 10, Conversation: "dm:alice:bob", From: "alice", ClientId: "a"},
+		{MessageId: 11, Conversation: "dm:alice:bob", From: "alice", ClientId: "b"},
+	}
+	for range 3 { // repeated enqueues (re-driven fan-out) queue each message once
+		res, err = e.deps.Request("bob", actors.KindUser, &parleypb.EnqueueRequest{Conversation: "dm:alice:bob", Messages: msgs})
+		require.NoError(t, err)
+		require.Equal(t, int64(11), res.(*parleypb.EnqueueResponse).UpTo)
+	}
+	q := e.queue(t, "bob")
+	require.Len(t, q, 2)
+	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.msgs) != 2 || rec.msgs[0].Seq != 1 || rec.msgs[1].Seq != 2 {
+			return fmt.Errorf("pushed %v", rec.msgs)
+		}
+		return nil
+	})
+
+	// Acks move the device cursor forward only, and never past the queue.
+	root.Send(e.deps.Cluster.Get("bob", actors.KindUser), &parleypb.AckRequest{DeviceId: "d1", UpTo: 99})
+	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		c, err := e.store.Cursors(context.Background(), "bob")
+		if err == nil && c["d1"] != 2 {
+			err = fmt.Errorf("cursor %v", c)
+		}
+		return err
+	})
+	res, err = e.deps.Request("bob", actors.KindUser, &parleypb.StatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "online", res.(*parleypb.StatusResponse).Status)
+}
