@@ -16,8 +16,5 @@
 // as "internal error". [WriteError] and [BearerToken] are exported for the
 // WebSocket gateway, which answers its handshake the same way.
 //
-// # Conversations
-//
-// [DirectConversation] and [ParseConversation] build and check conversation
-// ids ("dm:<a>:<b>" with a < b, "group:<id>"); other packages use them too.
+// Conversation ids are parsed by package convid.
 package api

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"github.com/parleychat/parley/internal/convid"
 	"net/http"
 	"strconv"
 
@@ -55,11 +56,11 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims
 // directMembers checks that user may read conv and returns its members. Only
 // direct conversations exist for now: group ids are not found.
 func (a *API) directMembers(conv, user string) ([]string, error) {
-	kind, members, err := ParseConversation(conv)
+	kind, members, _, err := convid.Parse(conv)
 	switch {
 	case err != nil:
 		return nil, errorf(CodeBadRequest, "malformed conversation id")
-	case kind != KindDirect:
+	case kind != convid.Direct:
 		return nil, errorf(CodeNotFound, "no such conversation")
 	case user != members[0] && user != members[1]:
 		return nil, errorf(CodeForbidden, "not a member of this conversation")

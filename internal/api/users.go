@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/parleychat/parley/internal/convid"
 	"net/http"
 	"regexp"
 	"strings"
@@ -75,8 +76,8 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 
 // validate checks the request and returns the display name to store.
 func (req *createUserRequest) validate() (string, error) {
-	if !UserIDPattern.MatchString(req.Username) {
-		return "", errorf(CodeBadRequest, "username must match "+UserIDPattern.String())
+	if !convid.UserID.MatchString(req.Username) {
+		return "", errorf(CodeBadRequest, "username must match "+convid.UserID.String())
 	}
 	if n := len(req.Password); n < minPasswordBytes || n > maxPasswordBytes {
 		return "", errorf(CodeBadRequest, fmt.Sprintf("password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes))
@@ -140,7 +141,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 
 // login checks a username and password; errBadLogin if either is wrong.
 func (a *API) login(r *http.Request, username, password string) error {
-	if !UserIDPattern.MatchString(username) {
+	if !convid.UserID.MatchString(username) {
 		return errBadLogin
 	}
 	u, err := a.store.User(r.Context(), username)
@@ -172,7 +173,7 @@ func newDeviceID() string {
 func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ auth.Claims) {
 	id := r.PathValue("id")
 	notFound := errorf(CodeNotFound, "no such user")
-	if !UserIDPattern.MatchString(id) {
+	if !convid.UserID.MatchString(id) {
 		a.fail(w, r, notFound)
 		return
 	}

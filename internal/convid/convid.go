@@ -40,10 +40,23 @@ func Parse(id string) (kind string, members []string, group string, err error) {
 		return Direct, []string{a, b}, "", nil
 	case strings.HasPrefix(id, Group+":"):
 		g := strings.TrimPrefix(id, Group+":")
-		if g == "" || len(g) > 64 || strings.ContainsAny(g, ": ") {
+		if !validGroupID(g) {
 			return "", nil, "", ErrMalformed
 		}
 		return Group, nil, g, nil
 	}
 	return "", nil, "", ErrMalformed
+}
+
+// validGroupID: 1 to 64 bytes, no colon, space or control character.
+func validGroupID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == ':' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

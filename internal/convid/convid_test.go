@@ -1,6 +1,7 @@
 package convid
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,6 +21,12 @@ func TestParse(t *testing.T) {
 		{id: "dm:alice", bad: true},
 		{id: "group:g1", kind: Group, group: "g1"},
 		{id: "group:", bad: true},
+		{id: "group:a:b", bad: true},
+		{id: "group:a b", bad: true},
+		{id: "group:" + strings.Repeat("g", 65), bad: true},
+		{id: "dm:a.b:a_b", kind: Direct, members: []string{"a.b", "a_b"}},
+		{id: "dm:alice:bob:carol", bad: true},
+		{id: "dm::bob", bad: true},
 		{id: "chan:x", bad: true},
 		{id: "", bad: true},
 	} {
