@@ -2,11 +2,11 @@ package api
 
 import (
 	"errors"
-	"github.com/parleychat/parley/internal/convid"
 	"net/http"
 	"strconv"
 
 	"github.com/parleychat/parley/internal/auth"
+	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/parleychat/parley/internal/convid"
 	"net/http"
 	"regexp"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parleychat/parley/internal/auth"
+	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/persistence"
 )
 
