@@ -46,6 +46,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing database url: %w", err)
 	}
+	// Appends run the same statements with new parameters all the time; a custom plan
+	// per call over the partitioned tables costs more than the statement itself.
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = 16

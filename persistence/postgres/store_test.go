@@ -16,7 +16,7 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-func mustOpen(t *testing.T) *postgres.Store {
+func mustOpen(t testing.TB) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), testenv.DatabaseURL(t), postgres.Options{})
 	require.NoError(t, err)
