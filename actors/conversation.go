@@ -16,7 +16,8 @@ import (
 )
 
 const (
-	fanoutBatch   = 500         // messages per enqueue request
+	fanoutBatch   = 500         // messages per enqueue request, at most
+	batchBytes    = 256 << 10   // text bytes per enqueue or delivery, at most (remote batches stay small)
 	recentClients = 4096        // client ids remembered for answering repeats without a read
 	retryFanout   = time.Second // pause before re-driving a failed enqueue
 )
@@ -324,11 +325,24 @@ func (c *Conversation) after(id int64) ([]*parleypb.Message, error) {
 				out = append(out, m)
 			}
 		}
-		return out, nil
+		return firstChunk(out), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
 	defer cancel()
-	return c.deps.Store.ReadConversation(ctx, c.id, id, fanoutBatch)
+	msgs, err := c.deps.Store.ReadConversation(ctx, c.id, id, fanoutBatch)
+	return firstChunk(msgs), err
+}
+
+// firstChunk is the longest prefix of msgs within batchBytes of text (at least one).
+func firstChunk(msgs []*parleypb.Message) []*parleypb.Message {
+	size := 0
+	for i, m := range msgs {
+		size += len(m.Text) + 64
+		if size > batchBytes && i > 0 {
+			return msgs[:i]
+		}
+	}
+	return msgs
 }
 
 func (c *Conversation) retryLater(ctx actor.Context) {

@@ -140,8 +140,10 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 		return
 	}
 	u.seq = m.res.Version
-	if len(m.res.Entries) > 0 {
-		d := &parleypb.Deliver{Messages: m.res.Entries}
+	for rest := m.res.Entries; len(rest) > 0; {
+		chunk := firstChunk(rest)
+		rest = rest[len(chunk):]
+		d := &parleypb.Deliver{Messages: chunk}
 		for _, c := range u.conns {
 			ctx.Send(c.pid, d)
 		}

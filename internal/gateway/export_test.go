@@ -1,0 +1,6 @@
+package gateway
+
+// PrefixLen is how many bytes the HTTP server had read past the handshake for s.
+// Valid only inside Attach (before the gateway consumes them), so that tests can
+// tell that they exercised the prefix path.
+func PrefixLen(s *Socket) int { return len(s.prefix) }
