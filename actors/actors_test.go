@@ -262,3 +262,50 @@ func TestUserGrainQueuesOnceAndPushes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "online", res.(*parleypb.StatusResponse).Status)
 }
+
+// Without a snapshot, the outbox decides: no outbox row means every member has every
+// message, so a new activation re-drives nothing old.
+func TestActivationWithoutSnapshotTrustsOutbox(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	ctx := context.Background()
+	conv := convid.DirectID("alice", "bob")
+	old := &parleypb.Message{MessageId: 5, Conversation: conv, From: "alice", To: "bob", ClientId: "old", Text: "x", Ts: 1}
+	_, err := e.store.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Messages: []*parleypb.Message{old}})
+	require.NoError(t, err)
+	require.NoError(t, e.store.ClearOutbox(ctx, conv, 5))
+
+	require.Nil(t, e.post(t, "alice", "bob", "new").Error)
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if q := e.queue(t, "bob"); len(q) != 1 || q[0].ClientId != "new" {
+			return fmt.Errorf("bob's queue: %v", q)
+		}
+		return nil
+	})
+}
+
+// With an outbox row, a new activation re-drives what is pending, and clears the row.
+func TestActivationRedrivesPendingOutbox(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	ctx := context.Background()
+	conv := convid.DirectID("alice", "bob")
+	old := &parleypb.Message{MessageId: 5, Conversation: conv, From: "alice", To: "bob", ClientId: "old", Text: "x", Ts: 1}
+	_, err := e.store.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Messages: []*parleypb.Message{old}})
+	require.NoError(t, err)
+
+	e.deps.Wake(conv)
+	for _, u := range []string{"alice", "bob"} {
+		testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if q := e.queue(t, u); len(q) != 1 {
+				return fmt.Errorf("%s's queue: %v", u, q)
+			}
+			return nil
+		})
+	}
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		pending, err := e.store.OutboxPending(ctx, conv)
+		if err == nil && pending {
+			err = fmt.Errorf("outbox row still there")
+		}
+		return err
+	})
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -152,9 +151,10 @@ func (c *Connection) handle(ctx actor.Context, f *parleypb.ClientFrame) {
 	case *parleypb.ClientFrame_Sync:
 		c.sync(b.Sync)
 	case *parleypb.ClientFrame_Received:
-		if b.Received.UpTo > c.cursor {
-			c.cursor = b.Received.UpTo
-			c.deps.tell(ctx, c.user, KindUser, &parleypb.AckRequest{DeviceId: c.device, UpTo: b.Received.UpTo})
+		// A device can only have what this connection sent it.
+		if upTo := min(b.Received.UpTo, c.lastSent); upTo > c.cursor {
+			c.cursor = upTo
+			c.deps.tell(ctx, c.user, KindUser, &parleypb.AckRequest{DeviceId: c.device, UpTo: upTo})
 		}
 	case *parleypb.ClientFrame_History:
 		c.history(b.History)
@@ -169,9 +169,6 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send) {
 	switch {
 	case len(s.Text) > c.deps.Settings.MaxTextBytes:
 		c.writeError(s.Id, "too_large", fmt.Sprintf("text is longer than %d bytes", c.deps.Settings.MaxTextBytes))
-		return
-	case !utf8.ValidString(s.Text):
-		c.writeError(s.Id, "bad_request", "text is not valid UTF-8")
 		return
 	case s.Group != "":
 		c.writeError(s.Id, "not_found", "group "+s.Group+" does not exist")
@@ -223,15 +220,32 @@ func (c *Connection) sync(s *parleypb.Sync) {
 		c.writeError("", "unavailable", "sync failed; try again")
 		return
 	}
+	more := len(msgs) == limit
 	upTo := after
+	if !more {
+		// At the end of the queue: a position past it (a stale or made-up after)
+		// becomes the end, so that live entries after it are not skipped.
+		end, err := c.end()
+		if err != nil {
+			c.writeError("", "unavailable", "sync failed; try again")
+			return
+		}
+		upTo = min(after, end)
+	}
 	for _, m := range msgs {
 		c.writeMessage(m)
 		upTo = m.Seq
 	}
 	c.lastSent = upTo
-	more := len(msgs) == limit
 	c.live = !more
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Synced{Synced: &parleypb.Synced{UpTo: upTo, More: more}}})
+}
+
+// end is the last seq of the user's queue.
+func (c *Connection) end() (uint64, error) {
+	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	return c.deps.Store.UserVersion(cx, c.user)
 }
 
 func (c *Connection) read(after uint64, limit int) ([]*parleypb.Message, error) {
@@ -261,7 +275,8 @@ func (c *Connection) fill(upTo uint64) {
 	for c.lastSent < upTo {
 		msgs, err := c.read(c.lastSent, min(int(upTo-c.lastSent), c.deps.Settings.SyncBatch))
 		if err != nil || len(msgs) == 0 {
-			c.live = false // the client's next sync recovers
+			c.live = false
+			c.writeError("", "unavailable", "live delivery interrupted; send sync to resume")
 			return
 		}
 		for _, m := range msgs {

@@ -110,6 +110,9 @@ func (c *Conversation) init(ctx actor.Context, id string) {
 		return
 	}
 	ctx.SetReceiveTimeout(c.deps.Settings.IdleTimeout)
+	if c.allDelivered() {
+		c.clearOutbox() // a row left behind by a clear that never ran
+	}
 	c.fanout(ctx)
 }
 
@@ -139,6 +142,16 @@ func (c *Conversation) load() error {
 		return err
 	}
 	c.lastID, c.tailBase = c.committed, c.committed
+	pending, err := st.OutboxPending(ctx, c.id)
+	if err != nil {
+		return err
+	}
+	if !pending {
+		// No outbox row: every member has everything, whatever the snapshot says.
+		for _, m := range c.members {
+			c.delivered[m] = c.committed
+		}
+	}
 	return nil
 }
 
@@ -379,17 +392,23 @@ func (c *Conversation) acked(ctx actor.Context) {
 		c.tail = append(c.tail[:0:0], c.tail[n:]...)
 	}
 	if low == c.committed {
-		conv, store := c.id, c.deps.Store
-		go func() {
-			cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
-			defer cancel()
-			_ = store.ClearOutbox(cx, conv, low) // a row left behind only causes a redundant re-drive
-		}()
+		c.clearOutbox()
 	}
 	c.acks++
 	if c.acks >= c.deps.Settings.SnapshotEvery {
 		c.saveSnapshot(ctx, false)
 	}
+}
+
+// clearOutbox drops the conversation's outbox row up to the last committed message.
+// A row left behind only causes a redundant wake, which clears it.
+func (c *Conversation) clearOutbox() {
+	conv, upTo, store, timeout := c.id, c.committed, c.deps.Store, c.deps.Settings.RequestTimeout
+	go func() {
+		cx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_ = store.ClearOutbox(cx, conv, upTo)
+	}()
 }
 
 // saveSnapshot stores the delivery progress; wait makes it synchronous (on stop).

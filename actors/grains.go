@@ -40,6 +40,7 @@ type Store interface {
 	UsersExist(ctx context.Context, ids []string) (map[string]bool, error)
 	SetLastSeen(ctx context.Context, id string, ms int64) error
 	ClearOutbox(ctx context.Context, conv string, upTo int64) error
+	OutboxPending(ctx context.Context, conv string) (bool, error)
 }
 
 // Settings are the actors' limits and timings.

@@ -91,6 +91,7 @@ func Do(req *http.Request, out any) error {
 // Conn is a WebSocket connection to a node.
 type Conn struct {
 	conn net.Conn
+	src  io.Reader // conn, or a reader holding bytes read past the handshake
 	enc  wire.Encoding
 	mu   sync.Mutex // writes
 }
@@ -111,10 +112,11 @@ func Dial(ctx context.Context, base, token string, enc wire.Encoding) (*Conn, er
 	if err != nil {
 		return nil, err
 	}
+	c := &Conn{conn: conn, src: conn, enc: enc}
 	if br != nil {
-		ws.PutReader(br)
+		c.src = br // it holds bytes the server sent right after the handshake
 	}
-	return &Conn{conn: conn, enc: enc}, nil
+	return c, nil
 }
 
 // Write sends one client frame.
@@ -146,7 +148,7 @@ type CloseError = wsutil.ClosedError
 func (c *Conn) Read(timeout time.Duration) (*parleypb.ServerFrame, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
 	control := wsutil.ControlFrameHandler(lockedWriter{c}, ws.StateClientSide)
-	rd := wsutil.Reader{Source: c.conn, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: control}
+	rd := wsutil.Reader{Source: c.src, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: control}
 	for {
 		h, err := rd.NextFrame()
 		if err != nil {

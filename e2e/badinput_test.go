@@ -108,7 +108,9 @@ func TestBadInput(t *testing.T) {
 	// Everything good arrived once, in order; nothing bad did.
 	bc := dial(t, n, bob)
 	br := startReader(bc)
-	syncNow(t, bc, br, nil)
+	syncNow(t, bc, br, nil) // sent comes before fan-out: the rest may arrive live
+	br.waitFor(t, 10*time.Second, "good messages", func(r *reader) bool { return len(r.messages) >= len(good) })
+	time.Sleep(200 * time.Millisecond)
 	msgs, _, _, _ := br.snapshot()
 	require.Len(t, msgs, len(good))
 	requireStream(t, msgs, 1)
@@ -142,6 +144,8 @@ limits:
 	bc := dial(t, n, bob)
 	br := startReader(bc)
 	syncNow(t, bc, br, nil)
+	br.waitFor(t, 10*time.Second, "the accepted message", func(r *reader) bool { return len(r.messages) >= 1 })
+	time.Sleep(200 * time.Millisecond)
 	msgs, _, _, _ := br.snapshot()
 	require.Len(t, msgs, 1)
 	require.Equal(t, "kept", msgs[0].ClientId)

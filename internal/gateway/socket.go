@@ -192,6 +192,9 @@ func (s *Socket) readMessage() error {
 		}
 		ws.Cipher(payload, h.Mask, 0)
 		if h.OpCode.IsControl() {
+			if !s.limiter.Allow() { // control frames count against the rate too
+				return errRate
+			}
 			if err := s.control(h, payload); err != nil {
 				return err
 			}

@@ -36,7 +36,8 @@ import (
 const FaultHoldFanout = "PARLEY_FAULT_HOLD_FANOUT"
 
 // Run serves until ctx ends, then shuts down in order: stop accepting, close sockets
-// with 1001 after flushing, leave the cluster, flush the store, release the node id.
+// with 1001 after flushing, leave the cluster, release the node id (keeping its
+// reserved floor), flush the store's pending writes and close it.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	store, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{
 		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax})
@@ -87,6 +88,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Presence: presence(deps)}).Register(mux)
 	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { gw.ServeHTTP(w, r, api.WriteError) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
 
 	servers := []*http.Server{{Addr: cfg.Listen.HTTP, Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	if cfg.Listen.Admin != "" {

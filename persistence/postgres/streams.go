@@ -326,3 +326,11 @@ func (s *Store) PendingOutbox(ctx context.Context, age time.Duration, limit int)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
+
+// OutboxPending reports whether a conversation has fan-out that was never
+// acknowledged by every member.
+func (s *Store) OutboxPending(ctx context.Context, conv string) (bool, error) {
+	var pending bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE conversation = $1)`, conv).Scan(&pending)
+	return pending, mapErr(err)
+}
