@@ -188,3 +188,12 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// NodeCommand returns a cmd/node command against the database url, for tests that
+// expect it to fail or exit; ctx bounds it.
+func NodeCommand(ctx context.Context, t testing.TB, dbURL string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, nodeBinary(t), args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
+	return cmd
+}
