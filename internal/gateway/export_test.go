@@ -4,3 +4,6 @@ package gateway
 // Valid only inside Attach (before the gateway consumes them), so that tests can
 // tell that they exercised the prefix path.
 func PrefixLen(s *Socket) int { return len(s.prefix) }
+
+// FdOf is the file descriptor the gateway polls for s.
+func FdOf(s *Socket) int { return s.fd }

@@ -141,6 +141,12 @@ func writeErr(w http.ResponseWriter, status int, code, msg string) {
 // newHarness starts a gateway; setup (optional) configures each new fake handler.
 func newHarness(tb testing.TB, cfg gateway.Config, setup func(*recorder)) *harness {
 	tb.Helper()
+	return newHarnessListener(tb, cfg, setup, nil)
+}
+
+// newHarnessListener is newHarness with the HTTP listener wrapped by wrap (if set).
+func newHarnessListener(tb testing.TB, cfg gateway.Config, setup func(*recorder), wrap func(net.Listener) net.Listener) *harness {
+	tb.Helper()
 	h := &harness{setup: setup}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := gateway.New(cfg, log, authenticate, func(s *gateway.Socket, id gateway.Identity) gateway.Handler {
@@ -157,7 +163,11 @@ func newHarness(tb testing.TB, cfg gateway.Config, setup func(*recorder)) *harne
 	h.srv = srv
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(w, r, writeErr) })
-	h.http = httptest.NewServer(mux)
+	h.http = httptest.NewUnstartedServer(mux)
+	if wrap != nil {
+		h.http.Listener = wrap(h.http.Listener)
+	}
+	h.http.Start()
 	h.base = h.http.URL
 	h.addr = strings.TrimPrefix(h.http.URL, "http://")
 	tb.Cleanup(func() {
@@ -848,9 +858,10 @@ func TestShutdown(t *testing.T) {
 			require.Zero(t, h.srv.Count())
 			for i, r := range h.recorders() {
 				r.mu.Lock()
-				require.Equal(t, 1, r.shutdowns, "handler %d", i)
-				require.Equal(t, 1, r.closed, "handler %d", i)
+				shutdowns, closed := r.shutdowns, r.closed
 				r.mu.Unlock()
+				require.Equal(t, 1, shutdowns, "handler %d", i)
+				require.Equal(t, 1, closed, "handler %d", i)
 			}
 			// Draining: no new socket.
 			ctx2, cancel2 := context.WithTimeout(context.Background(), waitTimeout)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,7 +50,8 @@ type Server struct {
 	auth   Authenticate
 	attach Attach
 	poll   *poller
-	ready  chan int
+	ready  chan readyEvent
+	tags   atomic.Int32 // tells the sockets that used the same fd apart
 
 	mu       sync.Mutex
 	sockets  map[int]*Socket
@@ -64,11 +66,11 @@ func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Serve
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, auth: auth, attach: attach, poll: p,
-		ready: make(chan int, 4096), sockets: map[int]*Socket{}}
+		ready: make(chan readyEvent, 4096), sockets: map[int]*Socket{}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		p.run(func(fd int) { s.ready <- fd })
+		p.run(func(fd int, tag int32) { s.ready <- readyEvent{fd, tag} })
 		close(s.ready)
 	}()
 	for range max(cfg.Workers, 1) {
@@ -105,7 +107,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	if err != nil {
 		return // gobwas has answered the client
 	}
-	sock := &Socket{srv: s, conn: conn, enc: enc,
+	sock := &Socket{srv: s, conn: conn, enc: enc, tag: s.tags.Add(1),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst)}
 	if n := rw.Reader.Buffered(); n > 0 {
 		sock.prefix, _ = rw.Reader.Peek(n)
@@ -122,7 +124,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	if len(sock.prefix) > 0 && !sock.readable() {
 		return
 	}
-	if err := s.poll.add(sock.fd); err != nil {
+	if err := s.arm(sock, s.poll.add); err != nil {
 		sock.Close(CloseNone, "")
 	}
 }
@@ -141,21 +143,38 @@ func fdOf(conn net.Conn) (int, error) {
 	return fd, err
 }
 
+// readyEvent is a readable fd and the tag of its registration.
+type readyEvent struct {
+	fd  int
+	tag int32
+}
+
 func (s *Server) work() {
 	defer s.wg.Done()
-	for fd := range s.ready {
+	for ev := range s.ready {
 		s.mu.Lock()
-		sock := s.sockets[fd]
+		sock := s.sockets[ev.fd]
 		s.mu.Unlock()
-		if sock == nil {
-			continue
+		if sock == nil || sock.tag != ev.tag {
+			continue // the socket is gone: the event was queued before it closed
 		}
 		if sock.readable() {
-			if err := s.poll.rearm(fd); err != nil {
+			if err := s.arm(sock, s.poll.rearm); err != nil {
 				sock.Close(CloseNone, "")
 			}
 		}
 	}
+}
+
+// arm registers (add) or re-arms (rearm) sock in the poller, unless it has been
+// forgotten meanwhile: its fd may belong to a new socket by now.
+func (s *Server) arm(sock *Socket, ctl func(fd int, tag int32) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sockets[sock.fd] != sock {
+		return nil
+	}
+	return ctl(sock.fd, sock.tag)
 }
 
 // forget drops a closing socket from the poller and the registry (before its fd is

@@ -32,6 +32,7 @@ type Socket struct {
 	srv     *Server
 	conn    net.Conn
 	fd      int
+	tag     int32 // of its poller registration
 	enc     wire.Encoding
 	limiter *rate.Limiter
 	handler Handler
