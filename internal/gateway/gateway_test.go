@@ -503,6 +503,23 @@ func TestProtocolErrors(t *testing.T) {
 		"continuation without start": func(t *testing.T, c *rawConn) {
 			c.send(t, true, ws.OpContinuation, sendJSON("c", "orphan"))
 		},
+		"reserved bits": func(t *testing.T, c *rawConn) {
+			f := ws.MaskFrameInPlace(ws.NewTextFrame(sendJSON("r", "rsv")))
+			f.Header.Rsv = ws.Rsv(true, false, false)
+			b, err := ws.CompileFrame(f)
+			require.NoError(t, err)
+			_, err = c.Write(b)
+			require.NoError(t, err)
+		},
+		"reserved opcode": func(t *testing.T, c *rawConn) {
+			c.send(t, true, ws.OpCode(0x3), []byte("x"))
+		},
+		"ping over 125 bytes": func(t *testing.T, c *rawConn) {
+			c.send(t, true, ws.OpPing, bytes.Repeat([]byte("p"), 126))
+		},
+		"fragmented ping": func(t *testing.T, c *rawConn) {
+			c.send(t, false, ws.OpPing, []byte("p"))
+		},
 		"new message inside a fragmented one": func(t *testing.T, c *rawConn) {
 			c.send(t, false, ws.OpText, []byte(`{"type":`))
 			c.send(t, true, ws.OpText, sendJSON("n", "interloper"))

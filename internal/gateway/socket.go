@@ -181,8 +181,8 @@ func (s *Socket) readMessage() error {
 		if err != nil {
 			return err
 		}
-		if !h.Masked {
-			return fmt.Errorf("%w: unmasked client frame", errProtocol)
+		if err := checkHeader(h); err != nil {
+			return err
 		}
 		if h.Length > int64(s.srv.cfg.MaxFrameBytes) || int64(len(s.frag))+h.Length > int64(s.srv.cfg.MaxFrameBytes) {
 			return errFrameTooBig
@@ -210,6 +210,23 @@ func (s *Socket) readMessage() error {
 		}
 		return s.dispatch(op, msg)
 	}
+}
+
+// checkHeader applies RFC 6455's rules for client frames: masked, no reserved bits
+// (no extension is negotiated), known opcodes, and control frames unfragmented with
+// at most 125 bytes.
+func checkHeader(h ws.Header) error {
+	switch {
+	case !h.Masked:
+		return fmt.Errorf("%w: unmasked client frame", errProtocol)
+	case h.Rsv != 0:
+		return fmt.Errorf("%w: reserved bits set", errProtocol)
+	case h.OpCode.IsReserved():
+		return fmt.Errorf("%w: reserved opcode", errProtocol)
+	case h.OpCode.IsControl() && (!h.Fin || h.Length > 125):
+		return fmt.Errorf("%w: control frame fragmented or over 125 bytes", errProtocol)
+	}
+	return nil
 }
 
 // assemble joins fragments; done reports a complete message.
