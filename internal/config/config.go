@@ -30,12 +30,46 @@ type Cluster struct {
 	// Name of the cluster; nodes join only a cluster of the same name. Default "parley".
 	Name string `yaml:"name"`
 	// Provider is the membership provider. Default "local": a single process
-	// with no external server. "local" is the only valid value for now.
+	// with no external server. "automanaged": several processes that poll each
+	// other's health endpoints (a static peer list, no external server).
+	// "zookeeper": membership in a ZooKeeper ensemble (production).
 	Provider string `yaml:"provider"`
-	// Host is the bind host of the remote transport. Default "127.0.0.1".
+	// Host is the bind host of the remote transport (and of the automanaged
+	// health endpoint). Default "127.0.0.1".
 	Host string `yaml:"host"`
-	// Port is the TCP port of the remote transport, 0..65535. Default 0 (ephemeral).
+	// Port is the TCP port of the remote transport, 0..65535. Default 0
+	// (ephemeral; every process incarnation then has a fresh member address).
 	Port int `yaml:"port"`
+	// Automanaged configures the "automanaged" provider.
+	Automanaged Automanaged `yaml:"automanaged"`
+	// ZooKeeper configures the "zookeeper" provider.
+	ZooKeeper ZooKeeper `yaml:"zookeeper"`
+}
+
+// Automanaged configures membership by polling a static list of peers.
+type Automanaged struct {
+	// Port of this node's membership health endpoint (HTTP on cluster.host),
+	// 1..65535. Required with provider "automanaged". Env: PARLEY_AUTOMANAGED_PORT.
+	Port int `yaml:"port"`
+	// Peers are host:port of every node's health endpoint, this node's
+	// included; list nodes that may join later in advance. Env:
+	// PARLEY_AUTOMANAGED_PEERS (comma-separated).
+	Peers []string `yaml:"peers"`
+	// Refresh is how often the peers are polled. Default 1s.
+	Refresh time.Duration `yaml:"refresh"`
+}
+
+// ZooKeeper configures membership in ZooKeeper.
+type ZooKeeper struct {
+	// Servers are host:port of the ensemble. Default ["127.0.0.1:2181"].
+	// Env: PARLEY_ZK_SERVERS (comma-separated).
+	Servers []string `yaml:"servers"`
+	// SessionTimeout: a member cut off from ZooKeeper longer than this is
+	// dropped by the others (it then leaves and rejoins under a new member id).
+	// 4s..40s with ZooKeeper's default tickTime. Default 10s.
+	SessionTimeout time.Duration `yaml:"sessionTimeout"`
+	// BaseKey is the znode under which members register. Default "/parley".
+	BaseKey string `yaml:"baseKey"`
 }
 
 // Node identifies this process within the cluster.
@@ -147,8 +181,11 @@ type Log struct {
 // is left empty: it has no default and must be set.
 func Default() Config {
 	return Config{
-		Cluster: Cluster{Name: "parley", Provider: ProviderLocal, Host: "127.0.0.1", Port: 0},
-		Node:    Node{ID: -1},
+		Cluster: Cluster{Name: "parley", Provider: ProviderLocal, Host: "127.0.0.1", Port: 0,
+			Automanaged: Automanaged{Peers: []string{}, Refresh: time.Second},
+			ZooKeeper: ZooKeeper{Servers: []string{"127.0.0.1:2181"}, SessionTimeout: 10 * time.Second,
+				BaseKey: "/parley"}},
+		Node: Node{ID: -1},
 		Database: Database{
 			MaxConns:   16,
 			BatchDelay: 2 * time.Millisecond,
@@ -181,8 +218,12 @@ func Default() Config {
 	}
 }
 
-// ProviderLocal is the single-process cluster provider, the only one for now.
-const ProviderLocal = "local"
+// Cluster providers.
+const (
+	ProviderLocal       = "local"
+	ProviderAutomanaged = "automanaged"
+	ProviderZooKeeper   = "zookeeper"
+)
 
 // MinTokenSecretBytes is the shortest accepted Auth.TokenSecret.
 const MinTokenSecretBytes = 32

@@ -228,6 +228,19 @@ func TestValidate(t *testing.T) {
 		{"cluster provider", func(c *Config) { c.Cluster.Provider = "consul" }, "cluster.provider"},
 		{"cluster name", func(c *Config) { c.Cluster.Name = "" }, "cluster.name"},
 		{"cluster host", func(c *Config) { c.Cluster.Host = "" }, "cluster.host"},
+		{"automanaged", func(c *Config) { automanaged(c) }, ""},
+		{"automanaged no port", func(c *Config) { automanaged(c); c.Cluster.Automanaged.Port = 0 }, "cluster.automanaged.port"},
+		{"automanaged no peers", func(c *Config) { automanaged(c); c.Cluster.Automanaged.Peers = nil }, "cluster.automanaged.peers"},
+		{"automanaged bad peer", func(c *Config) { automanaged(c); c.Cluster.Automanaged.Peers = []string{"x"} }, "cluster.automanaged.peers"},
+		{"automanaged refresh", func(c *Config) { automanaged(c); c.Cluster.Automanaged.Refresh = 0 }, "cluster.automanaged.refresh"},
+		{"automanaged settings ignored by local", func(c *Config) { c.Cluster.Automanaged.Port = -5 }, ""},
+		{"zookeeper", func(c *Config) { c.Cluster.Provider = ProviderZooKeeper }, ""},
+		{"zookeeper no servers", func(c *Config) { c.Cluster.Provider = ProviderZooKeeper; c.Cluster.ZooKeeper.Servers = nil }, "cluster.zookeeper.servers"},
+		{"zookeeper session short", func(c *Config) {
+			c.Cluster.Provider = ProviderZooKeeper
+			c.Cluster.ZooKeeper.SessionTimeout = time.Second
+		}, "cluster.zookeeper.sessionTimeout"},
+		{"zookeeper base key", func(c *Config) { c.Cluster.Provider = ProviderZooKeeper; c.Cluster.ZooKeeper.BaseKey = "parley/" }, "cluster.zookeeper.baseKey"},
 		{"max conns", func(c *Config) { c.Database.MaxConns = 0 }, "database.maxConns"},
 		{"batch delay", func(c *Config) { c.Database.BatchDelay = 0 }, "database.batchDelay"},
 		{"batch max", func(c *Config) { c.Database.BatchMax = -1 }, "database.batchMax"},
@@ -378,4 +391,25 @@ func yamlKeys(t reflect.Type) []string {
 		}
 	}
 	return keys
+}
+
+func automanaged(c *Config) {
+	c.Cluster.Provider = ProviderAutomanaged
+	c.Cluster.Automanaged.Port = 28001
+	c.Cluster.Automanaged.Peers = []string{"127.0.0.1:28001", "127.0.0.1:28002"}
+}
+
+func TestApplyEnvLists(t *testing.T) {
+	c := Default()
+	env := map[string]string{
+		"PARLEY_CLUSTER_PROVIDER":  "automanaged",
+		"PARLEY_AUTOMANAGED_PORT":  "28001",
+		"PARLEY_AUTOMANAGED_PEERS": "127.0.0.1:28001, 127.0.0.1:28002,,",
+		"PARLEY_ZK_SERVERS":        "zk1:2181,zk2:2181",
+	}
+	require.NoError(t, c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	require.Equal(t, ProviderAutomanaged, c.Cluster.Provider)
+	require.Equal(t, 28001, c.Cluster.Automanaged.Port)
+	require.Equal(t, []string{"127.0.0.1:28001", "127.0.0.1:28002"}, c.Cluster.Automanaged.Peers)
+	require.Equal(t, []string{"zk1:2181", "zk2:2181"}, c.Cluster.ZooKeeper.Servers)
 }

@@ -66,6 +66,10 @@ func (c *Config) decode(r io.Reader) error {
 //	PARLEY_NODE_ID       node.id
 //	PARLEY_CLUSTER_HOST  cluster.host
 //	PARLEY_CLUSTER_PORT  cluster.port
+//	PARLEY_CLUSTER_PROVIDER  cluster.provider
+//	PARLEY_AUTOMANAGED_PORT  cluster.automanaged.port
+//	PARLEY_AUTOMANAGED_PEERS cluster.automanaged.peers (comma-separated)
+//	PARLEY_ZK_SERVERS        cluster.zookeeper.servers (comma-separated)
 //	PARLEY_TOKEN_SECRET  auth.tokenSecret
 //	PARLEY_ADMIN_TOKEN   admin.token
 //	PARLEY_LOG_LEVEL     log.level
@@ -78,6 +82,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		{"PARLEY_HTTP_ADDR", &c.Listen.HTTP},
 		{"PARLEY_ADMIN_ADDR", &c.Listen.Admin},
 		{"PARLEY_CLUSTER_HOST", &c.Cluster.Host},
+		{"PARLEY_CLUSTER_PROVIDER", &c.Cluster.Provider},
 		{"PARLEY_TOKEN_SECRET", &c.Auth.TokenSecret},
 		{"PARLEY_ADMIN_TOKEN", &c.Admin.Token},
 		{"PARLEY_LOG_LEVEL", &c.Log.Level},
@@ -93,6 +98,19 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	}{
 		{"PARLEY_NODE_ID", &c.Node.ID},
 		{"PARLEY_CLUSTER_PORT", &c.Cluster.Port},
+		{"PARLEY_AUTOMANAGED_PORT", &c.Cluster.Automanaged.Port},
+	}
+	lists := []struct {
+		name string
+		dst  *[]string
+	}{
+		{"PARLEY_AUTOMANAGED_PEERS", &c.Cluster.Automanaged.Peers},
+		{"PARLEY_ZK_SERVERS", &c.Cluster.ZooKeeper.Servers},
+	}
+	for _, l := range lists {
+		if v, ok := lookup(l.name); ok {
+			*l.dst = splitList(v)
+		}
 	}
 	var errs []error
 	for _, i := range ints {
@@ -108,4 +126,15 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		*i.dst = n
 	}
 	return errors.Join(errs...)
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

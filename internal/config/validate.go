@@ -83,11 +83,35 @@ func (v *validator) hostPort(key, addr string) {
 
 func (c Cluster) validate(v *validator) {
 	v.nonEmpty("cluster.name", c.Name)
-	if c.Provider != ProviderLocal {
-		v.addf("cluster.provider", "must be %q, got %q", ProviderLocal, c.Provider)
-	}
+	v.oneOf("cluster.provider", c.Provider, ProviderLocal, ProviderAutomanaged, ProviderZooKeeper)
 	v.nonEmpty("cluster.host", c.Host)
 	v.between("cluster.port", c.Port, 0, 65535)
+	switch c.Provider {
+	case ProviderAutomanaged:
+		a := c.Automanaged
+		v.between("cluster.automanaged.port", a.Port, 1, 65535)
+		if len(a.Peers) == 0 {
+			v.addf("cluster.automanaged.peers", "required with provider %q", ProviderAutomanaged)
+		}
+		for _, p := range a.Peers {
+			v.hostPort("cluster.automanaged.peers", p)
+		}
+		v.duration("cluster.automanaged.refresh", a.Refresh)
+	case ProviderZooKeeper:
+		z := c.ZooKeeper
+		if len(z.Servers) == 0 {
+			v.addf("cluster.zookeeper.servers", "required with provider %q", ProviderZooKeeper)
+		}
+		for _, s := range z.Servers {
+			v.hostPort("cluster.zookeeper.servers", s)
+		}
+		if z.SessionTimeout < 4*time.Second || z.SessionTimeout > 40*time.Second {
+			v.addf("cluster.zookeeper.sessionTimeout", "must be in 4s..40s, got %s", z.SessionTimeout)
+		}
+		if len(z.BaseKey) < 2 || z.BaseKey[0] != '/' || z.BaseKey[len(z.BaseKey)-1] == '/' {
+			v.addf("cluster.zookeeper.baseKey", "must be a znode path like /parley, got %q", z.BaseKey)
+		}
+	}
 }
 
 func (n Node) validate(v *validator) {
