@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,10 @@ import (
 	"github.com/parleychat/parley/internal/config"
 	"github.com/parleychat/parley/internal/node"
 )
+
+// exitEvicted tells a supervisor that the node left the cluster after the others
+// dropped it, and must be started again (it gets a new member id).
+const exitEvicted = 3
 
 func main() {
 	os.Exit(run())
@@ -47,6 +52,9 @@ func run() int {
 	defer stop()
 	if err := node.Run(ctx, cfg, log); err != nil {
 		log.Error("node stopped", slog.Any("error", err))
+		if errors.Is(err, node.ErrEvicted) {
+			return exitEvicted
+		}
 		return 1
 	}
 	return 0

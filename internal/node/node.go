@@ -15,7 +15,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
@@ -27,6 +26,7 @@ import (
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/config"
 	"github.com/parleychat/parley/internal/gateway"
+	"github.com/parleychat/parley/internal/membership"
 	"github.com/parleychat/parley/persistence/postgres"
 	"github.com/parleychat/parley/proto/parleypb"
 )
@@ -66,11 +66,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
 			HoldFanout: os.Getenv(FaultHoldFanout) == "1",
 		}}
-	c, err := startCluster(cfg, log, deps)
+	m, err := membership.New(cfg.Cluster, log)
+	if err != nil {
+		return err
+	}
+	c, err := startCluster(cfg, log, deps, m)
 	if err != nil {
 		return err
 	}
 	deps.Cluster = c
+	evicted := make(chan error, 1)
+	go func() { evicted <- m.Watch(ctx, c) }()
 
 	gw, err := gateway.New(gateway.Config{
 		Workers: cfg.Gateway.Workers, ReadTimeout: cfg.Gateway.ReadTimeout, WriteTimeout: cfg.Gateway.WriteTimeout,
@@ -113,6 +119,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case err = <-evicted:
+		if err != nil {
+			err = fmt.Errorf("%w: %v", ErrEvicted, err)
+		}
 	}
 	log.Info("shutting down")
 	grace, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
@@ -128,7 +138,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return err
 }
 
-func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps) (c *cluster.Cluster, err error) {
+// ErrEvicted means the other members dropped this one: it must start again under a
+// new member id (cmd/node exits with a distinct code for its supervisor).
+var ErrEvicted = errors.New("node: evicted from the cluster")
+
+func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps, m *membership.Membership) (c *cluster.Cluster, err error) {
 	libLog := log.With(slog.String("lib", "protoactor"))
 	system := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet(libLog) }),
@@ -136,9 +150,10 @@ func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps) (c *cl
 	rcfg := remote.Configure(cfg.Cluster.Host, cfg.Cluster.Port,
 		remote.WithEndpointWriterBatchSize(100),
 		remote.WithServerOptions(grpc.MaxRecvMsgSize(16<<20), grpc.UnaryInterceptor(rejectUnary)))
-	ccfg := cluster.Configure(cfg.Cluster.Name, test.NewTestProvider(test.NewInMemAgent()), disthash.New(), rcfg,
+	ccfg := cluster.Configure(cfg.Cluster.Name, m.Provider, disthash.New(), rcfg,
 		cluster.WithKinds(actors.Kinds(deps)...), cluster.WithRequestTimeout(cfg.Grains.RequestTimeout))
 	c = cluster.New(system, ccfg)
+	m.Bind(c)
 	defer func() { // StartMember panics when it cannot listen
 		if r := recover(); r != nil {
 			err = fmt.Errorf("starting cluster member: %v", r)
@@ -166,6 +181,22 @@ type levelFilter struct {
 
 func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+// benign are the library's messages logged at error level for normal events (a peer
+// that is not up yet, a graceful leave, a retried request); they are dropped.
+var benign = map[string]bool{
+	"Bad connection to the node health status": true,
+	"Automanaged server stopping..!":           true,
+	"EndpointWriter lost connection":           true,
+	"cluster.RequestFuture failed":             true,
+}
+
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error {
+	if benign[r.Message] {
+		return nil
+	}
+	return f.Handler.Handle(ctx, r)
 }
 
 func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {

@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/testenv"
+)
+
+// activeGrains asks a node's admin endpoint which grains it hosts.
+func activeGrains(t *testing.T, n *testenv.Node) []string {
+	t.Helper()
+	res, err := http.Get(n.AdminURL + "/admin/grains")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var body struct {
+		Grains []struct {
+			ID string `json:"id"`
+		} `json:"grains"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	out := make([]string, len(body.Grains))
+	for i, g := range body.Grains {
+		out[i] = g.ID
+	}
+	return out
+}
+
+// membersOf is the member count a node's admin endpoint reports.
+func membersOf(t *testing.T, n *testenv.Node) int {
+	t.Helper()
+	res, err := http.Get(n.AdminURL + "/admin/members")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var body struct {
+		Members []json.RawMessage `json:"members"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	return len(body.Members)
+}
+
+func waitMembers(t *testing.T, c *testenv.Cluster, want int) {
+	t.Helper()
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for i, n := range c.Nodes {
+			if got := membersOf(t, n); got != want {
+				return fmt.Errorf("node %d sees %d members, want %d", i, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// Issue 3, acceptance 1: three nodes, 60 users spread over them, every pair exchanges
+// messages: everyone gets everything once, in order.
+func TestClusterEveryPair(t *testing.T) {
+	c := testenv.StartCluster(t, testenv.DatabaseURL(t), fastConfig, 3, 3)
+	waitMembers(t, c, 3)
+
+	const users = 60
+	sessions := make([]client.Session, users)
+	conns := make([]*client.Conn, users)
+	readers := make([]*reader, users)
+	for i := range users {
+		n := c.Nodes[i%len(c.Nodes)]
+		sessions[i] = newUser(t, n, fmt.Sprintf("u%02d", i))
+		conns[i] = dial(t, n, sessions[i])
+		readers[i] = startReader(conns[i])
+		syncNow(t, conns[i], readers[i], nil)
+	}
+
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range users {
+				if j != i {
+					require.NoError(t, conns[i].Write(sendFrame(fmt.Sprintf("to-%d", j), sessions[j].UserID,
+						fmt.Sprintf("%d says hi to %d", i, j))))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	// order[conversation] is the message order the first member saw; the other must agree.
+	order := map[string][]int64{}
+	for i, r := range readers {
+		r.waitFor(t, 120*time.Second, fmt.Sprintf("user %d: all sent and delivered", i), func(r *reader) bool {
+			return len(r.sent) == users-1 && len(r.messages) == 2*(users-1)
+		})
+		msgs, _, errs, _ := r.snapshot()
+		require.Empty(t, errs, "user %d", i)
+		requireStream(t, msgs, 1)
+		per := map[string][]int64{}
+		for _, m := range msgs {
+			per[m.Conversation] = append(per[m.Conversation], m.MessageId)
+		}
+		require.Len(t, per, users-1, "user %d talks with everyone", i)
+		for conv, ids := range per {
+			require.Len(t, ids, 2)
+			require.Less(t, ids[0], ids[1], "messageId order within %s", conv)
+			if seen, ok := order[conv]; ok {
+				require.Equal(t, seen, ids, "both members of %s see one order", conv)
+			} else {
+				order[conv] = ids
+			}
+		}
+	}
+
+	// The grains are spread: every node hosts some.
+	for i, n := range c.Nodes {
+		grains := activeGrains(t, n)
+		var users, convs int
+		for _, g := range grains {
+			switch {
+			case strings.HasPrefix(g, "User/"):
+				users++
+			case strings.HasPrefix(g, "Conversation/"):
+				convs++
+			}
+		}
+		t.Logf("node %d hosts %d user grains and %d conversation grains", i, users, convs)
+		require.Positive(t, users, "node %d", i)
+		require.Positive(t, convs, "node %d", i)
+	}
+}
