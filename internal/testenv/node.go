@@ -54,17 +54,17 @@ func nodeBinary(t testing.TB) string {
 
 // Node is a cmd/node process on loopback.
 type Node struct {
-	t    testing.TB
+	t         testing.TB
 	URL       string // http://127.0.0.1:port
 	AdminURL  string // the admin endpoint
 	addr      string
 	adminAddr string
-	env  []string
-	args []string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	done chan struct{}
-	mu   sync.Mutex
+	env       []string
+	args      []string
+	cmd       *exec.Cmd
+	log       *bytes.Buffer
+	done      chan struct{}
+	mu        sync.Mutex
 }
 
 // StartNode starts a node on a free loopback port against the database url, with
