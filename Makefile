@@ -15,6 +15,9 @@ PG_RUN_DIR ?= $(CURDIR)/.pgdata/run
 PG_RUN_PORT ?= 55432
 PG_TEST_DIR ?= $(CURDIR)/.pgdata/test
 PG_TEST_PORT ?= 55433
+# Packages whose tests run a Proto.Actor cluster inside the test process: their
+# tests are tagged !race and run in a second pass without -race.
+NORACE_PKGS ?= ./actors
 # Evaluated by the shell in the recipe, not by make.
 PROTOACTOR_DIR = $$($(GO) list -m -f '{{.Dir}}' github.com/asynkron/protoactor-go)
 GOBIN_DIR = $$($(GO) env GOPATH | cut -d: -f1)/bin
@@ -47,7 +50,9 @@ db-stop: ## stop the local Postgres started by `make run`
 
 test: ## all tests with -race against a throwaway Postgres
 	@scripts/deps.sh
-	@$(WITH_TEST_PG) $(GO) test -race -count=1 -timeout 15m ./...
+	@$(WITH_TEST_PG) $(GO) test -race -count=1 -timeout 15m ./... && \
+		echo "# in-process cluster tests, without -race (Proto.Actor's own races: research/protoactor.md §7)" && \
+		$(GO) test -count=1 -timeout 10m $(NORACE_PKGS)
 
 test-short: ## all tests without -race (quicker) against a throwaway Postgres
 	@scripts/deps.sh

@@ -1,3 +1,10 @@
+//go:build !race
+
+// These tests run a Proto.Actor cluster inside the test process, where the library's
+// own data races (research/protoactor.md §7) fire under -race; `make test` runs them
+// in a separate pass without -race. Parley's actor code is race-checked by the e2e
+// tests, whose node processes are built with -race.
+
 package actors_test
 
 import (
@@ -133,8 +140,8 @@ func TestPostRefusals(t *testing.T) {
 }
 
 // A second activation (simulated by a direct append that moves the stream) makes the
-// live grain's next append fail: it writes nothing, answers unavailable and stops; the
-// retry reaches a fresh activation that continues after the other writer's message.
+// live grain's next append fail: it writes nothing, reloads, and appends the post
+// again after the other writer's message.
 func TestStaleActivationCannotWrite(t *testing.T) {
 	e := startGrains(t, time.Minute, "alice", "bob")
 	conv := convid.DirectID("alice", "bob")
@@ -150,17 +157,11 @@ func TestStaleActivationCannotWrite(t *testing.T) {
 		Messages: []*parleypb.Message{other}})
 	require.NoError(t, err)
 
-	stale := e.post(t, "alice", "bob", "second")
-	require.Equal(t, parleypb.ErrorReason_UNAVAILABLE, stale.Error.GetReason(), "the stale grain may not write")
-	var retried *parleypb.PostResponse
-	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		retried = e.post(t, "alice", "bob", "second")
-		if retried.Error != nil {
-			return fmt.Errorf("%v", retried.Error)
-		}
-		return nil
-	})
-	require.Greater(t, retried.MessageId, other.MessageId, "the new activation continues above the stream")
+	second := e.post(t, "alice", "bob", "second")
+	require.Nil(t, second.Error)
+	require.Greater(t, second.MessageId, other.MessageId, "the grain continues above the stream")
+	again := e.post(t, "alice", "bob", "second")
+	require.Equal(t, second.MessageId, again.MessageId)
 
 	hist, _, err := e.store.History(ctx, conv, 0, 10)
 	require.NoError(t, err)
@@ -308,4 +309,28 @@ func TestActivationRedrivesPendingOutbox(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// The same for a user's queue: another writer's entries stay, the grain's own batch
+// follows them, and seq has no gap.
+func TestStaleUserActivationReloads(t *testing.T) {
+	e := startGrains(t, time.Minute, "bob")
+	enqueue := func(id int64) {
+		res, err := e.deps.Request("bob", actors.KindUser, &parleypb.EnqueueRequest{Conversation: "dm:alice:bob",
+			Messages: []*parleypb.Message{{MessageId: id, Conversation: "dm:alice:bob", From: "alice", ClientId: fmt.Sprint(id)}}})
+		require.NoError(t, err)
+		require.Nil(t, res.(*parleypb.EnqueueResponse).Error)
+	}
+	enqueue(1)
+	_, err := e.store.AppendUser(context.Background(), persistence.UserAppend{User: "bob", Expected: 1,
+		Messages: []*parleypb.Message{{MessageId: 2, Conversation: "dm:carol:bob", From: "carol"}}})
+	require.NoError(t, err)
+	enqueue(3)
+	enqueue(2) // already queued by the other writer: skipped
+	q := e.queue(t, "bob")
+	require.Len(t, q, 3)
+	for i, m := range q {
+		require.Equal(t, uint64(i+1), m.Seq)
+	}
+	require.Equal(t, []int64{1, 2, 3}, []int64{q[0].MessageId, q[1].MessageId, q[2].MessageId})
 }

@@ -20,6 +20,9 @@ const (
 	batchBytes    = 256 << 10   // text bytes per enqueue or delivery, at most (remote batches stay small)
 	recentClients = 4096        // client ids remembered for answering repeats without a read
 	retryFanout   = time.Second // pause before re-driving a failed enqueue
+	// maxAppendFailures is how many appends in a row may fail (each followed by a
+	// reload) before the grain answers unavailable and stops.
+	maxAppendFailures = 3
 )
 
 // Conversation is the grain that is the single writer of one conversation: it
@@ -31,7 +34,7 @@ type Conversation struct {
 	id      string
 	members []string
 	known   bool // every member is an existing user
-	broken  bool // the stream moved under us or the store failed: stopping
+	broken  bool // the store failed repeatedly: stopping
 
 	version   uint64 // stream version
 	lastID    int64  // highest message id assigned
@@ -41,6 +44,7 @@ type Conversation struct {
 	inflight []*post          // in the append under way
 	byKey    map[string]*post // pending and inflight posts by sender and client id
 	recent   recentSent
+	failures int // appends failed in a row
 
 	delivered map[string]int64 // member -> highest message id its queue acknowledged
 	sending   map[string]bool  // member -> an enqueue is under way
@@ -155,6 +159,25 @@ func (c *Conversation) load() error {
 	return nil
 }
 
+// reload re-reads the stream's version and last message after another writer moved
+// it. The tail is dropped: messages of the other writer are read from the store.
+func (c *Conversation) reload() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	defer cancel()
+	version, err := c.deps.Store.ConversationVersion(ctx, c.id)
+	if err != nil {
+		return err
+	}
+	last, err := c.deps.Store.LastMessageID(ctx, c.id)
+	if err != nil {
+		return err
+	}
+	c.version, c.committed = version, max(c.committed, last)
+	c.lastID = max(c.lastID, c.committed)
+	c.tail, c.tailBase = nil, c.committed
+	return nil
+}
+
 func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
 	if e := c.check(req); e != nil {
 		ctx.Respond(&parleypb.PostResponse{Error: e})
@@ -239,9 +262,16 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 	batch := c.inflight
 	c.inflight = nil
 	if m.err != nil {
-		// The outcome is unknown or the stream moved: answer unavailable (the client
-		// retries with the same id, which dedupes) and let a fresh activation reload.
-		c.deps.Log.Warn("append failed; restarting conversation", slog.String("conversation", c.id), slog.Any("error", m.err))
+		// The stream moved (another activation wrote) or the outcome is unknown:
+		// reload and append the batch again after what is stored; a post that did
+		// commit is then skipped by its client id and answered with its message.
+		c.failures++
+		c.deps.Log.Warn("append failed; reloading", slog.String("conversation", c.id), slog.Any("error", m.err))
+		if c.failures <= maxAppendFailures && c.reload() == nil {
+			c.pending = append(batch, c.pending...)
+			c.flush(ctx)
+			return
+		}
 		c.broken = true
 		for _, p := range append(batch, c.pending...) {
 			c.answer(ctx, p, &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "not committed; retry")})
@@ -250,6 +280,7 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		ctx.Poison(ctx.Self())
 		return
 	}
+	c.failures = 0
 	c.version = m.res.Version
 	inserted := make(map[int64]bool, len(m.res.Inserted))
 	for _, id := range m.res.Inserted {

@@ -1,3 +1,5 @@
+//go:build !race
+
 package actors_test
 
 import "google.golang.org/protobuf/proto"

@@ -21,6 +21,7 @@ type User struct {
 	cursors map[string]uint64 // device -> last seq it durably received
 	conns   map[string]conn   // by PID string
 
+	failures int        // appends failed in a row
 	queue    []*enqueue // waiting for the next append
 	inflight []*enqueue // in the append under way
 }
@@ -91,6 +92,18 @@ func (u *User) init(ctx actor.Context, id string) {
 	ctx.SetReceiveTimeout(u.deps.Settings.IdleTimeout)
 }
 
+// reload re-reads the queue's last seq after another writer moved it. Live
+// connections fill the entries they missed from the store on the next delivery.
+func (u *User) reload() error {
+	cx, cancel := context.WithTimeout(context.Background(), u.deps.Settings.RequestTimeout)
+	defer cancel()
+	seq, err := u.deps.Store.UserVersion(cx, u.id)
+	if err == nil {
+		u.seq = seq
+	}
+	return err
+}
+
 func (u *User) enqueue(ctx actor.Context, req *parleypb.EnqueueRequest) {
 	if u.broken {
 		ctx.Respond(&parleypb.EnqueueResponse{Conversation: req.Conversation,
@@ -129,7 +142,15 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 	batch := u.inflight
 	u.inflight = nil
 	if m.err != nil {
-		u.deps.Log.Warn("queue append failed; restarting user grain", slog.String("user_id", u.id), slog.Any("error", m.err))
+		// Another activation moved the queue, or the outcome is unknown: reload the
+		// queue's end and append again (entries already queued are skipped by id).
+		u.failures++
+		u.deps.Log.Warn("queue append failed; reloading", slog.String("user_id", u.id), slog.Any("error", m.err))
+		if u.failures <= maxAppendFailures && u.reload() == nil {
+			u.queue = append(batch, u.queue...)
+			u.flush(ctx)
+			return
+		}
 		u.broken = true
 		for _, e := range append(batch, u.queue...) {
 			ctx.Send(e.sender, &parleypb.EnqueueResponse{Conversation: e.req.Conversation,
@@ -139,6 +160,7 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 		ctx.Poison(ctx.Self())
 		return
 	}
+	u.failures = 0
 	u.seq = m.res.Version
 	for rest := m.res.Entries; len(rest) > 0; {
 		chunk := firstChunk(rest)
