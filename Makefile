@@ -31,7 +31,7 @@ WITH_TEST_PG = \
 	PARLEY_TEST_DATABASE_URL=$$(PG_OPTS="fsync=off full_page_writes=off" scripts/pg.sh start "$(PG_TEST_DIR)" "$(PG_TEST_PORT)"); \
 	export PARLEY_TEST_DATABASE_URL;
 
-.PHONY: help run db-stop test test-short bench proto proto-check build vet
+.PHONY: help run cluster cluster-stop db-stop test test-short bench proto proto-check build vet
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -44,6 +44,13 @@ run: ## run one node (cluster.yaml) against a local Postgres in .pgdata/run, or 
 	export DATABASE_URL; \
 	echo "Parley: http://127.0.0.1:8080 (REST + WebSocket /v1/ws), admin http://127.0.0.1:8081; database $$DATABASE_URL"; \
 	exec $(GO) run ./cmd/node -config cluster.yaml
+
+cluster: ## start 3 nodes on loopback (automanaged provider) sharing the `make run` Postgres; prints their addresses
+	@scripts/deps.sh
+	@scripts/cluster.sh start 3
+
+cluster-stop: ## stop the nodes of `make cluster` (SIGTERM: they drain and leave)
+	@scripts/cluster.sh stop
 
 db-stop: ## stop the local Postgres started by `make run`
 	@scripts/pg.sh stop "$(PG_RUN_DIR)"
