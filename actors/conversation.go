@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -44,7 +45,8 @@ type Conversation struct {
 	inflight []*post          // in the append under way
 	byKey    map[string]*post // pending and inflight posts by sender and client id
 	recent   recentSent
-	failures int // appends failed in a row
+	failures int  // appends failed in a row
+	yield    bool // another activation appended: stop once the retried batch is in
 
 	delivered map[string]int64 // member -> highest message id its queue acknowledged
 	sending   map[string]bool  // member -> an enqueue is under way
@@ -81,20 +83,32 @@ func (c *Conversation) Receive(ctx actor.Context) {
 	case *fanoutRetry:
 		c.retrying = false
 		c.fanout(ctx)
+	case *ownerCheck:
+		if !c.deps.Topology.Owns(KindConversation, c.id) {
+			c.deps.Log.Info("grain owned by another node now; stopping", slog.String("grain", KindConversation+"/"+c.id))
+			ctx.Poison(ctx.Self())
+		}
 	case *actor.ReceiveTimeout:
 		if len(c.pending)+len(c.inflight) == 0 && c.allDelivered() {
 			ctx.Poison(ctx.Self())
 		}
 	case *actor.Stopping:
+		// Moving to another node (or passivating): posts not answered yet are told to
+		// retry; the next activation dedupes any that did commit.
+		for _, p := range append(c.inflight, c.pending...) {
+			c.answer(ctx, p, &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "conversation moving; retry")})
+		}
+		c.inflight, c.pending = nil, nil
 		c.saveSnapshot(ctx, true)
 	case *actor.Stopped:
-		c.deps.Grains.remove(KindConversation, c.id)
+		c.deps.Grains.remove(KindConversation, c.id, ctx.Self())
 	}
 }
 
 func (c *Conversation) init(ctx actor.Context, id string) {
 	c.id = id
-	c.deps.Grains.add(KindConversation, id)
+	c.deps.Grains.add(KindConversation, id, ctx.Self())
+	c.deps.Topology.checkLater(ctx, KindConversation, id)
 	c.byKey = map[string]*post{}
 	c.recent = newRecentSent(recentClients)
 	c.delivered = map[string]int64{}
@@ -267,6 +281,9 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		// commit is then skipped by its client id and answered with its message.
 		c.failures++
 		c.deps.Log.Warn("append failed; reloading", slog.String("conversation", c.id), slog.Any("error", m.err))
+		if errors.Is(m.err, persistence.ErrConflict) {
+			c.yield = true // another activation writes this stream: leave it the stream
+		}
 		if c.failures <= maxAppendFailures && c.reload() == nil {
 			c.pending = append(batch, c.pending...)
 			c.flush(ctx)
@@ -297,6 +314,10 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 	}
 	c.flush(ctx)
 	c.fanout(ctx)
+	if c.yield && len(c.inflight) == 0 {
+		c.deps.Log.Info("another activation writes this conversation; stopping", slog.String("conversation", c.id))
+		ctx.Poison(ctx.Self())
+	}
 }
 
 // repeated answers a post whose client id the store already had (from an earlier

@@ -65,6 +65,7 @@ type Deps struct {
 	Log      *slog.Logger
 	Settings Settings
 	Grains   *Registry
+	Topology *Topology
 }
 
 // Kinds returns the grain kinds to register with the cluster. d.Cluster may be set
@@ -76,34 +77,52 @@ func Kinds(d *Deps) []*cluster.Kind {
 	}
 }
 
-// Registry lists the grains active on this node, for the admin endpoint.
+// Registry lists the grains active on this node, for the admin endpoint and the
+// ownership checks after a topology change.
 type Registry struct {
 	mu     sync.Mutex
-	active map[string]time.Time // "Kind/identity" -> activated at
+	active map[string]activation // "Kind/identity"
+}
+
+type activation struct {
+	pid *actor.PID
+	at  time.Time
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{active: map[string]time.Time{}} }
+func NewRegistry() *Registry { return &Registry{active: map[string]activation{}} }
 
-func (r *Registry) add(kind, id string) {
+func (r *Registry) add(kind, id string, pid *actor.PID) {
 	r.mu.Lock()
-	r.active[kind+"/"+id] = time.Now()
+	r.active[kind+"/"+id] = activation{pid: pid, at: time.Now()}
 	r.mu.Unlock()
 }
 
-func (r *Registry) remove(kind, id string) {
+func (r *Registry) remove(kind, id string, pid *actor.PID) {
 	r.mu.Lock()
-	delete(r.active, kind+"/"+id)
+	if a, ok := r.active[kind+"/"+id]; ok && a.pid.Equal(pid) {
+		delete(r.active, kind+"/"+id)
+	}
 	r.mu.Unlock()
 }
 
-// Snapshot returns the active grains with their activation times.
+// Snapshot returns the active grains ("Kind/identity") with their activation times.
 func (r *Registry) Snapshot() map[string]time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make(map[string]time.Time, len(r.active))
-	for k, v := range r.active {
-		out[k] = v
+	for k, a := range r.active {
+		out[k] = a.at
+	}
+	return out
+}
+
+func (r *Registry) pids() map[string]*actor.PID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]*actor.PID, len(r.active))
+	for k, a := range r.active {
+		out[k] = a.pid
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,6 +23,7 @@ type User struct {
 	conns   map[string]conn   // by PID string
 
 	failures int        // appends failed in a row
+	yield    bool       // another activation appended: stop once the retried batch is in
 	queue    []*enqueue // waiting for the next append
 	inflight []*enqueue // in the append under way
 }
@@ -60,22 +62,35 @@ func (u *User) Receive(ctx actor.Context) {
 		u.ack(m)
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
+	case *ownerCheck:
+		if !u.deps.Topology.Owns(KindUser, u.id) {
+			u.deps.Log.Info("grain owned by another node now; stopping", slog.String("grain", KindUser+"/"+u.id))
+			ctx.Poison(ctx.Self())
+		}
 	case *actor.ReceiveTimeout:
 		if len(u.conns) == 0 && len(u.queue)+len(u.inflight) == 0 {
 			ctx.Poison(ctx.Self())
 		}
 	case *actor.Stopping:
+		// Moving to another node (or failing): connections attach to the next
+		// activation, and enqueues not answered yet are retried by their senders.
 		for _, c := range u.conns {
 			ctx.Send(c.pid, &parleypb.Reattach{})
 		}
+		for _, e := range append(u.inflight, u.queue...) {
+			ctx.Send(e.sender, &parleypb.EnqueueResponse{Conversation: e.req.Conversation,
+				Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "user grain moving; retry")})
+		}
+		u.inflight, u.queue = nil, nil
 	case *actor.Stopped:
-		u.deps.Grains.remove(KindUser, u.id)
+		u.deps.Grains.remove(KindUser, u.id, ctx.Self())
 	}
 }
 
 func (u *User) init(ctx actor.Context, id string) {
 	u.id = id
-	u.deps.Grains.add(KindUser, id)
+	u.deps.Grains.add(KindUser, id, ctx.Self())
+	u.deps.Topology.checkLater(ctx, KindUser, id)
 	u.conns = map[string]conn{}
 	cx, cancel := context.WithTimeout(context.Background(), u.deps.Settings.RequestTimeout)
 	defer cancel()
@@ -146,6 +161,9 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 		// queue's end and append again (entries already queued are skipped by id).
 		u.failures++
 		u.deps.Log.Warn("queue append failed; reloading", slog.String("user_id", u.id), slog.Any("error", m.err))
+		if errors.Is(m.err, persistence.ErrConflict) {
+			u.yield = true // another activation writes this queue: leave it the queue
+		}
 		if u.failures <= maxAppendFailures && u.reload() == nil {
 			u.queue = append(batch, u.queue...)
 			u.flush(ctx)
@@ -178,6 +196,11 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 		ctx.Send(e.sender, &parleypb.EnqueueResponse{Conversation: e.req.Conversation, UpTo: upTo})
 	}
 	u.flush(ctx)
+	if u.yield && len(u.inflight) == 0 {
+		// Stopping sends the connections Reattach: they attach to the other activation.
+		u.deps.Log.Info("another activation writes this queue; stopping", slog.String("user_id", u.id))
+		ctx.Poison(ctx.Self())
+	}
 }
 
 func (u *User) attach(ctx actor.Context, req *parleypb.AttachRequest) {

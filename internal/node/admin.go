@@ -28,16 +28,7 @@ func adminMux(token string, deps *actors.Deps) http.Handler {
 		writeJSON(w, map[string]any{"grains": out})
 	})
 	mux.HandleFunc("GET /admin/members", func(w http.ResponseWriter, _ *http.Request) {
-		type member struct {
-			ID      string   `json:"id"`
-			Address string   `json:"address"`
-			Kinds   []string `json:"kinds"`
-		}
-		var out []member
-		for _, m := range deps.Cluster.MemberList.Members().Members() {
-			out = append(out, member{ID: m.Id, Address: m.Address(), Kinds: m.Kinds})
-		}
-		writeJSON(w, map[string]any{"members": out})
+		writeJSON(w, map[string]any{"members": deps.Topology.Members()})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if token == "" {

@@ -153,6 +153,7 @@ func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps, m *mem
 	ccfg := cluster.Configure(cfg.Cluster.Name, m.Provider, disthash.New(), rcfg,
 		cluster.WithKinds(actors.Kinds(deps)...), cluster.WithRequestTimeout(cfg.Grains.RequestTimeout))
 	c = cluster.New(system, ccfg)
+	deps.Topology = actors.NewTopology(c, deps.Grains)
 	m.Bind(c)
 	defer func() { // StartMember panics when it cannot listen
 		if r := recover(); r != nil {

@@ -207,21 +207,26 @@ func NodeCommand(ctx context.Context, t testing.TB, dbURL string, args ...string
 	return cmd
 }
 
-var createdAt = regexp.MustCompile(`\n\s*Goroutine \d+ \(`)
+// accessAt matches the header of one racing access; the frame after it is the code
+// that touched the memory.
+var accessAt = regexp.MustCompile(`(?m)^\s*(?:Previous )?(?:[Aa]tomic )?(?:[Rr]ead|[Ww]rite) at 0x[0-9a-f]+ by [^\n]*\n\s*(\S+)`)
 
-// races counts the data race reports in a node's log: those with a frame of
-// Parley's code, and those entirely inside libraries (Proto.Actor's known races).
+// races counts the data race reports in a node's log: those where one of the two
+// racing accesses is made by Parley's code, and those where both are made inside
+// libraries (Proto.Actor's known races, even when Parley's code is further up the
+// stack).
 func races(log string) (ours, theirs int) {
-	const start = "WARNING: DATA RACE"
-	for _, block := range strings.Split(log, start)[1:] {
+	for _, block := range strings.Split(log, "WARNING: DATA RACE")[1:] {
 		if end := strings.Index(block, "=================="); end >= 0 {
 			block = block[:end]
 		}
-		// Only the two racing accesses count, not where their goroutines started.
-		if loc := createdAt.FindStringIndex(block); loc != nil {
-			block = block[:loc[0]]
+		mine := false
+		for _, m := range accessAt.FindAllStringSubmatch(block, -1) {
+			if strings.HasPrefix(m[1], "github.com/parleychat/parley/") {
+				mine = true
+			}
 		}
-		if strings.Contains(block, "github.com/parleychat/parley/") {
+		if mine {
 			ours++
 		} else {
 			theirs++

@@ -21,8 +21,24 @@ Goroutine 2 (running) created at:
   github.com/parleychat/parley/internal/gateway.New()
 ==================
 `
-	o, th := races("log\n" + theirs + ours + theirs)
-	if o != 1 || th != 2 {
-		t.Fatalf("ours %d theirs %d, want 1 and 2", o, th)
+	const theirsCalledByUs = `WARNING: DATA RACE
+Read at 0x00c00028fe98 by goroutine 2578:
+  github.com/asynkron/protoactor-go/cluster/identitylookup/disthash.(*Manager).Get()
+      /x/manager.go:75 +0x3c
+  github.com/parleychat/parley/actors.(*Connection).attach()
+Previous write at 0x00c00028fe98 by goroutine 33:
+  github.com/asynkron/protoactor-go/cluster/identitylookup/disthash.(*Manager).onClusterTopology()
+==================
+`
+	const oursAgainstLib = `WARNING: DATA RACE
+Write at 0x1 by goroutine 2:
+  github.com/parleychat/parley/internal/node.update()
+Previous read at 0x1 by goroutine 3:
+  github.com/asynkron/protoactor-go/cluster.(*MemberList).Members()
+==================
+`
+	o, th := races("log\n" + theirs + ours + theirs + theirsCalledByUs + oursAgainstLib)
+	if o != 2 || th != 3 {
+		t.Fatalf("ours %d theirs %d, want 2 and 3", o, th)
 	}
 }
