@@ -74,7 +74,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	deps.Cluster = c
 	evicted := make(chan error, 1)
 	go func() { evicted <- m.Watch(ctx, c) }()
 
@@ -153,6 +152,8 @@ func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps, m *mem
 	ccfg := cluster.Configure(cfg.Cluster.Name, m.Provider, disthash.New(), rcfg,
 		cluster.WithKinds(actors.Kinds(deps)...), cluster.WithRequestTimeout(cfg.Grains.RequestTimeout))
 	c = cluster.New(system, ccfg)
+	// Grains may be activated by other members as soon as StartMember listens.
+	deps.Cluster = c
 	deps.Topology = actors.NewTopology(c, deps.Grains)
 	m.Bind(c)
 	defer func() { // StartMember panics when it cannot listen
