@@ -74,7 +74,8 @@ func StartNode(t testing.TB, dbURL, yaml string, env ...string) *Node {
 	t.Helper()
 	n := &Node{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}
 	n.URL = "http://" + n.addr
-	n.env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_LOG_LEVEL=info")
+	// Races are read from the log (see races); the exit code stays the node's own.
+	n.env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_LOG_LEVEL=info", "GORACE=exitcode=0")
 	n.env = append(n.env, env...)
 	n.adminAddr = freeAddr(t)
 	n.AdminURL = "http://" + n.adminAddr
