@@ -64,13 +64,18 @@ func waitMembers(t *testing.T, c *testenv.Cluster, want int) {
 func TestClusterEveryPair(t *testing.T) {
 	c := testenv.StartCluster(t, testenv.DatabaseURL(t), fastConfig, 3, 3)
 	waitMembers(t, c, 3)
+	everyPair(t, c.Nodes)
+}
 
+// everyPair spreads 60 users over the nodes; every pair exchanges messages: everyone
+// gets everything once, in order, and every node hosts grains.
+func everyPair(t *testing.T, nodes []*testenv.Node) {
 	const users = 60
 	sessions := make([]client.Session, users)
 	conns := make([]*client.Conn, users)
 	readers := make([]*reader, users)
 	for i := range users {
-		n := c.Nodes[i%len(c.Nodes)]
+		n := nodes[i%len(nodes)]
 		sessions[i] = newUser(t, n, fmt.Sprintf("u%02d", i))
 		conns[i] = dial(t, n, sessions[i])
 		readers[i] = startReader(conns[i])
@@ -118,7 +123,7 @@ func TestClusterEveryPair(t *testing.T) {
 	}
 
 	// The grains are spread: every node hosts some.
-	for i, n := range c.Nodes {
+	for i, n := range nodes {
 		grains := activeGrains(t, n)
 		var users, convs int
 		for _, g := range grains {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,18 +25,36 @@ type pairLoad struct {
 	wg       sync.WaitGroup
 }
 
+// startPairLoad registers users spread over nodes and starts them sending.
 func startPairLoad(t *testing.T, nodes []*testenv.Node, users int, every time.Duration) *pairLoad {
 	t.Helper()
-	l := &pairLoad{t: t, stop: make(chan struct{}), sent: make([]atomic.Int64, users)}
+	var sessions []client.Session
+	var at []*testenv.Node
 	for i := range users {
 		n := nodes[i%len(nodes)]
-		s := newUser(t, n, fmt.Sprintf("p%02d", i))
-		c := dial(t, n, s)
+		sessions, at = append(sessions, newUser(t, n, fmt.Sprintf("p%02d", i))), append(at, n)
+	}
+	l := newPairLoad(t, sessions, at)
+	l.run(every)
+	return l
+}
+
+// newPairLoad connects each session to its node and syncs it.
+func newPairLoad(t *testing.T, sessions []client.Session, nodes []*testenv.Node) *pairLoad {
+	t.Helper()
+	l := &pairLoad{t: t, stop: make(chan struct{}), sessions: sessions, sent: make([]atomic.Int64, len(sessions))}
+	for i, s := range sessions {
+		c := dial(t, nodes[i], s)
 		r := startReader(c)
 		syncNow(t, c, r, nil)
-		l.sessions, l.conns, l.readers = append(l.sessions, s), append(l.conns, c), append(l.readers, r)
+		l.conns, l.readers = append(l.conns, c), append(l.readers, r)
 	}
-	for i := range users {
+	return l
+}
+
+// run makes every user send to its partner once per every, until stop.
+func (l *pairLoad) run(every time.Duration) {
+	for i := range l.sessions {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -56,33 +73,31 @@ func startPairLoad(t *testing.T, nodes []*testenv.Node, users int, every time.Du
 			}
 		}()
 	}
-	return l
 }
 
 func (l *pairLoad) partner(i int) client.Session { return l.sessions[i^1] }
 
-// finish stops the load, re-sends (same ids) what was answered with an error, and
-// checks that every user has every message of its pair once, in order.
-func (l *pairLoad) finish() (total int) {
+// confirm stops the load and re-sends (same ids) whatever was not answered sent,
+// until everything is; it returns how many messages were sent.
+func (l *pairLoad) confirm() (total int) {
 	t := l.t
 	close(l.stop)
 	l.wg.Wait()
 	for i, r := range l.readers {
 		n := int(l.sent[i].Load())
 		total += n
-		testenv.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 			r.mu.Lock()
-			missing := []string{}
+			var missing []int
 			for k := range n {
 				if r.sent[fmt.Sprint("m", k)] == nil {
-					missing = append(missing, fmt.Sprint("m", k))
+					missing = append(missing, k)
 				}
 			}
 			r.errors = nil
 			r.mu.Unlock()
-			for _, id := range missing {
-				k := strings.TrimPrefix(id, "m")
-				_ = l.conns[i].Write(sendFrame(id, l.partner(i).UserID, fmt.Sprint(i, " says ", k)))
+			for _, k := range missing {
+				_ = l.conns[i].Write(sendFrame(fmt.Sprint("m", k), l.partner(i).UserID, fmt.Sprint(i, " says ", k)))
 			}
 			if len(missing) > 0 {
 				return fmt.Errorf("user %d: %d of %d not answered sent", i, len(missing), n)
@@ -90,6 +105,14 @@ func (l *pairLoad) finish() (total int) {
 			return nil
 		})
 	}
+	return total
+}
+
+// finish confirms every send and checks that every user has every message of its
+// pair once, in order, on its live connection.
+func (l *pairLoad) finish() (total int) {
+	t := l.t
+	total = l.confirm()
 	for i, r := range l.readers {
 		want := int(l.sent[i].Load() + l.sent[i^1].Load())
 		r.waitFor(t, 60*time.Second, fmt.Sprintf("user %d: all %d messages", i, want), func(r *reader) bool {

@@ -182,6 +182,9 @@ func (n *Node) SetEnv(kv ...string) {
 	n.env = append(n.env, kv...)
 }
 
+// FreeAddr returns a free loopback address (host:port).
+func FreeAddr(t testing.TB) string { return freeAddr(t) }
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
