@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -84,7 +85,11 @@ type Connection struct {
 func (c *Connection) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		if err := c.attach(ctx); err != nil {
+		err := c.attach(ctx)
+		for try := 1; err != nil && try < 3; try++ { // the grain may be moving
+			err = c.attach(ctx)
+		}
+		if err != nil {
 			c.deps.Log.Warn("attaching connection", slog.String("user_id", c.user), slog.Any("error", err))
 			c.close(ctx, CloseInternalError, "unavailable")
 		}
@@ -100,9 +105,9 @@ func (c *Connection) Receive(ctx actor.Context) {
 	case *parleypb.Deliver:
 		c.deliver(m.Messages)
 	case *parleypb.Reattach:
-		if err := c.attach(ctx); err != nil {
-			c.close(ctx, CloseInternalError, "unavailable")
-		}
+		c.reattach(ctx, 1)
+	case *reattachRetry:
+		c.reattach(ctx, m.attempt)
 	case *socketClosed:
 		c.closed = true
 		c.detach(ctx)
@@ -112,11 +117,38 @@ func (c *Connection) Receive(ctx actor.Context) {
 	}
 }
 
+// reattachRetries bounds how long a connection whose user grain moved keeps trying
+// to attach to the next activation (with backoff) before it closes with 1011.
+const reattachRetries = 8
+
+type reattachRetry struct{ attempt int }
+
+// reattach attaches to the user grain's next activation (its old one stopped). A
+// failure is retried with backoff while the connection keeps serving frames.
+func (c *Connection) reattach(ctx actor.Context, attempt int) {
+	if c.closed {
+		return
+	}
+	err := c.attach(ctx)
+	if err == nil {
+		return
+	}
+	if attempt >= reattachRetries {
+		c.deps.Log.Warn("re-attaching connection", slog.String("user_id", c.user), slog.Any("error", err))
+		c.close(ctx, CloseInternalError, "unavailable")
+		return
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	delay := time.Duration(attempt*attempt) * 100 * time.Millisecond
+	time.AfterFunc(delay, func() { root.Send(self, &reattachRetry{attempt: attempt + 1}) })
+}
+
 // attach registers with the user grain; a re-attach also fills any gap missed
-// while no grain held this connection.
+// while no grain held this connection. Each try waits a short while: a request
+// that reaches an activation as it stops is lost, not refused.
 func (c *Connection) attach(ctx actor.Context) error {
 	res, err := c.deps.Cluster.Request(c.user, KindUser, &parleypb.AttachRequest{Conn: ctx.Self(), DeviceId: c.device},
-		cluster.WithTimeout(c.deps.Settings.RequestTimeout), cluster.WithRetryCount(3))
+		cluster.WithTimeout(min(c.deps.Settings.RequestTimeout, 2*time.Second)), cluster.WithRetryCount(3))
 	if err != nil {
 		return err
 	}
