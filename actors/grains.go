@@ -144,14 +144,17 @@ func (d *Deps) pid(identity, kind string) *actor.PID {
 
 // ask sends msg to a grain and calls done in ctx's actor with the reply. A reply that
 // times out or hits a dead activation drops the cached PID and is retried, up to
-// tries attempts in all; the grain's handlers are idempotent, so a retry is safe.
+// tries attempts in all, which share the request timeout: a request that reaches an
+// activation as it stops is lost rather than refused, so waiting it out whole would
+// be slow. The grain's handlers are idempotent, so a retry is safe.
 func (d *Deps) ask(ctx actor.Context, identity, kind string, msg any, tries int, done func(any, error)) {
 	pid := d.pid(identity, kind)
 	if pid == nil {
 		done(nil, fmt.Errorf("%w: %s/%s", errUnavailable, kind, identity))
 		return
 	}
-	f := ctx.RequestFuture(pid, msg, d.Settings.RequestTimeout)
+	attempt := max(d.Settings.RequestTimeout/time.Duration(max(tries, 1)), 500*time.Millisecond)
+	f := ctx.RequestFuture(pid, msg, attempt)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		if err != nil {
 			d.Cluster.PidCache.RemoveByValue(identity, kind, pid)
