@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# scripts/deps.sh [proto] — install the system packages the project needs (idempotent).
+# scripts/deps.sh [proto] [zookeeper] — install the system packages the project needs
+# (idempotent).
 #
-#   always:        PostgreSQL server binaries (Debian postgresql, postgresql-contrib),
-#                  a C compiler for `go test -race` (gcc, libc6-dev) and GNU make
-#   with `proto`:  protoc (Debian protobuf-compiler) and protoc-gen-go at exactly the
-#                  version of google.golang.org/protobuf in go.mod, in $(go env GOPATH)/bin
+#   always:          PostgreSQL server binaries (Debian postgresql, postgresql-contrib),
+#                    a C compiler for `go test -race` (gcc, libc6-dev) and GNU make
+#   with `proto`:    protoc (Debian protobuf-compiler) and protoc-gen-go at exactly the
+#                    version of google.golang.org/protobuf in go.mod, in $(go env GOPATH)/bin
+#   with `zookeeper`: the ZooKeeper server jars (Debian zookeeper, which brings a Java
+#                    runtime; not zookeeperd, whose service would listen on every
+#                    interface). The tests start their own server on loopback.
 #
 # Packages are installed with apt-get when running as root; otherwise the script says
 # what is missing and exits 1. It prints one line per thing it installs, nothing else
@@ -12,14 +16,16 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [proto]" >&2
+	echo "usage: $0 [proto] [zookeeper]" >&2
 	exit 2
 }
 
 want_proto=false
+want_zookeeper=false
 for arg in "$@"; do
 	case $arg in
 	proto) want_proto=true ;;
+	zookeeper) want_zookeeper=true ;;
 	*) usage ;;
 	esac
 done
@@ -43,6 +49,9 @@ have_cc || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
 if $want_proto; then
 	command -v protoc >/dev/null || missing+=(protobuf-compiler)
+fi
+if $want_zookeeper; then
+	[[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
 fi
 
 if ((${#missing[@]} > 0)); then
