@@ -79,6 +79,7 @@ type Connection struct {
 	lastSent uint64 // highest seq written to this socket
 	live     bool
 	closed   bool
+	grain    *actor.PID // the user grain activation this connection is attached to
 }
 
 // Receive handles one message.
@@ -106,6 +107,12 @@ func (c *Connection) Receive(ctx actor.Context) {
 		c.deliver(m.Messages)
 	case *parleypb.Reattach:
 		c.reattach(ctx, 1)
+	case *actor.Terminated:
+		if m.Who.Equal(c.grain) { // the user grain's activation (or its node) is gone
+			c.grain = nil
+			c.deps.Cluster.PidCache.RemoveByValue(c.user, KindUser, m.Who)
+			c.reattach(ctx, 1)
+		}
 	case *reattachRetry:
 		c.reattach(ctx, m.attempt)
 	case *socketClosed:
@@ -159,6 +166,15 @@ func (c *Connection) attach(ctx actor.Context) error {
 	c.cursor = max(c.cursor, r.Cursor)
 	if c.live && r.LastSeq > c.lastSent {
 		c.fill(r.LastSeq)
+	}
+	// Watch the activation: if its node dies, no Reattach comes (nothing stopped it
+	// cleanly), but the watch reports it, and the connection attaches to the next one.
+	if pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser); ok && pid != nil && !pid.Equal(c.grain) {
+		if c.grain != nil {
+			ctx.Unwatch(c.grain)
+		}
+		c.grain = pid
+		ctx.Watch(pid)
 	}
 	return nil
 }

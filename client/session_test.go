@@ -284,10 +284,9 @@ func activeMembers(n *testenv.Node) (int, error) {
 // bob gets each message once, and bob's queue holds each client id once (the
 // sends repeated with the same id made no second message).
 //
-// Both clients use ResyncInterval 1s: the server does not re-attach connections to
-// a user grain's new activation after a crash, so a connection whose user grain
-// was on the killed node gets no live pushes any more, and only the client's
-// quiet-connection resync brings the rest (with ResyncInterval -1 these tests fail).
+// Both clients run with the quiet-connection resync off (ResyncInterval -1): a
+// connection whose user grain was on the killed node must get its live pushes from
+// the grain's next activation (it watches the activation and re-attaches).
 func TestFailover(t *testing.T) {
 	// alice is on node 0 and moves to node 1 (round robin); bob is on node 1, with
 	// his user grain on node 0.
@@ -320,7 +319,7 @@ func failover(t *testing.T, aliceNode int, placed func(t *testing.T, n0 *testenv
 		return nil
 	})
 	ctx := testenv.Context(t, 120*time.Second)
-	resync := func(o *Options) { o.ResyncInterval = time.Second }
+	resync := func(o *Options) { o.ResyncInterval = -1 }
 	nodes := []string{n0.URL, n1.URL}
 	alice, _ := newClient(t, "alice", []string{nodes[aliceNode], nodes[1-aliceNode]}, wire.JSON, resync)
 	var (

@@ -192,6 +192,11 @@ var benign = map[string]bool{
 	"Automanaged server stopping..!":           true,
 	"EndpointWriter lost connection":           true,
 	"cluster.RequestFuture failed":             true,
+	// zk provider, on shutdown and after an eviction (the watchdog reports that).
+	"Failure watching service.": true,
+	"Failed to keepWatching.":   true,
+	"FetchNodes fail.":          true,
+	"list children fail":        true,
 }
 
 func (f levelFilter) Handle(ctx context.Context, r slog.Record) error {
