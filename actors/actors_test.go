@@ -185,7 +185,7 @@ func TestStaleActivationCannotWrite(t *testing.T) {
 		return err
 	})
 
-	hist, _, err := e.store.History(ctx, conv, 0, 10)
+	hist, _, err := e.store.History(ctx, conv, 0, 0, 10)
 	require.NoError(t, err)
 	var clients []string
 	for _, m := range hist {

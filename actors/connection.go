@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -105,6 +106,10 @@ func (c *Connection) Receive(ctx actor.Context) {
 		}
 	case *parleypb.Deliver:
 		c.deliver(m.Messages)
+	case *parleypb.Notify:
+		if m.Typing != nil {
+			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Typing{Typing: m.Typing}})
+		}
 	case *parleypb.Reattach:
 		c.reattach(ctx, 1)
 	case *actor.Terminated:
@@ -206,6 +211,8 @@ func (c *Connection) handle(ctx actor.Context, f *parleypb.ClientFrame) {
 		}
 	case *parleypb.ClientFrame_History:
 		c.history(b.History)
+	case *parleypb.ClientFrame_Typing:
+		c.typing(ctx, b.Typing)
 	case *parleypb.ClientFrame_Ping:
 		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}})
 	default:
@@ -219,7 +226,12 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send) {
 		c.writeError(s.Id, "too_large", fmt.Sprintf("text is longer than %d bytes", c.deps.Settings.MaxTextBytes))
 		return
 	case s.Group != "":
-		c.writeError(s.Id, "not_found", "group "+s.Group+" does not exist")
+		conv := convid.Group + ":" + s.Group
+		if _, _, _, err := convid.Parse(conv); err != nil {
+			c.writeError(s.Id, "bad_request", "malformed group id")
+			return
+		}
+		c.post(ctx, conv, &parleypb.PostRequest{Conversation: conv, From: c.user, Group: s.Group, ClientId: s.Id, Text: s.Text}, 3)
 		return
 	case !convid.UserID.MatchString(s.To):
 		c.writeError(s.Id, "bad_request", "to is not a user id")
@@ -335,16 +347,10 @@ func (c *Connection) fill(upTo uint64) {
 }
 
 func (c *Connection) history(h *parleypb.HistoryRequest) {
-	kind, members, _, err := convid.Parse(h.Conversation)
-	switch {
-	case err != nil:
-		c.writeError(h.Id, "bad_request", "malformed conversation id")
-		return
-	case kind != convid.Direct:
-		c.writeError(h.Id, "not_found", "conversation does not exist")
-		return
-	case members[0] != c.user && members[1] != c.user:
-		c.writeError(h.Id, "forbidden", "not a member of "+h.Conversation)
+	after, errFrame := c.readable(h.Conversation)
+	if errFrame != nil {
+		errFrame.Id = h.Id
+		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: errFrame}})
 		return
 	}
 	limit := c.deps.Settings.HistoryDefault
@@ -353,13 +359,56 @@ func (c *Connection) history(h *parleypb.HistoryRequest) {
 	}
 	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
 	defer cancel()
-	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, limit)
+	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, after, limit)
 	if err != nil {
 		c.writeError(h.Id, "unavailable", "history failed; try again")
 		return
 	}
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: &parleypb.History{
 		Id: h.Id, Conversation: h.Conversation, Messages: msgs, More: more}}})
+}
+
+// readable checks that the user may read conv and returns the message id its
+// history starts after (a group member's join; 0 for a direct conversation).
+func (c *Connection) readable(conv string) (int64, *parleypb.Error) {
+	kind, members, _, err := convid.Parse(conv)
+	switch {
+	case err != nil:
+		return 0, &parleypb.Error{Code: "bad_request", Message: "malformed conversation id"}
+	case kind == convid.Group:
+		return GroupHistoryFloor(c.deps, conv, c.user)
+	case members[0] != c.user && members[1] != c.user:
+		return 0, &parleypb.Error{Code: "forbidden", Message: "not a member of " + conv}
+	}
+	return 0, nil
+}
+
+// GroupHistoryFloor asks a group's grain whether user is a member, and since when:
+// the id its history starts after, or the error to answer.
+func GroupHistoryFloor(d *Deps, conv, user string) (int64, *parleypb.Error) {
+	res, err := d.Request(conv, KindConversation, &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP,
+		Group: strings.TrimPrefix(conv, convid.Group+":"), By: user})
+	r, ok := res.(*parleypb.GroupResponse)
+	switch {
+	case err != nil || !ok:
+		return 0, &parleypb.Error{Code: "unavailable", Message: "group unavailable; try again"}
+	case r.Error != nil:
+		return 0, &parleypb.Error{Code: ErrorCode(r.Error.Reason), Message: r.Error.Message}
+	}
+	return r.JoinedAt, nil
+}
+
+// typing tells the conversation's grain, which forwards to the online members.
+func (c *Connection) typing(ctx actor.Context, t *parleypb.Typing) {
+	conv := convid.Group + ":" + t.Group
+	if t.Group == "" {
+		if !convid.UserID.MatchString(t.To) || t.To == c.user {
+			c.writeError("", "bad_request", "typing needs a valid recipient")
+			return
+		}
+		conv = convid.DirectID(c.user, t.To)
+	}
+	c.deps.tell(ctx, conv, KindConversation, &parleypb.TypingRequest{Conversation: conv, From: c.user})
 }
 
 func (c *Connection) writeMessage(m *parleypb.Message) {

@@ -34,8 +34,9 @@ type Conversation struct {
 	deps    *Deps
 	id      string
 	members []string
-	known   bool // every member is an existing user
-	broken  bool // the store failed repeatedly: stopping
+	grp     *groupState // nil for a direct conversation
+	known   bool        // every member is an existing user (direct conversations)
+	broken  bool        // the store failed repeatedly: stopping
 
 	version   uint64 // stream version
 	lastID    int64  // highest message id assigned
@@ -56,9 +57,12 @@ type Conversation struct {
 	retrying  bool
 }
 
+// post is a queued change: a message (req, msg) or a group operation (op, event).
 type post struct {
 	req     *parleypb.PostRequest
 	msg     *parleypb.Message
+	op      *parleypb.GroupRequest
+	event   *parleypb.GroupEvent
 	waiters []*actor.PID
 }
 
@@ -76,6 +80,10 @@ func (c *Conversation) Receive(ctx actor.Context) {
 		c.init(ctx, m.Identity.Identity)
 	case *parleypb.PostRequest:
 		c.post(ctx, m)
+	case *parleypb.GroupRequest:
+		c.groupOp(ctx, m)
+	case *parleypb.TypingRequest:
+		c.typing(ctx, m)
 	case *conversationAppended:
 		c.appended(ctx, m)
 	case *parleypb.Wake:
@@ -96,7 +104,7 @@ func (c *Conversation) Receive(ctx actor.Context) {
 		// Moving to another node (or passivating): posts not answered yet are told to
 		// retry; the next activation dedupes any that did commit.
 		for _, p := range append(c.inflight, c.pending...) {
-			c.answer(ctx, p, &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "conversation moving; retry")})
+			c.fail(ctx, p, "conversation moving; retry")
 		}
 		c.inflight, c.pending = nil, nil
 		c.saveSnapshot(ctx, true)
@@ -114,13 +122,17 @@ func (c *Conversation) init(ctx actor.Context, id string) {
 	c.delivered = map[string]int64{}
 	c.sending = map[string]bool{}
 	kind, members, _, err := convid.Parse(id)
-	if err != nil || kind != convid.Direct {
+	if err != nil {
 		c.deps.Log.Warn("conversation grain for an id it cannot serve", slog.String("conversation", id))
 		c.broken = true
 		ctx.Poison(ctx.Self())
 		return
 	}
-	c.members = members
+	if kind == convid.Direct {
+		c.members = members
+	} else {
+		c.grp = &groupState{joined: map[string]int64{}}
+	}
 	if err := c.load(); err != nil {
 		c.deps.Log.Error("loading conversation", slog.String("conversation", id), slog.Any("error", err))
 		c.broken = true
@@ -160,6 +172,11 @@ func (c *Conversation) load() error {
 		return err
 	}
 	c.lastID, c.tailBase = c.committed, c.committed
+	if c.grp != nil {
+		if err := c.loadGroup(ctx); err != nil {
+			return err
+		}
+	}
 	pending, err := st.OutboxPending(ctx, c.id)
 	if err != nil {
 		return err
@@ -167,7 +184,7 @@ func (c *Conversation) load() error {
 	if !pending {
 		// No outbox row: every member has everything, whatever the snapshot says.
 		for _, m := range c.members {
-			c.delivered[m] = c.committed
+			c.delivered[m] = max(c.delivered[m], c.committed)
 		}
 	}
 	return nil
@@ -189,6 +206,9 @@ func (c *Conversation) reload() error {
 	c.version, c.committed = version, max(c.committed, last)
 	c.lastID = max(c.lastID, c.committed)
 	c.tail, c.tailBase = nil, c.committed
+	if c.grp != nil {
+		return c.loadGroup(ctx)
+	}
 	return nil
 }
 
@@ -219,6 +239,15 @@ func (c *Conversation) check(req *parleypb.PostRequest) *parleypb.GrainError {
 	if req.ClientId == "" || req.Text == "" {
 		return grainError(parleypb.ErrorReason_BAD_REQUEST, "id and text are required")
 	}
+	if c.grp != nil {
+		switch {
+		case !c.grp.exists():
+			return grainError(parleypb.ErrorReason_NOT_FOUND, "no such group")
+		case !c.isMember(req.From):
+			return grainError(parleypb.ErrorReason_FORBIDDEN, "not a member of this group")
+		}
+		return nil
+	}
 	if req.From == req.To || !c.isMember(req.From) || !c.isMember(req.To) {
 		return grainError(parleypb.ErrorReason_FORBIDDEN, "not a member of %s", c.id)
 	}
@@ -241,6 +270,10 @@ func (c *Conversation) check(req *parleypb.PostRequest) *parleypb.GrainError {
 }
 
 func (c *Conversation) isMember(user string) bool {
+	if c.grp != nil {
+		_, ok := c.grp.joined[user]
+		return ok
+	}
 	for _, m := range c.members {
 		if m == user {
 			return true
@@ -252,19 +285,42 @@ func (c *Conversation) isMember(user string) bool {
 // flush starts the next append when none is under way: message ids are assigned
 // here, in order, each above every id the conversation has seen.
 func (c *Conversation) flush(ctx actor.Context) {
-	if len(c.inflight) > 0 || len(c.pending) == 0 {
+	if len(c.inflight) > 0 {
 		return
 	}
-	c.inflight, c.pending = c.pending, nil
+	for len(c.pending) > 0 && c.pending[0].op != nil { // a group change goes alone
+		p := c.pending[0]
+		c.pending = c.pending[1:]
+		event, answer := c.prepare(p.op)
+		if event == nil {
+			c.answerOp(ctx, p, answer)
+			continue
+		}
+		c.stamp(event)
+		p.event, c.inflight = event, []*post{p}
+		c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.version, Event: event})
+		return
+	}
+	n := 0
+	for n < len(c.pending) && c.pending[n].op == nil {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	c.inflight, c.pending = c.pending[:n:n], append([]*post(nil), c.pending[n:]...)
 	msgs := make([]*parleypb.Message, len(c.inflight))
 	for i, p := range c.inflight {
 		id := c.deps.IDs.NextAfter(c.lastID)
 		c.lastID = id
 		p.msg = &parleypb.Message{MessageId: id, Conversation: c.id, From: p.req.From, To: p.req.To,
-			Text: p.req.Text, Ts: ids.UnixMillis(id), ClientId: p.req.ClientId}
+			Group: p.req.Group, Text: p.req.Text, Ts: ids.UnixMillis(id), ClientId: p.req.ClientId}
 		msgs[i] = p.msg
 	}
-	a := persistence.ConversationAppend{Conversation: c.id, Expected: c.version, Messages: msgs}
+	c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.version, Messages: msgs})
+}
+
+func (c *Conversation) appendAsync(ctx actor.Context, a persistence.ConversationAppend) {
 	store := c.deps.Store
 	background(ctx, c.deps.Settings.RequestTimeout, func(cx context.Context) any {
 		res, err := store.AppendConversation(cx, a)
@@ -291,7 +347,7 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		}
 		c.broken = true
 		for _, p := range append(batch, c.pending...) {
-			c.answer(ctx, p, &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "not committed; retry")})
+			c.fail(ctx, p, "not committed; retry")
 		}
 		c.pending = nil
 		ctx.Poison(ctx.Self())
@@ -304,6 +360,11 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		inserted[id] = true
 	}
 	for _, p := range batch {
+		if p.event != nil {
+			c.apply(p.event)
+			c.answerOp(ctx, p, c.info())
+			continue
+		}
 		if inserted[p.msg.MessageId] {
 			c.tail = append(c.tail, p.msg)
 			c.committed = max(c.committed, p.msg.MessageId)
@@ -330,6 +391,22 @@ func (c *Conversation) repeated(p *post) *parleypb.PostResponse {
 		return &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "store unavailable; retry")}
 	}
 	return &parleypb.PostResponse{MessageId: m.MessageId, Ts: m.Ts}
+}
+
+// fail answers a queued change that was not made: unavailable, retry.
+func (c *Conversation) fail(ctx actor.Context, p *post, msg string) {
+	e := grainError(parleypb.ErrorReason_UNAVAILABLE, "%s", msg)
+	if p.op != nil {
+		c.answerOp(ctx, p, &parleypb.GroupResponse{Error: e})
+		return
+	}
+	c.answer(ctx, p, &parleypb.PostResponse{Error: e})
+}
+
+func (c *Conversation) answerOp(ctx actor.Context, p *post, r *parleypb.GroupResponse) {
+	for _, w := range p.waiters {
+		ctx.Send(w, r)
+	}
 }
 
 func (c *Conversation) answer(ctx actor.Context, p *post, r *parleypb.PostResponse) {
@@ -365,6 +442,9 @@ func (c *Conversation) fanout(ctx actor.Context) {
 		c.sending[member] = true
 		req := &parleypb.EnqueueRequest{Conversation: c.id, Messages: msgs}
 		c.deps.ask(ctx, member, KindUser, req, 2, func(res any, err error) {
+			if !c.isMember(member) {
+				return // removed meanwhile
+			}
 			c.sending[member] = false
 			r, ok := res.(*parleypb.EnqueueResponse)
 			if err != nil || !ok || r.Error != nil {

@@ -31,7 +31,8 @@ type Store interface {
 	LastMessageID(ctx context.Context, conv string) (int64, error)
 	ReadConversation(ctx context.Context, conv string, after int64, limit int) ([]*parleypb.Message, error)
 	ReadQueue(ctx context.Context, user string, after uint64, limit int) ([]*parleypb.Message, error)
-	History(ctx context.Context, conv string, before int64, limit int) ([]*parleypb.Message, bool, error)
+	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
+	GroupEvents(ctx context.Context, conv string) ([]*parleypb.GroupEvent, error)
 	FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error)
 	SaveCursor(ctx context.Context, user, device string, cursor uint64) error
 	Cursors(ctx context.Context, user string) (map[string]uint64, error)
@@ -45,13 +46,14 @@ type Store interface {
 
 // Settings are the actors' limits and timings.
 type Settings struct {
-	RequestTimeout time.Duration // one grain request
-	IdleTimeout    time.Duration // passivation of an idle grain
-	SnapshotEvery  int           // acknowledged fan-outs between conversation snapshots
-	MaxTextBytes   int
-	SyncBatch      int
-	HistoryMax     int
-	HistoryDefault int
+	RequestTimeout  time.Duration // one grain request
+	IdleTimeout     time.Duration // passivation of an idle grain
+	SnapshotEvery   int           // acknowledged fan-outs between conversation snapshots
+	MaxTextBytes    int
+	SyncBatch       int
+	HistoryMax      int
+	HistoryDefault  int
+	MaxGroupMembers int
 	// HoldFanout is fault injection for tests: committed messages are not fanned
 	// out, as if the node died right after each commit.
 	HoldFanout bool

@@ -60,6 +60,10 @@ func (u *User) Receive(ctx actor.Context) {
 		u.detach(m.Who)
 	case *parleypb.AckRequest:
 		u.ack(m)
+	case *parleypb.Notify:
+		for _, c := range u.conns { // transient: only to live connections
+			ctx.Send(c.pid, m)
+		}
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
 	case *ownerCheck:

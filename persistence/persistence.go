@@ -31,6 +31,8 @@ type ConversationAppend struct {
 	// client id and timestamp. A message whose (sender, client id) is already in the
 	// stream is skipped.
 	Messages []*parleypb.Message
+	// Event, when set, is a group membership event appended alone (no Messages).
+	Event *parleypb.GroupEvent
 }
 
 // ConversationAppended is the outcome of a ConversationAppend.

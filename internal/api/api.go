@@ -19,7 +19,7 @@ type Store interface {
 	CreateUser(ctx context.Context, u persistence.User) error
 	User(ctx context.Context, id string) (persistence.User, error)
 	AddDevice(ctx context.Context, user, device string) error
-	History(ctx context.Context, conv string, before int64, limit int) ([]*parleypb.Message, bool, error)
+	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
 }
 
 // Presence reports a user's live status ("online", "away" or "offline") and
@@ -33,6 +33,8 @@ type Options struct {
 	// Presence gives live status. Nil (or an error from it) means "offline"
 	// with the stored last-seen time.
 	Presence Presence
+	// Groups runs group operations; nil serves no groups.
+	Groups Groups
 	// Limits bounds history pages. Zero HistoryDefault and HistoryMax take the
 	// defaults of [config.Default].
 	Limits config.Limits
@@ -48,6 +50,7 @@ type API struct {
 	store      Store
 	signer     *auth.Signer
 	presence   Presence
+	groups     Groups
 	limits     config.Limits
 	bcryptCost int
 	log        *slog.Logger
@@ -74,7 +77,7 @@ func New(o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	a := &API{store: o.Store, signer: o.Signer, presence: o.Presence, limits: o.Limits,
+	a := &API{store: o.Store, signer: o.Signer, presence: o.Presence, groups: o.Groups, limits: o.Limits,
 		bcryptCost: o.BcryptCost, log: o.Log}
 	a.dummyHash = sync.OnceValues(func() (string, error) {
 		return auth.HashPassword("parley-dummy-password", a.bcryptCost)
@@ -96,6 +99,18 @@ func (a *API) Register(mux *http.ServeMux) {
 	})
 	a.route(mux, "/v1/conversations/{id}/messages", map[string]http.HandlerFunc{
 		http.MethodGet: a.authed(a.history),
+	})
+	a.route(mux, "/v1/groups", map[string]http.HandlerFunc{
+		http.MethodPost: a.authed(a.createGroup),
+	})
+	a.route(mux, "/v1/groups/{id}", map[string]http.HandlerFunc{
+		http.MethodGet: a.authed(a.getGroup),
+	})
+	a.route(mux, "/v1/groups/{id}/members", map[string]http.HandlerFunc{
+		http.MethodPost: a.authed(a.addMember),
+	})
+	a.route(mux, "/v1/groups/{id}/members/{user}", map[string]http.HandlerFunc{
+		http.MethodDelete: a.authed(a.removeMember),
 	})
 }
 

@@ -32,7 +32,7 @@ func (brokenStore) User(context.Context, string) (persistence.User, error) {
 	return persistence.User{}, errSecret
 }
 func (brokenStore) AddDevice(context.Context, string, string) error { return errSecret }
-func (brokenStore) History(context.Context, string, int64, int) ([]*parleypb.Message, bool, error) {
+func (brokenStore) History(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
 	return nil, false, errSecret
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -31,7 +32,7 @@ type historyAnswer struct {
 // history serves GET /v1/conversations/{id}/messages?before=&limit=.
 func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims) {
 	conv := r.PathValue("id")
-	members, err := a.directMembers(conv, claims.UserID)
+	members, after, err := a.readable(r.Context(), conv, claims.UserID)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -41,7 +42,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims
 		a.fail(w, r, err)
 		return
 	}
-	msgs, more, err := a.store.History(r.Context(), conv, before, limit)
+	msgs, more, err := a.store.History(r.Context(), conv, before, after, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -53,19 +54,23 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims
 	writeJSON(w, http.StatusOK, out)
 }
 
-// directMembers checks that user may read conv and returns its members. Only
-// direct conversations exist for now: group ids are not found.
-func (a *API) directMembers(conv, user string) ([]string, error) {
-	kind, members, _, err := convid.Parse(conv)
+// readable checks that user may read conv: a member of a direct conversation (its
+// members are returned), or of a group (reading starts after its join, returned).
+func (a *API) readable(ctx context.Context, conv, user string) (members []string, after int64, err error) {
+	kind, members, group, err := convid.Parse(conv)
 	switch {
 	case err != nil:
-		return nil, errorf(CodeBadRequest, "malformed conversation id")
-	case kind != convid.Direct:
-		return nil, errorf(CodeNotFound, "no such conversation")
+		return nil, 0, errorf(CodeBadRequest, "malformed conversation id")
+	case kind == convid.Group:
+		res, err := a.group(ctx, &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: group, By: user})
+		if err != nil {
+			return nil, 0, err
+		}
+		return nil, res.JoinedAt, nil
 	case user != members[0] && user != members[1]:
-		return nil, errorf(CodeForbidden, "not a member of this conversation")
+		return nil, 0, errorf(CodeForbidden, "not a member of this conversation")
 	}
-	return members, nil
+	return members, 0, nil
 }
 
 // pageParams reads ?before= (a message id; absent: the newest) and ?limit=

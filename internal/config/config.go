@@ -142,6 +142,8 @@ type Limits struct {
 	// HistoryDefault is the history page size when the client gives none, in
 	// messages; at most HistoryMax. Default 50.
 	HistoryDefault int `yaml:"historyDefault"`
+	// MaxGroupMembers is the largest group, owner included. Default 500.
+	MaxGroupMembers int `yaml:"maxGroupMembers"`
 }
 
 // Grains configures the virtual actors (users and conversations).
@@ -195,13 +197,14 @@ func Default() Config {
 		Admin:  Admin{},
 		Auth:   Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10},
 		Limits: Limits{
-			MaxFrameBytes:  65536,
-			MaxTextBytes:   4096,
-			FrameRate:      100,
-			FrameBurst:     200,
-			SyncBatch:      500,
-			HistoryMax:     100,
-			HistoryDefault: 50,
+			MaxFrameBytes:   65536,
+			MaxTextBytes:    4096,
+			FrameRate:       100,
+			FrameBurst:      200,
+			SyncBatch:       500,
+			HistoryMax:      100,
+			HistoryDefault:  50,
+			MaxGroupMembers: 500,
 		},
 		Grains: Grains{
 			RequestTimeout: 5 * time.Second,

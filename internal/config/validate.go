@@ -155,6 +155,7 @@ func (a Auth) validate(v *validator) {
 
 func (l Limits) validate(v *validator) {
 	v.positive("limits.maxFrameBytes", l.MaxFrameBytes)
+	v.between("limits.maxGroupMembers", l.MaxGroupMembers, 2, 100000)
 	v.positive("limits.maxTextBytes", l.MaxTextBytes)
 	if l.MaxTextBytes > 0 && l.MaxFrameBytes > 0 && l.MaxTextBytes >= l.MaxFrameBytes {
 		v.addf("limits.maxTextBytes", "must be < limits.maxFrameBytes (%d), got %d", l.MaxFrameBytes, l.MaxTextBytes)

@@ -64,7 +64,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			SnapshotEvery: cfg.Grains.SnapshotEvery, MaxTextBytes: cfg.Limits.MaxTextBytes,
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
-			HoldFanout: os.Getenv(FaultHoldFanout) == "1",
+			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
+			HoldFanout:      os.Getenv(FaultHoldFanout) == "1",
 		}}
 	m, err := membership.New(cfg.Cluster, log)
 	if err != nil {
@@ -90,7 +91,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	api.New(api.Options{Store: store, Signer: signer, Limits: cfg.Limits, BcryptCost: cfg.Auth.BcryptCost, Log: log,
-		Presence: presence(deps)}).Register(mux)
+		Presence: presence(deps), Groups: groups(deps)}).Register(mux)
 	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { gw.ServeHTTP(w, r, api.WriteError) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -246,6 +247,20 @@ func presence(deps *actors.Deps) api.Presence {
 			return "", 0, errors.New("node: no status")
 		}
 		return r.Status, r.LastSeen, nil
+	}
+}
+
+func groups(deps *actors.Deps) api.Groups {
+	return func(_ context.Context, req *parleypb.GroupRequest) (*parleypb.GroupResponse, error) {
+		res, err := deps.Request("group:"+req.Group, actors.KindConversation, req)
+		if err != nil {
+			return nil, err
+		}
+		r, ok := res.(*parleypb.GroupResponse)
+		if !ok {
+			return nil, fmt.Errorf("node: unexpected answer %T", res)
+		}
+		return r, nil
 	}
 }
 

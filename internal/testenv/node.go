@@ -117,6 +117,7 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 func (n *Node) start() {
 	n.t.Helper()
 	n.cmd = exec.Command(nodeBinary(n.t), n.args...)
+	n.cmd.SysProcAttr = diesWithTest()
 	n.cmd.Env = n.env
 	n.cmd.Stdout, n.cmd.Stderr = lockedBuffer{n}, lockedBuffer{n}
 	if err := n.cmd.Start(); err != nil {
@@ -207,6 +208,7 @@ func Context(t testing.TB, d time.Duration) context.Context {
 func NodeCommand(ctx context.Context, t testing.TB, dbURL string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, nodeBinary(t), args...)
+	cmd.SysProcAttr = diesWithTest()
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
 	return cmd
 }
@@ -237,4 +239,10 @@ func races(log string) (ours, theirs int) {
 		}
 	}
 	return ours, theirs
+}
+
+// diesWithTest makes a child process get SIGKILL when the test process dies, so
+// that an interrupted test run leaves no servers behind.
+func diesWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

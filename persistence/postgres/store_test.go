@@ -155,7 +155,7 @@ func TestHistoryPages(t *testing.T) {
 	var seen []int64
 	before := int64(0)
 	for {
-		page, more, err := s.History(ctx, conv, before, 10)
+		page, more, err := s.History(ctx, conv, before, 0, 10)
 		require.NoError(t, err)
 		for i := 1; i < len(page); i++ {
 			require.Less(t, page[i-1].MessageId, page[i].MessageId)

@@ -32,21 +32,21 @@ bumped AS (
 
 var appendConversationSQL = `
 WITH input AS (
-    SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bytea[])
-        WITH ORDINALITY AS t(message_id, sender, client_id, ts, payload, ord)
+    SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $9::smallint[])
+        WITH ORDINALITY AS t(message_id, sender, client_id, ts, payload, kind, ord)
 ), fresh AS (
     SELECT i.*, $2::bigint + row_number() OVER (ORDER BY i.ord) AS version
     FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM conversation_events e
         WHERE e.conversation = $1 AND e.sender = i.sender AND e.client_id = i.client_id)
 ), ` + replaceStream(bumpStream, "$8") + `, ins AS (
-    INSERT INTO conversation_events (conversation, version, message_id, sender, client_id, ts, payload)
-    SELECT $1, version, message_id, sender, client_id, ts, payload FROM fresh
+    INSERT INTO conversation_events (conversation, version, message_id, sender, client_id, ts, payload, kind)
+    SELECT $1, version, message_id, sender, client_id, ts, payload, kind FROM fresh
     WHERE EXISTS (SELECT 1 FROM ok)
-    RETURNING message_id
+    RETURNING message_id, kind
 ), pending AS (
     INSERT INTO outbox (conversation, last_message_id)
-    SELECT $1, max(message_id) FROM ins HAVING count(*) > 0
+    SELECT $1, max(message_id) FROM ins WHERE kind = 0 HAVING count(*) > 0
     ON CONFLICT (conversation) DO UPDATE
     SET last_message_id = GREATEST(outbox.last_message_id, EXCLUDED.last_message_id), updated_at = now()
 )
@@ -88,20 +88,32 @@ func replaceStream(sql, param string) string {
 // group commit. persistence.ErrConflict means the stream is past a.Expected.
 func (s *Store) AppendConversation(ctx context.Context, a persistence.ConversationAppend) (persistence.ConversationAppended, error) {
 	n := len(a.Messages)
-	ids, senders, clients := make([]int64, n), make([]string, n), make([]string, n)
-	ts, payloads := make([]int64, n), make([][]byte, n)
-	for i, m := range a.Messages {
+	if a.Event != nil {
+		n++
+	}
+	ids, senders, clients := make([]int64, 0, n), make([]string, 0, n), make([]string, 0, n)
+	ts, payloads, kinds := make([]int64, 0, n), make([][]byte, 0, n), make([]int16, 0, n)
+	for _, m := range a.Messages {
 		p, err := proto.Marshal(m)
 		if err != nil {
 			return persistence.ConversationAppended{}, fmt.Errorf("encoding message: %w", err)
 		}
-		ids[i], senders[i], clients[i], ts[i], payloads[i] = m.MessageId, m.From, m.ClientId, m.Ts, p
+		ids, senders, clients = append(ids, m.MessageId), append(senders, m.From), append(clients, m.ClientId)
+		ts, payloads, kinds = append(ts, m.Ts), append(payloads, p), append(kinds, 0)
+	}
+	if e := a.Event; e != nil {
+		p, err := proto.Marshal(e)
+		if err != nil {
+			return persistence.ConversationAppended{}, fmt.Errorf("encoding event: %w", err)
+		}
+		ids, senders, clients = append(ids, e.EventId), append(senders, e.By), append(clients, fmt.Sprint("event:", e.EventId))
+		ts, payloads, kinds = append(ts, e.Ts), append(payloads, p), append(kinds, int16(e.Kind))
 	}
 	var version *int64
 	var inserted []int64
 	err := s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
 		b.Queue(appendConversationSQL, a.Conversation, int64(a.Expected), ids, senders, clients, ts, payloads,
-			persistence.ConversationStream(a.Conversation)).QueryRow(func(row pgx.Row) error {
+			persistence.ConversationStream(a.Conversation), kinds).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&version, &inserted)
 		})
 	}})
@@ -183,21 +195,23 @@ func (s *Store) ReadQueue(ctx context.Context, user string, after uint64, limit 
 // after, ascending.
 func (s *Store) ReadConversation(ctx context.Context, conv string, after int64, limit int) ([]*parleypb.Message, error) {
 	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
-		WHERE conversation = $1 AND message_id > $2 ORDER BY message_id LIMIT $3`, conv, after, limit)
+		WHERE conversation = $1 AND kind = 0 AND message_id > $2 ORDER BY message_id LIMIT $3`, conv, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", conv, mapErr(err))
 	}
 	return collectMessages(rows, false)
 }
 
-// History returns the limit messages just before the id before (0: the newest),
-// ascending, and whether older ones exist.
-func (s *Store) History(ctx context.Context, conv string, before int64, limit int) ([]*parleypb.Message, bool, error) {
+// History returns the limit messages just before the id before (0: the newest)
+// and above the id after (a member's join; 0 for all), ascending, and whether older
+// ones exist (above after).
+func (s *Store) History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error) {
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
 	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
-		WHERE conversation = $1 AND message_id < $2 ORDER BY message_id DESC LIMIT $3`, conv, before, limit+1)
+		WHERE conversation = $1 AND kind = 0 AND message_id < $2 AND message_id > $3
+		ORDER BY message_id DESC LIMIT $4`, conv, before, after, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading history of %s: %w", conv, mapErr(err))
 	}
@@ -219,14 +233,14 @@ func (s *Store) History(ctx context.Context, conv string, before int64, limit in
 func (s *Store) LastMessageID(ctx context.Context, conv string) (int64, error) {
 	var id int64
 	err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(message_id), 0) FROM conversation_events
-		WHERE conversation = $1`, conv).Scan(&id)
+		WHERE conversation = $1 AND kind = 0`, conv).Scan(&id)
 	return id, mapErr(err)
 }
 
 // FindByClientID returns the message a sender committed with a client id.
 func (s *Store) FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error) {
 	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
-		WHERE conversation = $1 AND sender = $2 AND client_id = $3`, conv, sender, clientID)
+		WHERE conversation = $1 AND kind = 0 AND sender = $2 AND client_id = $3`, conv, sender, clientID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -333,4 +347,27 @@ func (s *Store) OutboxPending(ctx context.Context, conv string) (bool, error) {
 	var pending bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE conversation = $1)`, conv).Scan(&pending)
 	return pending, mapErr(err)
+}
+
+// GroupEvents returns a group's membership events in stream order.
+func (s *Store) GroupEvents(ctx context.Context, conv string) ([]*parleypb.GroupEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT payload FROM conversation_events
+		WHERE conversation = $1 AND kind <> 0 ORDER BY version`, conv)
+	if err != nil {
+		return nil, fmt.Errorf("reading membership of %s: %w", conv, mapErr(err))
+	}
+	defer rows.Close()
+	var out []*parleypb.GroupEvent
+	for rows.Next() {
+		var payload []byte
+		if err := rows.Scan(&payload); err != nil {
+			return nil, mapErr(err)
+		}
+		e := &parleypb.GroupEvent{}
+		if err := proto.Unmarshal(payload, e); err != nil {
+			return nil, fmt.Errorf("decoding membership event: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, mapErr(rows.Err())
 }

@@ -98,6 +98,116 @@ func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{0}
 }
 
+type GroupEvent_Kind int32
+
+const (
+	GroupEvent_KIND_UNSPECIFIED GroupEvent_Kind = 0
+	GroupEvent_CREATED          GroupEvent_Kind = 1 // name and owner set; the owner becomes a member
+	GroupEvent_MEMBER_ADDED     GroupEvent_Kind = 2
+	GroupEvent_MEMBER_REMOVED   GroupEvent_Kind = 3 // removed by the owner, or left
+)
+
+// Enum value maps for GroupEvent_Kind.
+var (
+	GroupEvent_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "CREATED",
+		2: "MEMBER_ADDED",
+		3: "MEMBER_REMOVED",
+	}
+	GroupEvent_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"CREATED":          1,
+		"MEMBER_ADDED":     2,
+		"MEMBER_REMOVED":   3,
+	}
+)
+
+func (x GroupEvent_Kind) Enum() *GroupEvent_Kind {
+	p := new(GroupEvent_Kind)
+	*p = x
+	return p
+}
+
+func (x GroupEvent_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grains_proto_enumTypes[1].Descriptor()
+}
+
+func (GroupEvent_Kind) Type() protoreflect.EnumType {
+	return &file_grains_proto_enumTypes[1]
+}
+
+func (x GroupEvent_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupEvent_Kind.Descriptor instead.
+func (GroupEvent_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{15, 0}
+}
+
+type GroupRequest_Op int32
+
+const (
+	GroupRequest_OP_UNSPECIFIED GroupRequest_Op = 0
+	GroupRequest_CREATE         GroupRequest_Op = 1 // name, members (the caller is owner and member)
+	GroupRequest_GET            GroupRequest_Op = 2 // the group, for a member
+	GroupRequest_ADD_MEMBER     GroupRequest_Op = 3 // user (owner only)
+	GroupRequest_REMOVE_MEMBER  GroupRequest_Op = 4 // user (owner, or the user leaving)
+	GroupRequest_MEMBERSHIP     GroupRequest_Op = 5 // the caller's membership: joined_at (for history), or forbidden
+)
+
+// Enum value maps for GroupRequest_Op.
+var (
+	GroupRequest_Op_name = map[int32]string{
+		0: "OP_UNSPECIFIED",
+		1: "CREATE",
+		2: "GET",
+		3: "ADD_MEMBER",
+		4: "REMOVE_MEMBER",
+		5: "MEMBERSHIP",
+	}
+	GroupRequest_Op_value = map[string]int32{
+		"OP_UNSPECIFIED": 0,
+		"CREATE":         1,
+		"GET":            2,
+		"ADD_MEMBER":     3,
+		"REMOVE_MEMBER":  4,
+		"MEMBERSHIP":     5,
+	}
+)
+
+func (x GroupRequest_Op) Enum() *GroupRequest_Op {
+	p := new(GroupRequest_Op)
+	*p = x
+	return p
+}
+
+func (x GroupRequest_Op) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupRequest_Op) Descriptor() protoreflect.EnumDescriptor {
+	return file_grains_proto_enumTypes[2].Descriptor()
+}
+
+func (GroupRequest_Op) Type() protoreflect.EnumType {
+	return &file_grains_proto_enumTypes[2]
+}
+
+func (x GroupRequest_Op) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupRequest_Op.Descriptor instead.
+func (GroupRequest_Op) EnumDescriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{16, 0}
+}
+
 type GrainError struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reason        ErrorReason            `protobuf:"varint,1,opt,name=reason,proto3,enum=parley.v1.ErrorReason" json:"reason,omitempty"`
@@ -160,6 +270,7 @@ type PostRequest struct {
 	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
 	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	Text          string                 `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -225,6 +336,13 @@ func (x *PostRequest) GetClientId() string {
 func (x *PostRequest) GetText() string {
 	if x != nil {
 		return x.Text
+	}
+	return ""
+}
+
+func (x *PostRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
 	}
 	return ""
 }
@@ -894,6 +1012,371 @@ func (*Wake) Descriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{14}
 }
 
+// GroupEvent is a membership event of a group, stored in the group's stream among
+// its messages (event_id is a Snowflake id from the same sequence as message ids,
+// so "joined before message M" is event_id < M).
+type GroupEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          GroupEvent_Kind        `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.v1.GroupEvent_Kind" json:"kind,omitempty"`
+	EventId       int64                  `protobuf:"varint,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`     // who did it
+	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"` // the member added or removed (the owner, for CREATED)
+	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"` // CREATED: the group's name
+	Ts            int64                  `protobuf:"varint,6,opt,name=ts,proto3" json:"ts,omitempty"`
+	Members       []string               `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"` // CREATED: the first members besides the owner
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupEvent) Reset() {
+	*x = GroupEvent{}
+	mi := &file_grains_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupEvent) ProtoMessage() {}
+
+func (x *GroupEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
+func (*GroupEvent) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GroupEvent) GetKind() GroupEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return GroupEvent_KIND_UNSPECIFIED
+}
+
+func (x *GroupEvent) GetEventId() int64 {
+	if x != nil {
+		return x.EventId
+	}
+	return 0
+}
+
+func (x *GroupEvent) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *GroupEvent) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *GroupEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupEvent) GetTs() int64 {
+	if x != nil {
+		return x.Ts
+	}
+	return 0
+}
+
+func (x *GroupEvent) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// GroupRequest is every group operation, answered with GroupResponse. Idempotent:
+// creating a group that exists with the same owner answers it; adding a member
+// twice or removing a non-member is not an error.
+type GroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            GroupRequest_Op        `protobuf:"varint,1,opt,name=op,proto3,enum=parley.v1.GroupRequest_Op" json:"op,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	Members       []string               `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupRequest) Reset() {
+	*x = GroupRequest{}
+	mi := &file_grains_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupRequest) ProtoMessage() {}
+
+func (x *GroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupRequest.ProtoReflect.Descriptor instead.
+func (*GroupRequest) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GroupRequest) GetOp() GroupRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return GroupRequest_OP_UNSPECIFIED
+}
+
+func (x *GroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupRequest) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type GroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Members       []string               `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	JoinedAt      int64                  `protobuf:"varint,5,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"` // MEMBERSHIP: the caller's latest join event id
+	Error         *GrainError            `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupResponse) Reset() {
+	*x = GroupResponse{}
+	mi := &file_grains_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupResponse) ProtoMessage() {}
+
+func (x *GroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupResponse.ProtoReflect.Descriptor instead.
+func (*GroupResponse) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GroupResponse) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *GroupResponse) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GroupResponse) GetJoinedAt() int64 {
+	if x != nil {
+		return x.JoinedAt
+	}
+	return 0
+}
+
+func (x *GroupResponse) GetError() *GrainError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// TypingRequest is a typing notice sent to a conversation grain, which forwards it
+// to the other members (never stored).
+type TypingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conversation  string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypingRequest) Reset() {
+	*x = TypingRequest{}
+	mi := &file_grains_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypingRequest) ProtoMessage() {}
+
+func (x *TypingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
+func (*TypingRequest) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TypingRequest) GetConversation() string {
+	if x != nil {
+		return x.Conversation
+	}
+	return ""
+}
+
+func (x *TypingRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+// Notify is a transient frame a user grain pushes to its live connections (typing).
+type Notify struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Typing        *TypingNotice          `protobuf:"bytes,1,opt,name=typing,proto3" json:"typing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Notify) Reset() {
+	*x = Notify{}
+	mi := &file_grains_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Notify) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Notify) ProtoMessage() {}
+
+func (x *Notify) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Notify.ProtoReflect.Descriptor instead.
+func (*Notify) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Notify) GetTyping() *TypingNotice {
+	if x != nil {
+		return x.Typing
+	}
+	return nil
+}
+
 var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
@@ -902,13 +1385,14 @@ const file_grains_proto_rawDesc = "" +
 	"\n" +
 	"GrainError\x12.\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x16.parley.v1.ErrorReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x86\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x9c\x01\n" +
 	"\vPostRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x12\n" +
-	"\x04text\x18\x05 \x01(\tR\x04text\"j\n" +
+	"\x04text\x18\x05 \x01(\tR\x04text\x12\x14\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\"j\n" +
 	"\fPostResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x03R\tmessageId\x12\x0e\n" +
@@ -952,7 +1436,50 @@ const file_grains_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\n" +
 	"\n" +
 	"\bReattach\"\x06\n" +
-	"\x04Wake*\xba\x01\n" +
+	"\x04Wake\"\x8a\x02\n" +
+	"\n" +
+	"GroupEvent\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.parley.v1.GroupEvent.KindR\x04kind\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\x03R\aeventId\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ts\x18\x06 \x01(\x03R\x02ts\x12\x18\n" +
+	"\amembers\x18\a \x03(\tR\amembers\"O\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aCREATED\x10\x01\x12\x10\n" +
+	"\fMEMBER_ADDED\x10\x02\x12\x12\n" +
+	"\x0eMEMBER_REMOVED\x10\x03\"\x84\x02\n" +
+	"\fGroupRequest\x12*\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x1a.parley.v1.GroupRequest.OpR\x02op\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x18\n" +
+	"\amembers\x18\x06 \x03(\tR\amembers\"`\n" +
+	"\x02Op\x12\x12\n" +
+	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06CREATE\x10\x01\x12\a\n" +
+	"\x03GET\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ADD_MEMBER\x10\x03\x12\x11\n" +
+	"\rREMOVE_MEMBER\x10\x04\x12\x0e\n" +
+	"\n" +
+	"MEMBERSHIP\x10\x05\"\xb3\x01\n" +
+	"\rGroupResponse\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x18\n" +
+	"\amembers\x18\x04 \x03(\tR\amembers\x12\x1b\n" +
+	"\tjoined_at\x18\x05 \x01(\x03R\bjoinedAt\x12+\n" +
+	"\x05error\x18\x06 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"G\n" +
+	"\rTypingRequest\x12\"\n" +
+	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"9\n" +
+	"\x06Notify\x12/\n" +
+	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingNoticeR\x06typing*\xba\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\x10\n" +
@@ -977,45 +1504,57 @@ func file_grains_proto_rawDescGZIP() []byte {
 	return file_grains_proto_rawDescData
 }
 
-var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_grains_proto_goTypes = []any{
 	(ErrorReason)(0),             // 0: parley.v1.ErrorReason
-	(*GrainError)(nil),           // 1: parley.v1.GrainError
-	(*PostRequest)(nil),          // 2: parley.v1.PostRequest
-	(*PostResponse)(nil),         // 3: parley.v1.PostResponse
-	(*EnqueueRequest)(nil),       // 4: parley.v1.EnqueueRequest
-	(*EnqueueResponse)(nil),      // 5: parley.v1.EnqueueResponse
-	(*AttachRequest)(nil),        // 6: parley.v1.AttachRequest
-	(*AttachResponse)(nil),       // 7: parley.v1.AttachResponse
-	(*DetachRequest)(nil),        // 8: parley.v1.DetachRequest
-	(*AckRequest)(nil),           // 9: parley.v1.AckRequest
-	(*Deliver)(nil),              // 10: parley.v1.Deliver
-	(*StatusRequest)(nil),        // 11: parley.v1.StatusRequest
-	(*StatusResponse)(nil),       // 12: parley.v1.StatusResponse
-	(*ConversationSnapshot)(nil), // 13: parley.v1.ConversationSnapshot
-	(*Reattach)(nil),             // 14: parley.v1.Reattach
-	(*Wake)(nil),                 // 15: parley.v1.Wake
-	nil,                          // 16: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),              // 17: parley.v1.Message
-	(*actor.PID)(nil),            // 18: actor.PID
+	(GroupEvent_Kind)(0),         // 1: parley.v1.GroupEvent.Kind
+	(GroupRequest_Op)(0),         // 2: parley.v1.GroupRequest.Op
+	(*GrainError)(nil),           // 3: parley.v1.GrainError
+	(*PostRequest)(nil),          // 4: parley.v1.PostRequest
+	(*PostResponse)(nil),         // 5: parley.v1.PostResponse
+	(*EnqueueRequest)(nil),       // 6: parley.v1.EnqueueRequest
+	(*EnqueueResponse)(nil),      // 7: parley.v1.EnqueueResponse
+	(*AttachRequest)(nil),        // 8: parley.v1.AttachRequest
+	(*AttachResponse)(nil),       // 9: parley.v1.AttachResponse
+	(*DetachRequest)(nil),        // 10: parley.v1.DetachRequest
+	(*AckRequest)(nil),           // 11: parley.v1.AckRequest
+	(*Deliver)(nil),              // 12: parley.v1.Deliver
+	(*StatusRequest)(nil),        // 13: parley.v1.StatusRequest
+	(*StatusResponse)(nil),       // 14: parley.v1.StatusResponse
+	(*ConversationSnapshot)(nil), // 15: parley.v1.ConversationSnapshot
+	(*Reattach)(nil),             // 16: parley.v1.Reattach
+	(*Wake)(nil),                 // 17: parley.v1.Wake
+	(*GroupEvent)(nil),           // 18: parley.v1.GroupEvent
+	(*GroupRequest)(nil),         // 19: parley.v1.GroupRequest
+	(*GroupResponse)(nil),        // 20: parley.v1.GroupResponse
+	(*TypingRequest)(nil),        // 21: parley.v1.TypingRequest
+	(*Notify)(nil),               // 22: parley.v1.Notify
+	nil,                          // 23: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),              // 24: parley.v1.Message
+	(*actor.PID)(nil),            // 25: actor.PID
+	(*TypingNotice)(nil),         // 26: parley.v1.TypingNotice
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
-	1,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	17, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
-	1,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	18, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
-	1,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
-	18, // 6: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	17, // 7: parley.v1.Deliver.messages:type_name -> parley.v1.Message
-	1,  // 8: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	16, // 9: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
+	24, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	3,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
+	25, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	3,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
+	25, // 6: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	24, // 7: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	3,  // 8: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
+	23, // 9: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	1,  // 10: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
+	2,  // 11: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
+	3,  // 12: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
+	26, // 13: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
@@ -1029,8 +1568,8 @@ func file_grains_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      3,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
