@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -175,3 +176,19 @@ func sorted(ids []int64) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// syncAll sends sync until the answer says there is no more.
+func syncAll(t *testing.T, c *client.Conn, r *reader) {
+	t.Helper()
+	s := syncNow(t, c, r, nil)
+	for s.More {
+		s = syncNow(t, c, r, ptr(s.UpTo))
+	}
+}
