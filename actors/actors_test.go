@@ -39,7 +39,7 @@ type env struct {
 
 // startGrains runs the grains in a real actor system and a one-member cluster, on a
 // fresh database with the users given.
-func startGrains(t *testing.T, idle time.Duration, users ...string) *env {
+func startGrains(t testing.TB, idle time.Duration, users ...string) *env {
 	t.Helper()
 	ctx := context.Background()
 	store, err := postgres.Open(ctx, testenv.DatabaseURL(t), postgres.Options{})
@@ -53,7 +53,7 @@ func startGrains(t *testing.T, idle time.Duration, users ...string) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	deps := &actors.Deps{Store: store, IDs: gen, Log: log, Grains: actors.NewRegistry(), Settings: actors.Settings{
 		RequestTimeout: 5 * time.Second, IdleTimeout: idle, SnapshotEvery: 1000, MaxTextBytes: 4096,
-		SyncBatch: 500, HistoryMax: 100, HistoryDefault: 50}}
+		SyncBatch: 500, HistoryMax: 100, HistoryDefault: 50, MaxGroupMembers: 500}}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
 	c := cluster.New(system, cluster.Configure("t", test.NewTestProvider(test.NewInMemAgent()), disthash.New(),
 		remote.Configure("127.0.0.1", 0), cluster.WithKinds(actors.Kinds(deps)...)))
