@@ -697,7 +697,7 @@ func (c *Client) resolve(id, conv string, o outcome) bool {
 	ws := c.waiters[id]
 	c.mu.Unlock()
 	if conv != "" && !slices.ContainsFunc(ws, func(p *pending) bool { return p.conv == conv }) {
-		conv = "" // a conversation id we did not expect: the client id decides
+		return false // a late answer to an earlier send of this id to another conversation
 	}
 	found := false
 	for _, p := range ws {
