@@ -69,8 +69,10 @@ func post(ctx context.Context, u string, body, out any) error {
 
 // Do runs a REST request and decodes a JSON answer into out (if not nil); error
 // answers become *APIError.
-func Do(req *http.Request, out any) error {
-	res, err := http.DefaultClient.Do(req)
+func Do(req *http.Request, out any) error { return do(http.DefaultClient, req, out) }
+
+func do(hc *http.Client, req *http.Request, out any) error {
+	res, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

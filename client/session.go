@@ -502,21 +502,7 @@ func (c *Client) login(ctx context.Context, node string) (string, error) {
 }
 
 // do is Do with the client's own HTTP client (whose idle connections Close ends).
-func (c *Client) do(req *http.Request, out any) error {
-	res, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&e)
-		return &APIError{Status: res.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
-	}
-	return json.NewDecoder(res.Body).Decode(out)
-}
+func (c *Client) do(req *http.Request, out any) error { return do(c.http, req, out) }
 
 // serve runs beside the reader of cs until the connection ends or the client
 // closes: heartbeats, acknowledgements and delayed re-syncs.

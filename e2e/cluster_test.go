@@ -18,15 +18,12 @@ import (
 // activeGrains asks a node's admin endpoint which grains it hosts.
 func activeGrains(t *testing.T, n *testenv.Node) []string {
 	t.Helper()
-	res, err := http.Get(n.AdminURL + "/admin/grains")
-	require.NoError(t, err)
-	defer res.Body.Close()
 	var body struct {
 		Grains []struct {
 			ID string `json:"id"`
 		} `json:"grains"`
 	}
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	adminGet(t, n, "/admin/grains", &body)
 	out := make([]string, len(body.Grains))
 	for i, g := range body.Grains {
 		out[i] = g.ID
@@ -34,18 +31,17 @@ func activeGrains(t *testing.T, n *testenv.Node) []string {
 	return out
 }
 
-// membersOf is the member count a node's admin endpoint reports.
-func membersOf(t *testing.T, n *testenv.Node) int {
+// adminGet reads a node's admin endpoint into out.
+func adminGet(t *testing.T, n *testenv.Node, path string, out any) {
 	t.Helper()
-	res, err := http.Get(n.AdminURL + "/admin/members")
+	res, err := http.Get(n.AdminURL + path)
 	require.NoError(t, err)
 	defer res.Body.Close()
-	var body struct {
-		Members []json.RawMessage `json:"members"`
-	}
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
-	return len(body.Members)
+	require.NoError(t, json.NewDecoder(res.Body).Decode(out))
 }
+
+// membersOf is the member count a node's admin endpoint reports.
+func membersOf(t *testing.T, n *testenv.Node) int { return len(members(t, n)) }
 
 func waitMembers(t *testing.T, c *testenv.Cluster, want int) {
 	t.Helper()

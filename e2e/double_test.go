@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,13 +93,10 @@ func freePort(t *testing.T) string {
 
 func members(t *testing.T, n *testenv.Node) []actors.Member {
 	t.Helper()
-	res, err := http.Get(n.AdminURL + "/admin/members")
-	require.NoError(t, err)
-	defer res.Body.Close()
 	var body struct {
 		Members []actors.Member `json:"members"`
 	}
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	adminGet(t, n, "/admin/members", &body)
 	return body.Members
 }
 

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -28,18 +26,9 @@ cluster:
 // memberIDs are the member ids a node's admin endpoint reports.
 func memberIDs(t *testing.T, n *testenv.Node) []string {
 	t.Helper()
-	res, err := http.Get(n.AdminURL + "/admin/members")
-	require.NoError(t, err)
-	defer res.Body.Close()
-	var body struct {
-		Members []struct {
-			ID string `json:"id"`
-		} `json:"members"`
-	}
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
-	ids := make([]string, len(body.Members))
-	for i, m := range body.Members {
-		ids[i] = m.ID
+	var ids []string
+	for _, m := range members(t, n) {
+		ids = append(ids, m.ID)
 	}
 	sort.Strings(ids)
 	return ids
