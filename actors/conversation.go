@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -21,9 +20,6 @@ const (
 	batchBytes    = 256 << 10   // text bytes per enqueue or delivery, at most (remote batches stay small)
 	recentClients = 4096        // client ids remembered for answering repeats without a read
 	retryFanout   = time.Second // pause before re-driving a failed enqueue
-	// maxAppendFailures is how many appends in a row may fail (each followed by a
-	// reload) before the grain answers unavailable and stops.
-	maxAppendFailures = 3
 )
 
 // Conversation is the grain that is the single writer of one conversation: it
@@ -46,8 +42,7 @@ type Conversation struct {
 	inflight []*post          // in the append under way
 	byKey    map[string]*post // pending and inflight posts by sender and client id
 	recent   recentSent
-	failures int  // appends failed in a row
-	yield    bool // another activation appended: stop once the retried batch is in
+	recovery recovery
 
 	delivered map[string]int64 // member -> highest message id its queue acknowledged
 	sending   map[string]bool  // member -> an enqueue is under way
@@ -335,12 +330,8 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		// The stream moved (another activation wrote) or the outcome is unknown:
 		// reload and append the batch again after what is stored; a post that did
 		// commit is then skipped by its client id and answered with its message.
-		c.failures++
 		c.deps.Log.Warn("append failed; reloading", slog.String("conversation", c.id), slog.Any("error", m.err))
-		if errors.Is(m.err, persistence.ErrConflict) {
-			c.yield = true // another activation writes this stream: leave it the stream
-		}
-		if c.failures <= maxAppendFailures && c.reload() == nil {
+		if c.recovery.failed(m.err, c.reload) {
 			c.pending = append(batch, c.pending...)
 			c.flush(ctx)
 			return
@@ -353,7 +344,7 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		ctx.Poison(ctx.Self())
 		return
 	}
-	c.failures = 0
+	c.recovery.failures = 0
 	c.version = m.res.Version
 	inserted := make(map[int64]bool, len(m.res.Inserted))
 	for _, id := range m.res.Inserted {
@@ -375,7 +366,7 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 	}
 	c.flush(ctx)
 	c.fanout(ctx)
-	if c.yield && len(c.inflight) == 0 {
+	if c.recovery.yield && len(c.inflight) == 0 {
 		c.deps.Log.Info("another activation writes this conversation; stopping", slog.String("conversation", c.id))
 		ctx.Poison(ctx.Self())
 	}

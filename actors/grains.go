@@ -229,3 +229,27 @@ func nowMillis() int64 { return time.Now().UnixMilli() }
 func (d *Deps) Wake(conv string) {
 	d.tell(d.Cluster.ActorSystem.Root, conv, KindConversation, &parleypb.Wake{})
 }
+
+// maxAppendFailures is how many appends in a row may fail (each followed by a
+// reload) before a grain answers unavailable and stops.
+const maxAppendFailures = 3
+
+// recovery is what a single-writer grain does when an append fails: the stream moved
+// (another activation wrote: ErrConflict) or the outcome is unknown. It reloads the
+// stream's end and appends again (the store skips what did commit); after a
+// conflict it also yields, stopping once its retried batch is in, and leaves the
+// stream to the other activation.
+type recovery struct {
+	failures int  // appends failed in a row
+	yield    bool // another activation appended
+}
+
+// failed records a failed append and reports whether to append again (after a
+// successful reload).
+func (r *recovery) failed(err error, reload func() error) bool {
+	r.failures++
+	if errors.Is(err, persistence.ErrConflict) {
+		r.yield = true
+	}
+	return r.failures <= maxAppendFailures && reload() == nil
+}

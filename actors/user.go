@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,8 +21,7 @@ type User struct {
 	cursors map[string]uint64 // device -> last seq it durably received
 	conns   map[string]conn   // by PID string
 
-	failures int        // appends failed in a row
-	yield    bool       // another activation appended: stop once the retried batch is in
+	recovery recovery
 	queue    []*enqueue // waiting for the next append
 	inflight []*enqueue // in the append under way
 }
@@ -163,12 +161,8 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 	if m.err != nil {
 		// Another activation moved the queue, or the outcome is unknown: reload the
 		// queue's end and append again (entries already queued are skipped by id).
-		u.failures++
 		u.deps.Log.Warn("queue append failed; reloading", slog.String("user_id", u.id), slog.Any("error", m.err))
-		if errors.Is(m.err, persistence.ErrConflict) {
-			u.yield = true // another activation writes this queue: leave it the queue
-		}
-		if u.failures <= maxAppendFailures && u.reload() == nil {
+		if u.recovery.failed(m.err, u.reload) {
 			u.queue = append(batch, u.queue...)
 			u.flush(ctx)
 			return
@@ -182,7 +176,7 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 		ctx.Poison(ctx.Self())
 		return
 	}
-	u.failures = 0
+	u.recovery.failures = 0
 	u.seq = m.res.Version
 	for rest := m.res.Entries; len(rest) > 0; {
 		chunk := firstChunk(rest)
@@ -200,7 +194,7 @@ func (u *User) appended(ctx actor.Context, m *userAppended) {
 		ctx.Send(e.sender, &parleypb.EnqueueResponse{Conversation: e.req.Conversation, UpTo: upTo})
 	}
 	u.flush(ctx)
-	if u.yield && len(u.inflight) == 0 {
+	if u.recovery.yield && len(u.inflight) == 0 {
 		// Stopping sends the connections Reattach: they attach to the other activation.
 		u.deps.Log.Info("another activation writes this queue; stopping", slog.String("user_id", u.id))
 		ctx.Poison(ctx.Self())
