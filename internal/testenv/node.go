@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -186,14 +187,22 @@ func (n *Node) SetEnv(kv ...string) {
 // FreeAddr returns a free loopback address (host:port).
 func FreeAddr(t testing.TB) string { return freeAddr(t) }
 
+// freeAddr picks a free port below the kernel's ephemeral range (32768 and up by
+// default): a node binds it later, or again after a restart, and a port from the
+// ephemeral range could meanwhile be taken by some outgoing connection.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000..31999")
+	return ""
 }
 
 // Context returns a context that ends with the test or after d.
