@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,8 +14,11 @@ import (
 
 // An op is one append (or other write) that rides in a shared transaction. queue adds
 // its statements to the batch and captures their results; done is called once the
-// transaction has committed (err nil) or failed.
+// transaction has committed (err nil) or failed. key names the rows it locks (their
+// stream, or their own key); a commit queues its ops in key order, so that
+// concurrent commits take row locks in one order and never deadlock.
 type op struct {
+	key   string
 	queue func(b *pgx.Batch)
 	done  func(err error)
 }
@@ -130,6 +135,7 @@ func (c *committer) commit(ops []op) error {
 		return fmt.Errorf("beginning commit: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	slices.SortStableFunc(ops, func(a, b op) int { return strings.Compare(a.key, b.key) })
 	b := &pgx.Batch{}
 	for _, o := range ops {
 		o.queue(b)

@@ -111,7 +111,7 @@ func (s *Store) AppendConversation(ctx context.Context, a persistence.Conversati
 	}
 	var version *int64
 	var inserted []int64
-	err := s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+	err := s.committer.submit(ctx, op{key: persistence.ConversationStream(a.Conversation), queue: func(b *pgx.Batch) {
 		b.Queue(appendConversationSQL, a.Conversation, int64(a.Expected), ids, senders, clients, ts, payloads,
 			persistence.ConversationStream(a.Conversation), kinds).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&version, &inserted)
@@ -142,7 +142,7 @@ func (s *Store) AppendUser(ctx context.Context, a persistence.UserAppend) (persi
 	}
 	var version *int64
 	var seqs, written []int64
-	err := s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+	err := s.committer.submit(ctx, op{key: persistence.UserStream(a.User), queue: func(b *pgx.Batch) {
 		b.Queue(appendUserSQL, a.User, int64(a.Expected), ids, convs, payloads, persistence.UserStream(a.User)).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&version, &seqs, &written) })
 	}})
@@ -277,7 +277,7 @@ func collectMessages(rows pgx.Rows, withSeq bool) ([]*parleypb.Message, error) {
 
 // SaveCursor moves a device's cursor forward (never back) in the next group commit.
 func (s *Store) SaveCursor(ctx context.Context, user, device string, cursor uint64) error {
-	return s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+	return s.committer.submit(ctx, op{key: "d:" + user + "/" + device, queue: func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO device_cursors (user_id, device_id, cursor) VALUES ($1, $2, $3)
 			ON CONFLICT (user_id, device_id) DO UPDATE
 			SET cursor = GREATEST(device_cursors.cursor, EXCLUDED.cursor)`, user, device, int64(cursor))
@@ -306,7 +306,7 @@ func (s *Store) Cursors(ctx context.Context, user string) (map[string]uint64, er
 // SaveSnapshot stores a stream's snapshot in the next group commit, unless a newer
 // one is stored already.
 func (s *Store) SaveSnapshot(ctx context.Context, stream string, version uint64, state []byte) error {
-	return s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+	return s.committer.submit(ctx, op{key: "s:" + stream, queue: func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO snapshots (stream, version, state) VALUES ($1, $2, $3)
 			ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
 			WHERE snapshots.version <= EXCLUDED.version`, stream, int64(version), state)
@@ -324,7 +324,7 @@ func (s *Store) Snapshot(ctx context.Context, stream string) (uint64, []byte, er
 // ClearOutbox records that every member's queue has a conversation's messages up to
 // upTo, in the next group commit.
 func (s *Store) ClearOutbox(ctx context.Context, conv string, upTo int64) error {
-	return s.committer.submit(ctx, op{queue: func(b *pgx.Batch) {
+	return s.committer.submit(ctx, op{key: persistence.ConversationStream(conv), queue: func(b *pgx.Batch) {
 		b.Queue(`DELETE FROM outbox WHERE conversation = $1 AND last_message_id <= $2`, conv, upTo)
 	}})
 }
