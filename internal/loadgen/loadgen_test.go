@@ -1,0 +1,151 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func within(t *testing.T, want, got time.Duration, rel float64) {
+	t.Helper()
+	diff := float64(got - want)
+	require.LessOrEqualf(t, abs(diff), rel*float64(want)+float64(time.Microsecond), "want %v, got %v", want, got)
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	h := NewHistogram()
+	var vals []time.Duration
+	for range 100000 {
+		// log-uniform over 1 µs .. 10 s
+		v := time.Duration(float64(time.Microsecond) * math.Pow(10, r.Float64()*7))
+		vals = append(vals, v)
+		h.Record(v)
+	}
+	slices.Sort(vals)
+	exact := func(q float64) time.Duration { return vals[int(q*float64(len(vals)))-1] }
+	require.Equal(t, uint64(len(vals)), h.Count())
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		within(t, exact(q), h.Quantile(q), 1.0/64)
+	}
+	require.Equal(t, vals[len(vals)-1], h.Max())
+	require.Equal(t, vals[0], h.Min())
+	require.Equal(t, h.Max(), h.Quantile(1))
+}
+
+func TestHistogramBuckets(t *testing.T) {
+	// Every bucket covers its own index, and buckets are contiguous.
+	prevHi := uint64(0)
+	for i := 0; i < numBuckets; i++ {
+		lo, hi := bucketBounds(i)
+		if i > 0 {
+			require.Equal(t, prevHi+1, lo, "bucket %d", i)
+		}
+		require.Equal(t, i, bucketIndex(lo))
+		require.Equal(t, i, bucketIndex(hi))
+		require.LessOrEqual(t, float64(hi-lo), float64(lo)/64+1)
+		prevHi = hi
+	}
+	h := NewHistogram()
+	h.Record(-time.Second)
+	h.Record(2 * HistMax) // clamped into the last bucket, max stays exact
+	require.Equal(t, 2*HistMax, h.Max())
+	require.Equal(t, time.Duration(0), h.Min())
+	require.Equal(t, time.Duration(0), NewHistogram().Quantile(0.99))
+}
+
+func TestHistogramMergeAndJSON(t *testing.T) {
+	a, b, all := NewHistogram(), NewHistogram(), NewHistogram()
+	for i := 1; i <= 2000; i++ {
+		d := time.Duration(i) * 37 * time.Microsecond
+		all.Record(d)
+		if i%3 == 0 {
+			a.Record(d)
+		} else {
+			b.Record(d)
+		}
+	}
+	m := NewHistogram()
+	m.Merge(histFromJSON(a.toJSON()))
+	m.Merge(histFromJSON(b.toJSON()))
+	require.Equal(t, all.Count(), m.Count())
+	require.Equal(t, all.Max(), m.Max())
+	require.Equal(t, all.Min(), m.Min())
+	require.Equal(t, all.Mean(), m.Mean())
+	for _, q := range []float64{0.1, 0.5, 0.99, 0.999} {
+		require.Equal(t, all.Quantile(q), m.Quantile(q))
+	}
+	b1, err := json.Marshal(all.toJSON())
+	require.NoError(t, err)
+	var j histJSON
+	require.NoError(t, json.Unmarshal(b1, &j))
+	require.Equal(t, all.Quantile(0.99), histFromJSON(j).Quantile(0.99))
+}
+
+func TestCheckLoopback(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:8080", "http://127.1.2.3", "http://localhost:1", "http://LOCALHOST", "http://[::1]:8080", "http://[::ffff:127.0.0.1]:80"} {
+		require.NoError(t, CheckLoopback(ok), ok)
+	}
+	for _, bad := range []string{"http://10.0.0.1:8080", "http://example.com", "http://0.0.0.0:8080", "http://[::]:1", "https://127.0.0.1", "ws://127.0.0.1", "127.0.0.1:8080", "http://", "http://128.0.0.1", "http://localhost.evil.com"} {
+		require.Error(t, CheckLoopback(bad), bad)
+	}
+	urls, err := SplitURLs([]string{"http://127.0.0.1:1/, http://127.0.0.1:2", "http://localhost:3"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://localhost:3"}, urls)
+	_, err = SplitURLs([]string{"http://127.0.0.1:1,http://192.168.1.1:2"})
+	require.ErrorContains(t, err, "not loopback")
+	_, err = SplitURLs(nil)
+	require.Error(t, err)
+}
+
+func TestSourceIPs(t *testing.T) {
+	require.Nil(t, NewSourceIPs(0, 0).Next())
+	s := NewSourceIPs(3, 0)
+	var got []string
+	for range 7 {
+		got = append(got, s.Next().String())
+	}
+	require.Equal(t, []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"}, got)
+	s = NewSourceIPs(2, 252) // wraps within 127.0.0.2..254
+	require.Equal(t, "127.0.0.254", s.Next().String())
+	require.Equal(t, "127.0.0.2", s.Next().String())
+}
+
+func TestSplitAndIDs(t *testing.T) {
+	require.Equal(t, []int{4, 4, 2}, split(10, 3))
+	require.Equal(t, []int{2, 3}, split(5, 2))
+	require.Equal(t, []int{7}, split(7, 1))
+	w := &worker{cfg: WorkerConfig{RunID: "abc123"}}
+	n, at, ok := w.parseID(w.clientID(12345, 987654321*time.Nanosecond))
+	require.True(t, ok)
+	require.Equal(t, uint64(12345), n)
+	require.Equal(t, 987654321*time.Nanosecond, at)
+	_, _, ok = w.parseID("other.1.2")
+	require.False(t, ok)
+}
+
+func TestRejectsRemoteURL(t *testing.T) {
+	_, err := Run(context.Background(), Config{URLs: []string{"http://203.0.113.7:8080"}, Conns: 2, Duration: time.Second})
+	require.ErrorContains(t, err, "not loopback")
+}
+
+func TestReadProcSelf(t *testing.T) {
+	s, err := ReadProc(os.Getpid())
+	require.NoError(t, err)
+	require.Positive(t, s.RSSKiB)
+	require.GreaterOrEqual(t, s.CPUSec, 0.0)
+}
