@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/testenv"
+	"github.com/parleychat/parley/proto/parleypb"
 )
 
 // activeGrains asks a node's admin endpoint which grains it hosts.
@@ -97,6 +99,15 @@ func everyPair(t *testing.T, nodes []*testenv.Node) {
 	order := map[string][]int64{}
 	for i, r := range readers {
 		r.waitFor(t, 120*time.Second, fmt.Sprintf("user %d: all sent and delivered", i), func(r *reader) bool {
+			// "unavailable" means: send it again with the same id (docs/PROTOCOL.md).
+			r.errors = slices.DeleteFunc(r.errors, func(e *parleypb.Error) bool {
+				var j int
+				if _, err := fmt.Sscanf(e.Id, "to-%d", &j); e.Code != "unavailable" || err != nil {
+					return false
+				}
+				_ = conns[i].Write(sendFrame(e.Id, sessions[j].UserID, fmt.Sprintf("%d says hi to %d", i, j)))
+				return true
+			})
 			return len(r.sent) == users-1 && len(r.messages) == 2*(users-1)
 		})
 		msgs, _, errs, _ := r.snapshot()
