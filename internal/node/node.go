@@ -194,8 +194,9 @@ var benign = map[string]bool{
 	"EndpointWriter lost connection":           true,
 	"cluster.RequestFuture failed":             true,
 	// remote, redialling a member that left (or died) until the topology drops it.
-	"EndpointWriter failed to connect":               true,
-	"EndpointWriter failed to create receive stream": true,
+	"EndpointWriter failed to connect":                  true,
+	"EndpointWriter failed to create receive stream":    true,
+	"EndpointWriter failed to receive connect response": true,
 	// zk provider, on shutdown and after an eviction (the watchdog reports that).
 	"Failure watching service.": true,
 	"Failed to keepWatching.":   true,
