@@ -28,7 +28,7 @@ func mustSeed(t *testing.T, e *env, n int) {
 	for i := range ms {
 		from, to := "alice", "bob"
 		if i%2 == 1 {
-			from, to = "bob", ""
+			from, to = "bob", "alice"
 		}
 		id := int64(1000 + i)
 		ms[i] = &parleypb.Message{MessageId: id, Conversation: conv, From: from, To: to,

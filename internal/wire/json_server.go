@@ -67,6 +67,21 @@ func appendMessageMembers(b []byte, m *parleypb.Message, top bool) []byte {
 	return appendOptStr(b, "clientId", m.GetClientId())
 }
 
+// MessageJSON is a message as one JSON object, in the shape of a message inside a
+// history answer (no seq unless set): the REST history uses it, so that REST and
+// WebSocket write messages alike.
+func MessageJSON(m *parleypb.Message) []byte {
+	return appendMessageObject(make([]byte, 0, 128+len(m.GetText())), m)
+}
+
+func appendMessageObject(b []byte, m *parleypb.Message) []byte {
+	// The members start with a comma: turn the first one into the brace.
+	start := len(b)
+	b = appendMessageMembers(b, m, false)
+	b[start] = '{'
+	return append(b, '}')
+}
+
 func appendHistory(b []byte, h *parleypb.History) []byte {
 	b = appendStr(b, "id", h.GetId())
 	b = appendStr(b, "conversation", h.GetConversation())
@@ -75,11 +90,7 @@ func appendHistory(b []byte, h *parleypb.History) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		// The members start with a comma: turn the first one into the brace.
-		start := len(b)
-		b = appendMessageMembers(b, m, false)
-		b[start] = '{'
-		b = append(b, '}')
+		b = appendMessageObject(b, m)
 	}
 	b = append(b, ']')
 	return appendBool(b, "more", h.GetMore())

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -165,4 +166,22 @@ func TestDecodeClientJSON(t *testing.T) {
 	require.Equal(t, int64(5), decode(`{"type":"history","id":"h","conversation":"c","before":5}`).GetHistory().GetBefore())
 	require.NotNil(t, decode(` {"type":"ping","extra":{"x":[1,2]},"v":2} `).GetPing())
 	require.Equal(t, "online", decode(`{"status":"online","type":"presence"}`).GetPresence().GetStatus())
+}
+
+// MessageJSON writes a message exactly as a history frame does, so REST and
+// WebSocket history agree byte for byte.
+func TestMessageJSONMatchesHistory(t *testing.T) {
+	m := &pb.Message{MessageId: 383280997669535744, Conversation: "dm:alice:bob", From: "alice", To: "bob",
+		Text: "hé \"quoted\"", Ts: 1700000000000, ClientId: "c1"}
+	frame, err := EncodeServer(JSON, &pb.ServerFrame{Body: &pb.ServerFrame_History{History: &pb.History{
+		Id: "h", Conversation: m.Conversation, Messages: []*pb.Message{m}}}})
+	require.NoError(t, err)
+	var h struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	require.NoError(t, json.Unmarshal(frame, &h))
+	require.Len(t, h.Messages, 1)
+	require.Equal(t, string(h.Messages[0]), string(MessageJSON(m)))
+	require.JSONEq(t, `{"messageId":"383280997669535744","conversation":"dm:alice:bob","from":"alice","to":"bob",
+		"text":"hé \"quoted\"","ts":1700000000000,"clientId":"c1"}`, string(MessageJSON(m)))
 }
