@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/proto/parleypb"
@@ -40,25 +41,9 @@ func (a *API) group(ctx context.Context, req *parleypb.GroupRequest) (*parleypb.
 		return nil, errorf(CodeUnavailable, "group unavailable; try again")
 	}
 	if res.Error != nil {
-		return nil, errorf(grainCode(res.Error.Reason), res.Error.Message)
+		return nil, errorf(actors.ErrorCode(res.Error.Reason), res.Error.Message)
 	}
 	return res, nil
-}
-
-func grainCode(r parleypb.ErrorReason) string {
-	switch r {
-	case parleypb.ErrorReason_BAD_REQUEST:
-		return CodeBadRequest
-	case parleypb.ErrorReason_FORBIDDEN:
-		return CodeForbidden
-	case parleypb.ErrorReason_NOT_FOUND:
-		return CodeNotFound
-	case parleypb.ErrorReason_CONFLICT:
-		return CodeConflict
-	case parleypb.ErrorReason_UNAVAILABLE:
-		return CodeUnavailable
-	}
-	return CodeInternal
 }
 
 // createGroup serves POST /v1/groups {"name","members":[ids]}: the caller is owner
