@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -12,21 +13,39 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// An op is one append (or other write) that rides in a shared transaction. queue adds
-// its statements to the batch and captures their results; done is called once the
-// transaction has committed (err nil) or failed. key names the rows it locks (their
-// stream, or their own key); a commit queues its ops in key order, so that
-// concurrent commits take row locks in one order and never deadlock.
+// An opKind names one kind of write. A commit writes all its ops of one kind with a
+// single statement (see writers), kinds in this order.
+type opKind int
+
+const (
+	kindConversation opKind = iota // a conversation stream append (arg *convWrite)
+	kindUser                       // a user sync-queue append (arg *userWrite)
+	kindOutboxClear                // an outbox row cleared (arg *outboxClear)
+	kindCursor                     // a device cursor moved (arg *cursorWrite)
+	kindSnapshot                   // a snapshot stored (arg *snapshotWrite)
+	numKinds
+)
+
+// lockedKinds are the kinds whose key is a row of streams: a commit locks those rows
+// first, in one statement and in key order, so that concurrent commits never wait on
+// each other in a cycle.
+var lockedKinds = [numKinds]bool{kindConversation: true, kindUser: true, kindOutboxClear: true}
+
+// An op is one write that rides in a shared transaction. key names the row it locks
+// (its stream, or its own key); arg carries the write's input and, once the commit
+// has run, its output; done is called once the transaction has committed (err nil)
+// or failed.
 type op struct {
-	key   string
-	queue func(b *pgx.Batch)
-	done  func(err error)
+	kind opKind
+	key  string
+	arg  any
+	done func(err error)
 }
 
 // committer is the group commit: committer goroutines each take whatever ops are
-// waiting (up to max), run them as one pipelined transaction and report to each.
-// Under load a commit carries many grains' appends; when idle an op commits at once
-// (or after delay, when set).
+// waiting (up to max) and write them in one transaction of a few statements, one per
+// kind of write, whatever the number of streams. Under load a commit carries many
+// grains' appends; when idle an op commits at once (or after delay, when set).
 type committer struct {
 	pool  *pgxpool.Pool
 	ops   chan op
@@ -55,13 +74,7 @@ func startCommitter(pool *pgxpool.Pool, o Options) *committer {
 // submit queues o and waits for its commit. The wait ends early with ctx.
 func (c *committer) submit(ctx context.Context, o op) error {
 	res := make(chan error, 1)
-	inner := o.done
-	o.done = func(err error) {
-		if inner != nil {
-			inner(err)
-		}
-		res <- err
-	}
+	o.done = func(err error) { res <- err }
 	select {
 	case c.ops <- o:
 	case <-ctx.Done():
@@ -135,16 +148,63 @@ func (c *committer) commit(ops []op) error {
 		return fmt.Errorf("beginning commit: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
-	slices.SortStableFunc(ops, func(a, b op) int { return strings.Compare(a.key, b.key) })
-	b := &pgx.Batch{}
-	for _, o := range ops {
-		o.queue(b)
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.SendBatch(ctx, plan(ops)).Close(); err != nil {
 		return fmt.Errorf("appending: %w", mapErr(err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("committing: %w", mapErr(err))
 	}
 	return nil
+}
+
+// plan turns a commit's ops into its statements: first the stream rows locked in key
+// order, then rounds of one statement per kind. A round holds at most one op per
+// (kind, key): a second append to the same stream (two activations of one grain, or
+// an append and an outbox clear racing) goes to the next round, which runs after the
+// first, as if the two had been committed one after the other.
+func plan(ops []op) *pgx.Batch {
+	slices.SortStableFunc(ops, func(a, b op) int {
+		return cmp.Or(cmp.Compare(a.kind, b.kind), strings.Compare(a.key, b.key))
+	})
+	b := &pgx.Batch{}
+	var locked []string
+	for _, o := range ops {
+		if lockedKinds[o.kind] {
+			locked = append(locked, o.key)
+		}
+	}
+	if len(locked) > 0 {
+		slices.Sort(locked)
+		b.Queue(`SELECT 1 FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`, slices.Compact(locked))
+	}
+	for _, round := range rounds(ops) {
+		for start := 0; start < len(round); {
+			end := start + 1
+			for end < len(round) && round[end].kind == round[start].kind {
+				end++
+			}
+			writers[round[start].kind](b, round[start:end])
+			start = end
+		}
+	}
+	return b
+}
+
+// rounds splits ops sorted by (kind, key) into rounds in which each (kind, key)
+// occurs once; each round stays sorted.
+func rounds(ops []op) [][]op {
+	var out [][]op
+	r := 0
+	for i, o := range ops {
+		if i > 0 && o.kind == ops[i-1].kind && o.key == ops[i-1].key {
+			r++
+		} else {
+			r = 0
+		}
+		if r == len(out) {
+			out = append(out, nil)
+		}
+		out[r] = append(out[r], o)
+	}
+	return out
 }

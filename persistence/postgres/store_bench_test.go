@@ -33,17 +33,27 @@ func BenchmarkAppendUserGroupCommit(b *testing.B) {
 	})
 }
 
+// benchAppend runs appendOne from many writers at once, each appending to its own
+// stream one row at a time, as grains under load do: 64 and 1024 writers per CPU
+// (two cores: 128 and 2048 grains waiting on commits).
 func benchAppend(b *testing.B, appendOne func(ctx context.Context, stream int, version uint64, id int64) (uint64, error)) {
-	b.Helper()
+	for _, par := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("writers=%dxCPU", par), func(b *testing.B) { benchWriters(b, par, appendOne) })
+	}
+}
+
+// benchStreams and benchIDs are shared by every run, so that each run appends to fresh streams.
+var benchStreams, benchIDs atomic.Int64
+
+func benchWriters(b *testing.B, par int, appendOne func(ctx context.Context, stream int, version uint64, id int64) (uint64, error)) {
 	ctx := context.Background()
-	var streams, ids atomic.Int64
-	b.SetParallelism(32) // 64 writers on 2 cores: many grains waiting on commits
+	b.SetParallelism(par)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		stream := int(streams.Add(1))
+		stream := int(benchStreams.Add(1))
 		var version uint64
 		for pb.Next() {
-			v, err := appendOne(ctx, stream, version, ids.Add(1))
+			v, err := appendOne(ctx, stream, version, benchIDs.Add(1))
 			if err != nil {
 				b.Error(err)
 				return

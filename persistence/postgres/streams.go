@@ -12,78 +12,6 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// bumpStream is the expected-version check shared by both appends: $2 is the expected
-// version, $stream the stream id, and "fresh" the CTE of rows to write. The CTE "ok"
-// has one row (the new version) when the check passed, none when another writer
-// moved the stream.
-const bumpStream = `
-bumped AS (
-    UPDATE streams SET version = $2 + (SELECT count(*) FROM fresh)
-    WHERE id = $stream AND version = $2
-    RETURNING version
-), created AS (
-    INSERT INTO streams (id, version)
-    SELECT $stream, $2 + (SELECT count(*) FROM fresh) WHERE $2 = 0
-    ON CONFLICT (id) DO NOTHING
-    RETURNING version
-), ok AS (
-    SELECT version FROM bumped UNION ALL SELECT version FROM created
-)`
-
-var appendConversationSQL = `
-WITH input AS (
-    SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $9::smallint[])
-        WITH ORDINALITY AS t(message_id, sender, client_id, ts, payload, kind, ord)
-), fresh AS (
-    SELECT i.*, $2::bigint + row_number() OVER (ORDER BY i.ord) AS version
-    FROM input i
-    WHERE NOT EXISTS (SELECT 1 FROM conversation_events e
-        WHERE e.conversation = $1 AND e.sender = i.sender AND e.client_id = i.client_id)
-), ` + replaceStream(bumpStream, "$8") + `, ins AS (
-    INSERT INTO conversation_events (conversation, version, message_id, sender, client_id, ts, payload, kind)
-    SELECT $1, version, message_id, sender, client_id, ts, payload, kind FROM fresh
-    WHERE EXISTS (SELECT 1 FROM ok)
-    RETURNING message_id, kind
-), pending AS (
-    INSERT INTO outbox (conversation, last_message_id)
-    SELECT $1, max(message_id) FROM ins WHERE kind = 0 HAVING count(*) > 0
-    ON CONFLICT (conversation) DO UPDATE
-    SET last_message_id = GREATEST(outbox.last_message_id, EXCLUDED.last_message_id), updated_at = now()
-)
-SELECT (SELECT version FROM ok), COALESCE((SELECT array_agg(message_id) FROM ins), '{}'::bigint[])`
-
-var appendUserSQL = `
-WITH input AS (
-    SELECT * FROM unnest($3::bigint[], $4::text[], $5::bytea[])
-        WITH ORDINALITY AS t(message_id, conversation, payload, ord)
-), fresh AS (
-    SELECT i.*, $2::bigint + row_number() OVER (ORDER BY i.ord) AS seq
-    FROM input i
-    WHERE NOT EXISTS (SELECT 1 FROM user_entries e
-        WHERE e.user_id = $1 AND e.message_id = i.message_id)
-), ` + replaceStream(bumpStream, "$6") + `, ins AS (
-    INSERT INTO user_entries (user_id, seq, message_id, conversation, payload)
-    SELECT $1, seq, message_id, conversation, payload FROM fresh
-    WHERE EXISTS (SELECT 1 FROM ok)
-    RETURNING seq, message_id
-)
-SELECT (SELECT version FROM ok),
-       COALESCE((SELECT array_agg(seq ORDER BY seq) FROM ins), '{}'::bigint[]),
-       COALESCE((SELECT array_agg(message_id ORDER BY seq) FROM ins), '{}'::bigint[])`
-
-func replaceStream(sql, param string) string {
-	out := make([]byte, 0, len(sql))
-	for i := 0; i < len(sql); i++ {
-		if sql[i] == '$' && len(sql) >= i+7 && sql[i:i+7] == "$stream" {
-			out = append(out, param...)
-			i += 6
-			continue
-		}
-		out = append(out, sql[i])
-	}
-	return string(out)
-}
-
 // AppendConversation writes new messages to a conversation's stream in the next
 // group commit. persistence.ErrConflict means the stream is past a.Expected.
 func (s *Store) AppendConversation(ctx context.Context, a persistence.ConversationAppend) (persistence.ConversationAppended, error) {
@@ -109,21 +37,16 @@ func (s *Store) AppendConversation(ctx context.Context, a persistence.Conversati
 		ids, senders, clients = append(ids, e.EventId), append(senders, e.By), append(clients, fmt.Sprint("event:", e.EventId))
 		ts, payloads, kinds = append(ts, e.Ts), append(payloads, p), append(kinds, int16(e.Kind))
 	}
-	var version *int64
-	var inserted []int64
-	err := s.committer.submit(ctx, op{key: persistence.ConversationStream(a.Conversation), queue: func(b *pgx.Batch) {
-		b.Queue(appendConversationSQL, a.Conversation, int64(a.Expected), ids, senders, clients, ts, payloads,
-			persistence.ConversationStream(a.Conversation), kinds).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&version, &inserted)
-		})
-	}})
-	if err != nil {
+	stream := persistence.ConversationStream(a.Conversation)
+	w := &convWrite{conv: a.Conversation, stream: stream, expected: int64(a.Expected), ids: ids, ts: ts,
+		senders: senders, clients: clients, payloads: payloads, kinds: kinds}
+	if err := s.committer.submit(ctx, op{kind: kindConversation, key: stream, arg: w}); err != nil {
 		return persistence.ConversationAppended{}, err
 	}
-	if version == nil {
+	if w.version == nil {
 		return persistence.ConversationAppended{}, fmt.Errorf("appending to %s at %d: %w", a.Conversation, a.Expected, persistence.ErrConflict)
 	}
-	return persistence.ConversationAppended{Version: uint64(*version), Inserted: inserted}, nil
+	return persistence.ConversationAppended{Version: uint64(*w.version), Inserted: w.inserted}, nil
 }
 
 // AppendUser writes messages to a user's sync queue in the next group commit,
@@ -140,21 +63,17 @@ func (s *Store) AppendUser(ctx context.Context, a persistence.UserAppend) (persi
 		ids[i], convs[i], payloads[i] = m.MessageId, m.Conversation, p
 		byID[m.MessageId] = m
 	}
-	var version *int64
-	var seqs, written []int64
-	err := s.committer.submit(ctx, op{key: persistence.UserStream(a.User), queue: func(b *pgx.Batch) {
-		b.Queue(appendUserSQL, a.User, int64(a.Expected), ids, convs, payloads, persistence.UserStream(a.User)).
-			QueryRow(func(row pgx.Row) error { return row.Scan(&version, &seqs, &written) })
-	}})
-	if err != nil {
+	stream := persistence.UserStream(a.User)
+	w := &userWrite{user: a.User, stream: stream, expected: int64(a.Expected), ids: ids, convs: convs, payloads: payloads}
+	if err := s.committer.submit(ctx, op{kind: kindUser, key: stream, arg: w}); err != nil {
 		return persistence.UserAppended{}, err
 	}
-	if version == nil {
+	if w.version == nil {
 		return persistence.UserAppended{}, fmt.Errorf("appending to queue of %s at %d: %w", a.User, a.Expected, persistence.ErrConflict)
 	}
-	out := persistence.UserAppended{Version: uint64(*version), Entries: make([]*parleypb.Message, len(seqs))}
-	for i, seq := range seqs {
-		e := proto.Clone(byID[written[i]]).(*parleypb.Message)
+	out := persistence.UserAppended{Version: uint64(*w.version), Entries: make([]*parleypb.Message, len(w.seqs))}
+	for i, seq := range w.seqs {
+		e := proto.Clone(byID[w.written[i]]).(*parleypb.Message)
 		e.Seq = uint64(seq)
 		out.Entries[i] = e
 	}
@@ -277,11 +196,8 @@ func collectMessages(rows pgx.Rows, withSeq bool) ([]*parleypb.Message, error) {
 
 // SaveCursor moves a device's cursor forward (never back) in the next group commit.
 func (s *Store) SaveCursor(ctx context.Context, user, device string, cursor uint64) error {
-	return s.committer.submit(ctx, op{key: "d:" + user + "/" + device, queue: func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO device_cursors (user_id, device_id, cursor) VALUES ($1, $2, $3)
-			ON CONFLICT (user_id, device_id) DO UPDATE
-			SET cursor = GREATEST(device_cursors.cursor, EXCLUDED.cursor)`, user, device, int64(cursor))
-	}})
+	return s.committer.submit(ctx, op{kind: kindCursor, key: user + "/" + device,
+		arg: &cursorWrite{user: user, device: device, cursor: int64(cursor)}})
 }
 
 // Cursors returns a user's device cursors.
@@ -306,11 +222,8 @@ func (s *Store) Cursors(ctx context.Context, user string) (map[string]uint64, er
 // SaveSnapshot stores a stream's snapshot in the next group commit, unless a newer
 // one is stored already.
 func (s *Store) SaveSnapshot(ctx context.Context, stream string, version uint64, state []byte) error {
-	return s.committer.submit(ctx, op{key: "s:" + stream, queue: func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO snapshots (stream, version, state) VALUES ($1, $2, $3)
-			ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
-			WHERE snapshots.version <= EXCLUDED.version`, stream, int64(version), state)
-	}})
+	return s.committer.submit(ctx, op{kind: kindSnapshot, key: stream,
+		arg: &snapshotWrite{stream: stream, version: int64(version), state: state}})
 }
 
 // Snapshot loads a stream's snapshot; persistence.ErrNotFound if it has none.
@@ -324,9 +237,8 @@ func (s *Store) Snapshot(ctx context.Context, stream string) (uint64, []byte, er
 // ClearOutbox records that every member's queue has a conversation's messages up to
 // upTo, in the next group commit.
 func (s *Store) ClearOutbox(ctx context.Context, conv string, upTo int64) error {
-	return s.committer.submit(ctx, op{key: persistence.ConversationStream(conv), queue: func(b *pgx.Batch) {
-		b.Queue(`DELETE FROM outbox WHERE conversation = $1 AND last_message_id <= $2`, conv, upTo)
-	}})
+	return s.committer.submit(ctx, op{kind: kindOutboxClear, key: persistence.ConversationStream(conv),
+		arg: &outboxClear{conv: conv, upTo: upTo}})
 }
 
 // PendingOutbox lists conversations whose fan-out has been pending for longer than
