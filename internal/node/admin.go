@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"time"
 
@@ -10,8 +11,9 @@ import (
 	"github.com/parleychat/parley/internal/api"
 )
 
-// adminMux serves the admin endpoint: the grains active on this node and the
-// cluster's members. With a token set, every call needs it as a bearer token.
+// adminMux serves the admin endpoint: the grains active on this node, the cluster's
+// members, and Go's profiles under /debug/pprof/ (heap, goroutine, CPU profile, ...).
+// With a token set, every call needs it as a bearer token.
 func adminMux(token string, deps *actors.Deps) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/grains", func(w http.ResponseWriter, _ *http.Request) {
@@ -31,6 +33,9 @@ func adminMux(token string, deps *actors.Deps) http.Handler {
 		writeJSON(w, map[string]any{"members": deps.Topology.Members()})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if token == "" {
 		return mux
 	}
