@@ -1,17 +1,17 @@
 // Command loadgen drives Parley nodes on loopback with authenticated WebSocket
-// clients exchanging 1:1 messages (or idle connections), and reports setup rate,
-// latencies, throughput, errors and the node's RSS and CPU. The logic is in
-// internal/loadgen.
-//
-//	loadgen -url http://127.0.0.1:8080 -conns 200 -rate 1000 -duration 10s [-procs 2 -src-ips 4 -node-pid PID -json r.json -md r.md]
+// clients and reports setup rate, latencies, throughput, losses, errors and the
+// nodes' RSS and CPU, as a live progress line, a Markdown table and JSON. The
+// logic is in internal/loadgen; run it with -h for the scenarios.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,67 +19,171 @@ import (
 	"github.com/parleychat/parley/internal/loadgen"
 )
 
+const usage = `loadgen drives Parley nodes on loopback (only) and measures them.
+
+Scenarios (-scenario):
+  dm     -conns users in pairs send each other 1:1 messages at -rate msgs/s in all
+         (0 = as fast as -window unanswered sends per sender allow) for -duration.
+  group  -groups groups of -members users, every member online; the first -senders
+         of each group post at -rate (or with a -window). Deliveries to every member
+         are timed and counted.
+  idle   -conns connections opened and held for -duration. Each counts as set up
+         once the server answered its sync: the node's connection actor attaches
+         to the user grain before it reads any frame, so an answered sync means the
+         connection is registered there (a failed attach closes the socket).
+         Reports the setup rate and node RSS per connection (-node-pid).
+  storm  -conns clients connect, sync (noting their cursor) and go offline; one
+         sender per group of up to -members (the sender included) posts -messages
+         messages; after the fan-out settles (-settle, then until the nodes are
+         quiet when -node-pid is given), every client reconnects at once and syncs
+         from its cursor. Reports the time until all have caught up, the per-client
+         catch-up distribution, and any message missing or repeated.
+  (-idle is kept as another way to say -scenario idle.)
+
+Authentication: without a token secret every user is registered (an existing one is
+reused) and logged in, which costs the node one bcrypt hash each. With -token-secret
+(default $PARLEY_TOKEN_SECRET), the same secret the nodes run with, loadgen mints
+the tokens itself. The server still needs account rows for dm, group and storm (a
+1:1 message and a group member must be an existing user), so those scenarios
+register users through POST /v1/users; start the nodes with auth.bcryptCost: 4 in
+cluster.yaml to make that cheap, and raise -register-par. idle needs no accounts.
+
+Node settings for heavy runs: limits.frameRate/frameBurst bound each connection's
+frames/s (a group sender at a high rate needs more than the default 100/s).
+
+Sockets: each process holds at most ~19,000 (the open-file cap is 20,000), so
+-procs 0 starts as many worker processes as needed; -src-ips spreads each
+worker's sockets over its own 127.0.0.x source addresses.
+
+Usage:
+  loadgen -url http://127.0.0.1:8080 [-url ...] [-scenario dm|group|idle|storm] [flags]
+
+Examples:
+  loadgen -url http://127.0.0.1:8080 -scenario idle -conns 19000 -node-pid auto -token-secret $S
+  loadgen -url http://127.0.0.1:8080 -scenario group -groups 1 -members 500 -rate 200 -duration 10s -node-pid auto
+  loadgen -url http://127.0.0.1:8080 -scenario storm -conns 50000 -messages 20 -node-pid auto -json storm.json
+
+Flags:
+`
+
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func main() {
-	var (
-		urls   listFlag
-		cfg    loadgen.Config
-		worker string
-		jsonTo string
-		mdTo   string
-	)
-	flag.Var(&urls, "url", "node base URL, loopback only (repeat or comma-separate for a cluster)")
-	flag.IntVar(&cfg.Conns, "conns", 100, "connections, one user each, paired for 1:1 traffic")
-	flag.StringVar(&cfg.UsersPrefix, "users-prefix", "", "user name prefix (default: a fresh random one; reuse one to skip registration)")
-	flag.Float64Var(&cfg.Rate, "rate", 100, "messages/s in total (0 = as fast as the in-flight window allows)")
-	flag.IntVar(&cfg.Window, "window", 8, "unacknowledged sends per connection when -rate 0")
-	flag.DurationVar(&cfg.Duration, "duration", 10*time.Second, "traffic (or idle holding) time")
-	flag.DurationVar(&cfg.Drain, "drain", 5*time.Second, "how long to wait for acks and deliveries after -duration")
-	flag.BoolVar(&cfg.Idle, "idle", false, "open the connections and hold them, no traffic")
-	flag.IntVar(&cfg.Procs, "procs", 1, "split the connections over this many worker processes")
-	flag.IntVar(&cfg.SrcIPs, "src-ips", 0, "spread client sockets over source addresses 127.0.0.2..127.0.0.(1+K)")
-	flag.IntVar(&cfg.NodePID, "node-pid", 0, "the node's pid, to read its RSS and CPU from /proc")
-	flag.StringVar(&cfg.Encoding, "encoding", "json", "frame encoding: json or proto")
-	flag.IntVar(&cfg.RegisterPar, "register-par", 16, "concurrent registrations/logins per process (bcrypt is expensive)")
-	flag.StringVar(&jsonTo, "json", "", "write the JSON result to this file")
-	flag.StringVar(&mdTo, "md", "", "write the Markdown table to this file")
-	flag.StringVar(&worker, "worker", "", "internal: run as a worker process with this configuration")
-	flag.Parse()
+// options are the command line: the run, and where its result goes.
+type options struct {
+	cfg    loadgen.Config
+	urls   listFlag
+	pids   listFlag
+	idle   bool
+	worker bool
+	jsonTo string
+	mdTo   string
+}
 
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	c := &o.cfg
+	fs.Var(&o.urls, "url", "node base URL, loopback only (repeat or comma-separate for a cluster)")
+	fs.StringVar(&c.Scenario, "scenario", loadgen.ScenarioDM, "dm, group, idle or storm")
+	fs.BoolVar(&o.idle, "idle", false, "the same as -scenario idle")
+	fs.IntVar(&c.Conns, "conns", 0, "clients, one user each (default 100; group: -groups × -members)")
+	fs.IntVar(&c.Groups, "groups", 1, "group: the number of groups")
+	fs.IntVar(&c.Members, "members", 500, "group: members per group; storm: clients per group plus its sender")
+	fs.IntVar(&c.Senders, "senders", 1, "group: members of each group that send")
+	fs.IntVar(&c.Messages, "messages", 20, "storm: messages each client misses")
+	fs.StringVar(&c.UsersPrefix, "users-prefix", "", "user name prefix (default: a fresh random one)")
+	fs.Float64Var(&c.Rate, "rate", 100, "messages/s in total (0 = as fast as the window allows)")
+	fs.IntVar(&c.Window, "window", 8, "unanswered sends per sender when -rate 0 (and for the storm's posts)")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "traffic or holding time; storm: the longest the reconnect may take")
+	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "how long to wait for answers and deliveries after -duration")
+	fs.DurationVar(&c.Settle, "settle", time.Second, "storm: the least wait between posting and reconnecting")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default 10m + 2×(duration+drain) + 5ms per client)")
+	fs.IntVar(&c.Procs, "procs", 0, "worker processes (0 = as few as keep each under 19,000 sockets; 1 = in this process)")
+	fs.IntVar(&c.SrcIPs, "src-ips", -1, "source addresses 127.0.0.x per worker (0 = the kernel's choice, -1 = one per 10k clients)")
+	fs.Var(&o.pids, "node-pid", "a node's pid for RSS and CPU from /proc (repeat for a cluster; \"auto\" = the processes listening on the -url ports)")
+	fs.StringVar(&c.Encoding, "encoding", "json", "frame encoding: json or proto")
+	fs.IntVar(&c.RegisterPar, "register-par", 16, "concurrent REST calls per worker (registration, logins, groups)")
+	fs.IntVar(&c.DialPar, "dial-par", 64, "concurrent WebSocket dials per worker")
+	fs.StringVar(&c.TokenSecret, "token-secret", os.Getenv("PARLEY_TOKEN_SECRET"), "the nodes' token secret: mint tokens instead of logging in")
+	fs.StringVar(&o.jsonTo, "json", "", "write the JSON result to this file")
+	fs.StringVar(&o.mdTo, "md", "", "write the Markdown table to this file")
+	fs.BoolVar(&o.worker, "worker", false, "internal: run as a worker process (configuration on stdin)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return o, o.finish()
+}
+
+// finish applies the aliases and defaults that depend on other flags.
+func (o *options) finish() error {
+	c := &o.cfg
+	if o.idle {
+		c.Scenario = loadgen.ScenarioIdle
+	}
+	if c.Conns == 0 && c.Scenario != loadgen.ScenarioGroup {
+		c.Conns = 100
+	}
+	c.URLs = o.urls
+	for _, p := range o.pids {
+		if p == "auto" {
+			urls, err := loadgen.SplitURLs(o.urls)
+			if err != nil {
+				return err
+			}
+			pids, err := loadgen.ListenerPIDs(urls)
+			if err != nil {
+				return err
+			}
+			c.NodePIDs = append(c.NodePIDs, pids...)
+			continue
+		}
+		pid, err := strconv.Atoi(p)
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("loadgen: -node-pid %q is not a pid or auto", p)
+		}
+		c.NodePIDs = append(c.NodePIDs, pid)
+	}
+	return nil
+}
+
+func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	if worker != "" {
-		if err := loadgen.ServeWorker(ctx, worker, os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "loadgen worker:", err)
-			os.Exit(1)
-		}
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
-
-	cfg.URLs = urls
-	cfg.Progress = os.Stderr
-	res, err := loadgen.Run(ctx, cfg)
+	if err == nil {
+		err = o.run(ctx)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+func (o *options) run(ctx context.Context) error {
+	if o.worker {
+		return loadgen.ServeWorker(ctx, os.Stdin, os.Stdout)
+	}
+	o.cfg.Progress = os.Stderr
+	res, err := loadgen.Run(ctx, o.cfg)
+	if err != nil {
+		return err
+	}
 	md := res.Markdown()
 	fmt.Print(md)
-	if jsonTo != "" {
-		if err := res.WriteJSON(jsonTo); err != nil {
-			fmt.Fprintln(os.Stderr, "loadgen:", err)
-			os.Exit(1)
+	if o.jsonTo != "" {
+		if err := res.WriteJSON(o.jsonTo); err != nil {
+			return err
 		}
 	}
-	if mdTo != "" {
-		if err := os.WriteFile(mdTo, []byte(md), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "loadgen:", err)
-			os.Exit(1)
-		}
+	if o.mdTo != "" {
+		return os.WriteFile(o.mdTo, []byte(md), 0o644)
 	}
+	return nil
 }

@@ -13,45 +13,35 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleychat/parley/internal/node"
 	"github.com/parleychat/parley/internal/testenv"
 )
 
-// TestEndToEnd runs the generator in this process against a real node: 20
-// connections, 200 msgs/s for 3 s.
-func TestEndToEnd(t *testing.T) {
-	node := testenv.StartNode(t, testenv.DatabaseURL(t), "auth:\n  bcryptCost: 4\nlimits:\n  frameRate: 100000\n  frameBurst: 100000\n")
-	goroutines := runtime.NumGoroutine()
+// nodeYAML makes registration cheap and lets one connection send fast.
+const nodeYAML = "auth:\n  bcryptCost: 4\nlimits:\n  frameRate: 100000\n  frameBurst: 100000\n"
 
-	var progress bytes.Buffer
-	ctx := testenv.Context(t, 2*time.Minute)
-	res, err := Run(ctx, Config{
-		URLs: []string{node.URL}, Conns: 20, Rate: 200, Duration: 3 * time.Second, Drain: 10 * time.Second,
-		Procs: 1, Progress: &progress,
-	})
+const testSecret = "loadgen-test-secret-0123456789abcdef"
+
+// startNode starts a node with nodeYAML and returns it with its pid.
+func startNode(t *testing.T, env ...string) (*testenv.Node, []int) {
+	t.Helper()
+	n := testenv.StartNode(t, testenv.DatabaseURL(t), nodeYAML, env...)
+	pids, err := ListenerPIDs([]string{n.URL})
 	require.NoError(t, err)
+	return n, pids
+}
+
+// run runs cfg against the node, logs its progress and table, and checks what
+// every run must give: a result that survives JSON, and no goroutine left.
+func run(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	goroutines := runtime.NumGoroutine()
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	res, err := Run(testenv.Context(t, 3*time.Minute), cfg)
 	t.Logf("progress:\n%s", progress.String())
+	require.NoError(t, err)
 	t.Logf("\n%s", res.Markdown())
-
-	require.Equal(t, 20, res.ConnsUp)
-	require.Zero(t, res.SetupErrors)
-	require.Positive(t, res.Sent)
-	require.Equal(t, res.Sent, res.Acked, "every sent message acked")
-	require.Equal(t, res.Sent, res.Delivered, "every sent message delivered")
-	require.Zero(t, res.Duplicates, "delivered exactly once")
-	require.Empty(t, res.ErrorFrames)
-	require.Zero(t, res.Closes)
-	require.Zero(t, res.WriteErrors)
-	require.Empty(t, res.FirstErrors)
-	require.Positive(t, res.SetupRate)
-	require.Positive(t, res.DeliveredPerSec)
-
-	for _, l := range []Latency{res.SentLatency, res.DeliveryLatency} {
-		require.Equal(t, res.Sent, l.Count)
-		require.Positive(t, l.P50Ms)
-		require.LessOrEqual(t, l.P50Ms, l.P99Ms)
-		require.LessOrEqual(t, l.P99Ms, l.P999Ms)
-		require.LessOrEqual(t, l.P999Ms, l.MaxMs)
-	}
 	require.Contains(t, progress.String(), "conns up")
 
 	path := filepath.Join(t.TempDir(), "r.json")
@@ -62,7 +52,7 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.Equal(t, res.Delivered, back.Delivered)
 	require.Equal(t, res.DeliveryLatency, back.DeliveryLatency)
-	require.True(t, strings.HasPrefix(res.Markdown(), "## loadgen"))
+	require.True(t, strings.HasPrefix(res.Markdown(), "## loadgen "+cfg.Scenario))
 
 	// Every goroutine of the run has ended (the HTTP client's idle connections aside).
 	testenv.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
@@ -72,4 +62,121 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+	return res
+}
+
+func requireClean(t *testing.T, res *Result) {
+	t.Helper()
+	require.Zero(t, res.Errors, "errors: %v", res.FirstErrors)
+	require.Zero(t, res.SetupErrors)
+	require.Empty(t, res.ErrorFrames)
+	require.Zero(t, res.Closes)
+	require.Zero(t, res.WriteErrors)
+	require.Zero(t, res.Lost)
+	require.Zero(t, res.Duplicates)
+	require.Empty(t, res.FirstErrors)
+	require.Equal(t, res.Conns, res.SetupUp)
+	require.Positive(t, res.SetupRate)
+}
+
+func requireOrdered(t *testing.T, l Latency, count uint64) {
+	t.Helper()
+	require.Equal(t, count, l.Count)
+	require.Positive(t, l.P50Ms)
+	require.LessOrEqual(t, l.P50Ms, l.P99Ms)
+	require.LessOrEqual(t, l.P99Ms, l.P999Ms)
+	require.LessOrEqual(t, l.P999Ms, l.MaxMs)
+}
+
+func requireNodeStats(t *testing.T, res *Result, pids []int) {
+	t.Helper()
+	require.NotNil(t, res.Node)
+	require.Equal(t, pids, res.Node.PIDs)
+	require.Empty(t, res.Node.Error)
+	require.Positive(t, res.Node.Connected.RSSKiB)
+	require.Positive(t, res.Node.End.RSSKiB)
+	require.GreaterOrEqual(t, res.Node.TrafficCPUSec, 0.0)
+	require.Positive(t, res.Node.SetupCPUSec+res.Node.RegisterCPUSec, "the node worked to set the users up")
+}
+
+// TestEndToEnd runs 1:1 traffic in this process against a real node: 20
+// connections (registered and logged in), 200 msgs/s for 3 s.
+func TestEndToEnd(t *testing.T) {
+	n, pids := startNode(t)
+	res := run(t, Config{URLs: []string{n.URL}, Conns: 20, Rate: 200, Duration: 3 * time.Second,
+		Drain: 10 * time.Second, Procs: 1, NodePIDs: pids})
+	requireClean(t, res)
+	require.Equal(t, 20, res.ConnsUp)
+	require.False(t, res.MintedAuth)
+	require.Positive(t, res.Sent)
+	require.Equal(t, res.Sent, res.Acked, "every sent message acked")
+	require.Equal(t, res.Acked, res.Expected, "one delivery owed per message")
+	require.Equal(t, res.Sent, res.Delivered, "every sent message delivered")
+	require.Equal(t, res.Sent, res.Echoes, "every sender sees its own message")
+	require.Positive(t, res.DeliveredPerSec)
+	requireOrdered(t, res.SentLatency, res.Sent)
+	requireOrdered(t, res.DeliveryLatency, res.Sent)
+	requireNodeStats(t, res, pids)
+}
+
+// TestGroupRun: 2 groups of 20 members, all online, 2 senders each, minted
+// tokens; every message reaches the 19 other members once.
+func TestGroupRun(t *testing.T) {
+	n, pids := startNode(t, "PARLEY_TOKEN_SECRET="+testSecret)
+	res := run(t, Config{URLs: []string{n.URL}, Scenario: ScenarioGroup, Groups: 2, Members: 20, Senders: 2,
+		Rate: 100, Duration: 3 * time.Second, Drain: 10 * time.Second, NodePIDs: pids, TokenSecret: testSecret})
+	requireClean(t, res)
+	require.Equal(t, 40, res.Conns)
+	require.Equal(t, 1, res.Procs)
+	require.True(t, res.MintedAuth)
+	require.Positive(t, res.Sent)
+	require.Equal(t, res.Sent, res.Acked)
+	require.Equal(t, 19*res.Acked, res.Expected, "19 other members per message")
+	require.Equal(t, res.Expected, res.Delivered)
+	require.Equal(t, res.Acked, res.Echoes)
+	require.InDelta(t, 300, float64(res.Sent), 60, "100 msgs/s for 3 s")
+	requireOrdered(t, res.SentLatency, res.Sent)
+	requireOrdered(t, res.DeliveryLatency, res.Delivered)
+	require.GreaterOrEqual(t, res.DeliveryLatency.P50Ms, res.SentLatency.P50Ms/2, "a delivery follows the commit")
+	requireNodeStats(t, res, pids)
+}
+
+// TestStormRun: 60 clients in 2 groups (30 clients and a sender each) miss 5
+// messages, then reconnect at once: each gets exactly its 5.
+func TestStormRun(t *testing.T) {
+	n, pids := startNode(t)
+	res := run(t, Config{URLs: []string{n.URL}, Scenario: ScenarioStorm, Conns: 60, Members: 31, Messages: 5,
+		Duration: 30 * time.Second, Drain: 10 * time.Second, NodePIDs: pids})
+	requireClean(t, res)
+	require.Equal(t, uint64(10), res.Sent, "5 posts in each of 2 groups")
+	require.Equal(t, uint64(10), res.Acked)
+	require.Equal(t, uint64(300), res.Expected, "5 messages for each of 60 clients")
+	require.Equal(t, uint64(300), res.Delivered)
+	require.Equal(t, uint64(60), res.CaughtUp)
+	require.Zero(t, res.NotCaughtUp)
+	require.Equal(t, 60, res.ConnsUp)
+	require.Positive(t, res.StormSec)
+	require.LessOrEqual(t, res.StormSec, res.MeasuredSec+0.5)
+	requireOrdered(t, res.CatchUpLatency, 60)
+	requireOrdered(t, res.ReconnectLatency, 60)
+	require.InDelta(t, res.StormSec*1000, res.CatchUpLatency.MaxMs, 1, "the storm ends with the last client caught up")
+	require.Zero(t, res.DeliveryLatency.Count, "stale messages are not timed as deliveries")
+	require.GreaterOrEqual(t, res.SettleSec, 1.0)
+	requireNodeStats(t, res, pids)
+}
+
+// TestStormSeesLoss runs a storm against a node that commits messages but never
+// fans them out (fault injection): every client must be reported short.
+func TestStormSeesLoss(t *testing.T) {
+	n, _ := startNode(t, node.FaultHoldFanout+"=1")
+	var progress bytes.Buffer
+	res, err := Run(testenv.Context(t, 2*time.Minute), Config{URLs: []string{n.URL}, Scenario: ScenarioStorm,
+		Conns: 10, Members: 6, Messages: 3, Duration: 2 * time.Second, Drain: 10 * time.Second, Progress: &progress})
+	require.NoError(t, err)
+	t.Logf("\n%s", res.Markdown())
+	require.Equal(t, uint64(6), res.Acked, "3 posts in each of 2 groups, committed")
+	require.Equal(t, uint64(30), res.Lost, "3 messages for each of 10 clients")
+	require.Equal(t, uint64(10), res.NotCaughtUp)
+	require.Zero(t, res.Delivered)
+	require.Equal(t, uint64(40), res.Errors)
 }

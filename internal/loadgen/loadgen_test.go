@@ -125,17 +125,65 @@ func TestSourceIPs(t *testing.T) {
 	require.Equal(t, "127.0.0.2", s.Next().String())
 }
 
-func TestSplitAndIDs(t *testing.T) {
-	require.Equal(t, []int{4, 4, 2}, split(10, 3))
-	require.Equal(t, []int{2, 3}, split(5, 2))
-	require.Equal(t, []int{7}, split(7, 1))
+func TestSplit(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		total, n, unit int
+		want           []int
+	}{
+		{"pairs", 10, 3, 2, []int{4, 4, 2}},
+		{"odd pairs", 5, 2, 2, []int{2, 3}},
+		{"one worker", 7, 1, 2, []int{7}},
+		{"whole groups", 1500, 2, 500, []int{1000, 500}},
+		{"storm groups with a remainder", 1000, 2, 499, []int{499, 501}},
+		{"singles", 10, 4, 1, []int{3, 3, 2, 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := split(c.total, c.n, c.unit)
+			require.Equal(t, c.want, got)
+			sum := 0
+			for _, s := range got {
+				sum += s
+			}
+			require.Equal(t, c.total, sum)
+		})
+	}
+}
+
+func TestProcs(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		scenario string
+		total, u int
+		want     int
+	}{
+		{"small", ScenarioIdle, 100, 1, 1},
+		{"exactly one process", ScenarioIdle, MaxConnsPerProc, 1, 1},
+		{"one over", ScenarioIdle, MaxConnsPerProc + 1, 1, 2},
+		{"cluster of idle", ScenarioIdle, 180000, 1, 10},
+		{"storm senders count", ScenarioStorm, 50000, 499, 3},
+		{"groups stay whole", ScenarioGroup, 40 * 500, 500, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := autoProcs(c.scenario, c.total, c.u, MaxConnsPerProc)
+			require.Equal(t, c.want, got)
+			require.NoError(t, checkShares(c.scenario, split(c.total, got, c.u), c.u))
+		})
+	}
+	require.ErrorContains(t, checkShares(ScenarioIdle, []int{MaxConnsPerProc + 1}, 1), "open-file cap")
+	require.ErrorContains(t, checkShares(ScenarioStorm, []int{MaxConnsPerProc}, 499), "open-file cap")
+}
+
+func TestClientIDs(t *testing.T) {
 	w := &worker{cfg: WorkerConfig{RunID: "abc123"}}
 	n, at, ok := w.parseID(w.clientID(12345, 987654321*time.Nanosecond))
 	require.True(t, ok)
 	require.Equal(t, uint64(12345), n)
 	require.Equal(t, 987654321*time.Nanosecond, at)
-	_, _, ok = w.parseID("other.1.2")
-	require.False(t, ok)
+	for _, bad := range []string{"other.1.2", "abc123.1", "abc123.x!.2", "abc123.1.z!", ""} {
+		_, _, ok = w.parseID(bad)
+		require.False(t, ok, bad)
+	}
 }
 
 func TestRejectsRemoteURL(t *testing.T) {

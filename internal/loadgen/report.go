@@ -17,59 +17,47 @@ func (r *Result) WriteJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
+// describe is the one-line description of the run.
+func (r *Result) describe() string {
+	pace := fmt.Sprintf("at %.0f msgs/s", r.Rate)
+	if r.Rate == 0 {
+		pace = "as fast as the window allows"
+	}
+	switch r.Scenario {
+	case ScenarioIdle:
+		return fmt.Sprintf("%d idle connections held for %s", r.Conns, r.Duration)
+	case ScenarioGroup:
+		return fmt.Sprintf("%d group(s) of %d members, all online, %d sender(s) each, %s for %s",
+			r.Groups, r.Members, r.Senders, pace, r.Duration)
+	case ScenarioStorm:
+		return fmt.Sprintf("reconnect storm: %d clients in groups of up to %d (one sender each) miss %d messages each, then reconnect at once and sync",
+			r.Conns, r.Members, r.Messages)
+	}
+	return fmt.Sprintf("%d connections in pairs, 1:1 traffic %s for %s", r.Conns, pace, r.Duration)
+}
+
 // Markdown renders the result as a Markdown section with one table.
 func (r *Result) Markdown() string {
 	var b strings.Builder
-	mode := fmt.Sprintf("1:1 traffic at %.0f msgs/s", r.Rate)
-	if r.Rate == 0 {
-		mode = "1:1 traffic as fast as possible"
+	fmt.Fprintf(&b, "## loadgen %s: %s\n\n", r.Scenario, r.Started.Format("2006-01-02 15:04:05 MST"))
+	auth := "register + login"
+	if r.MintedAuth {
+		auth = "minted tokens"
 	}
-	if r.Idle {
-		mode = "idle connections"
-	}
-	fmt.Fprintf(&b, "## loadgen %s\n\n", r.Started.Format("2006-01-02 15:04:05 MST"))
-	fmt.Fprintf(&b, "%d connections (%s encoding), %s for %s, %d process(es), %d source address(es), nodes %s.\n\n",
-		r.Conns, r.Encoding, mode, r.Duration, r.Procs, r.SrcIPs, strings.Join(r.URLs, ", "))
+	fmt.Fprintf(&b, "%s. %s encoding, %s, %d process(es), %d source address(es) each, nodes %s.\n\n",
+		r.describe(), r.Encoding, auth, r.Procs, r.SrcIPs, strings.Join(r.URLs, ", "))
 	b.WriteString("| metric | value |\n|---|---|\n")
 	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "| %s | %s |\n", k, fmt.Sprintf(f, a...)) }
-	row("connections up", "%d of %d (setup errors %d)", r.ConnsUp, r.Conns, r.SetupErrors)
-	row("register + login", "%.1f s", r.RegisterSec)
-	row("connection setup", "%.2f s, %.0f conns/s (dial, upgrade, sync)", r.SetupSec, r.SetupRate)
-	if !r.Idle {
-		row("sent / acked / delivered", "%d / %d / %d", r.Sent, r.Acked, r.Delivered)
-		row("duplicates", "%d", r.Duplicates)
-		row("rate tokens missed", "%d", r.Missed)
-		row("acked msgs/s", "%.0f", r.AckedPerSec)
-		row("delivered msgs/s", "%.0f (over %.2f s)", r.DeliveredPerSec, r.TrafficSec)
-		lat := func(name string, l Latency) {
-			row(name, "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (n=%d)", l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.Count)
-		}
-		lat("send → sent", r.SentLatency)
-		lat("send → delivery", r.DeliveryLatency)
+	r.setupRows(row)
+	switch r.Scenario {
+	case ScenarioIdle:
+	case ScenarioStorm:
+		r.stormRows(row)
+	default:
+		r.trafficRows(row)
 	}
-	var codes []string
-	for k, v := range r.ErrorFrames {
-		codes = append(codes, fmt.Sprintf("%s %d", k, v))
-	}
-	sort.Strings(codes)
-	errs := "none"
-	if len(codes) > 0 {
-		errs = strings.Join(codes, ", ")
-	}
-	row("error frames", "%s", errs)
-	row("closes / write errors", "%d / %d", r.Closes, r.WriteErrors)
-	if n := r.Node; n != nil {
-		row("node pid", "%d", n.PID)
-		mib := func(s ProcSample) float64 { return float64(s.RSSKiB) / 1024 }
-		row("node RSS", "%.1f MiB at start, %.1f MiB after logins, %.1f MiB connected, %.1f MiB at end",
-			mib(n.Start), mib(n.Registered), mib(n.Connected), mib(n.End))
-		row("node RSS per connection", "%.2f KiB (connected − after logins; meaningful on a fresh node)", n.RSSPerConnKiB)
-		row("node CPU", "%.2f s registering, %.2f s connecting, %.2f s during traffic (%.0f %% of one core)",
-			n.RegisterCPUSec, n.SetupCPUSec, n.TrafficCPUSec, n.TrafficCPUPercent)
-		if n.Error != "" {
-			row("node stats error", "%s", n.Error)
-		}
-	}
+	r.errorRows(row)
+	r.nodeRows(row)
 	if len(r.FirstErrors) > 0 {
 		b.WriteString("\nFirst errors:\n\n")
 		for _, e := range r.FirstErrors {
@@ -77,4 +65,77 @@ func (r *Result) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+type rowFunc func(k, f string, a ...any)
+
+func (r *Result) setupRows(row rowFunc) {
+	row("connections set up", "%d of %d (setup errors %d); %d open at the end", r.SetupUp, r.Conns, r.SetupErrors, r.ConnsUp)
+	row("users ready", "%.1f s (registration, logins or minted tokens, groups)", r.RegisterSec)
+	row("connection setup", "%.2f s, **%.0f conns/s** (dial, upgrade, sync answered)", r.SetupSec, r.SetupRate)
+	var ph []string
+	for _, p := range r.Phases {
+		ph = append(ph, fmt.Sprintf("%s %.2f s", p.Phase, p.Sec))
+	}
+	row("phases", "%s", strings.Join(ph, ", "))
+}
+
+func (r *Result) latencyRow(row rowFunc, name string, l Latency) {
+	row(name, "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (n=%d)", l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.Count)
+}
+
+func (r *Result) trafficRows(row rowFunc) {
+	row("sent / acked", "%d / %d", r.Sent, r.Acked)
+	row("delivered / owed", "%d / %d (lost %d, duplicates %d)", r.Delivered, r.Expected, r.Lost, r.Duplicates)
+	row("rate tokens missed", "%d", r.Missed)
+	row("acked msgs/s", "%.0f", r.AckedPerSec)
+	row("delivered msgs/s", "**%.0f** (over %.2f s)", r.DeliveredPerSec, r.TrafficSec)
+	r.latencyRow(row, "send → sent", r.SentLatency)
+	r.latencyRow(row, "send → delivery", r.DeliveryLatency)
+}
+
+func (r *Result) stormRows(row rowFunc) {
+	row("posted / acked", "%d / %d (queue entries owed %d)", r.Sent, r.Acked, r.Expected)
+	row("fan-out settle wait", "%.1f s", r.SettleSec)
+	row("caught up", "%d of %d (not caught up %d)", r.CaughtUp, r.Conns, r.NotCaughtUp)
+	if r.NotCaughtUp == 0 {
+		row("until all caught up", "**%.2f s** from the start of the reconnect", r.StormSec)
+	} else {
+		row("until all caught up", "**never**: %d clients still short after %.2f s", r.NotCaughtUp, r.MeasuredSec)
+	}
+	row("delivered", "%d (lost %d, duplicates %d), %.0f msgs/s", r.Delivered, r.Lost, r.Duplicates, r.DeliveredPerSec)
+	r.latencyRow(row, "catch-up from the reconnect's start", r.CatchUpLatency)
+	r.latencyRow(row, "catch-up from the client's own dial", r.ReconnectLatency)
+}
+
+func (r *Result) errorRows(row rowFunc) {
+	var codes []string
+	for k, v := range r.ErrorFrames {
+		codes = append(codes, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(codes)
+	frames := "none"
+	if len(codes) > 0 {
+		frames = strings.Join(codes, ", ")
+	}
+	row("error frames", "%s", frames)
+	row("closes / write errors", "%d / %d", r.Closes, r.WriteErrors)
+	row("errors in all", "**%d**", r.Errors)
+}
+
+func (r *Result) nodeRows(row rowFunc) {
+	n := r.Node
+	if n == nil {
+		return
+	}
+	row("node pids", "%v", n.PIDs)
+	mib := func(s ProcSample) float64 { return float64(s.RSSKiB) / 1024 }
+	row("node RSS", "%.1f MiB at start, %.1f MiB before connecting, %.1f MiB connected, %.1f MiB at the end",
+		mib(n.Start), mib(n.Registered), mib(n.Connected), mib(n.End))
+	row("node RSS per connection", "**%.2f KiB** (connected − before connecting, over %d connections)", n.RSSPerConnKiB, r.SetupUp)
+	row("node CPU", "%.2f s getting users ready, %.2f s connecting, %.2f s in the measured phase (%.0f %% of one core)",
+		n.RegisterCPUSec, n.SetupCPUSec, n.TrafficCPUSec, n.TrafficCPUPercent)
+	if n.Error != "" {
+		row("node stats error", "%s", n.Error)
+	}
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/auth"
+	"github.com/parleychat/parley/internal/loadgen"
+	"github.com/parleychat/parley/internal/testenv"
+)
+
+func TestFlags(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, o *options)
+	}{
+		{"idle is an alias", []string{"-idle", "-url", "http://127.0.0.1:1"}, func(t *testing.T, o *options) {
+			require.Equal(t, loadgen.ScenarioIdle, o.cfg.Scenario)
+			require.Equal(t, 100, o.cfg.Conns)
+		}},
+		{"group sizes its own connections", []string{"-scenario", "group", "-groups", "3", "-members", "20"}, func(t *testing.T, o *options) {
+			require.Zero(t, o.cfg.Conns)
+			require.Equal(t, 3, o.cfg.Groups)
+		}},
+		{"pids", []string{"-node-pid", "12", "-node-pid", "34"}, func(t *testing.T, o *options) {
+			require.Equal(t, []int{12, 34}, o.cfg.NodePIDs)
+		}},
+		{"defaults", nil, func(t *testing.T, o *options) {
+			require.Equal(t, loadgen.ScenarioDM, o.cfg.Scenario)
+			require.Zero(t, o.cfg.Procs, "chosen from the connections")
+			require.Equal(t, -1, o.cfg.SrcIPs, "chosen from the connections")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("PARLEY_TOKEN_SECRET", "")
+			o, err := parseFlags(c.args)
+			require.NoError(t, err)
+			c.check(t, o)
+		})
+	}
+	_, err := parseFlags([]string{"-node-pid", "nope"})
+	require.ErrorContains(t, err, "not a pid")
+}
+
+// TestIdleInChildProcesses runs the command: 60 idle connections over two worker
+// processes with minted tokens; no account is made, and the node's pid is found
+// from its port.
+func TestIdleInChildProcesses(t *testing.T) {
+	const secret = "cmd-loadgen-test-secret-0123456789abcdef"
+	n := testenv.StartNode(t, testenv.DatabaseURL(t), "", "PARLEY_TOKEN_SECRET="+secret)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "loadgen")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	prefix := testenv.Name("lgcmd")
+	jsonPath := filepath.Join(dir, "r.json")
+	cmd := exec.CommandContext(testenv.Context(t, 2*time.Minute), bin, "-url", n.URL, "-idle", "-conns", "60",
+		"-procs", "2", "-src-ips", "2", "-duration", "1s", "-node-pid", "auto", "-users-prefix", prefix, "-json", jsonPath)
+	cmd.Env = append(os.Environ(), "PARLEY_TOKEN_SECRET="+secret)
+	out, err = cmd.CombinedOutput()
+	t.Logf("%s", out)
+	require.NoError(t, err)
+
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var res loadgen.Result
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.Equal(t, loadgen.ScenarioIdle, res.Scenario)
+	require.Equal(t, 2, res.Procs)
+	require.True(t, res.MintedAuth)
+	require.Equal(t, 60, res.SetupUp)
+	require.Equal(t, 60, res.ConnsUp)
+	require.Zero(t, res.Errors, "%v", res.FirstErrors)
+	require.Positive(t, res.SetupRate)
+	require.NotNil(t, res.Node)
+	require.Len(t, res.Node.PIDs, 1)
+	require.Positive(t, res.Node.Connected.RSSKiB)
+
+	// Idle connections need no account: none was registered.
+	signer, err := auth.NewSigner([]byte(secret), time.Hour)
+	require.NoError(t, err)
+	token, err := signer.Issue(prefix+"-0-0", "probe")
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodGet, n.URL+"/v1/users/"+prefix+"-0-0", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	var apiErr *client.APIError
+	require.ErrorAs(t, client.Do(req, nil), &apiErr)
+	require.Equal(t, http.StatusNotFound, apiErr.Status)
+}

@@ -1,0 +1,126 @@
+package loadgen
+
+import (
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Progress is a worker's running counters.
+type Progress struct {
+	ConnsUp   int64     `json:"connsUp"`
+	Sent      uint64    `json:"sent"`
+	Acked     uint64    `json:"acked"`
+	Delivered uint64    `json:"delivered"`
+	CaughtUp  uint64    `json:"caughtUp"`
+	Errors    uint64    `json:"errors"`
+	Delivery  *histJSON `json:"delivery,omitempty"`
+}
+
+// WorkerResult is the outcome of one worker, with raw histograms for merging.
+type WorkerResult struct {
+	Conns       int    `json:"conns"`
+	ConnsUp     int    `json:"connsUp"`     // open at the end of the measured phase
+	SetupUp     int    `json:"setupUp"`     // set up in the connect phase
+	SetupErrors uint64 `json:"setupErrors"` // users that could not register, log in, connect or sync
+	Groups      int    `json:"groups"`
+	Sent        uint64 `json:"sent"`
+	Acked       uint64 `json:"acked"`
+	Expected    uint64 `json:"expected"` // deliveries owed for the acked messages to the connected members
+	Delivered   uint64 `json:"delivered"`
+	Lost        uint64 `json:"lost"` // acked messages a connected member never got
+	Duplicates  uint64 `json:"duplicates"`
+	Echoes      uint64 `json:"echoes"`
+	Missed      uint64 `json:"missed"` // rate tokens dropped because a connection was still busy
+	WriteErrors uint64 `json:"writeErrors"`
+	Closes      uint64 `json:"closes"` // connections closed by the server or failed while running
+	// Storm: clients that got every message they missed, and when.
+	CaughtUp    uint64            `json:"caughtUp"`
+	ErrorFrames map[string]uint64 `json:"errorFrames"`
+	ActiveSec   float64           `json:"activeSec"` // traffic start to the last delivery or ack
+	SentHist    histJSON          `json:"sentHist"`
+	DeliverHist histJSON          `json:"deliverHist"`
+	CatchUpHist histJSON          `json:"catchUpHist"` // storm: reconnect phase start to caught up
+	OwnHist     histJSON          `json:"ownHist"`     // storm: a client's own dial to caught up
+	FirstError  string            `json:"firstError,omitempty"`
+}
+
+// counters are a worker's tallies, updated by every connection's goroutines.
+type counters struct {
+	connsUp, setupUp, setupErrors                  atomic.Int64
+	sent, acked, expected, delivered, dups, echoes atomic.Uint64
+	missed, werrs, closes, errFrames, caught       atomic.Uint64
+	lastActivity                                   atomic.Uint64 // ns since base
+	sentHist, delivHist, catchHist, ownHist        *Histogram
+	mu                                             sync.Mutex
+	errCodes                                       map[string]uint64
+	firstErr                                       string
+	trafficStart                                   time.Duration // since base: the measured phase's start
+}
+
+func (c *counters) init() {
+	c.sentHist, c.delivHist, c.catchHist, c.ownHist = NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()
+	c.errCodes = map[string]uint64{}
+}
+
+// fail keeps the first error's text for the report.
+func (c *counters) fail(format string, args ...any) {
+	c.mu.Lock()
+	if c.firstErr == "" {
+		c.firstErr = fmt.Sprintf(format, args...)
+	}
+	c.mu.Unlock()
+}
+
+func (c *counters) errorFrame(code string) {
+	c.errFrames.Add(1)
+	c.mu.Lock()
+	c.errCodes[code]++
+	c.mu.Unlock()
+}
+
+func (c *counters) errors() uint64 {
+	return c.errFrames.Load() + c.closes.Load() + c.werrs.Load() + uint64(c.setupErrors.Load())
+}
+
+func (w *worker) progress() Progress {
+	d := w.delivHist.Snapshot().toJSON()
+	return Progress{ConnsUp: w.connsUp.Load(), Sent: w.sent.Load(), Acked: w.acked.Load(),
+		Delivered: w.delivered.Load(), CaughtUp: w.caught.Load(), Errors: w.errors(), Delivery: &d}
+}
+
+func (w *worker) result() WorkerResult {
+	w.mu.Lock()
+	codes, first := maps.Clone(w.errCodes), w.firstErr
+	w.mu.Unlock()
+	return WorkerResult{
+		Conns: w.cfg.Conns, ConnsUp: int(w.connsUp.Load()), SetupUp: int(w.setupUp.Load()),
+		SetupErrors: uint64(w.setupErrors.Load()), Groups: len(w.groups),
+		Sent: w.sent.Load(), Acked: w.acked.Load(), Expected: w.expected.Load(), Delivered: w.delivered.Load(),
+		Lost: w.lost(), Duplicates: w.dups.Load(), Echoes: w.echoes.Load(), Missed: w.missed.Load(),
+		WriteErrors: w.werrs.Load(), Closes: w.closes.Load(), CaughtUp: w.caught.Load(), ErrorFrames: codes,
+		ActiveSec: (time.Duration(w.lastActivity.Load()) - w.trafficStart).Seconds(),
+		SentHist:  w.sentHist.Snapshot().toJSON(), DeliverHist: w.delivHist.Snapshot().toJSON(),
+		CatchUpHist: w.catchHist.Snapshot().toJSON(), OwnHist: w.ownHist.Snapshot().toJSON(), FirstError: first,
+	}
+}
+
+// lost counts, over every connected client, the messages its sources had
+// answered sent that it never received.
+func (w *worker) lost() uint64 {
+	var n uint64
+	for r := range w.lay.clients {
+		rc := w.conns[r]
+		if rc == nil {
+			continue
+		}
+		for _, s := range w.lay.sources(r) {
+			if sc := w.conns[s]; sc != nil {
+				n += uint64(sc.ackedSet().missingFrom(rc.seenFrom(sc.user)))
+			}
+		}
+	}
+	return n
+}

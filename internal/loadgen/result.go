@@ -1,0 +1,169 @@
+package loadgen
+
+import (
+	"fmt"
+	"time"
+)
+
+// Latency is a summary of one histogram, in milliseconds.
+type Latency struct {
+	Count  uint64  `json:"count"`
+	P50Ms  float64 `json:"p50Ms"`
+	P99Ms  float64 `json:"p99Ms"`
+	P999Ms float64 `json:"p999Ms"`
+	MaxMs  float64 `json:"maxMs"`
+	MeanMs float64 `json:"meanMs"`
+}
+
+func summarize(h *Histogram) Latency {
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return Latency{Count: h.Count(), P50Ms: ms(h.Quantile(0.50)), P99Ms: ms(h.Quantile(0.99)),
+		P999Ms: ms(h.Quantile(0.999)), MaxMs: ms(h.Max()), MeanMs: ms(h.Mean())}
+}
+
+// PhaseTime is how long the workers took to reach a phase after its release.
+type PhaseTime struct {
+	Phase string  `json:"phase"`
+	Sec   float64 `json:"sec"`
+}
+
+// Result is the merged outcome of a run.
+type Result struct {
+	Started     time.Time `json:"started"`
+	Scenario    string    `json:"scenario"`
+	URLs        []string  `json:"urls"`
+	Conns       int       `json:"conns"`
+	Groups      int       `json:"groups,omitempty"`
+	Members     int       `json:"members,omitempty"`
+	Senders     int       `json:"senders,omitempty"`
+	Messages    int       `json:"messages,omitempty"` // storm: messages each client missed
+	Procs       int       `json:"procs"`
+	SrcIPs      int       `json:"srcIps"`
+	Rate        float64   `json:"rate"`
+	Duration    string    `json:"duration"`
+	Encoding    string    `json:"encoding"`
+	UsersPrefix string    `json:"usersPrefix"`
+	MintedAuth  bool      `json:"mintedAuth"` // tokens minted with the token secret, no logins
+
+	Phases      []PhaseTime `json:"phases"`
+	ConnsUp     int         `json:"connsUp"` // open at the end of the measured phase
+	SetupUp     int         `json:"setupUp"` // set up (dial, upgrade, sync answered) in the connect phase
+	SetupErrors uint64      `json:"setupErrors"`
+	RegisterSec float64     `json:"registerSec"` // registering or logging in all users, and making the groups
+	SetupSec    float64     `json:"setupSec"`    // dialing and syncing all connections
+	SetupRate   float64     `json:"setupRate"`   // connections/s
+	SettleSec   float64     `json:"settleSec,omitempty"`
+	MeasuredSec float64     `json:"measuredSec"` // the measured phase's wall time, release to the last report
+	TrafficSec  float64     `json:"trafficSec"`  // traffic start to the last answer or delivery
+
+	Sent            uint64            `json:"sent"`
+	Acked           uint64            `json:"acked"`
+	Expected        uint64            `json:"expected"` // deliveries owed to connected members (storm: to the clients)
+	Delivered       uint64            `json:"delivered"`
+	Lost            uint64            `json:"lost"`
+	Duplicates      uint64            `json:"duplicates"`
+	Echoes          uint64            `json:"echoes"`
+	Missed          uint64            `json:"missed"`
+	WriteErrors     uint64            `json:"writeErrors"`
+	Closes          uint64            `json:"closes"`
+	ErrorFrames     map[string]uint64 `json:"errorFrames"`
+	Errors          uint64            `json:"errors"` // every kind above that is a failure, summed
+	AckedPerSec     float64           `json:"ackedPerSec"`
+	DeliveredPerSec float64           `json:"deliveredPerSec"`
+	SentLatency     Latency           `json:"sentLatency"`
+	DeliveryLatency Latency           `json:"deliveryLatency"`
+
+	// Storm: clients caught up, the time until the last was (from the start of
+	// the reconnect), and each client's catch-up time from the reconnect's start
+	// and from its own dial.
+	CaughtUp         uint64  `json:"caughtUp,omitempty"`
+	NotCaughtUp      uint64  `json:"notCaughtUp,omitempty"`
+	StormSec         float64 `json:"stormSec,omitempty"`
+	CatchUpLatency   Latency `json:"catchUpLatency"`
+	ReconnectLatency Latency `json:"reconnectLatency"`
+
+	Node        *NodeStats `json:"node,omitempty"`
+	FirstErrors []string   `json:"firstErrors,omitempty"`
+}
+
+func newResult(cfg Config) *Result {
+	r := &Result{Started: time.Now(), Scenario: cfg.Scenario, URLs: cfg.URLs, Conns: cfg.Conns, Procs: cfg.Procs,
+		SrcIPs: cfg.SrcIPs, Rate: cfg.Rate, Duration: cfg.Duration.String(), Encoding: cfg.Encoding,
+		UsersPrefix: cfg.UsersPrefix, MintedAuth: cfg.TokenSecret != "", ErrorFrames: map[string]uint64{}}
+	switch cfg.Scenario {
+	case ScenarioGroup:
+		r.Groups, r.Members, r.Senders = cfg.Groups, cfg.Members, cfg.Senders
+	case ScenarioStorm:
+		r.Members, r.Messages = cfg.Members, cfg.Messages
+	}
+	return r
+}
+
+// merge adds up the workers' results.
+func (r *runner) merge() (*Result, error) {
+	res := r.res
+	hists := [4]*Histogram{NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()}
+	for i, w := range r.results {
+		if w == nil {
+			return nil, fmt.Errorf("loadgen: worker %d gave no result", i)
+		}
+		res.add(w)
+		for j, h := range []histJSON{w.SentHist, w.DeliverHist, w.CatchUpHist, w.OwnHist} {
+			hists[j].Merge(histFromJSON(h))
+		}
+		if w.FirstError != "" {
+			res.FirstErrors = append(res.FirstErrors, fmt.Sprintf("worker %d: %s", i, w.FirstError))
+		}
+	}
+	res.SentLatency, res.DeliveryLatency = summarize(hists[0]), summarize(hists[1])
+	if res.SetupSec > 0 {
+		res.SetupRate = float64(res.SetupUp) / res.SetupSec
+	}
+	if res.TrafficSec > 0 {
+		res.AckedPerSec = float64(res.Acked) / res.TrafficSec
+		res.DeliveredPerSec = float64(res.Delivered) / res.TrafficSec
+	}
+	if res.Scenario == ScenarioStorm {
+		res.CatchUpLatency, res.ReconnectLatency = summarize(hists[2]), summarize(hists[3])
+		res.NotCaughtUp = uint64(res.Conns) - min(uint64(res.Conns), res.CaughtUp)
+		res.StormSec = hists[2].Max().Seconds()
+	}
+	res.Errors = res.errorCount()
+	res.Node = r.node.finish(res.SetupUp, res.MeasuredSec)
+	return res, nil
+}
+
+func (res *Result) add(w *WorkerResult) {
+	res.ConnsUp += w.ConnsUp
+	res.SetupUp += w.SetupUp
+	res.SetupErrors += w.SetupErrors
+	res.Sent += w.Sent
+	res.Acked += w.Acked
+	res.Expected += w.Expected
+	res.Delivered += w.Delivered
+	res.Lost += w.Lost
+	res.Duplicates += w.Duplicates
+	res.Echoes += w.Echoes
+	res.Missed += w.Missed
+	res.WriteErrors += w.WriteErrors
+	res.Closes += w.Closes
+	res.CaughtUp += w.CaughtUp
+	for k, v := range w.ErrorFrames {
+		res.ErrorFrames[k] += v
+	}
+	res.TrafficSec = max(res.TrafficSec, w.ActiveSec)
+}
+
+// errorCount sums the failures: users not set up, error frames, broken
+// sockets, failed writes, sends never answered, lost and repeated deliveries,
+// and storm clients not caught up.
+func (res *Result) errorCount() uint64 {
+	n := res.SetupErrors + res.Closes + res.WriteErrors + res.Lost + res.Duplicates + res.NotCaughtUp
+	for _, v := range res.ErrorFrames {
+		n += v
+	}
+	if res.Sent > res.Acked {
+		n += res.Sent - res.Acked
+	}
+	return n
+}

@@ -1,0 +1,158 @@
+package loadgen
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// traffic runs the senders for Duration (idle: holds the connections), then
+// waits up to Drain for every sent message to be answered and delivered.
+func (w *worker) traffic(ctx context.Context) error {
+	w.trafficStart = time.Since(w.base)
+	w.lastActivity.Store(uint64(w.trafficStart))
+	senders := w.arm(w.cfg.Rate > 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range senders {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.sendLoop(stop, 0) }()
+	}
+	if w.cfg.Rate > 0 && len(senders) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.schedule(senders, stop) }()
+	}
+	timer := time.NewTimer(time.Duration(w.cfg.Duration))
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		timer.Stop()
+	}
+	close(stop)
+	wg.Wait()
+	if ctx.Err() == nil {
+		waitUntil(ctx, time.Duration(w.cfg.Drain), w.drained)
+	}
+	return ctx.Err()
+}
+
+// drained tells whether every send is answered and every delivery owed arrived.
+func (w *worker) drained() bool {
+	return w.acked.Load()+w.errFrames.Load() >= w.sent.Load() && w.delivered.Load() >= w.expected.Load()
+}
+
+// arm sets up the connected users that send: what they send to, how many
+// receive each message, and what paces them (rate tokens, or a window of
+// unanswered sends).
+func (w *worker) arm(paced bool) []*lconn {
+	var senders []*lconn
+	for i, c := range w.conns {
+		peer, g, ok := w.lay.sendsTo(i)
+		if c == nil || !ok {
+			continue
+		}
+		if peer >= 0 {
+			c.to = w.userName(peer)
+		} else {
+			c.group = w.groups[g]
+		}
+		c.fanout = w.receivers(i, peer, g)
+		if paced {
+			c.tokens = make(chan struct{}, 16)
+		} else {
+			c.window = make(chan struct{}, w.cfg.Window)
+		}
+		senders = append(senders, c)
+	}
+	return senders
+}
+
+// receivers is how many deliveries each message of sender i owes: to its
+// connected peer or group members; in a storm, to every client of the group
+// (they are offline while it sends, and get it when they come back).
+func (w *worker) receivers(i, peer, g int) uint64 {
+	if peer >= 0 {
+		if w.conns[peer] != nil {
+			return 1
+		}
+		return 0
+	}
+	var n uint64
+	for _, m := range w.lay.groups[g] {
+		if m != i && (w.conns[m] != nil || w.cfg.Scenario == ScenarioStorm) {
+			n++
+		}
+	}
+	return n
+}
+
+// sendLoop sends whenever its pacing allows, until stop or (n > 0) n sends.
+func (c *lconn) sendLoop(stop <-chan struct{}, n int) {
+	for k := 0; n == 0 || k < n; k++ {
+		if c.tokens != nil {
+			select {
+			case <-stop:
+				return
+			case <-c.tokens:
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			case c.window <- struct{}{}:
+			}
+		}
+		if !c.send() {
+			return
+		}
+	}
+}
+
+func (c *lconn) send() bool {
+	c.next++
+	at := c.now()
+	f := &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: &parleypb.Send{
+		Id: c.w.clientID(c.next, at), To: c.to, Group: c.group, Text: messageText,
+	}}}
+	if err := c.write(f); err != nil {
+		if !c.closing.Load() {
+			c.w.werrs.Add(1)
+			c.w.fail("%s: writing send: %v", c.user, err)
+		}
+		return false
+	}
+	c.w.sent.Add(1)
+	return true
+}
+
+// schedule hands out Rate tokens per second, round robin over the senders.
+func (w *worker) schedule(senders []*lconn, stop <-chan struct{}) {
+	start := time.Now()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	var issued uint64
+	next := 0
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		due := uint64(w.cfg.Rate * time.Since(start).Seconds())
+		for ; issued < due; issued++ {
+			c := senders[next]
+			next = (next + 1) % len(senders)
+			if c.dead.Load() {
+				w.missed.Add(1)
+				continue
+			}
+			select {
+			case c.tokens <- struct{}{}:
+			default:
+				w.missed.Add(1)
+			}
+		}
+	}
+}
