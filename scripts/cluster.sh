@@ -3,14 +3,14 @@
 # A local cluster of N nodes (default 3) on loopback with the automanaged provider,
 # sharing the PostgreSQL of `make run`. Node i (1-based) serves REST + WebSocket on
 # 127.0.0.1:(8079+i), admin on 127.0.0.1:(8179+i), membership health on 28000+i.
-# Every node lists 4 peer slots more than it starts with, so that nodes can join
-# later: `scripts/cluster.sh add` starts the next one.
+# Every node lists $PARLEY_CLUSTER_SLOTS peer slots (default 12), so that nodes can
+# join later: `scripts/cluster.sh add` starts the next one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=.pgdata/cluster
 PG_DIR=${PG_RUN_DIR:-$PWD/.pgdata/run}
 PG_PORT=${PG_RUN_PORT:-55432}
-SLOTS=8
+SLOTS=${PARLEY_CLUSTER_SLOTS:-12}
 
 peers() {
   local p=() i
@@ -48,6 +48,7 @@ start_node() { # i
 case ${1:-} in
 start)
   n=${2:-3}
+  ((n <= SLOTS)) || { echo "$n nodes need PARLEY_CLUSTER_SLOTS >= $n" >&2; exit 2; }
   mkdir -p "$DIR"
   DB=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
   go build -o bin/node ./cmd/node
