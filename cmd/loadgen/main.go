@@ -53,7 +53,12 @@ frames/s (a group sender at a high rate needs more than the default 100/s).
 
 Sockets: each process holds at most ~19,000 (the open-file cap is 20,000), so
 -procs 0 starts as many worker processes as needed; -src-ips spreads each
-worker's sockets over its own 127.0.0.x source addresses.
+worker's sockets over its own 127.0.0.x source addresses. -dial-par bounds the
+handshakes each worker has in flight (raise it for a harsher storm). Sockets are
+closed with RST, so runs leave no TIME_WAIT behind.
+
+The run bounds itself (-timeout), kills its worker processes when it ends, and
+refuses any -url that is not loopback.
 
 Usage:
   loadgen -url http://127.0.0.1:8080 [-url ...] [-scenario dm|group|idle|storm] [flags]
@@ -103,7 +108,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&c.Settle, "settle", time.Second, "storm: the least wait between posting and reconnecting")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default 10m + 2×(duration+drain) + 5ms per client)")
 	fs.IntVar(&c.Procs, "procs", 0, "worker processes (0 = as few as keep each under 19,000 sockets; 1 = in this process)")
-	fs.IntVar(&c.SrcIPs, "src-ips", -1, "source addresses 127.0.0.x per worker (0 = the kernel's choice, -1 = one per 10k clients)")
+	fs.IntVar(&c.SrcIPs, "src-ips", -1, "source addresses 127.0.0.x per worker (0 = the kernel's choice, -1 = one per 10k of a worker's clients)")
 	fs.Var(&o.pids, "node-pid", "a node's pid for RSS and CPU from /proc (repeat for a cluster; \"auto\" = the processes listening on the -url ports)")
 	fs.StringVar(&c.Encoding, "encoding", "json", "frame encoding: json or proto")
 	fs.IntVar(&c.RegisterPar, "register-par", 16, "concurrent REST calls per worker (registration, logins, groups)")

@@ -132,7 +132,7 @@ func (r *Result) nodeRows(row rowFunc) {
 	mib := func(s ProcSample) float64 { return float64(s.RSSKiB) / 1024 }
 	row("node RSS", "%.1f MiB at start, %.1f MiB before connecting, %.1f MiB connected, %.1f MiB at the end",
 		mib(n.Start), mib(n.Registered), mib(n.Connected), mib(n.End))
-	row("node RSS per connection", "**%.2f KiB** (connected − before connecting, over %d connections)", n.RSSPerConnKiB, r.SetupUp)
+	row("node RSS per connection", "**%.2f KiB** (connected − before connecting, over %d connections; meaningful on a fresh node)", n.RSSPerConnKiB, r.SetupUp)
 	row("node CPU", "%.2f s getting users ready, %.2f s connecting, %.2f s in the measured phase (%.0f %% of one core)",
 		n.RegisterCPUSec, n.SetupCPUSec, n.TrafficCPUSec, n.TrafficCPUPercent)
 	if n.Error != "" {

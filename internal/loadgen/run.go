@@ -47,7 +47,7 @@ type Config struct {
 	Timeout time.Duration // the whole run; 0 = 10 min + 2×(Duration+Drain) + 5 ms per client
 
 	Procs       int    // worker processes; 0 = as few as keep each within MaxConnsPerProc (1 = this process)
-	SrcIPs      int    // source addresses 127.0.0.2.. per worker; 0 = the kernel's choice, -1 = one per 10k clients
+	SrcIPs      int    // source addresses 127.0.0.2.. per worker; 0 = the kernel's choice, -1 = one per 10k of a worker's clients
 	NodePIDs    []int  // the nodes' pids, for RSS and CPU from /proc (summed)
 	Encoding    string // json (default) or proto
 	RegisterPar int    // concurrent REST calls per worker (default 16)
@@ -94,11 +94,11 @@ func (cfg *Config) validate() error {
 	if cfg.Encoding == "" {
 		cfg.Encoding = "json"
 	}
-	if cfg.SrcIPs < 0 {
-		cfg.SrcIPs = min(253, (cfg.Conns+9999)/10000)
-	}
 	if err := cfg.procs(); err != nil {
 		return err
+	}
+	if cfg.SrcIPs < 0 { // each address then carries at most 10k of a worker's sockets
+		cfg.SrcIPs = min(253, (slices.Max(cfg.shares())+9999)/10000)
 	}
 	return cfg.checkNames()
 }

@@ -223,11 +223,13 @@ func (r *runner) printProgress() {
 			h.Merge(histFromJSON(*p.Delivery))
 		}
 	}
-	line := fmt.Sprintf("[%s] %-12s conns up %d/%d  sent %d  acked %d  delivered %d  errors %d  p99 %s",
+	line := fmt.Sprintf("[%s] %-12s conns up %d/%d  sent %d  acked %d  delivered %d  errors %d",
 		time.Since(r.res.Started).Truncate(time.Second), r.label, sum.ConnsUp, r.cfg.Conns, sum.Sent, sum.Acked,
-		sum.Delivered, sum.Errors, h.Quantile(0.99).Round(10*time.Microsecond))
+		sum.Delivered, sum.Errors)
 	if r.cfg.Scenario == ScenarioStorm {
 		line += fmt.Sprintf("  caught up %d", sum.CaughtUp)
+	} else {
+		line += fmt.Sprintf("  delivery p99 %s", h.Quantile(0.99).Round(10*time.Microsecond))
 	}
 	fmt.Fprintln(r.cfg.Progress, line)
 }

@@ -31,19 +31,22 @@ func (w *worker) offline(context.Context) error {
 }
 
 // post connects the senders, sends Messages messages from each (a window at a
-// time) and waits up to Drain for every one to be answered.
+// time) and waits for every one to be answered, within Duration+Drain.
 func (w *worker) post(ctx context.Context) error {
 	senders := span(w.lay.clients, w.lay.users)
 	if up := w.connect(ctx, senders, nil); up < len(senders) {
 		return fmt.Errorf("loadgen: %d of %d group senders could not connect: %s", len(senders)-up, len(senders), w.firstErr)
 	}
+	bound := time.Duration(w.cfg.Duration + w.cfg.Drain)
+	pctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range w.arm(false) {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.sendLoop(ctx.Done(), w.cfg.Messages) }()
+		go func() { defer wg.Done(); c.sendLoop(pctx.Done(), w.cfg.Messages) }()
 	}
 	wg.Wait()
-	waitUntil(ctx, time.Duration(w.cfg.Drain), func() bool { return w.acked.Load()+w.errFrames.Load() >= w.sent.Load() })
+	waitUntil(pctx, bound, func() bool { return w.acked.Load()+w.errFrames.Load() >= w.sent.Load() })
 	return ctx.Err()
 }
 

@@ -222,14 +222,18 @@ func waitRelease(ctx context.Context, release <-chan struct{}) error {
 	}
 }
 
-// reportProgress reports progress once a second until the returned stop is called.
+// progressEvery is how often a worker reports progress: several times per
+// progress line, so that the parent's line is never a second stale.
+const progressEvery = 250 * time.Millisecond
+
+// reportProgress reports progress every progressEvery until the returned stop is called.
 func (w *worker) reportProgress(report func(WorkerMsg)) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
 		for {
 			select {
