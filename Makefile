@@ -15,6 +15,9 @@ PG_RUN_DIR ?= $(CURDIR)/.pgdata/run
 PG_RUN_PORT ?= 55432
 PG_TEST_DIR ?= $(CURDIR)/.pgdata/test
 PG_TEST_PORT ?= 55433
+# Settings of the throwaway cluster: tests trade durability for speed; `make bench`
+# measures a durable server (Postgres's defaults).
+PG_TEST_OPTS ?= fsync=off full_page_writes=off
 # Packages whose tests run a Proto.Actor cluster inside the test process: their
 # tests are tagged !race and run in a second pass without -race.
 NORACE_PKGS ?= ./actors
@@ -28,7 +31,7 @@ GOBIN_DIR = $$($(GO) env GOPATH | cut -d: -f1)/bin
 WITH_TEST_PG = \
 	trap 'scripts/pg.sh destroy "$(PG_TEST_DIR)" || true' EXIT; trap 'exit 130' INT TERM; \
 	scripts/pg.sh destroy "$(PG_TEST_DIR)"; \
-	PARLEY_TEST_DATABASE_URL=$$(PG_OPTS="fsync=off full_page_writes=off" scripts/pg.sh start "$(PG_TEST_DIR)" "$(PG_TEST_PORT)"); \
+	PARLEY_TEST_DATABASE_URL=$$(PG_OPTS="$(PG_TEST_OPTS)" scripts/pg.sh start "$(PG_TEST_DIR)" "$(PG_TEST_PORT)"); \
 	export PARLEY_TEST_DATABASE_URL;
 
 .PHONY: help run cluster cluster-stop db-stop test test-short bench proto proto-check build vet
@@ -65,7 +68,8 @@ test-short: ## all tests without -race (quicker) against a throwaway Postgres
 	@scripts/deps.sh
 	@$(WITH_TEST_PG) $(GO) test -count=1 -timeout 15m ./...
 
-bench: ## benchmarks against a throwaway Postgres; output also saved in bench/results/DATE.md
+bench: PG_TEST_OPTS =
+bench: ## Go benchmarks and a short load scenario against a throwaway durable Postgres; saved in bench/results/DATE.md
 	@scripts/deps.sh
 	@mkdir -p bench/results
 	@$(WITH_TEST_PG) \
@@ -74,6 +78,7 @@ bench: ## benchmarks against a throwaway Postgres; output also saved in bench/re
 	status=0; \
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... 2>&1 | tee -a "$$out" || status=$$?; \
 	printf '```\n' | tee -a "$$out"; \
+	DATABASE_URL=$$PARLEY_TEST_DATABASE_URL scripts/bench-load.sh "$$out" || status=$$?; \
 	echo "bench: wrote $$out" >&2; \
 	exit $$status
 

@@ -3,6 +3,7 @@
 # A local cluster of N nodes (default 3) on loopback with the automanaged provider,
 # sharing the PostgreSQL of `make run`. Node i (1-based) serves REST + WebSocket on
 # 127.0.0.1:(8079+i), admin on 127.0.0.1:(8179+i), membership health on 28000+i.
+# Env PARLEY_CONFIG: the nodes' configuration file (default cluster.yaml).
 # Every node lists $PARLEY_CLUSTER_SLOTS peer slots (default 12), so that nodes can
 # join later: `scripts/cluster.sh add` starts the next one.
 set -euo pipefail
@@ -26,7 +27,7 @@ start_node() { # i
   fi
   DATABASE_URL=$DB PARLEY_CLUSTER_PROVIDER=automanaged PARLEY_AUTOMANAGED_PORT=$((28000 + i)) \
     PARLEY_AUTOMANAGED_PEERS=$(peers) \
-    nohup bin/node -config cluster.yaml -http "127.0.0.1:$((8079 + i))" -admin "127.0.0.1:$((8179 + i))" \
+    nohup bin/node -config "${PARLEY_CONFIG:-cluster.yaml}" -http "127.0.0.1:$((8079 + i))" -admin "127.0.0.1:$((8179 + i))" \
     >"$DIR/node$i.log" 2>&1 &
   echo $! >"$DIR/node$i.pid"
   for _ in $(seq 1 100); do
