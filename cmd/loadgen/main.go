@@ -113,7 +113,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&c.Encoding, "encoding", "json", "frame encoding: json or proto")
 	fs.IntVar(&c.RegisterPar, "register-par", 16, "concurrent REST calls per worker (registration, logins, groups)")
 	fs.IntVar(&c.DialPar, "dial-par", 64, "concurrent WebSocket dials per worker")
-	fs.StringVar(&c.TokenSecret, "token-secret", os.Getenv("PARLEY_TOKEN_SECRET"), "the nodes' token secret: mint tokens instead of logging in")
+	fs.StringVar(&c.TokenSecret, "token-secret", "", "the nodes' token secret: mint tokens instead of logging in (default $PARLEY_TOKEN_SECRET)")
 	fs.StringVar(&o.jsonTo, "json", "", "write the JSON result to this file")
 	fs.StringVar(&o.mdTo, "md", "", "write the Markdown table to this file")
 	fs.BoolVar(&o.worker, "worker", false, "internal: run as a worker process (configuration on stdin)")
@@ -131,6 +131,9 @@ func (o *options) finish() error {
 	}
 	if c.Conns == 0 && c.Scenario != loadgen.ScenarioGroup {
 		c.Conns = 100
+	}
+	if c.TokenSecret == "" {
+		c.TokenSecret = os.Getenv("PARLEY_TOKEN_SECRET") // not a flag default: -h would print it
 	}
 	c.URLs = o.urls
 	for _, p := range o.pids {

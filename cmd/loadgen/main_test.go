@@ -21,27 +21,31 @@ func TestFlags(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		args  []string
+		env   string // PARLEY_TOKEN_SECRET
 		check func(t *testing.T, o *options)
 	}{
-		{"idle is an alias", []string{"-idle", "-url", "http://127.0.0.1:1"}, func(t *testing.T, o *options) {
+		{"idle is an alias", []string{"-idle", "-url", "http://127.0.0.1:1"}, "", func(t *testing.T, o *options) {
 			require.Equal(t, loadgen.ScenarioIdle, o.cfg.Scenario)
 			require.Equal(t, 100, o.cfg.Conns)
 		}},
-		{"group sizes its own connections", []string{"-scenario", "group", "-groups", "3", "-members", "20"}, func(t *testing.T, o *options) {
+		{"group sizes its own connections", []string{"-scenario", "group", "-groups", "3", "-members", "20"}, "", func(t *testing.T, o *options) {
 			require.Zero(t, o.cfg.Conns)
 			require.Equal(t, 3, o.cfg.Groups)
 		}},
-		{"pids", []string{"-node-pid", "12", "-node-pid", "34"}, func(t *testing.T, o *options) {
+		{"pids", []string{"-node-pid", "12", "-node-pid", "34"}, "", func(t *testing.T, o *options) {
 			require.Equal(t, []int{12, 34}, o.cfg.NodePIDs)
 		}},
-		{"defaults", nil, func(t *testing.T, o *options) {
+		{"secret from the environment", []string{"-scenario", "idle"}, "from-env", func(t *testing.T, o *options) {
+			require.Equal(t, "from-env", o.cfg.TokenSecret)
+		}},
+		{"defaults", nil, "", func(t *testing.T, o *options) {
 			require.Equal(t, loadgen.ScenarioDM, o.cfg.Scenario)
 			require.Zero(t, o.cfg.Procs, "chosen from the connections")
 			require.Equal(t, -1, o.cfg.SrcIPs, "chosen from the connections")
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			t.Setenv("PARLEY_TOKEN_SECRET", "")
+			t.Setenv("PARLEY_TOKEN_SECRET", c.env)
 			o, err := parseFlags(c.args)
 			require.NoError(t, err)
 			c.check(t, o)
