@@ -21,6 +21,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/actors"
@@ -359,4 +360,45 @@ func TestStaleUserActivationReloads(t *testing.T) {
 		require.Equal(t, uint64(i+1), m.Seq)
 	}
 	require.Equal(t, []int64{1, 2, 3}, []int64{q[0].MessageId, q[1].MessageId, q[2].MessageId})
+}
+
+// A group's fan-out tracks which members still lack messages without rescanning the
+// group on every acknowledgement: once the last member has the last message, the
+// outbox row goes, with posts still arriving while earlier ones fan out.
+func TestGroupFanoutClearsOutbox(t *testing.T) {
+	users := make([]string, 30)
+	for i := range users {
+		users[i] = fmt.Sprintf("g%02d", i)
+	}
+	e := startGrains(t, time.Minute, users...)
+	res, err := e.deps.Request("group:clear", actors.KindConversation, &parleypb.GroupRequest{
+		Op: parleypb.GroupRequest_CREATE, Group: "clear", By: users[0], Name: "clear", Members: users[1:]})
+	require.NoError(t, err)
+	require.Nil(t, res.(*parleypb.GroupResponse).Error)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.deps.Request("group:clear", actors.KindConversation, &parleypb.PostRequest{
+				Conversation: "group:clear", From: users[i%len(users)], Group: "clear", ClientId: fmt.Sprint("p", i), Text: "hi"})
+			assert.NoError(t, err)
+		}()
+		if i%10 == 9 {
+			time.Sleep(20 * time.Millisecond) // later posts land mid fan-out
+		}
+	}
+	wg.Wait()
+	ctx := context.Background()
+	testenv.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		for _, u := range users {
+			if q := e.queue(t, u); len(q) != 40 {
+				return fmt.Errorf("%s has %d entries", u, len(q))
+			}
+		}
+		if pending, err := e.store.OutboxPending(ctx, "group:clear"); err != nil || pending {
+			return fmt.Errorf("outbox row still there (%v)", err)
+		}
+		return nil
+	})
 }

@@ -49,6 +49,7 @@ type Conversation struct {
 	tail      []*parleypb.Message
 	tailBase  int64 // every committed message above tailBase is in tail
 	acks      int   // acknowledgements since the last snapshot
+	behind    int   // members lacking committed messages, as last counted
 	retrying  bool
 }
 

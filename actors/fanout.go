@@ -18,44 +18,52 @@ import (
 // once every member has everything.
 
 // fanout sends each member whose queue is behind the messages it lacks, one enqueue
-// per member at a time so that each queue receives the conversation in order.
+// per member at a time so that each queue receives the conversation in order. It runs
+// after each commit (and on wakes and retries); an acknowledgement continues only its
+// own member, so a message costs O(members), not O(members²).
 func (c *Conversation) fanout(ctx actor.Context) {
 	if c.broken || c.deps.Settings.HoldFanout {
 		return
 	}
+	c.count()
 	for _, member := range c.members {
-		if c.sending[member] || c.delivered[member] >= c.committed {
-			continue
-		}
-		msgs, err := c.after(c.delivered[member])
-		if err != nil {
-			c.deps.Log.Warn("reading fan-out", slog.String("conversation", c.id), slog.Any("error", err))
-			c.retryLater(ctx)
-			continue
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		c.sending[member] = true
-		req := &parleypb.EnqueueRequest{Conversation: c.id, Messages: msgs}
-		c.deps.ask(ctx, member, KindUser, req, 2, func(res any, err error) {
-			if !c.isMember(member) {
-				return // removed meanwhile
-			}
-			c.sending[member] = false
-			r, ok := res.(*parleypb.EnqueueResponse)
-			if err != nil || !ok || r.Error != nil {
-				c.deps.Log.Debug("enqueue failed", slog.String("conversation", c.id), slog.String("user_id", member), slog.Any("error", err))
-				c.retryLater(ctx)
-				return
-			}
-			if r.UpTo > c.delivered[member] {
-				c.delivered[member] = r.UpTo
-				c.acked(ctx)
-			}
-			c.fanout(ctx)
-		})
+		c.fanoutTo(ctx, member)
 	}
+}
+
+// fanoutTo sends member what it lacks, unless an enqueue to it is under way.
+func (c *Conversation) fanoutTo(ctx actor.Context, member string) {
+	if c.broken || c.deps.Settings.HoldFanout || c.sending[member] || c.delivered[member] >= c.committed {
+		return
+	}
+	msgs, err := c.after(c.delivered[member])
+	if err != nil {
+		c.deps.Log.Warn("reading fan-out", slog.String("conversation", c.id), slog.Any("error", err))
+		c.retryLater(ctx)
+		return
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	c.sending[member] = true
+	req := &parleypb.EnqueueRequest{Conversation: c.id, Messages: msgs}
+	c.deps.ask(ctx, member, KindUser, req, 2, func(res any, err error) {
+		if !c.isMember(member) {
+			return // removed meanwhile
+		}
+		c.sending[member] = false
+		r, ok := res.(*parleypb.EnqueueResponse)
+		if err != nil || !ok || r.Error != nil {
+			c.deps.Log.Debug("enqueue failed", slog.String("conversation", c.id), slog.String("user_id", member), slog.Any("error", err))
+			c.retryLater(ctx)
+			return
+		}
+		if prev := c.delivered[member]; r.UpTo > prev {
+			c.delivered[member] = r.UpTo
+			c.acked(ctx, prev, r.UpTo)
+		}
+		c.fanoutTo(ctx, member)
+	})
 }
 
 // after returns committed messages with ids above id, from the tail or the store.
@@ -105,13 +113,18 @@ func (c *Conversation) allDelivered() bool {
 	return true
 }
 
-// acked trims the tail to what some member still lacks, clears the outbox row when
-// every member has everything, and snapshots now and then.
-func (c *Conversation) acked(ctx actor.Context) {
-	low := c.committed
+// count recomputes, in one pass over the members, how many lack messages, and trims
+// the tail to what the furthest-behind member still lacks.
+func (c *Conversation) count() {
+	low, behind := c.committed, 0
 	for _, m := range c.members {
-		low = min(low, c.delivered[m])
+		d := c.delivered[m]
+		low = min(low, d)
+		if d < c.committed {
+			behind++
+		}
 	}
+	c.behind = behind
 	n := 0
 	for n < len(c.tail) && c.tail[n].MessageId <= low {
 		n++
@@ -120,11 +133,24 @@ func (c *Conversation) acked(ctx actor.Context) {
 		c.tailBase = c.tail[n-1].MessageId
 		c.tail = append(c.tail[:0:0], c.tail[n:]...)
 	}
-	if low == c.committed {
-		c.clearOutbox()
+}
+
+// acked notes that a member's queue moved from prev to upTo: when the last member
+// lacking messages has them all, the tail goes and the outbox row is cleared. The
+// delivery progress is snapshotted about every SnapshotEvery messages' worth of
+// acknowledgements (SnapshotEvery × members).
+func (c *Conversation) acked(ctx actor.Context, prev, upTo int64) {
+	if prev < c.committed && upTo >= c.committed {
+		c.behind--
+	}
+	if c.behind <= 0 {
+		c.count()
+		if c.behind == 0 {
+			c.clearOutbox()
+		}
 	}
 	c.acks++
-	if c.acks >= c.deps.Settings.SnapshotEvery {
+	if c.acks >= c.deps.Settings.SnapshotEvery*max(1, len(c.members)) {
 		c.saveSnapshot(ctx, false)
 	}
 }

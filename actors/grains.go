@@ -48,7 +48,7 @@ type Store interface {
 type Settings struct {
 	RequestTimeout  time.Duration // one grain request
 	IdleTimeout     time.Duration // passivation of an idle grain
-	SnapshotEvery   int           // acknowledged fan-outs between conversation snapshots
+	SnapshotEvery   int           // messages fanned out to every member between conversation snapshots
 	MaxTextBytes    int
 	SyncBatch       int
 	HistoryMax      int
