@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -64,11 +65,29 @@ func (s *Socket) Write(f *parleypb.ServerFrame) error {
 		return net.ErrClosed
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-	if err := ws.WriteFrame(s.conn, ws.NewFrame(op, true, payload)); err != nil {
+	if err := writeFrame(s.conn, ws.NewFrame(op, true, payload)); err != nil {
 		go s.Close(CloseNone, "")
 		return err
 	}
 	return nil
+}
+
+var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeFrame writes a frame's header and payload with one write(2), where
+// ws.WriteFrame makes two: in a large group's fan-out the syscalls are most of the
+// node's work.
+func writeFrame(w io.Writer, f ws.Frame) error {
+	buf := framePool.Get().(*bytes.Buffer)
+	defer framePool.Put(buf)
+	buf.Reset()
+	buf.Grow(ws.HeaderSize(f.Header) + len(f.Payload))
+	if err := ws.WriteHeader(buf, f.Header); err != nil {
+		return err
+	}
+	buf.Write(f.Payload)
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // CloseNone closes without a close frame (the peer is gone).
