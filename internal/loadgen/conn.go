@@ -66,19 +66,33 @@ func (w *worker) connect(ctx context.Context, idx []int, prepare func(c *lconn))
 		}
 	}
 	failed := w.forEach(ctx, todo, w.cfg.DialPar, func(ctx context.Context, i int) error {
-		c := w.newConn(i)
-		if prepare != nil {
-			prepare(c)
+		var err error
+		for try := range dialTries {
+			if try > 0 { // as a client does after a close such as 1011 unavailable
+				w.dialRetries.Add(1)
+				select {
+				case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			c := w.newConn(i)
+			if prepare != nil {
+				prepare(c)
+			}
+			if err = c.dial(ctx, w.tokens[i]); err == nil {
+				w.conns[i] = c
+				return nil
+			}
 		}
-		if err := c.dial(ctx, w.tokens[i]); err != nil {
-			return fmt.Errorf("connecting %s: %w", c.user, err)
-		}
-		w.conns[i] = c
-		return nil
+		return fmt.Errorf("connecting %s: %w", w.userName(i), err)
 	})
 	w.setupErrors.Add(int64(failed))
 	return len(todo) - failed
 }
+
+// dialTries is how many times a connection is tried before it counts as a setup error.
+const dialTries = 3
 
 func (w *worker) newConn(i int) *lconn {
 	return &lconn{w: w, idx: i, user: w.userName(i), seen: map[string]*bitset{}, synced: make(chan struct{}),

@@ -70,7 +70,7 @@ func (r *Result) Markdown() string {
 type rowFunc func(k, f string, a ...any)
 
 func (r *Result) setupRows(row rowFunc) {
-	row("connections set up", "%d of %d (setup errors %d); %d open at the end", r.SetupUp, r.Conns, r.SetupErrors, r.ConnsUp)
+	row("connections set up", "%d of %d (setup errors %d, dials retried %d); %d open at the end", r.SetupUp, r.Conns, r.SetupErrors, r.DialRetries, r.ConnsUp)
 	row("users ready", "%.1f s (registration, logins or minted tokens, groups)", r.RegisterSec)
 	row("connection setup", "%.2f s, **%.0f conns/s** (dial, upgrade, sync answered)", r.SetupSec, r.SetupRate)
 	var ph []string

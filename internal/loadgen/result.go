@@ -49,6 +49,7 @@ type Result struct {
 	ConnsUp     int         `json:"connsUp"` // open at the end of the measured phase
 	SetupUp     int         `json:"setupUp"` // set up (dial, upgrade, sync answered) in the connect phase
 	SetupErrors uint64      `json:"setupErrors"`
+	DialRetries uint64      `json:"dialRetries"` // connects tried again after a failure (e.g. 1011 unavailable)
 	RegisterSec float64     `json:"registerSec"` // registering or logging in all users, and making the groups
 	SetupSec    float64     `json:"setupSec"`    // dialing and syncing all connections
 	SetupRate   float64     `json:"setupRate"`   // connections/s
@@ -137,6 +138,7 @@ func (res *Result) add(w *WorkerResult) {
 	res.ConnsUp += w.ConnsUp
 	res.SetupUp += w.SetupUp
 	res.SetupErrors += w.SetupErrors
+	res.DialRetries += w.DialRetries
 	res.Sent += w.Sent
 	res.Acked += w.Acked
 	res.Expected += w.Expected
