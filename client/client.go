@@ -69,9 +69,11 @@ func post(ctx context.Context, u string, body, out any) error {
 
 // Do runs a REST request and decodes a JSON answer into out (if not nil); error
 // answers become *APIError.
-func Do(req *http.Request, out any) error { return do(http.DefaultClient, req, out) }
+func Do(req *http.Request, out any) error { return DoWith(http.DefaultClient, req, out) }
 
-func do(hc *http.Client, req *http.Request, out any) error {
+// DoWith is Do with the given HTTP client (e.g. one that keeps more idle
+// connections per host than http.DefaultClient's two).
+func DoWith(hc *http.Client, req *http.Request, out any) error {
 	res, err := hc.Do(req)
 	if err != nil {
 		return err

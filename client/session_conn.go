@@ -178,7 +178,7 @@ func (c *Client) login(ctx context.Context, node string) (string, error) {
 }
 
 // do is Do with the client's own HTTP client (whose idle connections Close ends).
-func (c *Client) do(req *http.Request, out any) error { return do(c.http, req, out) }
+func (c *Client) do(req *http.Request, out any) error { return DoWith(c.http, req, out) }
 
 // serve runs beside the reader of cs until the connection ends or the client
 // closes: heartbeats, acknowledgements and delayed re-syncs.

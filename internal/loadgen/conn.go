@@ -115,7 +115,7 @@ func (c *lconn) dial(ctx context.Context, token string) error {
 	u.RawQuery = url.Values{"encoding": {w.enc.String()}}.Encode()
 	d := ws.Dialer{
 		Header:  ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}}),
-		NetDial: dialer(w.srcs.Next()),
+		NetDial: Dialer(w.srcs.Next()),
 	}
 	c.dialAt = time.Since(w.base)
 	nc, br, _, err := d.Dial(ctx, u.String())

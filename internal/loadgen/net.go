@@ -92,11 +92,11 @@ func (s *SourceIPs) Len() int {
 	return len(s.ips)
 }
 
-// dialer returns a dial function bound to src (nil: any). The socket gets
+// Dialer returns a dial function bound to src (nil: any). The socket gets
 // IP_BIND_ADDRESS_NO_PORT (the port is chosen at connect, per destination, so
 // that each source address has its own port range) and SO_LINGER 0, so that
 // closing it sends RST and leaves no TIME_WAIT.
-func dialer(src net.IP) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func Dialer(src net.IP) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {

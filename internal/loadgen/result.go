@@ -15,7 +15,8 @@ type Latency struct {
 	MeanMs float64 `json:"meanMs"`
 }
 
-func summarize(h *Histogram) Latency {
+// Summarize gives a histogram's percentiles, in milliseconds.
+func Summarize(h *Histogram) Latency {
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	return Latency{Count: h.Count(), P50Ms: ms(h.Quantile(0.50)), P99Ms: ms(h.Quantile(0.99)),
 		P999Ms: ms(h.Quantile(0.999)), MaxMs: ms(h.Max()), MeanMs: ms(h.Mean())}
@@ -116,7 +117,7 @@ func (r *runner) merge() (*Result, error) {
 			res.FirstErrors = append(res.FirstErrors, fmt.Sprintf("worker %d: %s", i, w.FirstError))
 		}
 	}
-	res.SentLatency, res.DeliveryLatency = summarize(hists[0]), summarize(hists[1])
+	res.SentLatency, res.DeliveryLatency = Summarize(hists[0]), Summarize(hists[1])
 	if res.SetupSec > 0 {
 		res.SetupRate = float64(res.SetupUp) / res.SetupSec
 	}
@@ -125,7 +126,7 @@ func (r *runner) merge() (*Result, error) {
 		res.DeliveredPerSec = float64(res.Delivered) / res.TrafficSec
 	}
 	if res.Scenario == ScenarioStorm {
-		res.CatchUpLatency, res.ReconnectLatency = summarize(hists[2]), summarize(hists[3])
+		res.CatchUpLatency, res.ReconnectLatency = Summarize(hists[2]), Summarize(hists[3])
 		res.NotCaughtUp = uint64(res.Conns) - min(uint64(res.Conns), res.CaughtUp)
 		res.StormSec = hists[2].Max().Seconds()
 	}

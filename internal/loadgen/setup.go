@@ -167,20 +167,5 @@ func (w *worker) rest(ctx context.Context, method, url, token string, body, out 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := w.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&e)
-		return &client.APIError{Status: res.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(res.Body).Decode(out)
+	return client.DoWith(w.http, req, out)
 }

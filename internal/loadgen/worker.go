@@ -142,7 +142,7 @@ func newWorker(cfg WorkerConfig) (*worker, error) {
 	}
 	w := &worker{cfg: cfg, enc: enc, srcs: NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset), base: time.Now(), lay: lay,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.RegisterPar,
-			DialContext: dialer(NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset).Next())}},
+			DialContext: Dialer(NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset).Next())}},
 		conns: make([]*lconn, lay.users)}
 	w.counters.init()
 	return w, nil

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/sys/unix"
+
+	"github.com/parleychat/parley/internal/loadgen"
 )
 
 // client is one WebSocket client connection to the echo server.
@@ -22,38 +22,9 @@ type client struct {
 	wbuf []byte    // one whole masked frame, written with one Write
 }
 
-// netDialer returns a dial function bound to src (nil: the kernel's choice). The
-// socket gets IP_BIND_ADDRESS_NO_PORT, so that its port is picked at connect for
-// the whole 4-tuple instead of searched at bind, and SO_LINGER 0, so that Close
-// sends RST and leaves no TIME_WAIT.
-func netDialer(src net.IP) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			if src != nil {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-				if serr != nil {
-					return
-				}
-			}
-			serr = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	if src != nil {
-		d.LocalAddr = &net.TCPAddr{IP: src}
-	}
-	return func(ctx context.Context, _, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp4", addr)
-	}
-}
-
 // dial opens a TCP connection from src to addr and does the WebSocket handshake.
 func dial(ctx context.Context, addr string, src net.IP) (*client, error) {
-	d := ws.Dialer{NetDial: netDialer(src), Timeout: handshakeTimeout}
+	d := ws.Dialer{NetDial: loadgen.Dialer(src), Timeout: handshakeTimeout}
 	conn, br, _, err := d.Dial(ctx, "ws://"+addr+"/")
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s from %v: %w", addr, src, err)

@@ -60,24 +60,14 @@ type ServerStats struct {
 
 // EchoResult is the outcome of the echo traffic.
 type EchoResult struct {
-	Frames       uint64  `json:"frames"` // echoes received within the duration
-	FramesPerSec float64 `json:"framesPerSec"`
-	MiBPerSec    float64 `json:"mibPerSec"` // echoed payload
-	Mismatches   uint64  `json:"mismatches"`
-	RTT          Latency `json:"rtt"` // every echo, the drain included
+	Frames       uint64          `json:"frames"` // echoes received within the duration
+	FramesPerSec float64         `json:"framesPerSec"`
+	MiBPerSec    float64         `json:"mibPerSec"` // echoed payload
+	Mismatches   uint64          `json:"mismatches"`
+	RTT          loadgen.Latency `json:"rtt"` // every echo, the drain included
 	// ServerCPUPerFrameUs is the server's CPU time per echo (RTT.Count): less
 	// sensitive than FramesPerSec to other work sharing the CPUs.
 	ServerCPUPerFrameUs float64 `json:"serverCpuPerFrameUs"`
-}
-
-// Latency summarizes a histogram of round trips.
-type Latency struct {
-	Count  uint64  `json:"count"`
-	P50Ms  float64 `json:"p50Ms"`
-	P99Ms  float64 `json:"p99Ms"`
-	P999Ms float64 `json:"p999Ms"`
-	MaxMs  float64 `json:"maxMs"`
-	MeanMs float64 `json:"meanMs"`
 }
 
 func newResult(cfg Config) *Result {
@@ -92,15 +82,12 @@ func newResult(cfg Config) *Result {
 
 func newEchoResult(st echoStats) *EchoResult {
 	d := st.Wall
-	ms := func(v time.Duration) float64 { return float64(v) / 1e6 }
-	h := st.RTT
 	return &EchoResult{
 		Frames:       st.Frames,
 		FramesPerSec: float64(st.Frames) / d.Seconds(),
 		MiBPerSec:    float64(st.Bytes) / d.Seconds() / (1 << 20),
 		Mismatches:   st.Mismatches,
-		RTT: Latency{Count: h.Count(), P50Ms: ms(h.Quantile(0.50)), P99Ms: ms(h.Quantile(0.99)),
-			P999Ms: ms(h.Quantile(0.999)), MaxMs: ms(h.Max()), MeanMs: ms(h.Mean())},
+		RTT:          loadgen.Summarize(st.RTT),
 	}
 }
 
