@@ -252,7 +252,7 @@ func (c *Connection) post(ctx actor.Context, conv string, req *parleypb.PostRequ
 		r, ok := res.(*parleypb.PostResponse)
 		switch {
 		case err != nil || !ok:
-			c.writeError(req.ClientId, "unavailable", "message not committed; send it again with the same id")
+			c.writeError(req.ClientId, "unavailable", "not confirmed committed (timed out); send it again with the same id, a repeat is stored once")
 		case r.Error != nil && r.Error.Reason == parleypb.ErrorReason_UNAVAILABLE && tries > 1:
 			c.post(ctx, conv, req, tries-1)
 		case r.Error != nil:

@@ -137,7 +137,7 @@ func (f *fakeNode) serveWS(w http.ResponseWriter, r *http.Request) {
 			f.mu.Unlock()
 			if fail {
 				write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{Id: s.Id, Code: "unavailable",
-					Message: "message not committed; send it again with the same id"}}})
+					Message: "not confirmed committed (timed out); send it again with the same id, a repeat is stored once"}}})
 				continue
 			}
 			write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Sent{Sent: &parleypb.Sent{Id: s.Id,

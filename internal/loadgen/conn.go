@@ -38,13 +38,14 @@ type lconn struct {
 	window    chan struct{}
 	next      uint64
 
-	mu     sync.Mutex
-	seen   map[string]*bitset // this run's message numbers received, by sender
-	acked  bitset             // own message numbers answered sent
-	track  bool               // storm: note when every message of want has arrived
-	want   int
-	got    int
-	caught bool
+	mu      sync.Mutex
+	resends map[string]int     // sends repeated after "unavailable", by id
+	seen    map[string]*bitset // this run's message numbers received, by sender
+	acked   bitset             // own message numbers answered sent
+	track   bool               // storm: note when every message of want has arrived
+	want    int
+	got     int
+	caught  bool
 
 	maxSeq     atomic.Uint64
 	synced     chan struct{}

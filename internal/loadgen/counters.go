@@ -26,6 +26,7 @@ type WorkerResult struct {
 	SetupUp     int    `json:"setupUp"`     // set up in the connect phase
 	SetupErrors uint64 `json:"setupErrors"` // users that could not register, log in, connect or sync
 	DialRetries uint64 `json:"dialRetries"` // connects tried again after a failure, as a client would
+	Resent      uint64 `json:"resent"`      // sends repeated after "unavailable", as a client would
 	Groups      int    `json:"groups"`
 	Sent        uint64 `json:"sent"`
 	Acked       uint64 `json:"acked"`
@@ -53,6 +54,7 @@ type counters struct {
 	connsUp, setupUp, setupErrors, dialRetries     atomic.Int64
 	sent, acked, expected, delivered, dups, echoes atomic.Uint64
 	missed, werrs, closes, errFrames, caught       atomic.Uint64
+	resent                                         atomic.Uint64
 	lastActivity                                   atomic.Uint64 // ns since base
 	sentHist, delivHist, catchHist, ownHist        *Histogram
 	mu                                             sync.Mutex
@@ -98,7 +100,7 @@ func (w *worker) result() WorkerResult {
 	w.mu.Unlock()
 	return WorkerResult{
 		Conns: w.cfg.Conns, ConnsUp: int(w.connsUp.Load()), SetupUp: int(w.setupUp.Load()),
-		SetupErrors: uint64(w.setupErrors.Load()), DialRetries: uint64(w.dialRetries.Load()), Groups: len(w.groups),
+		SetupErrors: uint64(w.setupErrors.Load()), DialRetries: uint64(w.dialRetries.Load()), Resent: w.resent.Load(), Groups: len(w.groups),
 		Sent: w.sent.Load(), Acked: w.acked.Load(), Expected: w.expected.Load(), Delivered: w.delivered.Load(),
 		Lost: w.lost(), Duplicates: w.dups.Load(), Echoes: w.echoes.Load(), Missed: w.missed.Load(),
 		WriteErrors: w.werrs.Load(), Closes: w.closes.Load(), CaughtUp: w.caught.Load(), ErrorFrames: codes,

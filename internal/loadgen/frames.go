@@ -20,6 +20,9 @@ func (c *lconn) handle(f *parleypb.ServerFrame) {
 		c.syncedFrame(b.Synced)
 	case *parleypb.ServerFrame_Error:
 		e := b.Error
+		if e.GetCode() == "unavailable" && c.resend(e.GetId()) {
+			return
+		}
 		c.w.errorFrame(e.GetCode())
 		c.w.fail("%s: error frame %s: %s", c.user, e.GetCode(), e.GetMessage())
 		if _, _, ok := c.w.parseID(e.GetId()); ok {
@@ -181,4 +184,36 @@ func (w *worker) parseID(id string) (n uint64, at time.Duration, ok bool) {
 		return 0, 0, false
 	}
 	return n, time.Duration(t), true
+}
+
+// resendTries bounds how often one send is repeated after "unavailable".
+const resendTries = 5
+
+// resend repeats, after a pause, a send the server answered "unavailable" (not
+// committed), with the same id, as PROTOCOL.md tells clients to; false once the send
+// has been repeated resendTries times, or if id is not one of ours.
+func (c *lconn) resend(id string) bool {
+	if _, _, ok := c.w.parseID(id); !ok {
+		return false
+	}
+	c.mu.Lock()
+	if c.resends == nil {
+		c.resends = map[string]int{}
+	}
+	c.resends[id]++
+	try := c.resends[id]
+	c.mu.Unlock()
+	if try > resendTries {
+		return false
+	}
+	c.w.resent.Add(1)
+	f := &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: &parleypb.Send{
+		Id: id, To: c.to, Group: c.group, Text: messageText}}}
+	time.AfterFunc(time.Duration(try)*200*time.Millisecond, func() {
+		if err := c.write(f); err != nil && !c.closing.Load() {
+			c.w.werrs.Add(1)
+			c.w.fail("%s: writing a repeated send: %v", c.user, err)
+		}
+	})
+	return true
 }

@@ -118,7 +118,7 @@ func (r *Result) errorRows(row rowFunc) {
 	if len(codes) > 0 {
 		frames = strings.Join(codes, ", ")
 	}
-	row("error frames", "%s", frames)
+	row("error frames", "%s (sends repeated after unavailable, not counted: %d)", frames, r.Resent)
 	row("closes / write errors", "%d / %d", r.Closes, r.WriteErrors)
 	row("errors in all", "**%d**", r.Errors)
 }

@@ -51,6 +51,7 @@ type Result struct {
 	SetupUp     int         `json:"setupUp"` // set up (dial, upgrade, sync answered) in the connect phase
 	SetupErrors uint64      `json:"setupErrors"`
 	DialRetries uint64      `json:"dialRetries"` // connects tried again after a failure (e.g. 1011 unavailable)
+	Resent      uint64      `json:"resent"`      // sends repeated with the same id after "unavailable"
 	RegisterSec float64     `json:"registerSec"` // registering or logging in all users, and making the groups
 	SetupSec    float64     `json:"setupSec"`    // dialing and syncing all connections
 	SetupRate   float64     `json:"setupRate"`   // connections/s
@@ -140,6 +141,7 @@ func (res *Result) add(w *WorkerResult) {
 	res.SetupUp += w.SetupUp
 	res.SetupErrors += w.SetupErrors
 	res.DialRetries += w.DialRetries
+	res.Resent += w.Resent
 	res.Sent += w.Sent
 	res.Acked += w.Acked
 	res.Expected += w.Expected

@@ -1,0 +1,50 @@
+package loadgen
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws/wsutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// A send answered "unavailable" is sent again with the same id (as PROTOCOL.md
+// tells clients), resendTries times at most; then it counts as an error frame.
+func TestResendAfterUnavailable(t *testing.T) {
+	w, err := newWorker(WorkerConfig{Scenario: ScenarioDM, Conns: 2, Encoding: "json", RunID: "r1"})
+	require.NoError(t, err)
+	c := w.newConn(0)
+	c.to = "peer"
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	c.nc = client
+	id := w.clientID(7, time.Millisecond)
+	unavailable := &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{
+		Id: id, Code: "unavailable", Message: "not confirmed"}}}
+
+	for try := 1; try <= resendTries; try++ {
+		c.handle(unavailable)
+		_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := wsutil.ReadClientText(server)
+		require.NoError(t, err, "repeat %d", try)
+		f, err := wire.DecodeClient(wire.JSON, b)
+		require.NoError(t, err)
+		require.Equal(t, id, f.GetSend().GetId(), "the same id")
+		require.Equal(t, "peer", f.GetSend().GetTo())
+	}
+	require.Equal(t, uint64(resendTries), w.resent.Load())
+	require.Zero(t, w.errFrames.Load())
+
+	c.handle(unavailable) // one time too many: an error, not a repeat
+	require.Equal(t, uint64(1), w.errFrames.Load())
+	require.Equal(t, uint64(resendTries), w.resent.Load())
+
+	c.handle(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{
+		Id: "not-ours", Code: "unavailable"}}})
+	require.Equal(t, uint64(2), w.errFrames.Load(), "an id loadgen did not send is not repeated")
+}
