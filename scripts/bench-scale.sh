@@ -30,7 +30,6 @@ setup() {
 	go build -o "$BIN/node" ./cmd/node
 	go build -o "$BIN/loadgen" ./cmd/loadgen
 	go build -o "$BIN/pgceiling" ./cmd/pgceiling
-	go build -o "$BIN/wsecho" ./cmd/wsecho
 	# Cheap password hashes (the runs register thousands of users), a frame rate that
 	# lets one sender post hundreds of messages/s, and quiet logs.
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
@@ -62,6 +61,7 @@ loadgen() { # args...: one run, its Markdown appended to OUT
 
 ceilings() {
 	section "Ceilings: Postgres insert rate on our table shape, bare gobwas/ws echo"
+	go build -o "$BIN/wsecho" ./cmd/wsecho
 	"$BIN/pgceiling" -db "$DATABASE_URL" -method both -writers 4 -duration 10s | tee -a "$OUT"
 	"$BIN/wsecho" -echo -conns 100 -window 8 -size 64 -duration 10s | tee -a "$OUT"
 	for n in 5000 19000; do "$BIN/wsecho" -idle -conns "$n" | tee -a "$OUT"; done
@@ -80,7 +80,8 @@ cluster() {
 }
 
 dm() {
-	section "1:1 traffic, one node, rising rates"
+	section "1:1 traffic, one node, rising rates, and the Postgres ceiling they are held against"
+	"$BIN/pgceiling" -db "$DATABASE_URL" -method both -writers 4 -duration 10s | tee -a "$OUT"
 	local url
 	url=$(nodes 1)
 	for rate in 1000 2000 4000 8000 16000; do
