@@ -102,3 +102,41 @@ func TestOneCommitManyStreams(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), c["d1"])
 }
+
+// A commit is all or nothing: when one of its statements fails, the other ops of the
+// commit are not stored either, and all of them hear the error.
+func TestCommitIsAllOrNothing(t *testing.T) {
+	s, err := postgres.Open(context.Background(), testenv.DatabaseURL(t),
+		postgres.Options{Committers: 1, BatchDelay: 300 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var badErr, goodErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done() // two messages with one id: the conversation statement fails
+		_, badErr = s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: "dm:a:bad",
+			Messages: []*parleypb.Message{msg("dm:a:bad", "a", "c1", 5), msg("dm:a:bad", "a", "c2", 5)}})
+	}()
+	go func() {
+		defer wg.Done()
+		_, goodErr = s.AppendUser(ctx, persistence.UserAppend{User: "bystander",
+			Messages: []*parleypb.Message{msg("dm:a:b", "a", "x", 9)}})
+	}()
+	wg.Wait()
+	require.Error(t, badErr)
+	require.Error(t, goodErr, "the op that shared the failed commit hears its error")
+	q, err := s.ReadQueue(ctx, "bystander", 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, q, "nothing of the failed commit is stored")
+	v, err := s.UserVersion(ctx, "bystander")
+	require.NoError(t, err)
+	require.Zero(t, v)
+
+	// The grain tries again in a commit of its own, and it is stored.
+	res, err := s.AppendUser(ctx, persistence.UserAppend{User: "bystander",
+		Messages: []*parleypb.Message{msg("dm:a:b", "a", "x", 9)}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), res.Version)
+}
