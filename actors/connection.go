@@ -61,7 +61,7 @@ func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 	root := d.Cluster.ActorSystem.Root
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &Connection{deps: d, sock: sock, user: user, device: device}
-	})
+	}, actor.WithDispatcher(mailboxes))
 	return &Session{root: root, pid: root.SpawnPrefix(props, "conn")}
 }
 

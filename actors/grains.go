@@ -74,8 +74,10 @@ type Deps struct {
 // after this call (the kinds are needed to build the cluster).
 func Kinds(d *Deps) []*cluster.Kind {
 	return []*cluster.Kind{
-		cluster.NewKind(KindUser, actor.PropsFromProducer(func() actor.Actor { return &User{deps: d} })),
-		cluster.NewKind(KindConversation, actor.PropsFromProducer(func() actor.Actor { return &Conversation{deps: d} })),
+		cluster.NewKind(KindUser, actor.PropsFromProducer(func() actor.Actor { return &User{deps: d} },
+			actor.WithDispatcher(mailboxes))),
+		cluster.NewKind(KindConversation, actor.PropsFromProducer(func() actor.Actor { return &Conversation{deps: d} },
+			actor.WithDispatcher(mailboxes))),
 	}
 }
 
