@@ -104,13 +104,10 @@ func (c *Conversation) retryLater(ctx actor.Context) {
 	time.AfterFunc(retryFanout, func() { root.Send(self, &fanoutRetry{}) })
 }
 
+// allDelivered counts afresh whether every member has every committed message.
 func (c *Conversation) allDelivered() bool {
-	for _, m := range c.members {
-		if c.delivered[m] < c.committed {
-			return false
-		}
-	}
-	return true
+	c.count()
+	return c.behind == 0
 }
 
 // count recomputes, in one pass over the members, how many lack messages, and trims

@@ -38,7 +38,7 @@ func (s *Store) AppendConversation(ctx context.Context, a persistence.Conversati
 		ts, payloads, kinds = append(ts, e.Ts), append(payloads, p), append(kinds, int16(e.Kind))
 	}
 	stream := persistence.ConversationStream(a.Conversation)
-	w := &convWrite{conv: a.Conversation, stream: stream, expected: int64(a.Expected), ids: ids, ts: ts,
+	w := &convWrite{conv: a.Conversation, expected: int64(a.Expected), ids: ids, ts: ts,
 		senders: senders, clients: clients, payloads: payloads, kinds: kinds}
 	if err := s.committer.submit(ctx, op{kind: kindConversation, key: stream, arg: w}); err != nil {
 		return persistence.ConversationAppended{}, err
@@ -64,7 +64,7 @@ func (s *Store) AppendUser(ctx context.Context, a persistence.UserAppend) (persi
 		byID[m.MessageId] = m
 	}
 	stream := persistence.UserStream(a.User)
-	w := &userWrite{user: a.User, stream: stream, expected: int64(a.Expected), ids: ids, convs: convs, payloads: payloads}
+	w := &userWrite{user: a.User, expected: int64(a.Expected), ids: ids, convs: convs, payloads: payloads}
 	if err := s.committer.submit(ctx, op{kind: kindUser, key: stream, arg: w}); err != nil {
 		return persistence.UserAppended{}, err
 	}

@@ -109,15 +109,16 @@ SELECT o.op, ok.version,
 FROM ops o LEFT JOIN ok ON ok.op = o.op LEFT JOIN ins i ON i.user_id = o.user_id
 GROUP BY o.op, ok.version`
 
-// convWrite is one conversation append: its rows in, the outcome out.
+// convWrite is one conversation append: its rows in, the outcome out. Its stream
+// is the op's key.
 type convWrite struct {
-	conv, stream string
-	expected     int64
-	ids, ts      []int64
-	senders      []string
-	clients      []string
-	payloads     [][]byte
-	kinds        []int16
+	conv     string
+	expected int64
+	ids, ts  []int64
+	senders  []string
+	clients  []string
+	payloads [][]byte
+	kinds    []int16
 
 	version  *int64  // nil: the stream was past expected
 	inserted []int64 // ids written
@@ -130,7 +131,7 @@ func queueConversations(b *pgx.Batch, ops []op) {
 	var kinds []int16
 	for i, o := range ops {
 		w := o.arg.(*convWrite)
-		convs, streams, expected = append(convs, w.conv), append(streams, w.stream), append(expected, w.expected)
+		convs, streams, expected = append(convs, w.conv), append(streams, o.key), append(expected, w.expected)
 		for range w.ids {
 			rowOps = append(rowOps, int64(i+1))
 		}
@@ -148,13 +149,14 @@ func queueConversations(b *pgx.Batch, ops []op) {
 		})
 }
 
-// userWrite is one sync-queue append: its entries in, the outcome out.
+// userWrite is one sync-queue append: its entries in, the outcome out. Its stream
+// is the op's key.
 type userWrite struct {
-	user, stream string
-	expected     int64
-	ids          []int64
-	convs        []string
-	payloads     [][]byte
+	user     string
+	expected int64
+	ids      []int64
+	convs    []string
+	payloads [][]byte
 
 	version       *int64 // nil: the queue was past expected
 	seqs, written []int64
@@ -166,7 +168,7 @@ func queueUsers(b *pgx.Batch, ops []op) {
 	var payloads [][]byte
 	for i, o := range ops {
 		w := o.arg.(*userWrite)
-		users, streams, expected = append(users, w.user), append(streams, w.stream), append(expected, w.expected)
+		users, streams, expected = append(users, w.user), append(streams, o.key), append(expected, w.expected)
 		for range w.ids {
 			rowOps = append(rowOps, int64(i+1))
 		}
