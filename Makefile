@@ -78,7 +78,7 @@ bench: ## Go benchmarks and a short load scenario against a throwaway durable Po
 	status=0; \
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... 2>&1 | tee -a "$$out" || status=$$?; \
 	printf '```\n' | tee -a "$$out"; \
-	DATABASE_URL=$$PARLEY_TEST_DATABASE_URL scripts/bench-load.sh "$$out" || status=$$?; \
+	DATABASE_URL=$$PARLEY_TEST_DATABASE_URL BENCH_OUT=$$out scripts/bench-scale.sh quick || status=$$?; \
 	echo "bench: wrote $$out" >&2; \
 	exit $$status
 

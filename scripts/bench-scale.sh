@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [ceilings|idle|cluster|dm|group|storm|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|group|storm|all]...
 #
-# The heavy benchmarks of docs/BENCHMARKS.md, one command each; they take minutes
-# and most of the machine, so `make bench` runs only a short scenario (bench-load.sh).
-# They use their own durable PostgreSQL (default settings) in .pgdata/bench on port
-# 55434, nodes started by scripts/cluster.sh (automanaged provider, loopback) and
-# cmd/loadgen, and append their Markdown to bench/results/DATE-scale.md.
+# The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
+# scripts/cluster.sh (automanaged provider, loopback) and cmd/loadgen, against
+# $DATABASE_URL if set, else their own durable PostgreSQL (default settings) in
+# .pgdata/bench on port 55434, and append their Markdown to $BENCH_OUT (default
+# bench/results/DATE-scale.md).
 #
+#   quick     the short scenario of `make bench` (about a minute): Postgres's ceiling,
+#             1:1 at 1,000 msgs/s over 200 connections, a 200-member group at 100 posts/s
 #   ceilings  Postgres's insert ceiling on our table shape (COPY, 1000-row INSERT) and a
 #             bare gobwas/ws echo server's frame rate and idle memory
 #   idle      one node holding 5k, 10k and 19k idle connections (fresh node each)
@@ -34,7 +36,7 @@ setup() {
 	# lets one sender post hundreds of messages/s, and quiet logs.
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
 		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' cluster.yaml >"$PARLEY_CONFIG"
-	DATABASE_URL=$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")
+	DATABASE_URL=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
 	export DATABASE_URL
 	[[ -s $OUT ]] || printf '# Scale benchmarks %s: %s, %s CPUs, %s GiB, %s\n' "$(date +%F)" "$(uname -m)" \
 		"$(nproc)" "$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1048576))" "$(go version)" >"$OUT"
@@ -57,6 +59,15 @@ loadgen() { # args...: one run, its Markdown appended to OUT
 	cat "$md" >>"$OUT"
 	cat "$md"
 	rm -f "$md"
+}
+
+quick() {
+	section "Load: Postgres ceiling, then one node under cmd/loadgen"
+	"$BIN/pgceiling" -db "$DATABASE_URL" -method both -writers 4 -duration 5s | tee -a "$OUT"
+	local url
+	url=$(nodes 1)
+	loadgen -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
+	loadgen -url "$url" -scenario group -groups 1 -members 200 -rate 100 -duration 5s -register-par 64
 }
 
 ceilings() {
@@ -110,9 +121,9 @@ setup
 (($# > 0)) || set -- all
 for what in "$@"; do
 	case $what in
-	ceilings | idle | cluster | dm | group | storm) "$what" ;;
+	quick | ceilings | idle | cluster | dm | group | storm) "$what" ;;
 	all) ceilings; idle; cluster; dm; group; storm ;;
-	*) echo "usage: $0 [ceilings|idle|cluster|dm|group|storm|all]..." >&2; exit 2 ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|group|storm|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2
