@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -47,4 +48,20 @@ func TestResendAfterUnavailable(t *testing.T) {
 	c.handle(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{
 		Id: "not-ours", Code: "unavailable"}}})
 	require.Equal(t, uint64(2), w.errFrames.Load(), "an id loadgen did not send is not repeated")
+}
+
+// A connect that fails is tried dialTries times in all, then counts as a setup error.
+func TestConnectRetriesThenGivesUp(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there now: every dial is refused
+	w, err := newWorker(WorkerConfig{Scenario: ScenarioIdle, Conns: 1, Encoding: "json", RunID: "r2",
+		URLs: []string{"http://" + addr}, DialPar: 1})
+	require.NoError(t, err)
+	w.tokens = []string{"token"}
+	up := w.connect(context.Background(), []int{0}, nil)
+	require.Zero(t, up)
+	require.Equal(t, int64(1), w.setupErrors.Load())
+	require.Equal(t, int64(dialTries-1), w.dialRetries.Load())
 }
