@@ -78,6 +78,7 @@ type Connection struct {
 	device   string
 	cursor   uint64 // the device's stored cursor, as far as this connection knows
 	lastSent uint64 // highest seq written to this socket
+	synced   bool   // a sync has been answered: a sync without after continues after lastSent
 	live     bool
 	closed   bool
 	grain    *actor.PID // the user grain activation this connection is attached to
@@ -264,12 +265,17 @@ func (c *Connection) post(ctx actor.Context, conv string, req *parleypb.PostRequ
 	})
 }
 
-// sync replays the queue after the cursor (or after), then answers synced. Reaching
-// the end makes the connection live.
+// sync replays the queue after after, then answers synced. Without after it
+// continues where this connection's last answer ended, or, on a connection that has
+// not synced yet, after the device's cursor. Reaching the end makes the connection
+// live.
 func (c *Connection) sync(s *parleypb.Sync) {
 	after := c.cursor
-	if s.After != nil {
+	switch {
+	case s.After != nil:
 		after = *s.After
+	case c.synced:
+		after = c.lastSent
 	}
 	limit := c.deps.Settings.SyncBatch
 	if s.Limit > 0 && int(s.Limit) < limit {
@@ -296,7 +302,7 @@ func (c *Connection) sync(s *parleypb.Sync) {
 		c.writeMessage(m)
 		upTo = m.Seq
 	}
-	c.lastSent = upTo
+	c.lastSent, c.synced = upTo, true
 	c.live = !more
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Synced{Synced: &parleypb.Synced{UpTo: upTo, More: more}}})
 }

@@ -146,10 +146,16 @@ func (r *reader) waitFor(t *testing.T, d time.Duration, what string, cond func(r
 // syncNow sends sync and waits for its synced answer.
 func syncNow(t *testing.T, c *client.Conn, r *reader, after *uint64) *parleypb.Synced {
 	t.Helper()
+	return syncNowFrame(t, c, r, &parleypb.Sync{After: after})
+}
+
+// syncNowFrame sends s and waits for its synced answer.
+func syncNowFrame(t *testing.T, c *client.Conn, r *reader, s *parleypb.Sync) *parleypb.Synced {
+	t.Helper()
 	r.mu.Lock()
 	before := len(r.synced)
 	r.mu.Unlock()
-	require.NoError(t, c.Write(syncFrame(after)))
+	require.NoError(t, c.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: s}}))
 	r.waitFor(t, 30*time.Second, "synced", func(r *reader) bool { return len(r.synced) > before })
 	r.mu.Lock()
 	defer r.mu.Unlock()
