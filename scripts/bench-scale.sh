@@ -2,7 +2,7 @@
 # scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|group|storm|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
-# scripts/cluster.sh (automanaged provider, loopback) and cmd/loadgen, against
+# scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
 # $DATABASE_URL if set, else their own durable PostgreSQL (default settings) in
 # .pgdata/bench on port 55434, and append their Markdown to $BENCH_OUT (default
 # bench/results/DATE-scale.md).
@@ -30,8 +30,8 @@ setup() {
 	scripts/deps.sh
 	mkdir -p "$BIN" "$(dirname "$OUT")"
 	go build -o "$BIN/node" ./cmd/node
-	go build -o "$BIN/loadgen" ./cmd/loadgen
-	go build -o "$BIN/pgceiling" ./cmd/pgceiling
+	go build -o "$BIN/loadgen" ./bench/cmd/loadgen
+	go build -o "$BIN/pgceiling" ./bench/cmd/pgceiling
 	# Cheap password hashes (the runs register thousands of users), a frame rate that
 	# lets one sender post hundreds of messages/s, and quiet logs.
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
@@ -62,7 +62,7 @@ loadgen() { # args...: one run, its Markdown appended to OUT
 }
 
 quick() {
-	section "Load: Postgres ceiling, then one node under cmd/loadgen"
+	section "Load: Postgres ceiling, then one node under bench/cmd/loadgen"
 	"$BIN/pgceiling" -db "$DATABASE_URL" -method both -writers 4 -duration 5s | tee -a "$OUT"
 	local url
 	url=$(nodes 1)
@@ -72,7 +72,7 @@ quick() {
 
 ceilings() {
 	section "Ceilings: Postgres insert rate on our table shape, bare gobwas/ws echo"
-	go build -o "$BIN/wsecho" ./cmd/wsecho
+	go build -o "$BIN/wsecho" ./bench/cmd/wsecho
 	"$BIN/pgceiling" -db "$DATABASE_URL" -method both -writers 4 -duration 10s | tee -a "$OUT"
 	"$BIN/wsecho" -echo -conns 100 -window 8 -size 64 -duration 10s | tee -a "$OUT"
 	for n in 5000 19000; do "$BIN/wsecho" -idle -conns "$n" | tee -a "$OUT"; done

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/parleychat/parley/internal/loadgen"
+	"github.com/parleychat/parley/bench/internal/loadgen"
 )
 
 // drainTimeout bounds how long the frames still in flight at the end of the

@@ -1,7 +1,7 @@
 // Command loadgen drives Parley nodes on loopback with authenticated WebSocket
 // clients and reports setup rate, latencies, throughput, losses, errors and the
 // nodes' RSS and CPU, as a live progress line, a Markdown table and JSON. The
-// logic is in internal/loadgen; run it with -h for the scenarios.
+// logic is in bench/internal/loadgen; run it with -h for the scenarios.
 package main
 
 import (
@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/parleychat/parley/internal/loadgen"
+	"github.com/parleychat/parley/bench/internal/loadgen"
 )
 
 const usage = `loadgen drives Parley nodes on loopback (only) and measures them.

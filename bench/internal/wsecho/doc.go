@@ -1,7 +1,7 @@
 // Package wsecho is the "bare gobwas/ws server" reference that Parley's benchmarks
 // compare against: the simplest idiomatic echo server on github.com/gobwas/ws, and a
 // driver that measures its raw frame echo rate and its process memory per idle
-// connection the way internal/loadgen measures a Parley node.
+// connection the way bench/internal/loadgen measures a Parley node.
 //
 // # The server
 //

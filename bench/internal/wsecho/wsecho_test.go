@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// binDir holds cmd/wsecho, built once by mustBin for the tests that run it as a
+// binDir holds bench/cmd/wsecho, built once by mustBin for the tests that run it as a
 // process (so that `go test -bench` alone builds nothing).
 var (
 	binDir    string
@@ -38,14 +38,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// mustBin returns the path of cmd/wsecho, built with `go build`.
+// mustBin returns the path of bench/cmd/wsecho, built with `go build`.
 func mustBin(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(binDir, "wsecho")
 	buildOnce.Do(func() {
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/parleychat/parley/cmd/wsecho").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/parleychat/parley/bench/cmd/wsecho").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("building cmd/wsecho: %v\n%s", err, out)
+			buildErr = fmt.Errorf("building bench/cmd/wsecho: %v\n%s", err, out)
 		}
 	})
 	require.NoError(t, buildErr)

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/parleychat/parley/internal/loadgen"
+	"github.com/parleychat/parley/bench/internal/loadgen"
 )
 
 // Mode is what the driver does with the connections once they are up.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parleychat/parley/internal/loadgen"
+	"github.com/parleychat/parley/bench/internal/loadgen"
 )
 
 // Result is what one Run measured.

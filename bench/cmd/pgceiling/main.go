@@ -2,7 +2,7 @@
 // like Parley's conversation_events, with COPY and with batched INSERTs, and
 // prints a Markdown table. It connects only to the database it is given, where
 // it creates a scratch schema and drops it before exiting. The logic is in
-// internal/pgceiling.
+// bench/internal/pgceiling.
 //
 //	pgceiling -db postgres://postgres@127.0.0.1:5432/bench -method both -writers 4 -duration 10s [-rows 1000 -payload 160 -json r.json]
 package main
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/parleychat/parley/internal/pgceiling"
+	"github.com/parleychat/parley/bench/internal/pgceiling"
 )
 
 func main() {

@@ -1,7 +1,7 @@
 // Package loadgen drives Parley nodes on loopback with authenticated WebSocket
 // clients and measures them: connection setup rate, send-to-sent and
 // send-to-delivery latency, deliveries/s, losses and errors, catch-up after a
-// reconnect storm, and the nodes' RSS and CPU. cmd/loadgen is its command.
+// reconnect storm, and the nodes' RSS and CPU. bench/cmd/loadgen is its command.
 //
 // Run splits the clients over workers (in this process, or child processes
 // when there are more than one) that each hold at most MaxConnsPerProc sockets.

@@ -1,5 +1,5 @@
 // Command wsecho is the bare gobwas/ws reference server for Parley's benchmarks,
-// and the driver that measures it on loopback. The logic is in internal/wsecho.
+// and the driver that measures it on loopback. The logic is in bench/internal/wsecho.
 //
 //	wsecho -serve 127.0.0.1:9000 [-life 30m]
 //	wsecho -idle -conns 5000 [-hold 10s] [-src-ips 8] [-json r.json]
@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/parleychat/parley/internal/wsecho"
+	"github.com/parleychat/parley/bench/internal/wsecho"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/parleychat/parley/internal/loadgen"
+	"github.com/parleychat/parley/bench/internal/loadgen"
 )
 
 // handshakeTimeout bounds the WebSocket upgrade of one connection.

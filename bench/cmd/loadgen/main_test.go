@@ -11,9 +11,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleychat/parley/bench/internal/loadgen"
 	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/auth"
-	"github.com/parleychat/parley/internal/loadgen"
 	"github.com/parleychat/parley/internal/testenv"
 )
 
