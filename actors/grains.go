@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/proto/parleypb"
 )
@@ -68,6 +69,7 @@ type Deps struct {
 	Settings Settings
 	Grains   *Registry
 	Topology *Topology
+	Metrics  *metrics.Metrics // may be nil
 }
 
 // Kinds returns the grain kinds to register with the cluster. d.Cluster may be set
@@ -119,6 +121,19 @@ func (r *Registry) Snapshot() map[string]time.Time {
 		out[k] = a.at
 	}
 	return out
+}
+
+// Count is the number of active grains of a kind.
+func (r *Registry) Count(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k := range r.active {
+		if len(k) > len(kind) && k[len(kind)] == '/' && k[:len(kind)] == kind {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *Registry) pids() map[string]*actor.PID {

@@ -21,6 +21,7 @@ import (
 	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 
+	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/internal/wire"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	MaxFrameBytes int
 	FrameRate     float64
 	FrameBurst    int
+	Metrics       *metrics.Metrics // may be nil
 }
 
 // Identity is an authenticated client.
@@ -121,6 +123,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	s.mu.Lock()
 	s.sockets[sock.fd] = sock
 	s.mu.Unlock()
+	s.cfg.Metrics.Connected(1)
 	if len(sock.prefix) > 0 && !sock.readable() {
 		return
 	}
@@ -181,11 +184,15 @@ func (s *Server) arm(sock *Socket, ctl func(fd int, tag int32) error) error {
 // closed, so a reused fd never reaches the old socket).
 func (s *Server) forget(sock *Socket) {
 	s.mu.Lock()
-	if s.sockets[sock.fd] == sock {
+	gone := s.sockets[sock.fd] == sock
+	if gone {
 		delete(s.sockets, sock.fd)
 		s.poll.remove(sock.fd)
 	}
 	s.mu.Unlock()
+	if gone {
+		s.cfg.Metrics.Connected(-1)
+	}
 }
 
 // Count is the number of open sockets.

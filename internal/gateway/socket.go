@@ -69,6 +69,7 @@ func (s *Socket) Write(f *parleypb.ServerFrame) error {
 		go s.Close(CloseNone, "")
 		return err
 	}
+	s.srv.cfg.Metrics.FrameOut(wire.ServerTypeOf(f))
 	return nil
 }
 
@@ -295,15 +296,18 @@ func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
 		want = ws.OpBinary
 	}
 	if op != want {
+		s.srv.cfg.Metrics.FrameIn("bad")
 		s.handler.BadFrame(&wire.FrameError{Code: "bad_request",
 			Message: fmt.Sprintf("%s frames are expected with encoding=%s", opName(want), s.enc)})
 		return nil
 	}
 	f, err := wire.DecodeClient(s.enc, msg)
 	if err != nil {
+		s.srv.cfg.Metrics.FrameIn("bad")
 		s.handler.BadFrame(err)
 		return nil
 	}
+	s.srv.cfg.Metrics.FrameIn(wire.TypeOf(f))
 	s.handler.Frame(f)
 	return nil
 }

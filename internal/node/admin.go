@@ -9,13 +9,18 @@ import (
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/internal/api"
+	"github.com/parleychat/parley/internal/metrics"
 )
 
 // adminMux serves the admin endpoint: the grains active on this node, the cluster's
-// members, and Go's profiles under /debug/pprof/ (heap, goroutine, CPU profile, ...).
-// With a token set, every call needs it as a bearer token.
-func adminMux(token string, deps *actors.Deps) http.Handler {
+// members, the node's metrics in Prometheus text format (GET /metrics), and Go's
+// profiles under /debug/pprof/ (heap, goroutine, CPU profile, ...). With a token set,
+// every call needs it as a bearer token.
+func adminMux(token string, deps *actors.Deps, m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
 	mux.HandleFunc("GET /admin/grains", func(w http.ResponseWriter, _ *http.Request) {
 		type grain struct {
 			ID          string    `json:"id"`

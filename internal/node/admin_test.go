@@ -21,7 +21,7 @@ func TestAdminProfiles(t *testing.T) {
 		return w.Code, string(body)
 	}
 
-	guarded := adminMux("s3cret", nil)
+	guarded := adminMux("s3cret", nil, nil)
 	if code, _ := get(guarded, "/debug/pprof/heap", ""); code != http.StatusUnauthorized {
 		t.Fatalf("heap profile without the admin token: %d, want 401", code)
 	}
@@ -30,7 +30,7 @@ func TestAdminProfiles(t *testing.T) {
 		t.Fatalf("heap profile with the token: %d, %.20q; want 200 and a gzipped profile", code, body)
 	}
 
-	open := adminMux("", nil)
+	open := adminMux("", nil, nil)
 	code, body = get(open, "/debug/pprof/goroutine?debug=1", "")
 	if code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
 		t.Fatalf("goroutine profile: %d, %.60q", code, body)

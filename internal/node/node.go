@@ -27,6 +27,7 @@ import (
 	"github.com/parleychat/parley/internal/config"
 	"github.com/parleychat/parley/internal/gateway"
 	"github.com/parleychat/parley/internal/membership"
+	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/persistence/postgres"
 	"github.com/parleychat/parley/proto/parleypb"
 )
@@ -39,7 +40,8 @@ const FaultHoldFanout = "PARLEY_FAULT_HOLD_FANOUT"
 // with 1001 after flushing, leave the cluster, release the node id (keeping its
 // reserved floor), flush the store's pending writes and close it.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	store, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{
+	met := metrics.New()
+	store, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{Metrics: met,
 		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax})
 	if err != nil {
 		return err
@@ -59,7 +61,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(),
+	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
 		Settings: actors.Settings{
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			SnapshotEvery: cfg.Grains.SnapshotEvery, MaxTextBytes: cfg.Limits.MaxTextBytes,
@@ -67,6 +69,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
 			HoldFanout:      os.Getenv(FaultHoldFanout) == "1",
 		}}
+	for _, kind := range []string{actors.KindUser, actors.KindConversation} {
+		met.GaugeFunc("parley_grains_active", "Grains active on this node, by kind.", map[string]string{"kind": kind},
+			func() float64 { return float64(deps.Grains.Count(kind)) })
+	}
 	m, err := membership.New(cfg.Cluster, log)
 	if err != nil {
 		return err
@@ -81,6 +87,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	gw, err := gateway.New(gateway.Config{
 		Workers: cfg.Gateway.Workers, ReadTimeout: cfg.Gateway.ReadTimeout, WriteTimeout: cfg.Gateway.WriteTimeout,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes, FrameRate: cfg.Limits.FrameRate, FrameBurst: cfg.Limits.FrameBurst,
+		Metrics: met,
 	}, log, authenticator(signer), func(s *gateway.Socket, id gateway.Identity) gateway.Handler {
 		return actors.SpawnConnection(deps, s, id.User, id.Device)
 	})
@@ -100,7 +107,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	servers := []*http.Server{{Addr: cfg.Listen.HTTP, Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	if cfg.Listen.Admin != "" {
-		servers = append(servers, &http.Server{Addr: cfg.Listen.Admin, Handler: adminMux(cfg.Admin.Token, deps),
+		servers = append(servers, &http.Server{Addr: cfg.Listen.Admin, Handler: adminMux(cfg.Admin.Token, deps, met),
 			ReadHeaderTimeout: 10 * time.Second})
 	}
 	errc := make(chan error, len(servers))

@@ -12,7 +12,7 @@ import (
 func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
 	b := make([]byte, 0, 64+serverSize(f))
 	b = append(b, `{"type":`...)
-	b = appendString(b, serverType(f))
+	b = appendString(b, ServerTypeOf(f))
 	switch x := f.GetBody().(type) {
 	case *parleypb.ServerFrame_Sent:
 		s := x.Sent
@@ -96,7 +96,9 @@ func appendHistory(b []byte, h *parleypb.History) []byte {
 	return appendBool(b, "more", h.GetMore())
 }
 
-func serverType(f *parleypb.ServerFrame) string {
+// ServerTypeOf returns the PROTOCOL.md type of a server frame ("sent", "message",
+// ...), or "" for a frame without a body.
+func ServerTypeOf(f *parleypb.ServerFrame) string {
 	switch f.GetBody().(type) {
 	case *parleypb.ServerFrame_Sent:
 		return "sent"

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parleychat/parley/internal/metrics"
 )
 
 // An opKind names one kind of write. A commit writes all its ops of one kind with a
@@ -47,6 +49,7 @@ type op struct {
 // kind of write, whatever the number of streams. Under load a commit carries many
 // grains' appends; when idle an op commits at once (or after delay, when set).
 type committer struct {
+	met   *metrics.Metrics
 	pool  *pgxpool.Pool
 	ops   chan op
 	max   int
@@ -56,7 +59,7 @@ type committer struct {
 }
 
 func startCommitter(pool *pgxpool.Pool, o Options) *committer {
-	c := &committer{pool: pool, ops: make(chan op, 4096), max: o.BatchMax, delay: o.BatchDelay}
+	c := &committer{met: o.Metrics, pool: pool, ops: make(chan op, 4096), max: o.BatchMax, delay: o.BatchDelay}
 	if c.max <= 0 {
 		c.max = 512
 	}
@@ -144,10 +147,13 @@ func (c *committer) gather(batch []op) []op {
 // implicit transaction (all or nothing): one round trip, where BEGIN, the batch and
 // COMMIT took three, and no row lock is held while the server waits for this
 // process to be scheduled and send COMMIT.
-func (c *committer) commit(ops []op) error {
+func (c *committer) commit(ops []op) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.pool.SendBatch(ctx, plan(ops)).Close(); err != nil {
+	start := time.Now()
+	b, rows := plan(ops)
+	defer func() { c.met.Commit(time.Since(start), len(ops), rows, err) }()
+	if err := c.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("committing: %w", mapErr(err))
 	}
 	return nil
@@ -158,7 +164,7 @@ func (c *committer) commit(ops []op) error {
 // (kind, key): a second append to the same stream (two activations of one grain, or
 // an append and an outbox clear racing) goes to the next round, which runs after the
 // first, as if the two had been committed one after the other.
-func plan(ops []op) *pgx.Batch {
+func plan(ops []op) (*pgx.Batch, int) {
 	slices.SortStableFunc(ops, func(a, b op) int {
 		return cmp.Or(cmp.Compare(a.kind, b.kind), strings.Compare(a.key, b.key))
 	})
@@ -173,17 +179,18 @@ func plan(ops []op) *pgx.Batch {
 		slices.Sort(locked)
 		b.Queue(`SELECT 1 FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`, slices.Compact(locked))
 	}
+	rows := 0
 	for _, round := range rounds(ops) {
 		for start := 0; start < len(round); {
 			end := start + 1
 			for end < len(round) && round[end].kind == round[start].kind {
 				end++
 			}
-			writers[round[start].kind](b, round[start:end])
+			rows += writers[round[start].kind](b, round[start:end])
 			start = end
 		}
 	}
-	return b
+	return b, rows
 }
 
 // rounds splits ops sorted by (kind, key) into rounds in which each (kind, key)

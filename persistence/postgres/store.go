@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/persistence"
 )
 
@@ -28,10 +29,11 @@ var migrations embed.FS
 
 // Options tune a Store. Zero values take the defaults noted.
 type Options struct {
-	MaxConns   int32         // pool size; zero means 16
-	BatchDelay time.Duration // how long a commit waits for more appends; zero means none
-	BatchMax   int           // appends per commit at most; zero means 512
-	Committers int           // transactions in flight at once; zero means 4
+	MaxConns   int32            // pool size; zero means 16
+	BatchDelay time.Duration    // how long a commit waits for more appends; zero means none
+	BatchMax   int              // appends per commit at most; zero means 512
+	Committers int              // transactions in flight at once; zero means 4
+	Metrics    *metrics.Metrics // commit latency, sizes and failures; may be nil
 }
 
 // Store is the PostgreSQL store.

@@ -7,10 +7,10 @@ import (
 )
 
 // writers[k] queues the one statement that writes every op of kind k in a round of a
-// commit: distinct keys, in key order. Each statement takes arrays (one element per
+// commit (distinct keys, in key order) and returns the rows it gives it. Each statement takes arrays (one element per
 // op, and one per row for appends), so a commit costs a few statements whatever the
 // number of grains in it.
-var writers = [numKinds]func(b *pgx.Batch, ops []op){
+var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 	kindConversation: queueConversations,
 	kindUser:         queueUsers,
 	kindOutboxClear:  queueOutboxClears,
@@ -124,7 +124,7 @@ type convWrite struct {
 	inserted []int64 // ids written
 }
 
-func queueConversations(b *pgx.Batch, ops []op) {
+func queueConversations(b *pgx.Batch, ops []op) int {
 	var convs, streams, senders, clients []string
 	var expected, rowOps, ids, ts []int64
 	var payloads [][]byte
@@ -147,6 +147,7 @@ func queueConversations(b *pgx.Batch, ops []op) {
 				r = convWrite{} // pgx may scan the next row into what r still points to
 			})
 		})
+	return len(ids)
 }
 
 // userWrite is one sync-queue append: its entries in, the outcome out. Its stream
@@ -162,7 +163,7 @@ type userWrite struct {
 	seqs, written []int64
 }
 
-func queueUsers(b *pgx.Batch, ops []op) {
+func queueUsers(b *pgx.Batch, ops []op) int {
 	var users, streams, convs []string
 	var expected, rowOps, ids []int64
 	var payloads [][]byte
@@ -183,6 +184,7 @@ func queueUsers(b *pgx.Batch, ops []op) {
 				r = userWrite{}
 			})
 		})
+	return len(ids)
 }
 
 // scanPerOp reads result rows whose first column is an op's 1-based ordinal into
@@ -207,7 +209,7 @@ type outboxClear struct {
 	upTo int64
 }
 
-func queueOutboxClears(b *pgx.Batch, ops []op) {
+func queueOutboxClears(b *pgx.Batch, ops []op) int {
 	convs, upTo := make([]string, len(ops)), make([]int64, len(ops))
 	for i, o := range ops {
 		w := o.arg.(*outboxClear)
@@ -215,6 +217,7 @@ func queueOutboxClears(b *pgx.Batch, ops []op) {
 	}
 	b.Queue(`DELETE FROM outbox o USING unnest($1::text[], $2::bigint[]) AS c(conversation, up_to)
 		WHERE o.conversation = c.conversation AND o.last_message_id <= c.up_to`, convs, upTo)
+	return len(ops)
 }
 
 type cursorWrite struct {
@@ -222,7 +225,7 @@ type cursorWrite struct {
 	cursor       int64
 }
 
-func queueCursors(b *pgx.Batch, ops []op) {
+func queueCursors(b *pgx.Batch, ops []op) int {
 	users, devices, cursors := make([]string, len(ops)), make([]string, len(ops)), make([]int64, len(ops))
 	for i, o := range ops {
 		w := o.arg.(*cursorWrite)
@@ -232,6 +235,7 @@ func queueCursors(b *pgx.Batch, ops []op) {
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
 		ON CONFLICT (user_id, device_id) DO UPDATE
 		SET cursor = GREATEST(device_cursors.cursor, EXCLUDED.cursor)`, users, devices, cursors)
+	return len(ops)
 }
 
 type snapshotWrite struct {
@@ -240,7 +244,7 @@ type snapshotWrite struct {
 	state   []byte
 }
 
-func queueSnapshots(b *pgx.Batch, ops []op) {
+func queueSnapshots(b *pgx.Batch, ops []op) int {
 	streams, versions, states := make([]string, len(ops)), make([]int64, len(ops)), make([][]byte, len(ops))
 	for i, o := range ops {
 		w := o.arg.(*snapshotWrite)
@@ -250,4 +254,5 @@ func queueSnapshots(b *pgx.Batch, ops []op) {
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
 		ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
 		WHERE snapshots.version <= EXCLUDED.version`, streams, versions, states)
+	return len(ops)
 }
