@@ -38,9 +38,13 @@ func (w *worker) traffic(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// drained tells whether every send is answered and every delivery owed arrived.
+// drained tells whether every send is answered, every delivery owed arrived,
+// and every sender got its own messages back (the server pushes a message to
+// the sender's connections too: the result must not be taken before that push).
 func (w *worker) drained() bool {
-	return w.acked.Load()+w.errFrames.Load() >= w.sent.Load() && w.delivered.Load() >= w.expected.Load()
+	acked := w.acked.Load()
+	return acked+w.errFrames.Load() >= w.sent.Load() && w.delivered.Load() >= w.expected.Load() &&
+		w.echoes.Load() >= acked
 }
 
 // arm sets up the connected users that send: what they send to, how many
