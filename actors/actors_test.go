@@ -21,7 +21,6 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/actors"
@@ -42,6 +41,13 @@ type env struct {
 // fresh database with the users given.
 func startGrains(t testing.TB, idle time.Duration, users ...string) *env {
 	t.Helper()
+	return startCluster(t, 1, idle, users...)[0]
+}
+
+// startCluster runs n members in this process (one in-memory provider), sharing a
+// fresh database with the users given.
+func startCluster(t testing.TB, n int, idle time.Duration, users ...string) []*env {
+	t.Helper()
 	ctx := context.Background()
 	store, err := postgres.Open(ctx, testenv.DatabaseURL(t), postgres.Options{})
 	require.NoError(t, err)
@@ -49,73 +55,84 @@ func startGrains(t testing.TB, idle time.Duration, users ...string) *env {
 	for _, u := range users {
 		require.NoError(t, store.CreateUser(ctx, persistence.User{ID: u, DisplayName: u, PasswordHash: "x"}))
 	}
-	gen, err := ids.New(1)
-	require.NoError(t, err)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps := &actors.Deps{Store: store, IDs: gen, Log: log, Grains: actors.NewRegistry(), Settings: actors.Settings{
-		RequestTimeout: 5 * time.Second, IdleTimeout: idle, SnapshotEvery: 1000, MaxTextBytes: 4096,
-		SyncBatch: 500, HistoryMax: 100, HistoryDefault: 50, MaxGroupMembers: 500}}
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
-	c := cluster.New(system, cluster.Configure("t", test.NewTestProvider(test.NewInMemAgent()), disthash.New(),
-		remote.Configure("127.0.0.1", 0), cluster.WithKinds(actors.Kinds(deps)...)))
-	deps.Cluster = c
-	c.StartMember()
-	t.Cleanup(func() { c.Shutdown(true) })
-	return &env{deps: deps, store: store}
+	agent := test.NewInMemAgent()
+	envs := make([]*env, n)
+	for i := range envs {
+		gen, err := ids.New(int64(i + 1))
+		require.NoError(t, err)
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		deps := &actors.Deps{Store: store, IDs: gen, Log: log, Grains: actors.NewRegistry(), Settings: actors.Settings{
+			RequestTimeout: 5 * time.Second, IdleTimeout: idle, DedupeCache: 256, MaxTextBytes: 4096,
+			SyncBatch: 500, HistoryMax: 100, HistoryDefault: 50, MaxGroupMembers: 500}}
+		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+		c := cluster.New(system, cluster.Configure("t", test.NewTestProvider(agent), disthash.New(),
+			remote.Configure("127.0.0.1", 0), cluster.WithKinds(actors.Kinds(deps)...)))
+		deps.Cluster = c
+		deps.Topology = actors.NewTopology(c, deps.Grains)
+		c.StartMember()
+		t.Cleanup(func() { c.Shutdown(true) })
+		envs[i] = &env{deps: deps, store: store}
+	}
+	if n > 1 { // every member sees every other
+		testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			for _, e := range envs {
+				if got := len(e.deps.Topology.Members()); got != n {
+					return fmt.Errorf("a member sees %d members", got)
+				}
+			}
+			return nil
+		})
+	}
+	return envs
 }
 
 func (e *env) post(t *testing.T, from, to, clientID string) *parleypb.PostResponse {
 	t.Helper()
-	conv := convid.DirectID(from, to)
-	res, err := e.deps.Request(conv, actors.KindConversation,
-		&parleypb.PostRequest{Conversation: conv, From: from, To: to, ClientId: clientID, Text: "text " + clientID})
+	r, err := e.tryPost(from, to, clientID)
 	require.NoError(t, err)
-	r, ok := res.(*parleypb.PostResponse)
-	require.True(t, ok, "%T", res)
 	return r
 }
 
-// tryPost is post without failing the test on a transport error.
+// tryPost is post without failing the test.
 func (e *env) tryPost(from, to, clientID string) (*parleypb.PostResponse, error) {
 	conv := convid.DirectID(from, to)
-	res, err := e.deps.Request(conv, actors.KindConversation,
+	return actors.Call[*parleypb.PostResponse](e.deps, conv, actors.KindConversation,
 		&parleypb.PostRequest{Conversation: conv, From: from, To: to, ClientId: clientID, Text: "text " + clientID})
-	if err != nil {
-		return nil, err
-	}
-	r := res.(*parleypb.PostResponse)
-	if r.Error != nil {
-		return nil, fmt.Errorf("%v", r.Error)
-	}
-	return r, nil
 }
 
 func (e *env) queue(t *testing.T, user string) []*parleypb.Message {
 	t.Helper()
 	q, err := e.store.ReadQueue(context.Background(), user, 0, 1000)
 	require.NoError(t, err)
-	return q
+	return q.Entries
 }
 
-func TestPostCommitsThenFansOutInOrder(t *testing.T) {
+func (e *env) createGroup(t testing.TB, group string, users []string) {
+	t.Helper()
+	_, err := actors.Call[*parleypb.GroupResponse](e.deps, convid.GroupID(group), actors.KindConversation,
+		&parleypb.GroupRequest{Op: parleypb.GroupRequest_CREATE, Group: group, By: users[0], Name: group, Members: users[1:]})
+	require.NoError(t, err)
+}
+
+func (e *env) postGroup(group, from, clientID string) (*parleypb.PostResponse, error) {
+	return actors.Call[*parleypb.PostResponse](e.deps, convid.GroupID(group), actors.KindConversation,
+		&parleypb.PostRequest{Conversation: convid.GroupID(group), From: from, Group: group, ClientId: clientID, Text: "hi"})
+}
+
+// A post is answered only once it is committed, and the commit has put it into both
+// members' queues: no step after the answer is left to deliver it.
+func TestPostIsInEveryQueueWhenAnswered(t *testing.T) {
 	e := startGrains(t, time.Minute, "alice", "bob")
 	var last int64
 	for i := range 5 {
 		r := e.post(t, "alice", "bob", fmt.Sprint("c", i))
-		require.Nil(t, r.Error)
 		require.Greater(t, r.MessageId, last, "ids grow within the conversation")
 		last = r.MessageId
-	}
-	for _, u := range []string{"alice", "bob"} {
-		testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-			if q := e.queue(t, u); len(q) != 5 {
-				return fmt.Errorf("%s has %d entries", u, len(q))
-			}
-			return nil
-		})
-		for i, m := range e.queue(t, u) {
-			require.Equal(t, uint64(i+1), m.Seq)
-			require.Equal(t, fmt.Sprint("c", i), m.ClientId)
+		for _, u := range []string{"alice", "bob"} {
+			q := e.queue(t, u)
+			require.Len(t, q, i+1, "%s's queue right after the answer", u)
+			require.Equal(t, r.MessageId, q[i].MessageId)
+			require.Equal(t, uint64(i+1), q[i].Seq)
 		}
 	}
 }
@@ -128,31 +145,31 @@ func TestConcurrentRepeatsGiveOneMessage(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i] = e.post(t, "alice", "bob", "same").MessageId
+			r, err := e.tryPost("alice", "bob", "same")
+			if err == nil {
+				got[i] = r.MessageId
+			}
 		}()
 	}
 	wg.Wait()
 	for _, id := range got {
 		require.Equal(t, got[0], id)
 	}
-	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if q := e.queue(t, "bob"); len(q) != 1 {
-			return fmt.Errorf("bob has %d entries", len(q))
-		}
-		return nil
-	})
+	require.Len(t, e.queue(t, "bob"), 1)
 }
 
 func TestPostRefusals(t *testing.T) {
 	e := startGrains(t, time.Minute, "alice", "bob")
-	r := e.post(t, "alice", "ghost", "x")
-	require.Equal(t, parleypb.ErrorReason_NOT_FOUND, r.Error.GetReason())
+	_, err := e.tryPost("alice", "ghost", "x")
+	require.Equal(t, parleypb.ErrorReason_NOT_FOUND, parleypb.ReasonOf(err), "%v", err)
 
 	conv := convid.DirectID("alice", "bob")
-	res, err := e.deps.Request(conv, actors.KindConversation,
+	_, err = actors.Call[*parleypb.PostResponse](e.deps, conv, actors.KindConversation,
 		&parleypb.PostRequest{Conversation: conv, From: "carol", To: "bob", ClientId: "x", Text: "hi"})
-	require.NoError(t, err)
-	require.Equal(t, parleypb.ErrorReason_FORBIDDEN, res.(*parleypb.PostResponse).Error.GetReason())
+	require.Equal(t, parleypb.ErrorReason_FORBIDDEN, parleypb.ReasonOf(err), "%v", err)
+	_, err = actors.Call[*parleypb.PostResponse](e.deps, conv, actors.KindConversation,
+		&parleypb.PostRequest{Conversation: conv, From: "alice", To: "bob", ClientId: "", Text: "hi"})
+	require.Equal(t, parleypb.ErrorReason_BAD_REQUEST, parleypb.ReasonOf(err), "%v", err)
 }
 
 // A second activation (simulated by a direct append that moves the stream) makes the
@@ -162,22 +179,19 @@ func TestStaleActivationCannotWrite(t *testing.T) {
 	e := startGrains(t, time.Minute, "alice", "bob")
 	conv := convid.DirectID("alice", "bob")
 	first := e.post(t, "alice", "bob", "first")
-	require.Nil(t, first.Error)
 
 	ctx := context.Background()
-	v, err := e.store.ConversationVersion(ctx, conv)
+	v, _, err := e.store.ConversationHead(ctx, conv)
 	require.NoError(t, err)
 	other := &parleypb.Message{MessageId: first.MessageId + 1000, Conversation: conv, From: "bob", To: "alice",
 		ClientId: "other", Text: "from the other activation", Ts: 1}
 	_, err = e.store.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: v,
-		Messages: []*parleypb.Message{other}})
+		Messages: []*parleypb.Message{other}, Recipients: []string{"alice", "bob"}})
 	require.NoError(t, err)
 
 	second := e.post(t, "alice", "bob", "second")
-	require.Nil(t, second.Error)
 	require.Greater(t, second.MessageId, other.MessageId, "the grain continues above the stream")
-	// Having met another writer, the grain stops; a repeat reaches the next activation
-	// (a request caught by the stopping one times out and is retried).
+	// Having met another writer, the grain stops; a repeat reaches the next activation.
 	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		again, err := e.tryPost("alice", "bob", "second")
 		if err == nil && again.MessageId != second.MessageId {
@@ -193,212 +207,173 @@ func TestStaleActivationCannotWrite(t *testing.T) {
 		clients = append(clients, m.ClientId)
 	}
 	require.Equal(t, []string{"first", "other", "second"}, clients)
+	q := e.queue(t, "bob")
+	require.Len(t, q, 3, "each message once in the queue, the other writer's included")
+	requireSeqs(t, q)
 }
 
-// An idle conversation passivates after a snapshot of its delivery progress; the
-// outbox is clear, and a new activation re-drives nothing.
-func TestPassivationKeepsDeliveryProgress(t *testing.T) {
+func requireSeqs(t *testing.T, q []*parleypb.Message) {
+	t.Helper()
+	for i, m := range q {
+		require.Equal(t, uint64(i+1), m.Seq)
+	}
+}
+
+// An idle conversation passivates; its next activation continues above what is
+// stored, and a repeat of an old client id is answered from the store.
+func TestPassivatedConversationContinues(t *testing.T) {
 	e := startGrains(t, 300*time.Millisecond, "alice", "bob")
 	conv := convid.DirectID("alice", "bob")
-	var last int64
+	var first, last *parleypb.PostResponse
 	for i := range 3 {
-		last = e.post(t, "alice", "bob", fmt.Sprint("c", i)).MessageId
+		last = e.post(t, "alice", "bob", fmt.Sprint("c", i))
+		if first == nil {
+			first = last
+		}
 	}
-	key := actors.KindConversation + "/" + conv
+	waitGone(t, e, actors.KindConversation+"/"+conv)
+	next := e.post(t, "alice", "bob", "c3")
+	require.Greater(t, next.MessageId, last.MessageId)
+	again := e.post(t, "alice", "bob", "c0")
+	require.Equal(t, first.MessageId, again.MessageId, "a repeat after passivation is the first message")
+	q := e.queue(t, "bob")
+	require.Len(t, q, 4)
+	requireSeqs(t, q)
+}
+
+func waitGone(t *testing.T, e *env, key string) {
+	t.Helper()
 	testenv.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if _, ok := e.deps.Grains.Snapshot()[key]; ok {
-			return fmt.Errorf("still active")
-		}
-		return nil
-	})
-	ctx := context.Background()
-	_, state, err := e.store.Snapshot(ctx, persistence.ConversationStream(conv))
-	require.NoError(t, err)
-	snap := &parleypb.ConversationSnapshot{}
-	require.NoError(t, protoUnmarshal(state, snap))
-	require.Equal(t, map[string]int64{"alice": last, "bob": last}, snap.Delivered)
-	pending, err := e.store.PendingOutbox(ctx, 0, 10)
-	require.NoError(t, err)
-	require.Empty(t, pending)
-
-	require.Nil(t, e.post(t, "alice", "bob", "c3").Error)
-	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if q := e.queue(t, "bob"); len(q) != 4 {
-			return fmt.Errorf("bob has %d entries", len(q))
+			return fmt.Errorf("%s still active", key)
 		}
 		return nil
 	})
 }
 
-// recorder is a stand-in connection actor that records deliveries.
+// recorder is a stand-in connection actor that records what its user grain pushes.
 type recorder struct {
 	mu   sync.Mutex
 	msgs []*parleypb.Message
+	seqs []uint64
 }
 
 func (r *recorder) Receive(ctx actor.Context) {
 	if d, ok := ctx.Message().(*parleypb.Deliver); ok {
 		r.mu.Lock()
-		r.msgs = append(r.msgs, d.Messages...)
+		for i, m := range d.Messages {
+			r.msgs = append(r.msgs, m)
+			r.seqs = append(r.seqs, d.FirstSeq+uint64(i))
+		}
 		r.mu.Unlock()
 	}
 }
 
-func TestUserGrainQueuesOnceAndPushes(t *testing.T) {
-	e := startGrains(t, time.Minute, "bob")
+func (r *recorder) waitSeqs(t *testing.T, want ...uint64) {
+	t.Helper()
+	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if fmt.Sprint(r.seqs) != fmt.Sprint(want) {
+			return fmt.Errorf("pushed seqs %v, want %v", r.seqs, want)
+		}
+		return nil
+	})
+}
+
+func (e *env) attach(t *testing.T, user string) (*recorder, *actor.PID) {
+	t.Helper()
 	rec := &recorder{}
-	root := e.deps.Cluster.ActorSystem.Root
-	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return rec }))
-	res, err := e.deps.Request("bob", actors.KindUser, &parleypb.AttachRequest{Conn: pid, DeviceId: "d1"})
+	pid := e.deps.Cluster.ActorSystem.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return rec }))
+	_, err := actors.Call[*parleypb.AttachResponse](e.deps, user, actors.KindUser,
+		&parleypb.AttachRequest{Conn: pid, DeviceId: "d1"})
 	require.NoError(t, err)
-	require.Equal(t, uint64(0), res.(*parleypb.AttachResponse).LastSeq)
-
-	msgs := []*parleypb.Message{
-		{MessageId: 10, Conversation: "dm:alice:bob", From: "alice", ClientId: "a"},
-		{MessageId: 11, Conversation: "dm:alice:bob", From: "alice", ClientId: "b"},
-	}
-	for range 3 { // repeated enqueues (re-driven fan-out) queue each message once
-		res, err = e.deps.Request("bob", actors.KindUser, &parleypb.EnqueueRequest{Conversation: "dm:alice:bob", Messages: msgs})
-		require.NoError(t, err)
-		require.Equal(t, int64(11), res.(*parleypb.EnqueueResponse).UpTo)
-	}
-	q := e.queue(t, "bob")
-	require.Len(t, q, 2)
-	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		if len(rec.msgs) != 2 || rec.msgs[0].Seq != 1 || rec.msgs[1].Seq != 2 {
-			return fmt.Errorf("pushed %v", rec.msgs)
-		}
-		return nil
-	})
-
-	// Acks move the device cursor forward only, and never past the queue.
-	root.Send(e.deps.Cluster.Get("bob", actors.KindUser), &parleypb.AckRequest{DeviceId: "d1", UpTo: 99})
-	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		c, err := e.store.Cursors(context.Background(), "bob")
-		if err == nil && c["d1"] != 2 {
-			err = fmt.Errorf("cursor %v", c)
-		}
-		return err
-	})
-	res, err = e.deps.Request("bob", actors.KindUser, &parleypb.StatusRequest{})
-	require.NoError(t, err)
-	require.Equal(t, "online", res.(*parleypb.StatusResponse).Status)
+	return rec, pid
 }
 
-// Without a snapshot, the outbox decides: no outbox row means every member has every
-// message, so a new activation re-drives nothing old.
-func TestActivationWithoutSnapshotTrustsOutbox(t *testing.T) {
+// The user grain relays what a commit pushes to the user's connections, with the
+// seqs the messages took in its queue; with none left it is offline since then.
+func TestUserGrainRelaysPushes(t *testing.T) {
 	e := startGrains(t, time.Minute, "alice", "bob")
-	ctx := context.Background()
-	conv := convid.DirectID("alice", "bob")
-	old := &parleypb.Message{MessageId: 5, Conversation: conv, From: "alice", To: "bob", ClientId: "old", Text: "x", Ts: 1}
-	_, err := e.store.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Messages: []*parleypb.Message{old}})
+	rec, pid := e.attach(t, "bob")
+	st, err := actors.Call[*parleypb.StatusResponse](e.deps, "bob", actors.KindUser, &parleypb.StatusRequest{})
 	require.NoError(t, err)
-	require.NoError(t, e.store.ClearOutbox(ctx, conv, 5))
-
-	require.Nil(t, e.post(t, "alice", "bob", "new").Error)
-	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if q := e.queue(t, "bob"); len(q) != 1 || q[0].ClientId != "new" {
-			return fmt.Errorf("bob's queue: %v", q)
-		}
-		return nil
-	})
-}
-
-// With an outbox row, a new activation re-drives what is pending, and clears the row.
-func TestActivationRedrivesPendingOutbox(t *testing.T) {
-	e := startGrains(t, time.Minute, "alice", "bob")
-	ctx := context.Background()
-	conv := convid.DirectID("alice", "bob")
-	old := &parleypb.Message{MessageId: 5, Conversation: conv, From: "alice", To: "bob", ClientId: "old", Text: "x", Ts: 1}
-	_, err := e.store.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Messages: []*parleypb.Message{old}})
-	require.NoError(t, err)
-
-	e.deps.Wake(conv)
-	for _, u := range []string{"alice", "bob"} {
-		testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-			if q := e.queue(t, u); len(q) != 1 {
-				return fmt.Errorf("%s's queue: %v", u, q)
-			}
-			return nil
-		})
+	require.Equal(t, "online", st.Status)
+	for i := range 3 {
+		e.post(t, "alice", "bob", fmt.Sprint("c", i))
 	}
-	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		pending, err := e.store.OutboxPending(ctx, conv)
-		if err == nil && pending {
-			err = fmt.Errorf("outbox row still there")
+	rec.waitSeqs(t, 1, 2, 3)
+
+	e.deps.Cluster.ActorSystem.Root.Send(e.deps.Cluster.Get("bob", actors.KindUser), &parleypb.DetachRequest{Conn: pid})
+	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		st, err := actors.Call[*parleypb.StatusResponse](e.deps, "bob", actors.KindUser, &parleypb.StatusRequest{})
+		if err == nil && (st.Status != "offline" || st.LastSeen == 0) {
+			err = fmt.Errorf("status %v", st)
 		}
 		return err
 	})
 }
 
-// The same for a user's queue: another writer's entries stay, the grain's own batch
-// follows them, and seq has no gap.
-func TestStaleUserActivationReloads(t *testing.T) {
-	e := startGrains(t, time.Minute, "bob")
-	enqueue := func(id int64) { // retried: after a conflict the grain stops (see above)
-		testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-			res, err := e.deps.Request("bob", actors.KindUser, &parleypb.EnqueueRequest{Conversation: "dm:alice:bob",
-				Messages: []*parleypb.Message{{MessageId: id, Conversation: "dm:alice:bob", From: "alice", ClientId: fmt.Sprint(id)}}})
-			if err == nil && res.(*parleypb.EnqueueResponse).Error != nil {
-				err = fmt.Errorf("%v", res.(*parleypb.EnqueueResponse).Error)
-			}
-			return err
-		})
+// A user grain that passivated and came back is a new activation: pushes from a
+// conversation on another node reach it, not the old activation's PID, which that
+// node had cached (it is evicted when the activation stops).
+func TestPushesReachTheNextActivation(t *testing.T) {
+	envs := startCluster(t, 2, 300*time.Millisecond, "alice")
+	a, b := envs[0], envs[1]
+	bob := "" // a user whose grain lives on b, whose conversation with alice lives on a
+	for i := 0; bob == ""; i++ {
+		u := fmt.Sprint("bob", i)
+		if !a.deps.Topology.Owns(actors.KindUser, u) && a.deps.Topology.Owns(actors.KindConversation, convid.DirectID("alice", u)) {
+			bob = u
+		}
 	}
-	enqueue(1)
-	_, err := e.store.AppendUser(context.Background(), persistence.UserAppend{User: "bob", Expected: 1,
-		Messages: []*parleypb.Message{{MessageId: 2, Conversation: "dm:carol:bob", From: "carol"}}})
-	require.NoError(t, err)
-	enqueue(3)
-	enqueue(2) // already queued by the other writer: skipped
-	q := e.queue(t, "bob")
-	require.Len(t, q, 3)
-	for i, m := range q {
-		require.Equal(t, uint64(i+1), m.Seq)
-	}
-	require.Equal(t, []int64{1, 2, 3}, []int64{q[0].MessageId, q[1].MessageId, q[2].MessageId})
+	require.NoError(t, a.store.CreateUser(context.Background(), persistence.User{ID: bob, DisplayName: bob, PasswordHash: "x"}))
+	_, pid := a.attach(t, bob)
+	a.post(t, "alice", bob, "c0") // the conversation grain, on a, resolves bob's grain, on b
+	a.deps.Cluster.ActorSystem.Root.Send(a.deps.Cluster.Get(bob, actors.KindUser), &parleypb.DetachRequest{Conn: pid})
+	waitGone(t, b, actors.KindUser+"/"+bob)
+
+	rec, _ := b.attach(t, bob) // the device comes back through b: a's cache is not refreshed by it
+	a.post(t, "alice", bob, "c1")
+	rec.waitSeqs(t, 2)
 }
 
-// A group's fan-out tracks which members still lack messages without rescanning the
-// group on every acknowledgement: once the last member has the last message, the
-// outbox row goes, with posts still arriving while earlier ones fan out.
-func TestGroupFanoutClearsOutbox(t *testing.T) {
+// In a group, every member's queue holds every message once the post is answered,
+// in one order for all, with posts arriving while earlier ones commit.
+func TestGroupPostsReachEveryQueue(t *testing.T) {
 	users := make([]string, 30)
 	for i := range users {
 		users[i] = fmt.Sprintf("g%02d", i)
 	}
 	e := startGrains(t, time.Minute, users...)
-	res, err := e.deps.Request("group:clear", actors.KindConversation, &parleypb.GroupRequest{
-		Op: parleypb.GroupRequest_CREATE, Group: "clear", By: users[0], Name: "clear", Members: users[1:]})
-	require.NoError(t, err)
-	require.Nil(t, res.(*parleypb.GroupResponse).Error)
+	const group = "abcdefghijklmnop"
+	e.createGroup(t, group, users)
 	var wg sync.WaitGroup
+	errs := make(chan error, 40)
 	for i := range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.deps.Request("group:clear", actors.KindConversation, &parleypb.PostRequest{
-				Conversation: "group:clear", From: users[i%len(users)], Group: "clear", ClientId: fmt.Sprint("p", i), Text: "hi"})
-			assert.NoError(t, err)
+			_, err := e.postGroup(group, users[i%len(users)], fmt.Sprint("p", i))
+			errs <- err
 		}()
 		if i%10 == 9 {
-			time.Sleep(20 * time.Millisecond) // later posts land mid fan-out
+			time.Sleep(20 * time.Millisecond) // later posts land while earlier ones commit
 		}
 	}
 	wg.Wait()
-	ctx := context.Background()
-	testenv.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		for _, u := range users {
-			if q := e.queue(t, u); len(q) != 40 {
-				return fmt.Errorf("%s has %d entries", u, len(q))
-			}
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	first := e.queue(t, users[0])
+	require.Len(t, first, 40)
+	for _, u := range users {
+		q := e.queue(t, u)
+		require.Len(t, q, 40, u)
+		requireSeqs(t, q)
+		for i := range q {
+			require.Equal(t, first[i].MessageId, q[i].MessageId, "%s: one order for every member", u)
 		}
-		if pending, err := e.store.OutboxPending(ctx, "group:clear"); err != nil || pending {
-			return fmt.Errorf("outbox row still there (%v)", err)
-		}
-		return nil
-	})
+	}
 }

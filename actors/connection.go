@@ -1,33 +1,27 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/proto/parleypb"
-)
-
-// Close codes of PROTOCOL.md and RFC 6455.
-const (
-	CloseGoingAway     = 1001 // server shutting down
-	ClosePolicy        = 1008 // abuse: rate limit
-	CloseTooBig        = 1009 // frame over the size limit
-	CloseInternalError = 1011 // the server cannot serve the connection
 )
 
 // Socket is the connection actor's view of its WebSocket (implemented by the
 // gateway): frame writes, serialized with the reader's control replies, and close.
 type Socket interface {
 	Write(f *parleypb.ServerFrame) error
+	// WriteMessage writes a message frame with seq, without changing m (one message
+	// may be written to many sockets at once).
+	WriteMessage(m *parleypb.Message, seq uint64) error
 	Close(code int, reason string)
 }
 
@@ -38,14 +32,19 @@ type Session struct {
 }
 
 type (
-	inbound      struct{ frame *parleypb.ClientFrame }
+	inbound struct {
+		frame   *parleypb.ClientFrame
+		decoded int64 // Unix ns
+	}
 	badFrame     struct{ err error }
 	socketClosed struct{}
 	shutdown     struct{}
 )
 
 // Frame hands a decoded client frame to the actor.
-func (s *Session) Frame(f *parleypb.ClientFrame) { s.root.Send(s.pid, &inbound{frame: f}) }
+func (s *Session) Frame(f *parleypb.ClientFrame) {
+	s.root.Send(s.pid, &inbound{frame: f, decoded: metrics.Now()})
+}
 
 // BadFrame hands a frame that failed to decode to the actor (it answers error).
 func (s *Session) BadFrame(err error) { s.root.Send(s.pid, &badFrame{err: err}) }
@@ -68,121 +67,129 @@ func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 // Connection is the actor of one WebSocket: it turns client frames into grain
 // requests and store reads, and is the single writer of frames to its socket.
 //
-// Stream rule: message frames go out in increasing seq order. Live deliveries start
-// after a sync that reached the end of the queue; a delivery that skips ahead of
-// what this socket has is preceded by the missing entries, read from the store.
+// Stream rule: message frames go out in increasing seq order, with no gap. Live
+// pushes start after a sync that reached the end of the queue. A push that skips
+// ahead of what this socket has waits (up to gapWait) for the entries before it,
+// which another conversation's commit is pushing; then the missing ones are read
+// from the store.
 type Connection struct {
 	deps     *Deps
 	sock     Socket
 	user     string
 	device   string
-	cursor   uint64 // the device's stored cursor, as far as this connection knows
+	cursor   uint64 // the device's cursor, as far as this connection knows
 	lastSent uint64 // highest seq written to this socket
 	synced   bool   // a sync has been answered: a sync without after continues after lastSent
 	live     bool
 	closed   bool
-	grain    *actor.PID // the user grain activation this connection is attached to
+	attached bool
+	waiting  []*parleypb.Sync  // syncs that came before the first attach was done
+	grain    *actor.PID        // the user grain activation this connection is attached to
+	ahead    map[uint64]*entry // live entries past a gap
+	checking bool              // a gap check is scheduled
 }
+
+// entry is a live queue entry held until the entries before it are written.
+type entry struct {
+	msg                *parleypb.Message
+	committed, decoded int64
+}
+
+const (
+	// gapWait is how long a live entry past a gap waits for the pushes before it.
+	gapWait = 50 * time.Millisecond
+	// maxWaiting bounds the syncs held before the first attach is done.
+	maxWaiting = 4
+	// reattachRetries bounds how long a connection whose user grain moved keeps
+	// trying to attach to the next activation (with backoff) before it closes with
+	// 1011.
+	reattachRetries = 8
+)
 
 // Receive handles one message.
 func (c *Connection) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		err := c.attach(ctx)
-		for try := 1; err != nil && try < 3; try++ { // the grain may be moving
-			err = c.attach(ctx)
-		}
-		if err != nil {
-			c.deps.Log.Warn("attaching connection", slog.String("user_id", c.user), slog.Any("error", err))
-			c.close(ctx, CloseInternalError, "unavailable")
-		}
+		c.attach(ctx, 0)
 	case *inbound:
-		c.handle(ctx, m.frame)
+		c.handle(ctx, m)
 	case *badFrame:
 		var fe *wire.FrameError
 		if errors.As(m.err, &fe) {
 			c.writeError(fe.ID, fe.Code, fe.Message)
 		} else {
-			c.writeError("", "bad_request", "bad frame")
+			c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "bad frame")
 		}
 	case *parleypb.Deliver:
-		c.deliver(m.Messages)
+		c.deliver(ctx, m)
 	case *parleypb.Notify:
 		if m.Typing != nil {
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Typing{Typing: m.Typing}})
 		}
 	case *parleypb.Reattach:
-		c.reattach(ctx, 1)
+		c.attach(ctx, 1)
 	case *actor.Terminated:
 		if m.Who.Equal(c.grain) { // the user grain's activation (or its node) is gone
 			c.grain = nil
 			c.deps.Cluster.PidCache.RemoveByValue(c.user, KindUser, m.Who)
-			c.reattach(ctx, 1)
+			c.attach(ctx, 1)
 		}
-	case *reattachRetry:
-		c.reattach(ctx, m.attempt)
 	case *socketClosed:
 		c.closed = true
 		c.detach(ctx)
 		ctx.Stop(ctx.Self())
 	case *shutdown:
-		c.close(ctx, CloseGoingAway, "server shutting down")
+		c.close(ctx, wire.CloseGoingAway, "server shutting down")
 	}
 }
 
-// reattachRetries bounds how long a connection whose user grain moved keeps trying
-// to attach to the next activation (with backoff) before it closes with 1011.
-const reattachRetries = 8
-
-type reattachRetry struct{ attempt int }
-
-// reattach attaches to the user grain's next activation (its old one stopped). A
-// failure is retried with backoff while the connection keeps serving frames.
-func (c *Connection) reattach(ctx actor.Context, attempt int) {
+// attach registers with the user grain: at start (attempt 0), and again (attempt
+// 1, 2, ...) when the grain's activation stopped, filling what the connection
+// missed meanwhile from the store. A failed first attach closes the socket with
+// 1011; a failed re-attach is tried again with backoff while the connection keeps
+// serving frames.
+func (c *Connection) attach(ctx actor.Context, attempt int) {
 	if c.closed {
 		return
 	}
-	err := c.attach(ctx)
-	if err == nil {
-		return
-	}
-	if attempt >= reattachRetries {
-		c.deps.Log.Warn("re-attaching connection", slog.String("user_id", c.user), slog.Any("error", err))
-		c.close(ctx, CloseInternalError, "unavailable")
-		return
-	}
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	delay := time.Duration(attempt*attempt) * 100 * time.Millisecond
-	time.AfterFunc(delay, func() { root.Send(self, &reattachRetry{attempt: attempt + 1}) })
+	req := &parleypb.AttachRequest{Conn: ctx.Self(), DeviceId: c.device}
+	ask(c.deps, ctx, c.user, KindUser, req, func(_ *parleypb.AttachResponse, err error) {
+		if c.closed {
+			return
+		}
+		if err != nil {
+			if attempt == 0 || attempt >= reattachRetries {
+				c.deps.Log.Warn("attaching connection", slog.String("user_id", c.user), slog.Any("error", err))
+				c.close(ctx, wire.CloseInternalError, "unavailable")
+				return
+			}
+			after(ctx, time.Duration(attempt*attempt)*100*time.Millisecond, func() { c.attach(ctx, attempt+1) })
+			return
+		}
+		c.watchGrain(ctx)
+		if attempt > 0 && c.live {
+			c.fill(0) // what was pushed while no activation held this connection
+		}
+		c.attached = true
+		for _, s := range c.waiting {
+			c.sync(s)
+		}
+		c.waiting = nil
+	})
 }
 
-// attach registers with the user grain; a re-attach also fills any gap missed
-// while no grain held this connection. Each try waits a short while: a request
-// that reaches an activation as it stops is lost, not refused.
-func (c *Connection) attach(ctx actor.Context) error {
-	res, err := c.deps.Cluster.Request(c.user, KindUser, &parleypb.AttachRequest{Conn: ctx.Self(), DeviceId: c.device},
-		cluster.WithTimeout(min(c.deps.Settings.RequestTimeout, 2*time.Second)), cluster.WithRetryCount(3))
-	if err != nil {
-		return err
+// watchGrain watches the user grain's activation: if its node dies, no Reattach
+// comes (nothing stopped it cleanly), but the watch reports it.
+func (c *Connection) watchGrain(ctx actor.Context) {
+	pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser)
+	if !ok || pid == nil || pid.Equal(c.grain) {
+		return
 	}
-	r, ok := res.(*parleypb.AttachResponse)
-	if !ok || r.Error != nil {
-		return fmt.Errorf("attach refused: %v", res)
+	if c.grain != nil {
+		ctx.Unwatch(c.grain)
 	}
-	c.cursor = max(c.cursor, r.Cursor)
-	if c.live && r.LastSeq > c.lastSent {
-		c.fill(r.LastSeq)
-	}
-	// Watch the activation: if its node dies, no Reattach comes (nothing stopped it
-	// cleanly), but the watch reports it, and the connection attaches to the next one.
-	if pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser); ok && pid != nil && !pid.Equal(c.grain) {
-		if c.grain != nil {
-			ctx.Unwatch(c.grain)
-		}
-		c.grain = pid
-		ctx.Watch(pid)
-	}
-	return nil
+	c.grain = pid
+	ctx.Watch(pid)
 }
 
 func (c *Connection) detach(ctx actor.Context) {
@@ -198,227 +205,308 @@ func (c *Connection) close(ctx actor.Context, code int, reason string) {
 	ctx.Stop(ctx.Self())
 }
 
-func (c *Connection) handle(ctx actor.Context, f *parleypb.ClientFrame) {
-	switch b := f.Body.(type) {
+func (c *Connection) handle(ctx actor.Context, in *inbound) {
+	switch b := in.frame.Body.(type) {
 	case *parleypb.ClientFrame_Send:
-		c.send(ctx, b.Send)
+		c.send(ctx, b.Send, in.decoded)
 	case *parleypb.ClientFrame_Sync:
+		if !c.attached {
+			if len(c.waiting) == maxWaiting {
+				c.waiting = c.waiting[1:]
+			}
+			c.waiting = append(c.waiting, b.Sync)
+			return
+		}
 		c.sync(b.Sync)
 	case *parleypb.ClientFrame_Received:
-		// A device can only have what this connection sent it.
-		if upTo := min(b.Received.UpTo, c.lastSent); upTo > c.cursor {
-			c.cursor = upTo
-			c.deps.tell(ctx, c.user, KindUser, &parleypb.AckRequest{DeviceId: c.device, UpTo: upTo})
-		}
+		c.received(b.Received.UpTo)
 	case *parleypb.ClientFrame_History:
-		c.history(b.History)
+		c.history(ctx, b.History)
 	case *parleypb.ClientFrame_Typing:
 		c.typing(ctx, b.Typing)
 	case *parleypb.ClientFrame_Ping:
 		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}})
 	default:
-		c.writeError("", "bad_request", wire.TypeOf(f)+" is not available yet")
+		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), wire.TypeOf(in.frame)+" is not available yet")
 	}
 }
 
-func (c *Connection) send(ctx actor.Context, s *parleypb.Send) {
+func (c *Connection) send(ctx actor.Context, s *parleypb.Send, decoded int64) {
+	req := &parleypb.PostRequest{From: c.user, ClientId: s.Id, Text: s.Text, DecodedAt: decoded}
 	switch {
 	case len(s.Text) > c.deps.Settings.MaxTextBytes:
-		c.writeError(s.Id, "too_large", fmt.Sprintf("text is longer than %d bytes", c.deps.Settings.MaxTextBytes))
+		c.writeError(s.Id, parleypb.ErrorReason_TOO_LARGE.Code(),
+			fmt.Sprintf("text is longer than %d bytes", c.deps.Settings.MaxTextBytes))
 		return
 	case s.Group != "":
-		conv := convid.Group + ":" + s.Group
-		if _, _, _, err := convid.Parse(conv); err != nil {
-			c.writeError(s.Id, "bad_request", "malformed group id")
+		if !convid.ValidGroupID(s.Group) {
+			c.writeError(s.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed group id")
 			return
 		}
-		c.post(ctx, conv, &parleypb.PostRequest{Conversation: conv, From: c.user, Group: s.Group, ClientId: s.Id, Text: s.Text}, 3)
-		return
+		req.Conversation, req.Group = convid.GroupID(s.Group), s.Group
 	case !convid.UserID.MatchString(s.To):
-		c.writeError(s.Id, "bad_request", "to is not a user id")
+		c.writeError(s.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "to is not a user id")
 		return
 	case s.To == c.user:
-		c.writeError(s.Id, "bad_request", "cannot send to yourself")
+		c.writeError(s.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "cannot send to yourself")
 		return
+	default:
+		req.Conversation, req.To = convid.DirectID(c.user, s.To), s.To
 	}
-	conv := convid.DirectID(c.user, s.To)
-	req := &parleypb.PostRequest{Conversation: conv, From: c.user, To: s.To, ClientId: s.Id, Text: s.Text}
-	c.post(ctx, conv, req, 3)
-}
-
-// post asks the conversation grain, retrying while it answers unavailable (it is
-// reloading); the same client id makes every retry safe.
-func (c *Connection) post(ctx actor.Context, conv string, req *parleypb.PostRequest, tries int) {
-	c.deps.ask(ctx, conv, KindConversation, req, 2, func(res any, err error) {
-		r, ok := res.(*parleypb.PostResponse)
-		switch {
-		case err != nil || !ok:
-			c.writeError(req.ClientId, "unavailable", "not confirmed committed (timed out); send it again with the same id, a repeat is stored once")
-		case r.Error != nil && r.Error.Reason == parleypb.ErrorReason_UNAVAILABLE && tries > 1:
-			c.post(ctx, conv, req, tries-1)
-		case r.Error != nil:
-			c.writeError(req.ClientId, ErrorCode(r.Error.Reason), r.Error.Message)
-		default:
-			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Sent{Sent: &parleypb.Sent{
-				Id: req.ClientId, MessageId: r.MessageId, Conversation: conv, Ts: r.Ts}}})
+	ask(c.deps, ctx, req.Conversation, KindConversation, req, func(r *parleypb.PostResponse, err error) {
+		if err != nil {
+			c.writeGrainError(req.ClientId, err,
+				"not confirmed committed; send it again with the same id, a repeat is stored once")
+			return
 		}
+		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Sent{Sent: &parleypb.Sent{
+			Id: req.ClientId, MessageId: r.MessageId, Conversation: req.Conversation, Ts: r.Ts}}})
+		c.deps.Metrics.Since(metrics.StageSent, r.CommittedAt)
 	})
 }
 
 // sync replays the queue after after, then answers synced. Without after it
 // continues where this connection's last answer ended, or, on a connection that has
-// not synced yet, after the device's cursor. Reaching the end makes the connection
-// live.
+// not synced yet, after the device's cursor (read with the page). Reaching the end
+// makes the connection live.
 func (c *Connection) sync(s *parleypb.Sync) {
-	after := c.cursor
-	switch {
-	case s.After != nil:
-		after = *s.After
-	case c.synced:
-		after = c.lastSent
-	}
 	limit := c.deps.Settings.SyncBatch
 	if s.Limit > 0 && int(s.Limit) < limit {
 		limit = int(s.Limit)
 	}
-	msgs, err := c.read(after, limit)
+	var after uint64
+	var page persistence.QueuePage
+	var err error
+	cx, cancel := c.deps.timeout()
+	switch {
+	case s.After != nil:
+		after = *s.After
+		page, err = c.deps.Store.ReadQueue(cx, c.user, after, limit)
+	case c.synced:
+		after = c.lastSent
+		page, err = c.deps.Store.ReadQueue(cx, c.user, after, limit)
+	default:
+		page, err = c.deps.Store.ReadQueueAtCursor(cx, c.user, c.device, limit)
+		c.cursor = max(c.cursor, page.Cursor)
+		after = page.Cursor
+	}
+	cancel()
 	if err != nil {
-		c.writeError("", "unavailable", "sync failed; try again")
+		c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "sync failed; try again")
 		return
 	}
-	more := len(msgs) == limit
+	more := len(page.Entries) == limit
 	upTo := after
 	if !more {
 		// At the end of the queue: a position past it (a stale or made-up after)
 		// becomes the end, so that live entries after it are not skipped.
-		end, err := c.end()
-		if err != nil {
-			c.writeError("", "unavailable", "sync failed; try again")
-			return
-		}
-		upTo = min(after, end)
+		upTo = min(after, page.End)
 	}
-	for _, m := range msgs {
-		c.writeMessage(m)
+	for _, m := range page.Entries {
+		c.writeMessage(m, m.Seq)
 		upTo = m.Seq
 	}
-	c.lastSent, c.synced = upTo, true
-	c.live = !more
+	c.lastSent, c.synced, c.live = upTo, true, !more
+	if c.live {
+		c.flushAhead()
+	} else {
+		c.ahead = nil
+	}
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Synced{Synced: &parleypb.Synced{UpTo: upTo, More: more}}})
 }
 
-// end is the last seq of the user's queue.
-func (c *Connection) end() (uint64, error) {
-	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
-	defer cancel()
-	return c.deps.Store.UserVersion(cx, c.user)
+// received moves the device's cursor: to what this connection sent at most (a
+// device can only have received that), and only forward. It is saved in the next
+// group commit.
+func (c *Connection) received(upTo uint64) {
+	if upTo = min(upTo, c.lastSent); upTo > c.cursor {
+		c.cursor = upTo
+		c.deps.Store.SaveCursor(c.user, c.device, upTo, nil)
+	}
 }
 
-func (c *Connection) read(after uint64, limit int) ([]*parleypb.Message, error) {
-	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
-	defer cancel()
-	return c.deps.Store.ReadQueue(cx, c.user, after, limit)
+// deliver writes live entries in seq order; one past a gap waits for the gap.
+func (c *Connection) deliver(ctx actor.Context, d *parleypb.Deliver) {
+	if !c.live {
+		return // the next sync reads them
+	}
+	for i, m := range d.Messages {
+		seq := m.Seq
+		if d.FirstSeq != 0 {
+			seq = d.FirstSeq + uint64(i)
+		}
+		if seq <= c.lastSent {
+			continue
+		}
+		e := &entry{msg: m, committed: d.CommittedAt}
+		if i < len(d.DecodedAt) {
+			e.decoded = d.DecodedAt[i]
+		}
+		if seq == c.lastSent+1 {
+			c.writeEntry(e)
+			continue
+		}
+		if c.ahead == nil {
+			c.ahead = map[uint64]*entry{}
+		}
+		c.ahead[seq] = e
+	}
+	c.flushAhead()
+	switch {
+	case len(c.ahead) > c.deps.Settings.SyncBatch:
+		c.fillAhead()
+	case len(c.ahead) > 0 && !c.checking:
+		c.checking = true
+		after(ctx, gapWait, func() {
+			c.checking = false
+			if len(c.ahead) > 0 && c.live {
+				c.fillAhead()
+			}
+		})
+	}
 }
 
-// deliver writes live entries, filling from the store any gap before them.
-func (c *Connection) deliver(msgs []*parleypb.Message) {
-	if !c.live || len(msgs) == 0 {
-		return
+// writeEntry writes the entry that follows lastSent.
+func (c *Connection) writeEntry(e *entry) {
+	c.lastSent++
+	c.writeMessage(e.msg, c.lastSent)
+	c.deps.Metrics.Since(metrics.StageDeliver, e.committed)
+	c.deps.Metrics.Since(metrics.StageDelivery, e.decoded)
+}
+
+// flushAhead writes the held entries that follow lastSent, and drops those at or
+// below it.
+func (c *Connection) flushAhead() {
+	for len(c.ahead) > 0 {
+		e, ok := c.ahead[c.lastSent+1]
+		if !ok {
+			break
+		}
+		delete(c.ahead, c.lastSent+1)
+		c.writeEntry(e)
 	}
-	if first := msgs[0].Seq; first > c.lastSent+1 {
-		c.fill(first - 1)
-	}
-	for _, m := range msgs {
-		if m.Seq == c.lastSent+1 {
-			c.writeMessage(m)
-			c.lastSent = m.Seq
+	for seq := range c.ahead {
+		if seq <= c.lastSent {
+			delete(c.ahead, seq)
 		}
 	}
 }
 
-// fill writes the entries after lastSent up to upTo from the store.
+// fillAhead reads from the store the entries missing before the held ones.
+func (c *Connection) fillAhead() {
+	var top uint64
+	for seq := range c.ahead {
+		top = max(top, seq)
+	}
+	c.fill(top)
+	c.flushAhead()
+}
+
+// fill writes the entries after lastSent from the store: up to upTo, or (0) to the
+// queue's end. If the read fails, live pushes stop until the client syncs again.
 func (c *Connection) fill(upTo uint64) {
-	for c.lastSent < upTo {
-		msgs, err := c.read(c.lastSent, min(int(upTo-c.lastSent), c.deps.Settings.SyncBatch))
-		if err != nil || len(msgs) == 0 {
-			c.live = false
-			c.writeError("", "unavailable", "live delivery interrupted; send sync to resume")
+	for upTo == 0 || c.lastSent < upTo {
+		limit := c.deps.Settings.SyncBatch
+		if upTo != 0 {
+			limit = min(int(upTo-c.lastSent), limit)
+		}
+		cx, cancel := c.deps.timeout()
+		page, err := c.deps.Store.ReadQueue(cx, c.user, c.lastSent, limit)
+		cancel()
+		if err != nil || (upTo != 0 && len(page.Entries) == 0) {
+			c.live, c.ahead = false, nil
+			c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "live delivery interrupted; send sync to resume")
 			return
 		}
-		for _, m := range msgs {
-			c.writeMessage(m)
+		for _, m := range page.Entries {
+			c.writeMessage(m, m.Seq)
 			c.lastSent = m.Seq
+		}
+		if upTo == 0 && len(page.Entries) < limit {
+			return
 		}
 	}
 }
 
-func (c *Connection) history(h *parleypb.HistoryRequest) {
-	after, errFrame := c.readable(h.Conversation)
-	if errFrame != nil {
-		errFrame.Id = h.Id
-		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: errFrame}})
-		return
+func (c *Connection) history(ctx actor.Context, h *parleypb.HistoryRequest) {
+	id, err := convid.Parse(h.Conversation)
+	switch {
+	case err != nil:
+		c.writeError(h.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed conversation id")
+	case id.Kind == convid.Group:
+		req := &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: c.user}
+		ask(c.deps, ctx, h.Conversation, KindConversation, req, func(r *parleypb.GroupResponse, err error) {
+			if err != nil {
+				c.writeGrainError(h.Id, err, "group unavailable; try again")
+				return
+			}
+			c.readHistory(h, r.JoinedAt)
+		})
+	case id.Members[0] != c.user && id.Members[1] != c.user:
+		c.writeError(h.Id, parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+h.Conversation)
+	default:
+		c.readHistory(h, 0)
 	}
+}
+
+// readHistory answers a history request from the store; floor is the id the
+// caller's history starts after (a group member's join).
+func (c *Connection) readHistory(h *parleypb.HistoryRequest, floor int64) {
 	limit := c.deps.Settings.HistoryDefault
 	if h.Limit > 0 {
 		limit = min(int(h.Limit), c.deps.Settings.HistoryMax)
 	}
-	cx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	cx, cancel := c.deps.timeout()
 	defer cancel()
-	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, after, limit)
+	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, floor, limit)
 	if err != nil {
-		c.writeError(h.Id, "unavailable", "history failed; try again")
+		c.writeError(h.Id, parleypb.ErrorReason_UNAVAILABLE.Code(), "history failed; try again")
 		return
 	}
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: &parleypb.History{
 		Id: h.Id, Conversation: h.Conversation, Messages: msgs, More: more}}})
 }
 
-// readable checks that the user may read conv and returns the message id its
-// history starts after (a group member's join; 0 for a direct conversation).
-func (c *Connection) readable(conv string) (int64, *parleypb.Error) {
-	kind, members, _, err := convid.Parse(conv)
-	switch {
-	case err != nil:
-		return 0, &parleypb.Error{Code: "bad_request", Message: "malformed conversation id"}
-	case kind == convid.Group:
-		return GroupHistoryFloor(c.deps, conv, c.user)
-	case members[0] != c.user && members[1] != c.user:
-		return 0, &parleypb.Error{Code: "forbidden", Message: "not a member of " + conv}
-	}
-	return 0, nil
-}
-
-// GroupHistoryFloor asks a group's grain whether user is a member, and since when:
-// the id its history starts after, or the error to answer.
-func GroupHistoryFloor(d *Deps, conv, user string) (int64, *parleypb.Error) {
-	res, err := d.Request(conv, KindConversation, &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP,
-		Group: strings.TrimPrefix(conv, convid.Group+":"), By: user})
-	r, ok := res.(*parleypb.GroupResponse)
-	switch {
-	case err != nil || !ok:
-		return 0, &parleypb.Error{Code: "unavailable", Message: "group unavailable; try again"}
-	case r.Error != nil:
-		return 0, &parleypb.Error{Code: ErrorCode(r.Error.Reason), Message: r.Error.Message}
-	}
-	return r.JoinedAt, nil
-}
-
 // typing tells the conversation's grain, which forwards to the online members.
 func (c *Connection) typing(ctx actor.Context, t *parleypb.Typing) {
-	conv := convid.Group + ":" + t.Group
-	if t.Group == "" {
-		if !convid.UserID.MatchString(t.To) || t.To == c.user {
-			c.writeError("", "bad_request", "typing needs a valid recipient")
+	var conv string
+	switch {
+	case t.Group != "":
+		if !convid.ValidGroupID(t.Group) {
+			c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed group id")
 			return
 		}
+		conv = convid.GroupID(t.Group)
+	case !convid.UserID.MatchString(t.To) || t.To == c.user:
+		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "typing needs a valid recipient")
+		return
+	default:
 		conv = convid.DirectID(c.user, t.To)
 	}
 	c.deps.tell(ctx, conv, KindConversation, &parleypb.TypingRequest{Conversation: conv, From: c.user})
 }
 
-func (c *Connection) writeMessage(m *parleypb.Message) {
-	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Message{Message: m}})
+func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
+	if c.closed {
+		return
+	}
+	if err := c.sock.WriteMessage(m, seq); err != nil {
+		c.closed = true // the gateway closes the socket and reports it
+	}
+}
+
+// writeGrainError writes err as an error frame: a grain error with its own code and
+// message; an unavailable one (the grain could not be reached) with msg.
+func (c *Connection) writeGrainError(id string, err error, msg string) {
+	var e *parleypb.GrainError
+	if !errors.As(err, &e) {
+		e = parleypb.Errorf(parleypb.ErrorReason_INTERNAL, "internal error")
+	}
+	if e.Reason == parleypb.ErrorReason_UNAVAILABLE {
+		c.writeError(id, e.Code(), msg)
+		return
+	}
+	c.writeError(id, e.Code(), e.Message)
 }
 
 func (c *Connection) writeError(id, code, msg string) {

@@ -1,73 +1,50 @@
 package actors
 
 import (
-	"context"
 	"log/slog"
-	"time"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-const (
-	fanoutBatch   = 500         // messages per enqueue request, at most
-	batchBytes    = 256 << 10   // text bytes per enqueue or delivery, at most (remote batches stay small)
-	recentClients = 4096        // client ids remembered for answering repeats without a read
-	retryFanout   = time.Second // pause before re-driving a failed enqueue
-)
-
-// Conversation is the grain that is the single writer of one conversation: it
-// dedupes client ids, assigns message ids in order, appends to the store, answers
-// the sender only after the commit, then enqueues each message into every member's
-// user grain until each acknowledges (the committed event is the outbox).
+// Conversation is the grain that is the single writer of one conversation, direct or
+// group (its membership decides who takes part): it dedupes client ids, assigns
+// message ids in order, and appends each batch to the store, which writes the
+// messages into every member's sync queue in the same commit. Only then does it
+// answer the senders, and push the new entries to the members' user grains for
+// their live connections.
 type Conversation struct {
 	deps    *Deps
 	id      string
-	members []string
-	grp     *groupState // nil for a direct conversation
-	known   bool        // every member is an existing user (direct conversations)
-	broken  bool        // the store failed repeatedly: stopping
-
-	version   uint64 // stream version
-	lastID    int64  // highest message id assigned
-	committed int64  // highest message id committed
-
-	pending  []*post          // waiting for the next append
-	inflight []*post          // in the append under way
-	byKey    map[string]*post // pending and inflight posts by sender and client id
-	recent   recentSent
-	recovery recovery
-
-	delivered map[string]int64 // member -> highest message id its queue acknowledged
-	sending   map[string]bool  // member -> an enqueue is under way
-	tail      []*parleypb.Message
-	tailBase  int64 // every committed message above tailBase is in tail
-	acks      int   // acknowledgements since the last snapshot
-	behind    int   // members lacking committed messages, as last counted
-	retrying  bool
+	members membership
+	w       writer[*change]
+	lastID  int64              // the highest id assigned here or found in the stream
+	byKey   map[string]*change // posts queued or in flight, by sender and client id
+	recent  dedupe             // the answers of the latest posts
 }
 
-// post is a queued change: a message (req, msg) or a group operation (op, event).
-type post struct {
-	req     *parleypb.PostRequest
-	msg     *parleypb.Message
-	op      *parleypb.GroupRequest
-	event   *parleypb.GroupEvent
-	waiters []*actor.PID
+// change is a queued post (post, then msg once it has its id) or group operation
+// (op, then event).
+type change struct {
+	post     *parleypb.PostRequest
+	msg      *parleypb.Message
+	op       *parleypb.GroupRequest
+	event    *parleypb.GroupEvent
+	waiters  []*actor.PID
+	received int64 // when it reached the grain (Unix ns)
 }
 
 type conversationAppended struct {
 	res persistence.ConversationAppended
 	err error
+	at  int64 // when the commit was done (Unix ns)
 }
-
-type fanoutRetry struct{}
 
 // Receive handles one message.
 func (c *Conversation) Receive(ctx actor.Context) {
@@ -82,28 +59,21 @@ func (c *Conversation) Receive(ctx actor.Context) {
 		c.typing(ctx, m)
 	case *conversationAppended:
 		c.appended(ctx, m)
-	case *parleypb.Wake:
-		c.fanout(ctx)
-	case *fanoutRetry:
-		c.retrying = false
-		c.fanout(ctx)
 	case *ownerCheck:
 		if !c.deps.Topology.Owns(KindConversation, c.id) {
 			c.deps.Log.Info("grain owned by another node now; stopping", slog.String("grain", KindConversation+"/"+c.id))
 			ctx.Poison(ctx.Self())
 		}
 	case *actor.ReceiveTimeout:
-		if len(c.pending)+len(c.inflight) == 0 && c.allDelivered() {
+		if c.w.idle() {
 			ctx.Poison(ctx.Self())
 		}
 	case *actor.Stopping:
-		// Moving to another node (or passivating): posts not answered yet are told to
-		// retry; the next activation dedupes any that did commit.
-		for _, p := range append(c.inflight, c.pending...) {
+		// Moving to another node (or passivating): changes not answered yet are told
+		// to retry; the next activation dedupes any post that did commit.
+		for _, p := range c.w.drain(nil) {
 			c.fail(ctx, p, "conversation moving; retry")
 		}
-		c.inflight, c.pending = nil, nil
-		c.saveSnapshot(ctx, true)
 	case *actor.Stopped:
 		c.deps.Grains.remove(KindConversation, c.id, ctx.Self())
 	}
@@ -113,107 +83,51 @@ func (c *Conversation) init(ctx actor.Context, id string) {
 	c.id = id
 	c.deps.Grains.add(KindConversation, id, ctx.Self())
 	c.deps.Topology.checkLater(ctx, KindConversation, id)
-	c.byKey = map[string]*post{}
-	c.recent = newRecentSent(recentClients)
-	c.delivered = map[string]int64{}
-	c.sending = map[string]bool{}
-	kind, members, _, err := convid.Parse(id)
+	c.byKey = map[string]*change{}
+	c.recent = dedupe{max: c.deps.Settings.DedupeCache}
+	members, err := newMembership(id)
 	if err != nil {
-		c.deps.Log.Warn("conversation grain for an id it cannot serve", slog.String("conversation", id))
-		c.broken = true
+		c.deps.Log.Warn("conversation grain for an id it cannot serve", slog.String("conversation", clip(id)))
+		c.w.broken = true
 		ctx.Poison(ctx.Self())
 		return
 	}
-	if kind == convid.Direct {
-		c.members = members
-	} else {
-		c.grp = &groupState{joined: map[string]int64{}}
-	}
-	if err := c.load(); err != nil {
+	c.members = members
+	if err := c.reload(); err != nil {
 		c.deps.Log.Error("loading conversation", slog.String("conversation", id), slog.Any("error", err))
-		c.broken = true
+		c.w.broken = true
 		ctx.Poison(ctx.Self())
 		return
 	}
 	ctx.SetReceiveTimeout(c.deps.Settings.IdleTimeout)
-	if c.allDelivered() {
-		c.clearOutbox() // a row left behind by a clear that never ran
-	}
-	c.fanout(ctx)
 }
 
-// load restores the state: the snapshot (delivery progress), then the stream's
-// version and last message id. Messages past a member's delivered mark are re-driven.
-func (c *Conversation) load() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
-	defer cancel()
-	st := c.deps.Store
-	_, state, err := st.Snapshot(ctx, persistence.ConversationStream(c.id))
-	switch {
-	case err == nil:
-		snap := &parleypb.ConversationSnapshot{}
-		if err := proto.Unmarshal(state, snap); err != nil {
-			return err
-		}
-		for m, id := range snap.Delivered {
-			c.delivered[m] = id
-		}
-	case err != persistence.ErrNotFound:
-		return err
-	}
-	if c.version, err = st.ConversationVersion(ctx, c.id); err != nil {
-		return err
-	}
-	if c.committed, err = st.LastMessageID(ctx, c.id); err != nil {
-		return err
-	}
-	c.lastID, c.tailBase = c.committed, c.committed
-	if c.grp != nil {
-		if err := c.loadGroup(ctx); err != nil {
-			return err
-		}
-	}
-	pending, err := st.OutboxPending(ctx, c.id)
-	if err != nil {
-		return err
-	}
-	if !pending {
-		// No outbox row: every member has everything, whatever the snapshot says.
-		for _, m := range c.members {
-			c.delivered[m] = max(c.delivered[m], c.committed)
-		}
-	}
-	return nil
-}
-
-// reload re-reads the stream's version and last message after another writer moved
-// it. The tail is dropped: messages of the other writer are read from the store.
+// reload reads the stream's version and highest id, and the membership: at
+// activation, and after another writer moved the stream.
 func (c *Conversation) reload() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+	ctx, cancel := c.deps.timeout()
 	defer cancel()
-	version, err := c.deps.Store.ConversationVersion(ctx, c.id)
+	version, last, err := c.deps.Store.ConversationHead(ctx, c.id)
 	if err != nil {
 		return err
 	}
-	last, err := c.deps.Store.LastMessageID(ctx, c.id)
-	if err != nil {
+	if err := c.members.load(ctx, c.deps, c.id); err != nil {
 		return err
 	}
-	c.version, c.committed = version, max(c.committed, last)
-	c.lastID = max(c.lastID, c.committed)
-	c.tail, c.tailBase = nil, c.committed
-	if c.grp != nil {
-		return c.loadGroup(ctx)
-	}
+	c.w.version = version
+	c.lastID = max(c.lastID, last, c.members.lastID())
 	return nil
 }
 
 func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
+	now := metrics.Now()
+	c.deps.Metrics.Posted(1)
+	c.deps.Metrics.Since(metrics.StageGrain, req.DecodedAt)
 	if e := c.check(req); e != nil {
 		ctx.Respond(&parleypb.PostResponse{Error: e})
 		return
 	}
-	key := req.From + "\x00" + req.ClientId
+	key := clientKey(req)
 	if p := c.byKey[key]; p != nil {
 		p.waiters = append(p.waiters, ctx.Sender())
 		return
@@ -222,172 +136,172 @@ func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
 		ctx.Respond(s)
 		return
 	}
-	p := &post{req: req, waiters: []*actor.PID{ctx.Sender()}}
-	c.pending = append(c.pending, p)
+	p := &change{post: req, waiters: []*actor.PID{ctx.Sender()}, received: now}
+	c.w.add(p)
 	c.byKey[key] = p
 	c.flush(ctx)
 }
 
+func clientKey(req *parleypb.PostRequest) string { return req.From + "\x00" + req.ClientId }
+
 func (c *Conversation) check(req *parleypb.PostRequest) *parleypb.GrainError {
-	if c.broken {
-		return grainError(parleypb.ErrorReason_UNAVAILABLE, "conversation is restarting; retry")
+	switch {
+	case c.w.broken:
+		return parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "conversation is restarting; retry")
+	case req.ClientId == "" || req.Text == "":
+		return parleypb.Errorf(parleypb.ErrorReason_BAD_REQUEST, "id and text are required")
 	}
-	if req.ClientId == "" || req.Text == "" {
-		return grainError(parleypb.ErrorReason_BAD_REQUEST, "id and text are required")
-	}
-	if c.grp != nil {
-		switch {
-		case !c.grp.exists():
-			return grainError(parleypb.ErrorReason_NOT_FOUND, "no such group")
-		case !c.isMember(req.From):
-			return grainError(parleypb.ErrorReason_FORBIDDEN, "not a member of this group")
-		}
-		return nil
-	}
-	if req.From == req.To || !c.isMember(req.From) || !c.isMember(req.To) {
-		return grainError(parleypb.ErrorReason_FORBIDDEN, "not a member of %s", c.id)
-	}
-	if c.known {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
-	defer cancel()
-	exist, err := c.deps.Store.UsersExist(ctx, c.members)
-	if err != nil {
-		return grainError(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
-	}
-	for _, m := range c.members {
-		if !exist[m] {
-			return grainError(parleypb.ErrorReason_NOT_FOUND, "user %s does not exist", m)
+	if d, ok := c.members.(*direct); ok {
+		if peer, member := d.peer(req.From); !member || req.To != peer {
+			return parleypb.Errorf(parleypb.ErrorReason_FORBIDDEN, "not a member of %s", c.id)
 		}
 	}
-	c.known = true
-	return nil
+	return c.members.mayPost(c.deps, req.From)
 }
 
-func (c *Conversation) isMember(user string) bool {
-	if c.grp != nil {
-		_, ok := c.grp.joined[user]
-		return ok
-	}
-	for _, m := range c.members {
-		if m == user {
-			return true
-		}
-	}
-	return false
-}
-
-// flush starts the next append when none is under way: message ids are assigned
-// here, in order, each above every id the conversation has seen.
+// flush starts the next append when none is under way. A group change goes alone;
+// otherwise every post waiting is one batch, and message ids are assigned here, in
+// order, each above every id the conversation has seen.
 func (c *Conversation) flush(ctx actor.Context) {
-	if len(c.inflight) > 0 {
+	if c.w.busy() || c.w.broken {
 		return
 	}
-	for len(c.pending) > 0 && c.pending[0].op != nil { // a group change goes alone
-		p := c.pending[0]
-		c.pending = c.pending[1:]
-		event, answer := c.prepare(p.op)
+	for len(c.w.pending) > 0 && c.w.pending[0].op != nil {
+		p := c.w.pending[0]
+		event, answer := c.members.(*group).prepare(c.deps, groupOf(c.id), p.op)
 		if event == nil {
-			c.answerOp(ctx, p, answer)
+			c.answerOp(ctx, c.w.pop(), answer)
 			continue
 		}
-		c.stamp(event)
-		p.event, c.inflight = event, []*post{p}
-		c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.version, Event: event})
+		stamp(c.deps.IDs, event, c.lastID)
+		c.lastID, p.event = event.EventId, event
+		c.w.take(1)
+		c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.w.version, Event: event})
 		return
 	}
-	n := 0
-	for n < len(c.pending) && c.pending[n].op == nil {
-		n++
-	}
+	n := batchLen(c.w.pending)
 	if n == 0 {
 		return
 	}
-	c.inflight, c.pending = c.pending[:n:n], append([]*post(nil), c.pending[n:]...)
-	msgs := make([]*parleypb.Message, len(c.inflight))
-	for i, p := range c.inflight {
+	batch := c.w.take(n)
+	msgs := make([]*parleypb.Message, len(batch))
+	for i, p := range batch {
 		id := c.deps.IDs.NextAfter(c.lastID)
 		c.lastID = id
-		p.msg = &parleypb.Message{MessageId: id, Conversation: c.id, From: p.req.From, To: p.req.To,
-			Group: p.req.Group, Text: p.req.Text, Ts: ids.UnixMillis(id), ClientId: p.req.ClientId}
+		r := p.post
+		p.msg = &parleypb.Message{MessageId: id, Conversation: c.id, From: r.From, To: r.To,
+			Group: r.Group, Text: r.Text, Ts: ids.UnixMillis(id), ClientId: r.ClientId}
 		msgs[i] = p.msg
 	}
-	c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.version, Messages: msgs})
+	c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.w.version, Messages: msgs,
+		Recipients: slices.Clone(c.members.recipients())})
 }
 
+// Bounds of one append: its statement, and the pushes it makes (a remote message
+// batch must stay well under gRPC's 4 MiB), stay small however many posts wait.
+const (
+	maxBatch      = 256       // posts, at most
+	maxBatchBytes = 256 << 10 // text bytes, at most (one post always goes)
+)
+
+// batchLen is how many of the posts at the head of pending the next append takes.
+func batchLen(pending []*change) int {
+	n, size := 0, 0
+	for n < len(pending) && pending[n].op == nil && n < maxBatch {
+		size += len(pending[n].post.Text) + 64
+		if size > maxBatchBytes && n > 0 {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// appendAsync submits a to the group commit; its outcome comes back as a message.
 func (c *Conversation) appendAsync(ctx actor.Context, a persistence.ConversationAppend) {
-	store := c.deps.Store
-	background(ctx, c.deps.Settings.RequestTimeout, func(cx context.Context) any {
-		res, err := store.AppendConversation(cx, a)
-		return &conversationAppended{res: res, err: err}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	c.deps.Store.AppendConversationAsync(a, func(res persistence.ConversationAppended, err error) {
+		root.Send(self, &conversationAppended{res: res, err: err, at: metrics.Now()})
 	})
 }
 
 func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
-	batch := c.inflight
-	c.inflight = nil
 	if m.err != nil {
-		// The stream moved (another activation wrote) or the outcome is unknown:
-		// reload and append the batch again after what is stored; a post that did
-		// commit is then skipped by its client id and answered with its message.
 		c.deps.Log.Warn("append failed; reloading", slog.String("conversation", c.id), slog.Any("error", m.err))
-		if c.recovery.failed(m.err, c.reload) {
-			c.pending = append(batch, c.pending...)
+		retry, dropped := c.w.failed(m.err, c.reload)
+		if retry {
 			c.flush(ctx)
 			return
 		}
-		c.broken = true
-		for _, p := range append(batch, c.pending...) {
+		for _, p := range dropped {
 			c.fail(ctx, p, "not committed; retry")
 		}
-		c.pending = nil
 		ctx.Poison(ctx.Self())
 		return
 	}
-	c.recovery.failures = 0
-	c.version = m.res.Version
+	batch := c.w.succeeded(m.res.Version)
 	inserted := make(map[int64]bool, len(m.res.Inserted))
 	for _, id := range m.res.Inserted {
 		inserted[id] = true
 	}
+	var fresh []*change
 	for _, p := range batch {
-		if p.event != nil {
-			c.apply(p.event)
-			c.answerOp(ctx, p, c.info())
-			continue
+		switch {
+		case p.event != nil:
+			g := c.members.(*group)
+			g.apply(p.event)
+			c.answerOp(ctx, p, g.info(groupOf(c.id)))
+		case inserted[p.msg.MessageId]:
+			fresh = append(fresh, p)
+			c.deps.Metrics.Since(metrics.StageCommit, p.received)
+			c.answer(ctx, p, &parleypb.PostResponse{MessageId: p.msg.MessageId, Ts: p.msg.Ts, CommittedAt: m.at})
+		default:
+			c.answer(ctx, p, c.repeated(p))
 		}
-		if inserted[p.msg.MessageId] {
-			c.tail = append(c.tail, p.msg)
-			c.committed = max(c.committed, p.msg.MessageId)
-			c.answer(ctx, p, &parleypb.PostResponse{MessageId: p.msg.MessageId, Ts: p.msg.Ts})
-			continue
-		}
-		c.answer(ctx, p, c.repeated(p))
 	}
+	c.deps.Metrics.Committed(len(fresh))
+	c.push(ctx, fresh, m.res.LastSeq, m.at)
 	c.flush(ctx)
-	c.fanout(ctx)
-	if c.recovery.yield && len(c.inflight) == 0 {
+	if c.w.yielding() {
 		c.deps.Log.Info("another activation writes this conversation; stopping", slog.String("conversation", c.id))
 		ctx.Poison(ctx.Self())
 	}
 }
 
+// push sends the messages just committed to each recipient's user grain, with the
+// seqs they took in its queue, for its live connections. It is best effort: the
+// messages are in the queues already, and a connection that misses a push reads the
+// gap from the store when the next one comes, or at its next sync.
+func (c *Conversation) push(ctx actor.Context, fresh []*change, lastSeq map[string]uint64, committed int64) {
+	if len(fresh) == 0 || c.deps.Settings.HoldDelivery {
+		return
+	}
+	msgs, decoded := make([]*parleypb.Message, len(fresh)), make([]int64, len(fresh))
+	for i, p := range fresh {
+		msgs[i], decoded[i] = p.msg, p.post.DecodedAt
+	}
+	n := uint64(len(msgs))
+	for user, last := range lastSeq {
+		c.deps.tell(ctx, user, KindUser, &parleypb.Deliver{Messages: msgs, FirstSeq: last - n + 1,
+			CommittedAt: committed, DecodedAt: decoded})
+	}
+}
+
 // repeated answers a post whose client id the store already had (from an earlier
 // activation): with the message committed then.
-func (c *Conversation) repeated(p *post) *parleypb.PostResponse {
-	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
+func (c *Conversation) repeated(p *change) *parleypb.PostResponse {
+	ctx, cancel := c.deps.timeout()
 	defer cancel()
-	m, err := c.deps.Store.FindByClientID(ctx, c.id, p.req.From, p.req.ClientId)
+	m, err := c.deps.Store.FindByClientID(ctx, c.id, p.post.From, p.post.ClientId)
 	if err != nil {
-		return &parleypb.PostResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "store unavailable; retry")}
+		return &parleypb.PostResponse{Error: parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "store unavailable; retry")}
 	}
 	return &parleypb.PostResponse{MessageId: m.MessageId, Ts: m.Ts}
 }
 
 // fail answers a queued change that was not made: unavailable, retry.
-func (c *Conversation) fail(ctx actor.Context, p *post, msg string) {
-	e := grainError(parleypb.ErrorReason_UNAVAILABLE, "%s", msg)
+func (c *Conversation) fail(ctx actor.Context, p *change, msg string) {
+	e := parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "%s", msg)
 	if p.op != nil {
 		c.answerOp(ctx, p, &parleypb.GroupResponse{Error: e})
 		return
@@ -395,14 +309,14 @@ func (c *Conversation) fail(ctx actor.Context, p *post, msg string) {
 	c.answer(ctx, p, &parleypb.PostResponse{Error: e})
 }
 
-func (c *Conversation) answerOp(ctx actor.Context, p *post, r *parleypb.GroupResponse) {
+func (c *Conversation) answerOp(ctx actor.Context, p *change, r *parleypb.GroupResponse) {
 	for _, w := range p.waiters {
 		ctx.Send(w, r)
 	}
 }
 
-func (c *Conversation) answer(ctx actor.Context, p *post, r *parleypb.PostResponse) {
-	key := p.req.From + "\x00" + p.req.ClientId
+func (c *Conversation) answer(ctx actor.Context, p *change, r *parleypb.PostResponse) {
+	key := clientKey(p.post)
 	delete(c.byKey, key)
 	if r.Error == nil {
 		c.recent.put(key, r)
@@ -412,30 +326,74 @@ func (c *Conversation) answer(ctx actor.Context, p *post, r *parleypb.PostRespon
 	}
 }
 
-// recentSent remembers the answers to the latest posts by sender and client id.
-type recentSent struct {
+// groupOp answers reads at once and queues changes, which are checked when they
+// reach the head of the queue (after earlier appends, and again after a reload).
+func (c *Conversation) groupOp(ctx actor.Context, req *parleypb.GroupRequest) {
+	g, ok := c.members.(*group)
+	switch {
+	case !ok:
+		ctx.Respond(groupError(parleypb.ErrorReason_BAD_REQUEST, "not a group"))
+	case c.w.broken:
+		ctx.Respond(groupError(parleypb.ErrorReason_UNAVAILABLE, "group is restarting; retry"))
+	case req.Op == parleypb.GroupRequest_GET || req.Op == parleypb.GroupRequest_MEMBERSHIP:
+		ctx.Respond(g.read(groupOf(c.id), req))
+	case req.Op == parleypb.GroupRequest_CREATE || req.Op == parleypb.GroupRequest_ADD_MEMBER ||
+		req.Op == parleypb.GroupRequest_REMOVE_MEMBER:
+		c.w.add(&change{op: req, waiters: []*actor.PID{ctx.Sender()}})
+		c.flush(ctx)
+	default:
+		ctx.Respond(groupError(parleypb.ErrorReason_BAD_REQUEST, "unknown group operation"))
+	}
+}
+
+// typing forwards a typing notice to the other members (their user grains push it
+// to live connections); nothing is stored.
+func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
+	if c.members == nil || !c.members.isMember(req.From) {
+		return
+	}
+	if d, ok := c.members.(*direct); ok && d.exist(c.deps) != nil {
+		return // no such user: nobody to tell
+	}
+	n := &parleypb.Notify{Typing: &parleypb.TypingNotice{Conversation: c.id, From: req.From}}
+	for _, m := range c.members.recipients() {
+		if m != req.From {
+			c.deps.tell(ctx, m, KindUser, n)
+		}
+	}
+}
+
+// dedupe remembers the answers to the latest posts by sender and client id, so that
+// a repeat is answered without a store read. It grows with use, up to max entries
+// (the oldest go first); the store's unique index stays the truth.
+type dedupe struct {
 	byKey map[string]*parleypb.PostResponse
 	ring  []string
 	next  int
+	max   int
 }
 
-func newRecentSent(n int) recentSent {
-	return recentSent{byKey: make(map[string]*parleypb.PostResponse, n), ring: make([]string, n)}
-}
-
-func (r *recentSent) get(key string) (*parleypb.PostResponse, bool) {
+func (r *dedupe) get(key string) (*parleypb.PostResponse, bool) {
 	s, ok := r.byKey[key]
 	return s, ok
 }
 
-func (r *recentSent) put(key string, s *parleypb.PostResponse) {
+func (r *dedupe) put(key string, s *parleypb.PostResponse) {
+	if r.max <= 0 {
+		return
+	}
+	if r.byKey == nil {
+		r.byKey = map[string]*parleypb.PostResponse{}
+	}
 	if _, ok := r.byKey[key]; ok {
 		return
 	}
-	if old := r.ring[r.next]; old != "" {
-		delete(r.byKey, old)
+	if len(r.ring) < r.max {
+		r.ring = append(r.ring, key)
+	} else {
+		delete(r.byKey, r.ring[r.next])
+		r.ring[r.next] = key
+		r.next = (r.next + 1) % r.max
 	}
-	r.ring[r.next] = key
 	r.byKey[key] = s
-	r.next = (r.next + 1) % len(r.ring)
 }

@@ -3,46 +3,66 @@ package actors
 import (
 	"context"
 	"slices"
-	"strings"
 	"unicode/utf8"
-
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/parleychat/parley/internal/ids"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// groupState is a group conversation's membership, rebuilt from the membership
-// events of its stream. A member sees the messages after its latest join.
-type groupState struct {
-	name   string
-	owner  string           // "" until the group is created
-	joined map[string]int64 // member -> event id of its latest join
+// maxGroupName is the longest group name, in characters.
+const maxGroupName = 100
+
+// group is the membership of a group conversation, rebuilt from the membership
+// events of its stream: an owner, and members who each see the messages after their
+// latest join. Changes are events appended alone, in the stream's order.
+type group struct {
+	name    string
+	owner   string           // "" until the group is created
+	joined  map[string]int64 // member -> event id of its latest join
+	members []string         // the keys of joined, sorted
+	last    int64            // the highest event id applied
 }
 
-func (g *groupState) exists() bool { return g.owner != "" }
+func (g *group) exists() bool { return g.owner != "" }
 
-// loadGroup replays the membership events.
-func (c *Conversation) loadGroup(ctx context.Context) error {
-	events, err := c.deps.Store.GroupEvents(ctx, c.id)
+func (g *group) load(ctx context.Context, d *Deps, conv string) error {
+	events, err := d.Store.GroupEvents(ctx, conv)
 	if err != nil {
 		return err
 	}
-	c.grp = &groupState{joined: map[string]int64{}}
-	c.members = nil
+	*g = group{joined: map[string]int64{}}
 	for _, e := range events {
-		c.apply(e)
+		g.apply(e)
 	}
 	return nil
 }
 
+func (g *group) mayPost(_ *Deps, from string) *parleypb.GrainError {
+	switch {
+	case !g.exists():
+		return parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such group")
+	case !g.isMember(from):
+		return parleypb.Errorf(parleypb.ErrorReason_FORBIDDEN, "not a member of this group")
+	}
+	return nil
+}
+
+func (g *group) recipients() []string { return g.members }
+
+func (g *group) isMember(user string) bool {
+	_, ok := g.joined[user]
+	return ok
+}
+
+func (g *group) lastID() int64 { return g.last }
+
 // apply changes the membership by one committed event.
-func (c *Conversation) apply(e *parleypb.GroupEvent) {
-	g := c.grp
+func (g *group) apply(e *parleypb.GroupEvent) {
 	join := func(u string) {
 		if _, ok := g.joined[u]; !ok {
 			g.joined[u] = e.EventId
-			c.delivered[u] = max(c.delivered[u], e.EventId) // nothing from before the join
+			i, _ := slices.BinarySearch(g.members, u)
+			g.members = slices.Insert(g.members, i, u)
 		}
 	}
 	switch e.Kind {
@@ -55,128 +75,90 @@ func (c *Conversation) apply(e *parleypb.GroupEvent) {
 	case parleypb.GroupEvent_MEMBER_ADDED:
 		join(e.User)
 	case parleypb.GroupEvent_MEMBER_REMOVED:
-		delete(g.joined, e.User)
-		delete(c.delivered, e.User)
-		delete(c.sending, e.User)
+		if _, ok := g.joined[e.User]; ok {
+			delete(g.joined, e.User)
+			i, _ := slices.BinarySearch(g.members, e.User)
+			g.members = slices.Delete(g.members, i, i+1)
+		}
 	}
-	c.lastID = max(c.lastID, e.EventId)
-	c.members = c.members[:0]
-	for m := range g.joined {
-		c.members = append(c.members, m)
-	}
-	slices.Sort(c.members)
+	g.last = max(g.last, e.EventId)
 }
 
-// groupOp answers reads at once and queues changes, which are checked when they
-// reach the head of the queue (after earlier appends, and again after a reload).
-func (c *Conversation) groupOp(ctx actor.Context, req *parleypb.GroupRequest) {
-	if c.grp == nil || c.broken {
-		ctx.Respond(&parleypb.GroupResponse{Error: grainError(parleypb.ErrorReason_UNAVAILABLE, "group is restarting; retry")})
-		return
-	}
-	switch req.Op {
-	case parleypb.GroupRequest_GET, parleypb.GroupRequest_MEMBERSHIP:
-		ctx.Respond(c.read(req))
-	case parleypb.GroupRequest_CREATE, parleypb.GroupRequest_ADD_MEMBER, parleypb.GroupRequest_REMOVE_MEMBER:
-		c.pending = append(c.pending, &post{op: req, waiters: []*actor.PID{ctx.Sender()}})
-		c.flush(ctx)
-	default:
-		ctx.Respond(&parleypb.GroupResponse{Error: grainError(parleypb.ErrorReason_BAD_REQUEST, "unknown group operation")})
-	}
-}
-
-func (c *Conversation) read(req *parleypb.GroupRequest) *parleypb.GroupResponse {
-	g := c.grp
+// read answers a group read: the group, or the caller's membership.
+func (g *group) read(id string, req *parleypb.GroupRequest) *parleypb.GroupResponse {
 	joined, member := g.joined[req.By]
 	switch {
 	case !g.exists():
-		return &parleypb.GroupResponse{Error: grainError(parleypb.ErrorReason_NOT_FOUND, "no such group")}
+		return groupError(parleypb.ErrorReason_NOT_FOUND, "no such group")
 	case !member:
-		return &parleypb.GroupResponse{Error: grainError(parleypb.ErrorReason_FORBIDDEN, "not a member of this group")}
+		return groupError(parleypb.ErrorReason_FORBIDDEN, "not a member of this group")
 	case req.Op == parleypb.GroupRequest_MEMBERSHIP:
-		return &parleypb.GroupResponse{Group: c.groupID(), JoinedAt: joined}
+		return &parleypb.GroupResponse{Group: id, JoinedAt: joined}
 	}
-	return c.info()
+	return g.info(id)
 }
 
-func (c *Conversation) info() *parleypb.GroupResponse {
-	return &parleypb.GroupResponse{Group: c.groupID(), Name: c.grp.name, Owner: c.grp.owner,
-		Members: slices.Clone(c.members)}
+func (g *group) info(id string) *parleypb.GroupResponse {
+	return &parleypb.GroupResponse{Group: id, Name: g.name, Owner: g.owner, Members: slices.Clone(g.members)}
 }
 
-func (c *Conversation) groupID() string { return strings.TrimPrefix(c.id, "group:") }
+func groupError(r parleypb.ErrorReason, format string, args ...any) *parleypb.GroupResponse {
+	return &parleypb.GroupResponse{Error: parleypb.Errorf(r, format, args...)}
+}
 
-// prepare checks a queued change against the current membership: it returns the
-// event to append, or the answer when there is nothing to append (an error, or a
-// change already made).
-func (c *Conversation) prepare(req *parleypb.GroupRequest) (*parleypb.GroupEvent, *parleypb.GroupResponse) {
-	g := c.grp
-	fail := func(r parleypb.ErrorReason, format string, args ...any) (*parleypb.GroupEvent, *parleypb.GroupResponse) {
-		return nil, &parleypb.GroupResponse{Error: grainError(r, format, args...)}
-	}
+// prepare checks a change against the current membership: it returns the event to
+// append, or the answer when there is nothing to append (an error, or a change made
+// already).
+func (g *group) prepare(d *Deps, id string, req *parleypb.GroupRequest) (*parleypb.GroupEvent, *parleypb.GroupResponse) {
+	limit := d.Settings.MaxGroupMembers
 	switch req.Op {
 	case parleypb.GroupRequest_CREATE:
 		if g.exists() {
 			if g.owner == req.By {
-				return nil, c.info() // a repeated create
+				return nil, g.info(id) // a repeated create
 			}
-			return fail(parleypb.ErrorReason_CONFLICT, "group id taken")
+			return nil, groupError(parleypb.ErrorReason_CONFLICT, "group id taken")
 		}
-		if req.Name == "" || utf8.RuneCountInString(req.Name) > 100 {
-			return fail(parleypb.ErrorReason_BAD_REQUEST, "name must be 1 to 100 characters")
+		if req.Name == "" || utf8.RuneCountInString(req.Name) > maxGroupName {
+			return nil, groupError(parleypb.ErrorReason_BAD_REQUEST, "name must be 1 to %d characters", maxGroupName)
 		}
 		members := uniqueExcept(req.Members, req.By)
-		if len(members)+1 > c.deps.Settings.MaxGroupMembers {
-			return fail(parleypb.ErrorReason_BAD_REQUEST, "a group has at most %d members", c.deps.Settings.MaxGroupMembers)
+		if len(members)+1 > limit {
+			return nil, groupError(parleypb.ErrorReason_BAD_REQUEST, "a group has at most %d members", limit)
 		}
-		if e := c.mustExist(append(members, req.By)); e != nil {
+		if e := usersExist(d, append(members, req.By)); e != nil {
 			return nil, &parleypb.GroupResponse{Error: e}
 		}
 		return &parleypb.GroupEvent{Kind: parleypb.GroupEvent_CREATED, By: req.By, User: req.By, Name: req.Name,
 			Members: members}, nil
 	case parleypb.GroupRequest_ADD_MEMBER:
-		switch _, member := g.joined[req.User]; {
+		switch {
 		case !g.exists():
-			return fail(parleypb.ErrorReason_NOT_FOUND, "no such group")
+			return nil, groupError(parleypb.ErrorReason_NOT_FOUND, "no such group")
 		case req.By != g.owner:
-			return fail(parleypb.ErrorReason_FORBIDDEN, "only the owner adds members")
-		case member:
-			return nil, c.info()
-		case len(g.joined) >= c.deps.Settings.MaxGroupMembers:
-			return fail(parleypb.ErrorReason_BAD_REQUEST, "the group is full (%d members)", c.deps.Settings.MaxGroupMembers)
+			return nil, groupError(parleypb.ErrorReason_FORBIDDEN, "only the owner adds members")
+		case g.isMember(req.User):
+			return nil, g.info(id)
+		case len(g.joined) >= limit:
+			return nil, groupError(parleypb.ErrorReason_BAD_REQUEST, "the group is full (%d members)", limit)
 		}
-		if e := c.mustExist([]string{req.User}); e != nil {
+		if e := usersExist(d, []string{req.User}); e != nil {
 			return nil, &parleypb.GroupResponse{Error: e}
 		}
 		return &parleypb.GroupEvent{Kind: parleypb.GroupEvent_MEMBER_ADDED, By: req.By, User: req.User}, nil
 	default: // REMOVE_MEMBER
-		switch _, member := g.joined[req.User]; {
+		switch {
 		case !g.exists():
-			return fail(parleypb.ErrorReason_NOT_FOUND, "no such group")
+			return nil, groupError(parleypb.ErrorReason_NOT_FOUND, "no such group")
 		case req.By != g.owner && req.By != req.User:
-			return fail(parleypb.ErrorReason_FORBIDDEN, "only the owner removes others")
+			return nil, groupError(parleypb.ErrorReason_FORBIDDEN, "only the owner removes others")
 		case req.User == g.owner:
-			return fail(parleypb.ErrorReason_BAD_REQUEST, "the owner cannot leave the group")
-		case !member:
-			return nil, c.info()
+			return nil, groupError(parleypb.ErrorReason_BAD_REQUEST, "the owner cannot leave the group")
+		case !g.isMember(req.User):
+			return nil, g.info(id)
 		}
 		return &parleypb.GroupEvent{Kind: parleypb.GroupEvent_MEMBER_REMOVED, By: req.By, User: req.User}, nil
 	}
-}
-
-func (c *Conversation) mustExist(users []string) *parleypb.GrainError {
-	ctx, cancel := context.WithTimeout(context.Background(), c.deps.Settings.RequestTimeout)
-	defer cancel()
-	exist, err := c.deps.Store.UsersExist(ctx, users)
-	if err != nil {
-		return grainError(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
-	}
-	for _, u := range users {
-		if !exist[u] {
-			return grainError(parleypb.ErrorReason_NOT_FOUND, "user %s does not exist", u)
-		}
-	}
-	return nil
 }
 
 func uniqueExcept(users []string, except string) []string {
@@ -191,29 +173,9 @@ func uniqueExcept(users []string, except string) []string {
 	return out
 }
 
-// stamp gives a prepared event its id (from the message id sequence) and time.
-func (c *Conversation) stamp(e *parleypb.GroupEvent) {
-	e.EventId = c.deps.IDs.NextAfter(c.lastID)
-	c.lastID = e.EventId
+// stamp gives a prepared event its id (from the message id sequence, above every
+// id of the conversation) and time.
+func stamp(gen *ids.Generator, e *parleypb.GroupEvent, after int64) {
+	e.EventId = gen.NextAfter(after)
 	e.Ts = ids.UnixMillis(e.EventId)
-}
-
-// typing forwards a typing notice to the other members who are online (their user
-// grains push it to live connections); nothing is stored.
-func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
-	if !c.isMember(req.From) {
-		return
-	}
-	if c.grp == nil && !c.known {
-		if c.mustExist(c.members) != nil {
-			return // no such user: nobody to tell
-		}
-		c.known = true
-	}
-	n := &parleypb.Notify{Typing: &parleypb.TypingNotice{Conversation: c.id, From: req.From}}
-	for _, m := range c.members {
-		if m != req.From {
-			c.deps.tell(ctx, m, KindUser, n)
-		}
-	}
 }

@@ -39,11 +39,21 @@ type Member struct {
 }
 
 // NewTopology follows c's topology events. Call before c starts.
+//
+// It also drops from c's PID cache each activation that stopped anywhere in the
+// cluster (Proto.Actor broadcasts ActivationTerminated to every member but never
+// evicts the cached PID, research/protoactor.md §7.10): a push to a user grain that
+// passivated would otherwise go to dead letters until a request to it failed.
 func NewTopology(c *cluster.Cluster, grains *Registry) *Topology {
 	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, root: c.ActorSystem.Root}
 	c.ActorSystem.EventStream.Subscribe(func(e any) {
-		if tp, ok := e.(*cluster.ClusterTopology); ok {
-			t.update(c.ActorSystem.Address(), tp)
+		switch e := e.(type) {
+		case *cluster.ClusterTopology:
+			t.update(c.ActorSystem.Address(), e)
+		case *cluster.ActivationTerminated:
+			if id := e.GetClusterIdentity(); id != nil {
+				c.PidCache.RemoveByValue(id.Identity, id.Kind, e.Pid)
+			}
 		}
 	})
 	return t

@@ -1,9 +1,12 @@
 // Package persistence defines what Parley stores and the errors its stores return.
 //
-// Grain state is event-sourced: a conversation's messages form one stream, each user's
-// sync queue forms another. Every append names the stream version its writer last saw,
-// so a second activation of the same grain (Proto.Actor does not guarantee single
-// activation) can never write: its append fails with ErrConflict and the grain stops.
+// Grain state is event-sourced: a conversation's messages and membership events form
+// one stream. Every append names the stream version its writer last saw, so a second
+// activation of the same grain (Proto.Actor does not guarantee single activation) can
+// never write: its append fails with ErrConflict and the grain stops. Each user's sync
+// queue is written by the appends of its conversations, in the same transaction as
+// their messages: the store assigns the queue's seqs, gapless, under the queue's row
+// lock, so a queue has no writer of its own to lose entries between the two.
 //
 // Stores take a context on every blocking call and never log; packages above this one
 // see ErrNotFound and ErrConflict, never a driver error type.
@@ -22,7 +25,9 @@ var (
 	ErrConflict = errors.New("persistence: conflict")
 )
 
-// ConversationAppend adds messages to a conversation's stream.
+// ConversationAppend adds messages to a conversation's stream and, in the same
+// transaction, to the sync queue of each recipient: the messages are in every
+// recipient's queue exactly when they are committed, so no fan-out step can be lost.
 type ConversationAppend struct {
 	Conversation string
 	// Expected is the stream version the writer last saw (0 for a new stream).
@@ -31,29 +36,29 @@ type ConversationAppend struct {
 	// client id and timestamp. A message whose (sender, client id) is already in the
 	// stream is skipped.
 	Messages []*parleypb.Message
-	// Event, when set, is a group membership event appended alone (no Messages).
+	// Recipients are the users whose sync queues receive the messages written (the
+	// conversation's members, the sender included), each once.
+	Recipients []string
+	// Event, when set, is a group membership event appended alone (no Messages, no
+	// Recipients).
 	Event *parleypb.GroupEvent
 }
 
 // ConversationAppended is the outcome of a ConversationAppend.
 type ConversationAppended struct {
 	Version  uint64  // the stream version after the append
-	Inserted []int64 // message ids written; the rest repeated a client id
+	Inserted []int64 // message ids written, ascending; the rest repeated a client id
+	// LastSeq is, per recipient, the seq of the last message written into its queue:
+	// the messages written take the seqs LastSeq-len(Inserted)+1 .. LastSeq, in id
+	// order. Empty when nothing was written.
+	LastSeq map[string]uint64
 }
 
-// UserAppend adds messages to a user's sync queue.
-type UserAppend struct {
-	User     string
-	Expected uint64 // the queue's last seq as the writer saw it
-	// Messages in the order they take in the queue. A message already in the queue
-	// (same message id) is skipped, so re-driven fan-out never duplicates an entry.
-	Messages []*parleypb.Message
-}
-
-// UserAppended is the outcome of a UserAppend.
-type UserAppended struct {
-	Version uint64              // the queue's last seq after the append
-	Entries []*parleypb.Message // the entries written, with Seq set, in seq order
+// QueuePage is a page of a user's sync queue.
+type QueuePage struct {
+	Cursor  uint64              // the device's stored cursor, when read with it
+	Entries []*parleypb.Message // in seq order, each with Seq set
+	End     uint64              // the queue's last seq when the page was read
 }
 
 // User is an account.

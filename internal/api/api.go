@@ -129,7 +129,7 @@ func (a *API) route(mux *http.ServeMux, path string, handlers map[string]http.Ha
 	allow := strings.Join(allowed, ", ")
 	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
-		WriteError(w, http.StatusMethodNotAllowed, CodeBadRequest, "method "+r.Method+" not allowed; use "+allow)
+		WriteError(w, http.StatusMethodNotAllowed, parleypb.ErrorReason_BAD_REQUEST.Code(), "method "+r.Method+" not allowed; use "+allow)
 	})
 }
 
@@ -141,7 +141,7 @@ func (a *API) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token := BearerToken(r)
 		if token == "" {
-			a.fail(w, r, errorf(CodeUnauthorized, "missing bearer token"))
+			a.fail(w, r, errorf(parleypb.ErrorReason_UNAUTHORIZED, "missing bearer token"))
 			return
 		}
 		claims, err := a.signer.Verify(token)

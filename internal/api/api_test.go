@@ -266,7 +266,9 @@ func TestGetUser(t *testing.T) {
 	e := mustStart(t, presence)
 	e.mustUser(t, "alice", "Alice")
 	e.mustUser(t, "bob", "Bob")
-	require.NoError(t, e.store.SetLastSeen(context.Background(), "bob", 1234))
+	seen := make(chan error, 1)
+	e.store.SetLastSeen("bob", 1234, func(err error) { seen <- err })
+	require.NoError(t, <-seen)
 	token, _ := e.mustLogin(t, "alice", "")
 	past, err := auth.NewSigner(e.secret, time.Minute, auth.WithClock(func() time.Time {
 		return time.Now().Add(-time.Hour)

@@ -11,45 +11,28 @@ import (
 
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// Error codes of PROTOCOL.md.
-const (
-	CodeBadRequest   = "bad_request"
-	CodeUnauthorized = "unauthorized"
-	CodeForbidden    = "forbidden"
-	CodeNotFound     = "not_found"
-	CodeConflict     = "conflict"
-	CodeTooLarge     = "too_large"
-	CodeRateLimited  = "rate_limited"
-	CodeUnavailable  = "unavailable"
-	CodeInternal     = "internal"
-)
-
-// statusOf is the HTTP status of each error code.
-var statusOf = map[string]int{
-	CodeBadRequest:   http.StatusBadRequest,
-	CodeUnauthorized: http.StatusUnauthorized,
-	CodeForbidden:    http.StatusForbidden,
-	CodeNotFound:     http.StatusNotFound,
-	CodeConflict:     http.StatusConflict,
-	CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeRateLimited:  http.StatusTooManyRequests,
-	CodeUnavailable:  http.StatusServiceUnavailable,
-	CodeInternal:     http.StatusInternalServerError,
+// statusOf is the HTTP status of each error reason.
+var statusOf = map[parleypb.ErrorReason]int{
+	parleypb.ErrorReason_BAD_REQUEST:  http.StatusBadRequest,
+	parleypb.ErrorReason_UNAUTHORIZED: http.StatusUnauthorized,
+	parleypb.ErrorReason_FORBIDDEN:    http.StatusForbidden,
+	parleypb.ErrorReason_NOT_FOUND:    http.StatusNotFound,
+	parleypb.ErrorReason_CONFLICT:     http.StatusConflict,
+	parleypb.ErrorReason_TOO_LARGE:    http.StatusRequestEntityTooLarge,
+	parleypb.ErrorReason_RATE_LIMITED: http.StatusTooManyRequests,
+	parleypb.ErrorReason_UNAVAILABLE:  http.StatusServiceUnavailable,
+	parleypb.ErrorReason_INTERNAL:     http.StatusInternalServerError,
 }
 
 // maxBodyBytes caps a request body; a larger one is answered with too_large.
 const maxBodyBytes = 64 << 10
 
-// clientError is an error whose code and message the client may see.
-type clientError struct {
-	code, message string
-}
-
-func (e *clientError) Error() string { return e.code + ": " + e.message }
-
-func errorf(code, message string) error { return &clientError{code: code, message: message} }
+// errorf is an error whose reason and message the client may see: a grain error,
+// as grains answer them.
+func errorf(r parleypb.ErrorReason, message string) error { return parleypb.Errorf(r, "%s", message) }
 
 // errorBody is the JSON shape of every error answer.
 type errorBody struct {
@@ -66,44 +49,49 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, body)
 }
 
-// classify maps an error to what the client sees: the one place that turns
-// Go errors into PROTOCOL.md codes. internal reports that err must be logged
-// because its text is withheld.
-func classify(err error) (code, message string, internal bool) {
-	var ce *clientError
+// classify maps an error to what the client sees: the one place that turns Go
+// errors into PROTOCOL.md reasons. internal reports that err must be logged because
+// its text is withheld (or it is an outage).
+func classify(err error) (reason parleypb.ErrorReason, message string, internal bool) {
+	var ge *parleypb.GrainError
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &ce):
-		return ce.code, ce.message, false
+	case errors.As(err, &ge):
+		internal := ge.Reason == parleypb.ErrorReason_INTERNAL || ge.Reason == parleypb.ErrorReason_UNAVAILABLE
+		if ge.Reason == parleypb.ErrorReason_INTERNAL {
+			return ge.Reason, "internal error", true
+		}
+		return ge.Reason, ge.Message, internal
 	case errors.As(err, &tooBig):
-		return CodeTooLarge, "request body too large", false
+		return parleypb.ErrorReason_TOO_LARGE, "request body too large", false
 	case errors.Is(err, auth.ErrInvalidToken):
-		return CodeUnauthorized, "missing or invalid token", false
+		return parleypb.ErrorReason_UNAUTHORIZED, "missing or invalid token", false
 	case errors.Is(err, persistence.ErrNotFound):
-		return CodeNotFound, "not found", false
+		return parleypb.ErrorReason_NOT_FOUND, "not found", false
 	case errors.Is(err, persistence.ErrConflict):
-		return CodeConflict, "conflict", false
+		return parleypb.ErrorReason_CONFLICT, "conflict", false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return CodeUnavailable, "service unavailable, try again", true
+		return parleypb.ErrorReason_UNAVAILABLE, "service unavailable, try again", true
 	}
-	return CodeInternal, "internal error", true
+	return parleypb.ErrorReason_INTERNAL, "internal error", true
 }
 
 // fail answers r with err mapped by classify, logging errors whose text the
 // client does not see.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code, message, internal := classify(err)
+	reason, message, internal := classify(err)
 	if internal {
 		level := slog.LevelError
 		if r.Context().Err() != nil {
 			level = slog.LevelDebug // the client went away
 		}
-		a.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		a.log.Log(r.Context(), level, "request failed", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
-	if code == CodeUnauthorized {
+	if reason == parleypb.ErrorReason_UNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
-	WriteError(w, statusOf[code], code, message)
+	WriteError(w, statusOf[reason], reason.Code(), message)
 }
 
 // decodeBody reads r's JSON body (at most maxBodyBytes) into v.
@@ -114,10 +102,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 		if errors.As(err, &tooBig) {
 			return err
 		}
-		return errorf(CodeBadRequest, "reading request body failed")
+		return errorf(parleypb.ErrorReason_BAD_REQUEST, "reading request body failed")
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return errorf(CodeBadRequest, "request body is not a valid JSON object of the expected shape")
+		return errorf(parleypb.ErrorReason_BAD_REQUEST, "request body is not a valid JSON object of the expected shape")
 	}
 	return nil
 }

@@ -2,12 +2,9 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"net/http"
 	"strings"
 
-	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/proto/parleypb"
@@ -34,16 +31,9 @@ func groupOf(r *parleypb.GroupResponse) map[string]groupJSON {
 // group runs req and turns a grain error into the client error of its code.
 func (a *API) group(ctx context.Context, req *parleypb.GroupRequest) (*parleypb.GroupResponse, error) {
 	if a.groups == nil {
-		return nil, errorf(CodeNotFound, "groups are not served")
+		return nil, errorf(parleypb.ErrorReason_NOT_FOUND, "groups are not served")
 	}
-	res, err := a.groups(ctx, req)
-	if err != nil {
-		return nil, errorf(CodeUnavailable, "group unavailable; try again")
-	}
-	if res.Error != nil {
-		return nil, errorf(actors.ErrorCode(res.Error.Reason), res.Error.Message)
-	}
-	return res, nil
+	return a.groups(ctx, req) // its errors are grain errors: classify maps them
 }
 
 // createGroup serves POST /v1/groups {"name","members":[ids]}: the caller is owner
@@ -59,11 +49,11 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request, claims auth.Cl
 	}
 	for _, m := range body.Members {
 		if !convid.UserID.MatchString(m) {
-			a.fail(w, r, errorf(CodeBadRequest, "members must be user ids"))
+			a.fail(w, r, errorf(parleypb.ErrorReason_BAD_REQUEST, "members must be user ids"))
 			return
 		}
 	}
-	res, err := a.group(r.Context(), &parleypb.GroupRequest{Op: parleypb.GroupRequest_CREATE, Group: newGroupID(),
+	res, err := a.group(r.Context(), &parleypb.GroupRequest{Op: parleypb.GroupRequest_CREATE, Group: convid.NewGroupID(),
 		By: claims.UserID, Name: strings.TrimSpace(body.Name), Members: body.Members})
 	if err != nil {
 		a.fail(w, r, err)
@@ -87,7 +77,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, claims auth.Clai
 		return
 	}
 	if !convid.UserID.MatchString(body.User) {
-		a.fail(w, r, errorf(CodeBadRequest, "user must be a user id"))
+		a.fail(w, r, errorf(parleypb.ErrorReason_BAD_REQUEST, "user must be a user id"))
 		return
 	}
 	a.groupCall(w, r, &parleypb.GroupRequest{Op: parleypb.GroupRequest_ADD_MEMBER, By: claims.UserID, User: body.User},
@@ -103,8 +93,8 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, claims auth.C
 
 func (a *API) groupCall(w http.ResponseWriter, r *http.Request, req *parleypb.GroupRequest, status int) {
 	req.Group = r.PathValue("id")
-	if _, _, _, err := convid.Parse(convid.Group + ":" + req.Group); err != nil {
-		a.fail(w, r, errorf(CodeNotFound, "no such group"))
+	if !convid.ValidGroupID(req.Group) {
+		a.fail(w, r, errorf(parleypb.ErrorReason_NOT_FOUND, "no such group"))
 		return
 	}
 	res, err := a.group(r.Context(), req)
@@ -117,11 +107,4 @@ func (a *API) groupCall(w http.ResponseWriter, r *http.Request, req *parleypb.Gr
 		return
 	}
 	writeJSON(w, status, groupOf(res))
-}
-
-// newGroupID is a random group id: 16 lower-case base32 characters.
-func newGroupID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }

@@ -146,7 +146,8 @@ func TestHistoryErrors(t *testing.T) {
 		{"unsorted members", "/v1/conversations/dm:bob:alice/messages", alice, 400, "bad_request"},
 		{"one member", "/v1/conversations/dm:alice/messages", alice, 400, "bad_request"},
 		{"unknown kind", "/v1/conversations/chan:x/messages", alice, 400, "bad_request"},
-		{"group", "/v1/conversations/group:g1/messages", alice, 404, "not_found"},
+		{"group", "/v1/conversations/group:abcdefghijklmnop/messages", alice, 404, "not_found"},
+		{"group id not made by the server", "/v1/conversations/group:g1/messages", alice, 400, "bad_request"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -47,18 +47,18 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims
 // of the group) and returns the message id its history starts after: a group
 // member's join, 0 otherwise.
 func (a *API) readable(ctx context.Context, conv, user string) (after int64, err error) {
-	kind, members, group, err := convid.Parse(conv)
+	id, err := convid.Parse(conv)
 	switch {
 	case err != nil:
-		return 0, errorf(CodeBadRequest, "malformed conversation id")
-	case kind == convid.Group:
-		res, err := a.group(ctx, &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: group, By: user})
+		return 0, errorf(parleypb.ErrorReason_BAD_REQUEST, "malformed conversation id")
+	case id.Kind == convid.Group:
+		res, err := a.group(ctx, &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: user})
 		if err != nil {
 			return 0, err
 		}
 		return res.JoinedAt, nil
-	case user != members[0] && user != members[1]:
-		return 0, errorf(CodeForbidden, "not a member of this conversation")
+	case user != id.Members[0] && user != id.Members[1]:
+		return 0, errorf(parleypb.ErrorReason_FORBIDDEN, "not a member of this conversation")
 	}
 	return 0, nil
 }
@@ -70,7 +70,7 @@ func (a *API) pageParams(r *http.Request) (before int64, limit int, err error) {
 	if s := q.Get("before"); s != "" {
 		before, err = strconv.ParseInt(s, 10, 64)
 		if err != nil || before < 1 {
-			return 0, 0, errorf(CodeBadRequest, "before must be a message id")
+			return 0, 0, errorf(parleypb.ErrorReason_BAD_REQUEST, "before must be a message id")
 		}
 	}
 	limit = a.limits.HistoryDefault
@@ -80,7 +80,7 @@ func (a *API) pageParams(r *http.Request) (before int64, limit int, err error) {
 			limit, err = a.limits.HistoryMax, nil // too large for an int: clamp like any other
 		}
 		if err != nil || limit < 1 {
-			return 0, 0, errorf(CodeBadRequest, "limit must be a positive integer")
+			return 0, 0, errorf(parleypb.ErrorReason_BAD_REQUEST, "limit must be a positive integer")
 		}
 	}
 	return before, min(limit, a.limits.HistoryMax), nil

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/parleychat/parley/proto/parleypb"
+
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -27,7 +29,7 @@ const (
 var devicePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // errBadLogin is the one answer to a wrong username or password.
-var errBadLogin = errorf(CodeUnauthorized, "wrong username or password")
+var errBadLogin = errorf(parleypb.ErrorReason_UNAUTHORIZED, "wrong username or password")
 
 type userJSON struct {
 	ID          string `json:"id"`
@@ -65,7 +67,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	}
 	err = a.store.CreateUser(r.Context(), persistence.User{ID: req.Username, DisplayName: name, PasswordHash: hash})
 	if errors.Is(err, persistence.ErrConflict) {
-		err = errorf(CodeConflict, "username "+req.Username+" is taken")
+		err = errorf(parleypb.ErrorReason_CONFLICT, "username "+req.Username+" is taken")
 	}
 	if err != nil {
 		a.fail(w, r, err)
@@ -77,20 +79,20 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 // validate checks the request and returns the display name to store.
 func (req *createUserRequest) validate() (string, error) {
 	if !convid.UserID.MatchString(req.Username) {
-		return "", errorf(CodeBadRequest, "username must match "+convid.UserID.String())
+		return "", errorf(parleypb.ErrorReason_BAD_REQUEST, "username must match "+convid.UserID.String())
 	}
 	if n := len(req.Password); n < minPasswordBytes || n > maxPasswordBytes {
-		return "", errorf(CodeBadRequest, fmt.Sprintf("password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes))
+		return "", errorf(parleypb.ErrorReason_BAD_REQUEST, fmt.Sprintf("password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes))
 	}
 	name := strings.TrimSpace(req.DisplayName)
 	if name == "" {
 		return req.Username, nil
 	}
 	if utf8.RuneCountInString(name) > maxDisplayNameRune {
-		return "", errorf(CodeBadRequest, fmt.Sprintf("displayName must be at most %d characters", maxDisplayNameRune))
+		return "", errorf(parleypb.ErrorReason_BAD_REQUEST, fmt.Sprintf("displayName must be at most %d characters", maxDisplayNameRune))
 	}
 	if strings.ContainsFunc(name, unicode.IsControl) {
-		return "", errorf(CodeBadRequest, "displayName must not contain control characters")
+		return "", errorf(parleypb.ErrorReason_BAD_REQUEST, "displayName must not contain control characters")
 	}
 	return name, nil
 }
@@ -115,7 +117,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Device != "" && !devicePattern.MatchString(req.Device) {
-		a.fail(w, r, errorf(CodeBadRequest, "device must match "+devicePattern.String()))
+		a.fail(w, r, errorf(parleypb.ErrorReason_BAD_REQUEST, "device must match "+devicePattern.String()))
 		return
 	}
 	if err := a.login(r, req.Username, req.Password); err != nil {
@@ -172,7 +174,7 @@ func newDeviceID() string {
 // getUser serves GET /v1/users/{id}.
 func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ auth.Claims) {
 	id := r.PathValue("id")
-	notFound := errorf(CodeNotFound, "no such user")
+	notFound := errorf(parleypb.ErrorReason_NOT_FOUND, "no such user")
 	if !convid.UserID.MatchString(id) {
 		a.fail(w, r, notFound)
 		return

@@ -153,9 +153,10 @@ type Grains struct {
 	// IdleTimeout is how long a grain may go without messages before it is
 	// passivated. Default 10m.
 	IdleTimeout time.Duration `yaml:"idleTimeout"`
-	// SnapshotEvery is the number of events between two snapshots of a grain's
-	// state. Default 100.
-	SnapshotEvery int `yaml:"snapshotEvery"`
+	// DedupeCache is how many client message ids a conversation grain remembers the
+	// answer of, to answer a repeated send without a store read; 0 turns the cache
+	// off (the store's check stays). It grows with use up to this. Default 256.
+	DedupeCache int `yaml:"dedupeCache"`
 }
 
 // Gateway configures the WebSocket gateway.
@@ -209,7 +210,7 @@ func Default() Config {
 		Grains: Grains{
 			RequestTimeout: 5 * time.Second,
 			IdleTimeout:    10 * time.Minute,
-			SnapshotEvery:  100,
+			DedupeCache:    256,
 		},
 		Gateway: Gateway{
 			Workers:       128,

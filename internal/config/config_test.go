@@ -272,7 +272,7 @@ func TestValidate(t *testing.T) {
 		{"history default equal max", func(c *Config) { c.Limits.HistoryDefault = 100 }, ""},
 		{"request timeout", func(c *Config) { c.Grains.RequestTimeout = 0 }, "grains.requestTimeout"},
 		{"idle timeout", func(c *Config) { c.Grains.IdleTimeout = 0 }, "grains.idleTimeout"},
-		{"snapshot every", func(c *Config) { c.Grains.SnapshotEvery = 0 }, "grains.snapshotEvery"},
+		{"dedupe cache", func(c *Config) { c.Grains.DedupeCache = -1 }, "grains.dedupeCache"},
 		{"workers", func(c *Config) { c.Gateway.Workers = 0 }, "gateway.workers"},
 		{"read timeout", func(c *Config) { c.Gateway.ReadTimeout = 0 }, "gateway.readTimeout"},
 		{"write timeout", func(c *Config) { c.Gateway.WriteTimeout = 0 }, "gateway.writeTimeout"},

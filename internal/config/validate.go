@@ -175,7 +175,7 @@ func (l Limits) validate(v *validator) {
 func (g Grains) validate(v *validator) {
 	v.duration("grains.requestTimeout", g.RequestTimeout)
 	v.duration("grains.idleTimeout", g.IdleTimeout)
-	v.positive("grains.snapshotEvery", g.SnapshotEvery)
+	v.between("grains.dedupeCache", g.DedupeCache, 0, 1<<20)
 }
 
 func (g Gateway) validate(v *validator) {

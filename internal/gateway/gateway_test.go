@@ -462,7 +462,7 @@ func TestFrameTooBig(t *testing.T) {
 			h := newHarness(t, defaultConfig(), nil)
 			c := h.dialRaw(t, wire.JSON)
 			send(t, c)
-			c.expectClose(t, gateway.CloseTooBigCode)
+			c.expectClose(t, wire.CloseTooBig)
 			r := h.handler(t, 0)
 			requireClosedOnce(t, h, r)
 			frames, bad, _, _ := r.snapshot()
@@ -554,7 +554,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	_, err := c.Write(all)
 	require.NoError(t, err)
-	c.expectClose(t, gateway.ClosePolicyCode)
+	c.expectClose(t, wire.ClosePolicy)
 	r := h.handler(t, 0)
 	requireClosedOnce(t, h, r)
 	frames, bad, _, events := r.snapshot()
@@ -576,7 +576,7 @@ func TestRateLimitCountsBadFrames(t *testing.T) {
 	for range 3 {
 		c.send(t, true, ws.OpText, []byte("not json"))
 	}
-	c.expectClose(t, gateway.ClosePolicyCode)
+	c.expectClose(t, wire.ClosePolicy)
 	r := h.handler(t, 0)
 	requireClosedOnce(t, h, r)
 	_, bad, _, _ := r.snapshot()

@@ -221,7 +221,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			for _, sock := range open {
-				sock.Close(1001, "server shutting down")
+				sock.Close(wire.CloseGoingAway, "server shutting down")
 			}
 		case <-tick.C:
 			continue

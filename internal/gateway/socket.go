@@ -55,6 +55,19 @@ func (s *Socket) Write(f *parleypb.ServerFrame) error {
 	if err != nil {
 		return err
 	}
+	return s.writePayload(payload, wire.ServerTypeOf(f))
+}
+
+// WriteMessage writes a message frame with seq, leaving m as it is.
+func (s *Socket) WriteMessage(m *parleypb.Message, seq uint64) error {
+	payload, err := wire.EncodeMessage(s.enc, m, seq)
+	if err != nil {
+		return err
+	}
+	return s.writePayload(payload, "message")
+}
+
+func (s *Socket) writePayload(payload []byte, typ string) error {
 	op := ws.OpText
 	if s.enc == wire.Proto {
 		op = ws.OpBinary
@@ -69,7 +82,7 @@ func (s *Socket) Write(f *parleypb.ServerFrame) error {
 		go s.Close(CloseNone, "")
 		return err
 	}
-	s.srv.cfg.Metrics.FrameOut(wire.ServerTypeOf(f))
+	s.srv.cfg.Metrics.FrameOut(typ)
 	return nil
 }
 
@@ -147,7 +160,7 @@ func (s *Socket) fail(err error) {
 	var closed wsutil.ClosedError
 	switch {
 	case errors.Is(err, errFrameTooBig):
-		s.Close(CloseTooBigCode, "frame too big")
+		s.Close(wire.CloseTooBig, "frame too big")
 	case errors.As(err, &closed):
 		code := closed.Code
 		if code == ws.StatusNoStatusRcvd || code == 0 {
@@ -155,19 +168,13 @@ func (s *Socket) fail(err error) {
 		}
 		s.Close(int(code), "")
 	case errors.Is(err, errRate):
-		s.Close(ClosePolicyCode, "rate limit exceeded")
+		s.Close(wire.ClosePolicy, "rate limit exceeded")
 	case errors.Is(err, errProtocol):
 		s.Close(int(ws.StatusProtocolError), err.Error())
 	default:
 		s.Close(CloseNone, "")
 	}
 }
-
-// Close codes the gateway uses itself.
-const (
-	ClosePolicyCode = 1008
-	CloseTooBigCode = 1009
-)
 
 var (
 	errRate     = errors.New("gateway: rate limit exceeded")

@@ -25,6 +25,7 @@ import (
 	"github.com/parleychat/parley/internal/api"
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/gateway"
 	"github.com/parleychat/parley/internal/membership"
 	"github.com/parleychat/parley/internal/metrics"
@@ -32,9 +33,10 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// FaultHoldFanout names an environment variable for tests: set to 1, the node commits
-// messages but never fans them out, as if it died right after each commit.
-const FaultHoldFanout = "PARLEY_FAULT_HOLD_FANOUT"
+// FaultHoldDelivery names an environment variable for tests: set to 1, the node
+// commits messages (into every member's queue) but never pushes them live, as if it
+// died right after each commit.
+const FaultHoldDelivery = "PARLEY_FAULT_HOLD_DELIVERY"
 
 // Run serves until ctx ends, then shuts down in order: stop accepting, close sockets
 // with 1001 after flushing, leave the cluster, release the node id (keeping its
@@ -64,10 +66,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
 		Settings: actors.Settings{
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
-			SnapshotEvery: cfg.Grains.SnapshotEvery, MaxTextBytes: cfg.Limits.MaxTextBytes,
+			DedupeCache: cfg.Grains.DedupeCache, MaxTextBytes: cfg.Limits.MaxTextBytes,
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
 			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
-			HoldFanout:      os.Getenv(FaultHoldFanout) == "1",
+			HoldDelivery:    os.Getenv(FaultHoldDelivery) == "1",
 		}}
 	for _, kind := range []string{actors.KindUser, actors.KindConversation} {
 		met.GaugeFunc("parley_grains_active", "Grains active on this node, by kind.", map[string]string{"kind": kind},
@@ -121,7 +123,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Info("listening", slog.String("addr", ln.Addr().String()))
 		go func() { errc <- srv.Serve(ln) }()
 	}
-	go sweepOutbox(ctx, store, deps, log)
 
 	select {
 	case <-ctx.Done():
@@ -249,13 +250,9 @@ func authenticator(signer *auth.Signer) gateway.Authenticate {
 
 func presence(deps *actors.Deps) api.Presence {
 	return func(_ context.Context, user string) (string, int64, error) {
-		res, err := deps.Request(user, actors.KindUser, &parleypb.StatusRequest{})
+		r, err := actors.Call[*parleypb.StatusResponse](deps, user, actors.KindUser, &parleypb.StatusRequest{})
 		if err != nil {
 			return "", 0, err
-		}
-		r, ok := res.(*parleypb.StatusResponse)
-		if !ok || r.Error != nil {
-			return "", 0, errors.New("node: no status")
 		}
 		return r.Status, r.LastSeen, nil
 	}
@@ -263,39 +260,6 @@ func presence(deps *actors.Deps) api.Presence {
 
 func groups(deps *actors.Deps) api.Groups {
 	return func(_ context.Context, req *parleypb.GroupRequest) (*parleypb.GroupResponse, error) {
-		res, err := deps.Request("group:"+req.Group, actors.KindConversation, req)
-		if err != nil {
-			return nil, err
-		}
-		r, ok := res.(*parleypb.GroupResponse)
-		if !ok {
-			return nil, fmt.Errorf("node: unexpected answer %T", res)
-		}
-		return r, nil
-	}
-}
-
-// sweepOutbox wakes conversations whose fan-out has been pending for a while (their
-// grain died before every member acknowledged), so that they re-drive it.
-func sweepOutbox(ctx context.Context, store *postgres.Store, deps *actors.Deps, log *slog.Logger) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	age := time.Duration(0) // at start, anything pending was left by a stopped node
-	for {
-		cx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		convs, err := store.PendingOutbox(cx, age, 1000)
-		age = 5 * time.Second
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			log.Warn("reading outbox", slog.Any("error", err))
-		}
-		for _, conv := range convs {
-			deps.Wake(conv)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		return actors.Call[*parleypb.GroupResponse](deps, convid.GroupID(req.Group), actors.KindConversation, req)
 	}
 }

@@ -21,7 +21,8 @@ func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
 		b = appendStr(b, "conversation", s.GetConversation())
 		b = appendNum(b, "ts", s.GetTs())
 	case *parleypb.ServerFrame_Message:
-		b = appendMessageMembers(b, x.Message, true)
+		b = appendUintID(b, "seq", x.Message.GetSeq())
+		b = appendMessageMembers(b, x.Message)
 	case *parleypb.ServerFrame_Synced:
 		b = appendUintID(b, "upTo", x.Synced.GetUpTo())
 		b = appendBool(b, "more", x.Synced.GetMore())
@@ -50,13 +51,9 @@ func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendMessageMembers appends the members of a message, each with its leading
-// comma. seq is written always in a message frame (top), and only when set in
-// a history page, whose messages come from the conversation, not a sync queue.
-func appendMessageMembers(b []byte, m *parleypb.Message, top bool) []byte {
-	if top || m.GetSeq() != 0 {
-		b = appendUintID(b, "seq", m.GetSeq())
-	}
+// appendMessageMembers appends the members of a message but its seq, each with its
+// leading comma.
+func appendMessageMembers(b []byte, m *parleypb.Message) []byte {
 	b = appendIntID(b, "messageId", m.GetMessageId())
 	b = appendStr(b, "conversation", m.GetConversation())
 	b = appendStr(b, "from", m.GetFrom())
@@ -67,6 +64,14 @@ func appendMessageMembers(b []byte, m *parleypb.Message, top bool) []byte {
 	return appendOptStr(b, "clientId", m.GetClientId())
 }
 
+// encodeMessageJSON is a message frame with seq, as encodeServerJSON writes it.
+func encodeMessageJSON(m *parleypb.Message, seq uint64) []byte {
+	b := make([]byte, 0, 96+messageSize(m))
+	b = append(b, `{"type":"message"`...)
+	b = appendUintID(b, "seq", seq)
+	return append(appendMessageMembers(b, m), '}')
+}
+
 // MessageJSON is a message as one JSON object, in the shape of a message inside a
 // history answer (no seq unless set): the REST history uses it, so that REST and
 // WebSocket write messages alike.
@@ -74,10 +79,15 @@ func MessageJSON(m *parleypb.Message) []byte {
 	return appendMessageObject(make([]byte, 0, 128+len(m.GetText())), m)
 }
 
+// appendMessageObject appends a message as an object: seq only when set (a history
+// page's messages come from the conversation, not a sync queue).
 func appendMessageObject(b []byte, m *parleypb.Message) []byte {
 	// The members start with a comma: turn the first one into the brace.
 	start := len(b)
-	b = appendMessageMembers(b, m, false)
+	if m.GetSeq() != 0 {
+		b = appendUintID(b, "seq", m.GetSeq())
+	}
+	b = appendMessageMembers(b, m)
 	b[start] = '{'
 	return append(b, '}')
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleychat/parley/proto/parleypb"
@@ -58,10 +59,20 @@ func ParseEncoding(s string) (Encoding, error) {
 	return 0, fmt.Errorf("wire: unknown encoding %q (want json or proto)", s)
 }
 
-// Error codes of PROTOCOL.md used by this package.
+// Error codes of PROTOCOL.md used by this package (parleypb.ErrorReason's codes).
+var (
+	CodeBadRequest = parleypb.ErrorReason_BAD_REQUEST.Code()
+	CodeInternal   = parleypb.ErrorReason_INTERNAL.Code()
+)
+
+// Close codes of PROTOCOL.md and RFC 6455 that the server sends.
 const (
-	CodeBadRequest = "bad_request"
-	CodeInternal   = "internal"
+	CloseGoingAway     = 1001 // server shutting down
+	CloseProtocolError = 1002 // the client broke RFC 6455's framing
+	CloseInvalidData   = 1007 // a text frame or close reason that is not UTF-8
+	ClosePolicy        = 1008 // abuse: over a rate limit
+	CloseTooBig        = 1009 // a frame or message over the size limit
+	CloseInternalError = 1011 // the server cannot serve the connection
 )
 
 // FrameError is a bad client frame: Code is a PROTOCOL.md error code
@@ -118,6 +129,49 @@ func EncodeServer(enc Encoding, f *parleypb.ServerFrame) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("wire: unknown encoding %s", enc)
 }
+
+// EncodeMessage encodes a message frame whose message has seq, without changing m:
+// one stored message is written to each member's socket with that member's seq.
+func EncodeMessage(enc Encoding, m *parleypb.Message, seq uint64) ([]byte, error) {
+	switch enc {
+	case JSON:
+		return encodeMessageJSON(m, seq), nil
+	case Proto:
+		return encodeMessageProto(m, seq)
+	}
+	return nil, fmt.Errorf("wire: unknown encoding %s", enc)
+}
+
+// encodeMessageProto writes ServerFrame{message: m with seq}. With m's own seq unset
+// (or equal), the seq field is written before m's encoding, which has only the fields
+// after it: the same bytes as marshalling the frame, with no copy of m.
+func encodeMessageProto(m *parleypb.Message, seq uint64) ([]byte, error) {
+	if s := m.GetSeq(); s != 0 && s != seq {
+		c := proto.Clone(m).(*parleypb.Message)
+		c.Seq = 0
+		m = c
+	}
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if m.GetSeq() != 0 { // == seq: it is in body already
+		return protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(body)+4), messageField, protowire.BytesType), body), nil
+	}
+	inner := protowire.SizeTag(seqField) + protowire.SizeVarint(seq) + len(body)
+	b := make([]byte, 0, protowire.SizeTag(messageField)+protowire.SizeVarint(uint64(inner))+inner)
+	b = protowire.AppendTag(b, messageField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(inner))
+	b = protowire.AppendTag(b, seqField, protowire.VarintType)
+	b = protowire.AppendVarint(b, seq)
+	return append(b, body...), nil
+}
+
+// Field numbers of ServerFrame.message and Message.seq (proto/frames.proto).
+const (
+	messageField protowire.Number = 2
+	seqField     protowire.Number = 1
+)
 
 // EncodeClient encodes one client frame. It does not validate it, so tests can
 // send bad frames on purpose.

@@ -185,3 +185,27 @@ func TestMessageJSONMatchesHistory(t *testing.T) {
 	require.JSONEq(t, `{"messageId":"383280997669535744","conversation":"dm:alice:bob","from":"alice","to":"bob",
 		"text":"hé \"quoted\"","ts":1700000000000,"clientId":"c1"}`, string(MessageJSON(m)))
 }
+
+// A message written with a seq of its own encodes as the frame of a copy with that
+// seq, in both encodings, and the message is left as it was (one message is written
+// to many sockets at once).
+func TestEncodeMessageStampsSeq(t *testing.T) {
+	for _, stored := range []uint64{0, 7, 9} {
+		m := &pb.Message{Seq: stored, MessageId: 383280997669535744, Conversation: "dm:alice:bob", From: "alice",
+			To: "bob", Text: "héllo \"x\"", Ts: 1700000000000, ClientId: "c1"}
+		before := proto.Clone(m)
+		want := proto.Clone(m).(*pb.Message)
+		want.Seq = 7
+		for _, enc := range []Encoding{JSON, Proto} {
+			got, err := EncodeMessage(enc, m, 7)
+			require.NoError(t, err)
+			exp, err := EncodeServer(enc, &pb.ServerFrame{Body: &pb.ServerFrame_Message{Message: want}})
+			require.NoError(t, err)
+			require.Equal(t, exp, got, "%s, stored seq %d", enc, stored)
+			f, err := DecodeServer(enc, got)
+			require.NoError(t, err)
+			require.True(t, proto.Equal(want, f.GetMessage()), "%s", enc)
+		}
+		require.True(t, proto.Equal(before, m), "the message is unchanged")
+	}
+}

@@ -7,9 +7,12 @@ import (
 	"github.com/parleychat/parley/persistence"
 )
 
-// CreateUser adds an account; persistence.ErrConflict if the id is taken.
+// CreateUser adds an account, and its sync queue's stream;
+// persistence.ErrConflict if the id is taken.
 func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO users (id, display_name, password_hash) VALUES ($1, $2, $3)`,
+	_, err := s.pool.Exec(ctx, `WITH u AS (
+		INSERT INTO users (id, display_name, password_hash) VALUES ($1, $2, $3) RETURNING id
+	) INSERT INTO streams (id, version) SELECT 'u:' || id, 0 FROM u ON CONFLICT (id) DO NOTHING`,
 		u.ID, u.DisplayName, u.PasswordHash)
 	if err != nil {
 		return fmt.Errorf("creating user %s: %w", u.ID, mapErr(err))
@@ -46,10 +49,14 @@ func (s *Store) UsersExist(ctx context.Context, ids []string) (map[string]bool, 
 	return out, mapErr(rows.Err())
 }
 
-// SetLastSeen records when a user was last connected (Unix ms).
-func (s *Store) SetLastSeen(ctx context.Context, id string, ms int64) error {
-	_, err := s.pool.Exec(ctx, `UPDATE users SET last_seen = GREATEST(last_seen, $2) WHERE id = $1`, id, ms)
-	return mapErr(err)
+// SetLastSeen records when a user was last connected (Unix ms; it never moves
+// back), in the next group commit; done (may be nil) is called once it has
+// committed or failed, on a committer goroutine.
+func (s *Store) SetLastSeen(id string, ms int64, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.committer.submit(op{kind: kindLastSeen, key: id, arg: &lastSeenWrite{user: id, ms: ms}, done: done})
 }
 
 // AddDevice registers a device of a user (idempotent).

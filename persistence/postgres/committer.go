@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parleychat/parley/internal/metrics"
@@ -20,29 +22,27 @@ import (
 type opKind int
 
 const (
-	kindConversation opKind = iota // a conversation stream append (arg *convWrite)
-	kindUser                       // a user sync-queue append (arg *userWrite)
-	kindOutboxClear                // an outbox row cleared (arg *outboxClear)
+	kindConversation opKind = iota // a conversation append and its queue ranges (arg *convWrite)
 	kindCursor                     // a device cursor moved (arg *cursorWrite)
-	kindSnapshot                   // a snapshot stored (arg *snapshotWrite)
+	kindLastSeen                   // a user's last-seen time moved (arg *lastSeenWrite)
 	numKinds
 )
 
-// lockedKinds are the kinds whose key is a row of streams: a commit locks those rows
-// first, in one statement and in key order, so that concurrent commits never wait on
-// each other in a cycle.
-var lockedKinds = [numKinds]bool{kindConversation: true, kindUser: true, kindOutboxClear: true}
-
 // An op is one write that rides in a shared transaction. key names the row it locks
-// (its stream, or its own key); arg carries the write's input and, once the commit
-// has run, its output; done is called once the transaction has committed (err nil)
-// or failed.
+// (its stream) or, for kinds that lock nothing, its own key; locks are further
+// stream rows it writes (a conversation append's recipients' queues); arg carries
+// the write's input and, once the commit has run, its output; done is called once,
+// when the transaction has committed (err nil) or failed.
 type op struct {
-	kind opKind
-	key  string
-	arg  any
-	done func(err error)
+	kind  opKind
+	key   string
+	locks []string
+	arg   interface{ reset() }
+	done  func(err error)
 }
+
+// ErrClosed is returned for writes submitted after the store closed.
+var ErrClosed = errors.New("postgres: store closed")
 
 // committer is the group commit: committer goroutines each take whatever ops are
 // waiting (up to max) and write them in one transaction of a few statements, one per
@@ -55,7 +55,9 @@ type committer struct {
 	max   int
 	delay time.Duration
 	wg    sync.WaitGroup
-	once  sync.Once
+
+	mu     sync.RWMutex // held for reading while submitting, for writing to close
+	closed bool
 }
 
 func startCommitter(pool *pgxpool.Pool, o Options) *committer {
@@ -74,15 +76,25 @@ func startCommitter(pool *pgxpool.Pool, o Options) *committer {
 	return c
 }
 
-// submit queues o and waits for its commit. The wait ends early with ctx.
-func (c *committer) submit(ctx context.Context, o op) error {
+// submit queues o; o.done is called once it has committed or failed, on a committer
+// goroutine (so it must not block), or at once with ErrClosed after stop.
+func (c *committer) submit(o op) {
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		o.done(ErrClosed)
+		return
+	}
+	c.ops <- o
+	c.mu.RUnlock()
+}
+
+// wait submits o and waits for its commit. The wait ends early with ctx (the op may
+// still commit).
+func (c *committer) wait(ctx context.Context, o op) error {
 	res := make(chan error, 1)
 	o.done = func(err error) { res <- err }
-	select {
-	case c.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	c.submit(o)
 	select {
 	case err := <-res:
 		return err
@@ -91,8 +103,15 @@ func (c *committer) submit(ctx context.Context, o op) error {
 	}
 }
 
+// stop commits what was submitted, then ends the committer goroutines; later
+// submits fail with ErrClosed.
 func (c *committer) stop() {
-	c.once.Do(func() { close(c.ops) })
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.ops)
+	}
+	c.mu.Unlock()
 	c.wg.Wait()
 }
 
@@ -102,11 +121,32 @@ func (c *committer) loop() {
 	for first := range c.ops {
 		batch = append(batch[:0], first)
 		batch = c.gather(batch)
-		err := c.commit(batch)
-		for _, o := range batch {
-			o.done(err)
-		}
+		c.commitIsolated(batch)
 	}
+}
+
+// commitIsolated commits ops and reports to each. When the commit fails on bad data
+// (SQLSTATE class 22 or 23), ops from other grains must not fail with the one that
+// caused it: the batch is split in halves, each committed alone, down to the op
+// that fails by itself.
+func (c *committer) commitIsolated(ops []op) {
+	err := c.commit(ops)
+	if err != nil && len(ops) > 1 && isDataError(err) {
+		half := len(ops) / 2
+		c.commitIsolated(ops[:half:half])
+		c.commitIsolated(ops[half:])
+		return
+	}
+	for _, o := range ops {
+		o.done(err)
+	}
+}
+
+// isDataError reports an error raised by the data of a statement (data exception,
+// integrity violation) rather than by the server or the connection.
+func isDataError(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23"))
 }
 
 // gather adds the ops already waiting, and with a delay, those arriving within it.
@@ -146,7 +186,8 @@ func (c *committer) gather(batch []op) []op {
 // commit sends a commit's statements in one pipeline, which PostgreSQL runs as one
 // implicit transaction (all or nothing): one round trip, where BEGIN, the batch and
 // COMMIT took three, and no row lock is held while the server waits for this
-// process to be scheduled and send COMMIT.
+// process to be scheduled and send COMMIT. The error wraps the driver's, so that
+// data errors can be told apart.
 func (c *committer) commit(ops []op) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -161,9 +202,9 @@ func (c *committer) commit(ops []op) (err error) {
 
 // plan turns a commit's ops into its statements: first the stream rows locked in key
 // order, then rounds of one statement per kind. A round holds at most one op per
-// (kind, key): a second append to the same stream (two activations of one grain, or
-// an append and an outbox clear racing) goes to the next round, which runs after the
-// first, as if the two had been committed one after the other.
+// (kind, key): a second append to the same stream (two activations of one grain)
+// goes to the next round, which runs after the first, as if the two had been
+// committed one after the other. It returns the batch and the rows it writes.
 func plan(ops []op) (*pgx.Batch, int) {
 	slices.SortStableFunc(ops, func(a, b op) int {
 		return cmp.Or(cmp.Compare(a.kind, b.kind), strings.Compare(a.key, b.key))
@@ -171,9 +212,10 @@ func plan(ops []op) (*pgx.Batch, int) {
 	b := &pgx.Batch{}
 	var locked []string
 	for _, o := range ops {
-		if lockedKinds[o.kind] {
+		if o.kind == kindConversation {
 			locked = append(locked, o.key)
 		}
+		locked = append(locked, o.locks...)
 	}
 	if len(locked) > 0 {
 		slices.Sort(locked)

@@ -1,9 +1,13 @@
 // Package postgres is Parley's store on PostgreSQL (pgx). It owns the schema (embedded
-// migrations, applied at Open), the event-stream appends with their expected-version
-// check, and the group committer that puts many grains' appends into one transaction.
+// migrations, applied at Open), the conversation appends with their expected-version
+// check and the sync-queue ranges written with them, and the group committer that puts
+// many grains' writes into one transaction.
 //
-// A Store is safe for concurrent use. Append calls block until their transaction has
-// committed (or failed); concurrent calls share commits.
+// A Store is safe for concurrent use. Every write goes through the group commit:
+// AppendConversation blocks until its transaction has committed (or failed); the
+// Async forms and SaveCursor and SetLastSeen call back instead, on a committer
+// goroutine. A commit that fails on bad data is split until the op that carries it
+// fails alone. After Close, writes fail with ErrClosed.
 package postgres
 
 import (
@@ -134,7 +138,7 @@ func mapErr(err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return fmt.Errorf("%w: %s", persistence.ErrConflict, pgErr.ConstraintName)
+		return fmt.Errorf("%w: %w", persistence.ErrConflict, err)
 	}
 	return err
 }

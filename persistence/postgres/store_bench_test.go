@@ -18,17 +18,8 @@ func BenchmarkAppendConversationGroupCommit(b *testing.B) {
 	benchAppend(b, func(ctx context.Context, stream int, version uint64, id int64) (uint64, error) {
 		conv := fmt.Sprintf("dm:a%d:b%d", stream, stream)
 		res, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: version,
+			Recipients: []string{fmt.Sprint("a", stream), fmt.Sprint("b", stream)},
 			Messages: []*parleypb.Message{{MessageId: id, Conversation: conv, From: "a", ClientId: fmt.Sprint(id), Text: "benchmark text of a typical short chat message", Ts: id}}})
-		return res.Version, err
-	})
-}
-
-// BenchmarkAppendUserGroupCommit: the same for user sync queues.
-func BenchmarkAppendUserGroupCommit(b *testing.B) {
-	s := mustOpen(b)
-	benchAppend(b, func(ctx context.Context, stream int, version uint64, id int64) (uint64, error) {
-		res, err := s.AppendUser(ctx, persistence.UserAppend{User: fmt.Sprint("u", stream), Expected: version,
-			Messages: []*parleypb.Message{{MessageId: id, Conversation: "dm:a:b", From: "a", ClientId: fmt.Sprint(id), Text: "benchmark text of a typical short chat message", Ts: id}}})
 		return res.Version, err
 	})
 }

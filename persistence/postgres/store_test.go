@@ -56,11 +56,9 @@ func TestAppendConversationVersionsAndClientDedupe(t *testing.T) {
 	_, err = s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: 2,
 		Messages: []*parleypb.Message{msg(conv, "alice", "c3", 14)}})
 	require.ErrorIs(t, err, persistence.ErrConflict)
-	v, err := s.ConversationVersion(ctx, conv)
+	v, last, err := s.ConversationHead(ctx, conv)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), v)
-	last, err := s.LastMessageID(ctx, conv)
-	require.NoError(t, err)
 	require.Equal(t, int64(13), last)
 
 	// A new stream with a non-zero expected version is a conflict too.
@@ -70,12 +68,13 @@ func TestAppendConversationVersionsAndClientDedupe(t *testing.T) {
 }
 
 // Two activations of one grain append concurrently from the same version: exactly
-// one wins, and the stream holds only the winner's messages.
+// one wins, and the stream and the recipients' queues hold only the winner's messages.
 func TestConcurrentWritersOneWins(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
 	for round := range 20 {
-		user := fmt.Sprintf("u%d", round)
+		conv := fmt.Sprintf("dm:a%d:b%d", round, round)
+		users := []string{fmt.Sprint("a", round), fmt.Sprint("b", round)}
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for w := range 2 {
@@ -84,9 +83,10 @@ func TestConcurrentWritersOneWins(t *testing.T) {
 				defer wg.Done()
 				var ms []*parleypb.Message
 				for i := range 3 {
-					ms = append(ms, msg("dm:a:b", "a", "x", int64(1000*(w+1)+i)))
+					ms = append(ms, msg(conv, users[0], fmt.Sprint("x", w, i), int64(1000*(w+1)+i)))
 				}
-				_, errs[w] = s.AppendUser(ctx, persistence.UserAppend{User: user, Expected: 0, Messages: ms})
+				_, errs[w] = s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv,
+					Messages: ms, Recipients: users})
 			}()
 		}
 		wg.Wait()
@@ -99,46 +99,98 @@ func TestConcurrentWritersOneWins(t *testing.T) {
 			}
 		}
 		require.Equal(t, 1, wins, "round %d: %v", round, errs)
-		q, err := s.ReadQueue(ctx, user, 0, 100)
-		require.NoError(t, err)
-		require.Len(t, q, 3)
-		require.Equal(t, q[0].MessageId/1000, q[2].MessageId/1000, "entries of one writer only")
+		for _, u := range users {
+			q := mustQueue(t, s, u, 0)
+			require.Len(t, q.Entries, 3)
+			require.Equal(t, uint64(3), q.End)
+			require.Equal(t, q.Entries[0].MessageId/1000, q.Entries[2].MessageId/1000, "entries of one writer only")
+		}
 	}
 }
 
-func TestAppendUserGaplessWithDedupe(t *testing.T) {
+func mustQueue(t *testing.T, s *postgres.Store, user string, after uint64) persistence.QueuePage {
+	t.Helper()
+	q, err := s.ReadQueue(context.Background(), user, after, 1000)
+	require.NoError(t, err)
+	return q
+}
+
+// queueIDs is the message ids of a queue page, checking that its seqs are
+// consecutive from first.
+func queueIDs(t *testing.T, q persistence.QueuePage, first uint64) []int64 {
+	t.Helper()
+	ids := make([]int64, len(q.Entries))
+	for i, m := range q.Entries {
+		require.Equal(t, first+uint64(i), m.Seq, "seq of entry %d", i)
+		ids[i] = m.MessageId
+	}
+	return ids
+}
+
+// An append puts what it writes into each recipient's queue in the same commit, as
+// one range that takes the queue's next seqs; what it skips (a repeated client id) or
+// cannot write (a stale version) reaches no queue.
+func TestAppendFillsRecipientQueues(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
-	res, err := s.AppendUser(ctx, persistence.UserAppend{User: "bob", Expected: 0,
-		Messages: []*parleypb.Message{msg("dm:a:bob", "a", "1", 1), msg("dm:a:bob", "a", "2", 2)}})
+	ab, ac := []string{"alice", "bob"}, []string{"alice", "carol"}
+	appendTo := func(conv string, expected uint64, to []string, ms ...*parleypb.Message) (persistence.ConversationAppended, error) {
+		return s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: expected,
+			Messages: ms, Recipients: to})
+	}
+	res, err := appendTo("dm:alice:bob", 0, ab, msg("dm:alice:bob", "alice", "1", 10), msg("dm:alice:bob", "bob", "1", 11))
 	require.NoError(t, err)
-	require.Equal(t, uint64(2), res.Version)
-	require.Equal(t, []uint64{1, 2}, []uint64{res.Entries[0].Seq, res.Entries[1].Seq})
+	require.Equal(t, map[string]uint64{"alice": 2, "bob": 2}, res.LastSeq)
+	res, err = appendTo("dm:alice:carol", 0, ac, msg("dm:alice:carol", "carol", "1", 20))
+	require.NoError(t, err)
+	require.Equal(t, map[string]uint64{"alice": 3, "carol": 1}, res.LastSeq)
 
-	// Re-driven message 2 is skipped; 3 takes seq 3, not 4.
-	res, err = s.AppendUser(ctx, persistence.UserAppend{User: "bob", Expected: 2,
-		Messages: []*parleypb.Message{msg("dm:a:bob", "a", "2", 2), msg("dm:a:bob", "a", "3", 3)}})
+	// A repeated client id is skipped: only the new message takes a seq.
+	res, err = appendTo("dm:alice:bob", 2, ab, msg("dm:alice:bob", "alice", "1", 30), msg("dm:alice:bob", "alice", "2", 31))
 	require.NoError(t, err)
-	require.Equal(t, uint64(3), res.Version)
-	require.Len(t, res.Entries, 1)
-	require.Equal(t, uint64(3), res.Entries[0].Seq)
-	require.Equal(t, int64(3), res.Entries[0].MessageId)
+	require.Equal(t, []int64{31}, res.Inserted)
+	require.Equal(t, map[string]uint64{"alice": 4, "bob": 3}, res.LastSeq)
+	// Nothing new: no queue moves.
+	res, err = appendTo("dm:alice:bob", 3, ab, msg("dm:alice:bob", "alice", "2", 40))
+	require.NoError(t, err)
+	require.Empty(t, res.LastSeq)
+	// A stale writer writes nothing, queues included.
+	_, err = appendTo("dm:alice:bob", 1, ab, msg("dm:alice:bob", "alice", "3", 50))
+	require.ErrorIs(t, err, persistence.ErrConflict)
 
-	// All duplicates: version unchanged, nothing written.
-	res, err = s.AppendUser(ctx, persistence.UserAppend{User: "bob", Expected: 3,
-		Messages: []*parleypb.Message{msg("dm:a:bob", "a", "1", 1)}})
-	require.NoError(t, err)
-	require.Equal(t, uint64(3), res.Version)
-	require.Empty(t, res.Entries)
+	require.Equal(t, []int64{10, 11, 20, 31}, queueIDs(t, mustQueue(t, s, "alice", 0), 1))
+	require.Equal(t, []int64{10, 11, 31}, queueIDs(t, mustQueue(t, s, "bob", 0), 1))
+	require.Equal(t, []int64{20}, queueIDs(t, mustQueue(t, s, "carol", 0), 1))
+	require.Equal(t, uint64(4), mustQueue(t, s, "alice", 0).End)
 
-	q, err := s.ReadQueue(ctx, "bob", 1, 10)
+	// Pages start and end inside a range.
+	var five []*parleypb.Message
+	for i := range 5 {
+		five = append(five, msg("dm:alice:bob", "bob", fmt.Sprint("f", i), int64(60+i)))
+	}
+	_, err = appendTo("dm:alice:bob", 3, ab, five...)
 	require.NoError(t, err)
-	require.Len(t, q, 2)
-	require.Equal(t, uint64(2), q[0].Seq)
-	require.Equal(t, uint64(3), q[1].Seq)
-	v, err := s.UserVersion(ctx, "bob")
+	page, err := s.ReadQueue(ctx, "bob", 4, 2)
 	require.NoError(t, err)
-	require.Equal(t, uint64(3), v)
+	require.Equal(t, []int64{61, 62}, queueIDs(t, page, 5))
+	require.Equal(t, uint64(8), page.End)
+	page, err = s.ReadQueue(ctx, "bob", 8, 10)
+	require.NoError(t, err)
+	require.Empty(t, page.Entries)
+	require.Equal(t, uint64(8), page.End)
+
+	// The first page of a connection reads from the device's cursor in the same query.
+	done := make(chan error, 1)
+	s.SaveCursor("bob", "d1", 6, func(err error) { done <- err })
+	require.NoError(t, <-done)
+	page, err = s.ReadQueueAtCursor(ctx, "bob", "d1", 10)
+	require.NoError(t, err)
+	require.Equal(t, uint64(6), page.Cursor)
+	require.Equal(t, []int64{63, 64}, queueIDs(t, page, 7))
+	page, err = s.ReadQueueAtCursor(ctx, "bob", "new-device", 1)
+	require.NoError(t, err)
+	require.Zero(t, page.Cursor)
+	require.Equal(t, []int64{10}, queueIDs(t, page, 1))
 }
 
 func TestHistoryPages(t *testing.T) {
@@ -174,33 +226,30 @@ func TestHistoryPages(t *testing.T) {
 	for i, id := range seen {
 		require.Equal(t, int64((i+1)*10), id)
 	}
-	after, err := s.ReadConversation(ctx, conv, 200, 100)
+	page, more, err := s.History(ctx, conv, 0, 200, 100)
 	require.NoError(t, err)
-	require.Len(t, after, 5)
+	require.Len(t, page, 5, "the messages above after")
+	require.False(t, more)
 }
 
 func TestCursorsOnlyMoveForward(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
-	require.NoError(t, s.SaveCursor(ctx, "bob", "d1", 5))
-	require.NoError(t, s.SaveCursor(ctx, "bob", "d1", 3))
-	require.NoError(t, s.SaveCursor(ctx, "bob", "d2", 7))
+	for _, c := range []struct {
+		device string
+		cursor uint64
+	}{{"d1", 5}, {"d1", 3}, {"d2", 7}} {
+		require.NoError(t, saveCursor(s, "bob", c.device, c.cursor))
+	}
 	c, err := s.Cursors(ctx, "bob")
 	require.NoError(t, err)
 	require.Equal(t, map[string]uint64{"d1": 5, "d2": 7}, c)
 }
 
-func TestSnapshotsKeepNewest(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	_, _, err := s.Snapshot(ctx, "c:x")
-	require.ErrorIs(t, err, persistence.ErrNotFound)
-	require.NoError(t, s.SaveSnapshot(ctx, "c:x", 10, []byte("ten")))
-	require.NoError(t, s.SaveSnapshot(ctx, "c:x", 5, []byte("five")))
-	v, state, err := s.Snapshot(ctx, "c:x")
-	require.NoError(t, err)
-	require.Equal(t, uint64(10), v)
-	require.Equal(t, "ten", string(state))
+func saveCursor(s *postgres.Store, user, device string, cursor uint64) error {
+	done := make(chan error, 1)
+	s.SaveCursor(user, device, cursor, func(err error) { done <- err })
+	return <-done
 }
 
 func TestUsersAndSettings(t *testing.T) {
@@ -250,54 +299,41 @@ func TestNodeLeases(t *testing.T) {
 	require.True(t, errors.Is(err, persistence.ErrConflict), "the old holder lost it: %v", err)
 }
 
-func TestOutboxTracksUndeliveredFanout(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	_, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: "dm:a:b",
-		Messages: []*parleypb.Message{msg("dm:a:b", "a", "1", 5), msg("dm:a:b", "a", "2", 9)}})
-	require.NoError(t, err)
-	pending, err := s.PendingOutbox(ctx, 0, 10)
-	require.NoError(t, err)
-	require.Equal(t, []string{"dm:a:b"}, pending)
-
-	require.NoError(t, s.ClearOutbox(ctx, "dm:a:b", 5)) // not everything yet
-	pending, err = s.PendingOutbox(ctx, 0, 10)
-	require.NoError(t, err)
-	require.Len(t, pending, 1)
-	require.NoError(t, s.ClearOutbox(ctx, "dm:a:b", 9))
-	pending, err = s.PendingOutbox(ctx, 0, 10)
-	require.NoError(t, err)
-	require.Empty(t, pending)
-}
-
-// Commits running side by side take their row locks in one order (ops are sorted by
-// key), so writes that touch the same rows in different orders never deadlock.
+// Commits running side by side take their row locks in one order (every stream a
+// commit writes, recipients' queues included, is locked first in key order), so
+// appends that reach the same queues in different orders never deadlock, and every
+// queue stays gapless with each message once.
 func TestConcurrentCommitsDoNotDeadlock(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
-	devices := []string{"d1", "d2", "d3", "d4"}
+	users := []string{"u0", "u1", "u2", "u3"}
 	var wg sync.WaitGroup
-	errs := make(chan error, 1000)
 	for w := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 50 {
-				for k := range devices { // each writer walks the rows in its own order
-					d := devices[(k+w)%len(devices)]
-					go func() { errs <- s.SaveCursor(ctx, "bob", d, uint64(i)) }()
+			conv := fmt.Sprint("group:w", w)
+			recipients := []string{users[w%4], users[(w+1)%4], users[(w+2)%4]} // each its own order
+			var version uint64
+			for i := range 30 {
+				res, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: version,
+					Messages: []*parleypb.Message{msg(conv, "u0", fmt.Sprint(i), int64(w*1000+i+1))}, Recipients: recipients})
+				if err != nil {
+					t.Error(err)
+					return
 				}
-				for range devices {
-					if err := <-errs; err != nil {
-						t.Error(err)
-						return
-					}
-				}
+				version = res.Version
 			}
 		}()
 	}
 	wg.Wait()
-	c, err := s.Cursors(ctx, "bob")
-	require.NoError(t, err)
-	require.Len(t, c, len(devices))
+	for _, u := range users {
+		q := mustQueue(t, s, u, 0)
+		require.Len(t, q.Entries, 8*30*3/4, u)
+		seen := map[int64]bool{}
+		for _, id := range queueIDs(t, q, 1) {
+			require.False(t, seen[id], "%s has %d twice", u, id)
+			seen[id] = true
+		}
+	}
 }

@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"time"
-
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
@@ -12,113 +10,151 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// AppendConversation writes new messages to a conversation's stream in the next
-// group commit. persistence.ErrConflict means the stream is past a.Expected.
+// AppendConversation writes new messages to a conversation's stream, and to its
+// recipients' sync queues, in the next group commit, and waits for it.
+// persistence.ErrConflict means the stream is past a.Expected.
 func (s *Store) AppendConversation(ctx context.Context, a persistence.ConversationAppend) (persistence.ConversationAppended, error) {
+	res := make(chan appendResult, 1)
+	s.AppendConversationAsync(a, func(r persistence.ConversationAppended, err error) { res <- appendResult{r, err} })
+	select {
+	case r := <-res:
+		return r.ConversationAppended, r.err
+	case <-ctx.Done():
+		return persistence.ConversationAppended{}, ctx.Err()
+	}
+}
+
+type appendResult struct {
+	persistence.ConversationAppended
+	err error
+}
+
+// AppendConversationAsync is AppendConversation without the wait: done is called
+// once the commit has run (on a committer goroutine: it must not block), or at once
+// if a cannot be encoded or the store is closed.
+func (s *Store) AppendConversationAsync(a persistence.ConversationAppend, done func(persistence.ConversationAppended, error)) {
+	w, err := newConvWrite(a)
+	if err != nil {
+		done(persistence.ConversationAppended{}, err)
+		return
+	}
+	locks := make([]string, len(a.Recipients))
+	for i, u := range a.Recipients {
+		locks[i] = persistence.UserStream(u)
+	}
+	s.committer.submit(op{kind: kindConversation, key: persistence.ConversationStream(a.Conversation), locks: locks,
+		arg: w, done: func(err error) {
+			if err == nil && w.version == nil {
+				err = fmt.Errorf("appending to %s at %d: %w", a.Conversation, a.Expected, persistence.ErrConflict)
+			}
+			if err != nil {
+				done(persistence.ConversationAppended{}, err)
+				return
+			}
+			out := persistence.ConversationAppended{Version: uint64(*w.version), Inserted: w.inserted}
+			if len(w.queued) > 0 {
+				out.LastSeq = make(map[string]uint64, len(w.queued))
+				for i, u := range w.queued {
+					out.LastSeq[u] = uint64(w.lastSeqs[i])
+				}
+			}
+			done(out, nil)
+		}})
+}
+
+func newConvWrite(a persistence.ConversationAppend) (*convWrite, error) {
 	n := len(a.Messages)
 	if a.Event != nil {
 		n++
 	}
-	ids, senders, clients := make([]int64, 0, n), make([]string, 0, n), make([]string, 0, n)
-	ts, payloads, kinds := make([]int64, 0, n), make([][]byte, 0, n), make([]int16, 0, n)
+	w := &convWrite{conv: a.Conversation, expected: int64(a.Expected), recipients: a.Recipients,
+		ids: make([]int64, 0, n), senders: make([]string, 0, n), clients: make([]string, 0, n),
+		ts: make([]int64, 0, n), payloads: make([][]byte, 0, n), kinds: make([]int16, 0, n)}
+	add := func(id int64, sender, client string, ts int64, p []byte, kind int16) {
+		w.ids, w.senders, w.clients = append(w.ids, id), append(w.senders, sender), append(w.clients, client)
+		w.ts, w.payloads, w.kinds = append(w.ts, ts), append(w.payloads, p), append(w.kinds, kind)
+	}
 	for _, m := range a.Messages {
 		p, err := proto.Marshal(m)
 		if err != nil {
-			return persistence.ConversationAppended{}, fmt.Errorf("encoding message: %w", err)
+			return nil, fmt.Errorf("encoding message: %w", err)
 		}
-		ids, senders, clients = append(ids, m.MessageId), append(senders, m.From), append(clients, m.ClientId)
-		ts, payloads, kinds = append(ts, m.Ts), append(payloads, p), append(kinds, 0)
+		add(m.MessageId, m.From, m.ClientId, m.Ts, p, 0)
 	}
 	if e := a.Event; e != nil {
 		p, err := proto.Marshal(e)
 		if err != nil {
-			return persistence.ConversationAppended{}, fmt.Errorf("encoding event: %w", err)
+			return nil, fmt.Errorf("encoding event: %w", err)
 		}
-		ids, senders, clients = append(ids, e.EventId), append(senders, e.By), append(clients, fmt.Sprint("event:", e.EventId))
-		ts, payloads, kinds = append(ts, e.Ts), append(payloads, p), append(kinds, int16(e.Kind))
+		add(e.EventId, e.By, fmt.Sprint("event:", e.EventId), e.Ts, p, int16(e.Kind))
 	}
-	stream := persistence.ConversationStream(a.Conversation)
-	w := &convWrite{conv: a.Conversation, expected: int64(a.Expected), ids: ids, ts: ts,
-		senders: senders, clients: clients, payloads: payloads, kinds: kinds}
-	if err := s.committer.submit(ctx, op{kind: kindConversation, key: stream, arg: w}); err != nil {
-		return persistence.ConversationAppended{}, err
-	}
-	if w.version == nil {
-		return persistence.ConversationAppended{}, fmt.Errorf("appending to %s at %d: %w", a.Conversation, a.Expected, persistence.ErrConflict)
-	}
-	return persistence.ConversationAppended{Version: uint64(*w.version), Inserted: w.inserted}, nil
+	return w, nil
 }
 
-// AppendUser writes messages to a user's sync queue in the next group commit,
-// assigning consecutive seqs to the ones not queued yet.
-func (s *Store) AppendUser(ctx context.Context, a persistence.UserAppend) (persistence.UserAppended, error) {
-	n := len(a.Messages)
-	ids, convs, payloads := make([]int64, n), make([]string, n), make([][]byte, n)
-	byID := make(map[int64]*parleypb.Message, n)
-	for i, m := range a.Messages {
-		p, err := proto.Marshal(m)
-		if err != nil {
-			return persistence.UserAppended{}, fmt.Errorf("encoding message: %w", err)
+// queuePageSQL reads a page of a user's queue ($1) after a seq (head.after), with
+// the queue's end: the range rows after it, each resolved to its messages in the
+// conversation's stream. $2 is the page size. head is a one-row CTE (after, cursor)
+// given by the caller. A page with no entries is one row with NULL seq.
+const queuePageSQL = `
+SELECT head.cursor, COALESCE((SELECT version FROM streams WHERE id = 'u:' || $1), 0), p.seq, p.payload
+FROM head LEFT JOIN LATERAL (
+    SELECT q.last_seq - q.count + e.n AS seq, e.payload
+    FROM (SELECT * FROM queue_ranges WHERE user_id = $1 AND last_seq > head.after ORDER BY last_seq LIMIT $2) q
+    CROSS JOIN LATERAL (
+        SELECT ce.payload, row_number() OVER (ORDER BY ce.message_id) AS n
+        FROM conversation_events ce
+        WHERE ce.conversation = q.conversation AND ce.kind = 0 AND ce.message_id BETWEEN q.first_id AND q.last_id
+    ) e
+    WHERE q.last_seq - q.count + e.n > head.after
+    ORDER BY 1 LIMIT $2
+) p ON true
+ORDER BY p.seq`
+
+// ReadQueue returns up to limit entries of a user's sync queue after seq, in seq
+// order, and the queue's end.
+func (s *Store) ReadQueue(ctx context.Context, user string, after uint64, limit int) (persistence.QueuePage, error) {
+	rows, err := s.pool.Query(ctx, `WITH head AS (SELECT $3::bigint AS after, 0::bigint AS cursor)`+queuePageSQL,
+		user, limit, int64(after))
+	if err != nil {
+		return persistence.QueuePage{}, fmt.Errorf("reading queue of %s: %w", user, mapErr(err))
+	}
+	return collectPage(rows)
+}
+
+// ReadQueueAtCursor is ReadQueue after a device's stored cursor, which it returns
+// too: a connection's first sync in one round trip.
+func (s *Store) ReadQueueAtCursor(ctx context.Context, user, device string, limit int) (persistence.QueuePage, error) {
+	rows, err := s.pool.Query(ctx, `WITH head AS (SELECT c AS after, c AS cursor FROM (SELECT COALESCE(
+		(SELECT cursor FROM device_cursors WHERE user_id = $1 AND device_id = $3), 0) AS c) x)`+queuePageSQL,
+		user, limit, device)
+	if err != nil {
+		return persistence.QueuePage{}, fmt.Errorf("reading queue of %s: %w", user, mapErr(err))
+	}
+	return collectPage(rows)
+}
+
+func collectPage(rows pgx.Rows) (persistence.QueuePage, error) {
+	defer rows.Close()
+	var page persistence.QueuePage
+	for rows.Next() {
+		var cursor, end int64
+		var seq *int64
+		var payload []byte
+		if err := rows.Scan(&cursor, &end, &seq, &payload); err != nil {
+			return persistence.QueuePage{}, mapErr(err)
 		}
-		ids[i], convs[i], payloads[i] = m.MessageId, m.Conversation, p
-		byID[m.MessageId] = m
+		page.Cursor, page.End = uint64(cursor), uint64(end)
+		if seq == nil {
+			continue
+		}
+		m := &parleypb.Message{}
+		if err := proto.Unmarshal(payload, m); err != nil {
+			return persistence.QueuePage{}, fmt.Errorf("decoding stored message: %w", err)
+		}
+		m.Seq = uint64(*seq)
+		page.Entries = append(page.Entries, m)
 	}
-	stream := persistence.UserStream(a.User)
-	w := &userWrite{user: a.User, expected: int64(a.Expected), ids: ids, convs: convs, payloads: payloads}
-	if err := s.committer.submit(ctx, op{kind: kindUser, key: stream, arg: w}); err != nil {
-		return persistence.UserAppended{}, err
-	}
-	if w.version == nil {
-		return persistence.UserAppended{}, fmt.Errorf("appending to queue of %s at %d: %w", a.User, a.Expected, persistence.ErrConflict)
-	}
-	out := persistence.UserAppended{Version: uint64(*w.version), Entries: make([]*parleypb.Message, len(w.seqs))}
-	for i, seq := range w.seqs {
-		e := proto.Clone(byID[w.written[i]]).(*parleypb.Message)
-		e.Seq = uint64(seq)
-		out.Entries[i] = e
-	}
-	return out, nil
-}
-
-// StreamVersion is a stream's current version (0 when it has none yet).
-func (s *Store) StreamVersion(ctx context.Context, stream string) (uint64, error) {
-	var v int64
-	err := s.pool.QueryRow(ctx, `SELECT version FROM streams WHERE id = $1`, stream).Scan(&v)
-	if err == pgx.ErrNoRows {
-		return 0, nil
-	}
-	return uint64(v), mapErr(err)
-}
-
-// UserVersion is the last seq of a user's sync queue.
-func (s *Store) UserVersion(ctx context.Context, user string) (uint64, error) {
-	return s.StreamVersion(ctx, persistence.UserStream(user))
-}
-
-// ConversationVersion is a conversation stream's version.
-func (s *Store) ConversationVersion(ctx context.Context, conv string) (uint64, error) {
-	return s.StreamVersion(ctx, persistence.ConversationStream(conv))
-}
-
-// ReadQueue returns up to limit entries of a user's sync queue after seq, in seq order.
-func (s *Store) ReadQueue(ctx context.Context, user string, after uint64, limit int) ([]*parleypb.Message, error) {
-	rows, err := s.pool.Query(ctx, `SELECT seq, payload FROM user_entries
-		WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, user, int64(after), limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading queue of %s: %w", user, mapErr(err))
-	}
-	return collectMessages(rows, true)
-}
-
-// ReadConversation returns up to limit messages of a conversation with ids above
-// after, ascending.
-func (s *Store) ReadConversation(ctx context.Context, conv string, after int64, limit int) ([]*parleypb.Message, error) {
-	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
-		WHERE conversation = $1 AND kind = 0 AND message_id > $2 ORDER BY message_id LIMIT $3`, conv, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", conv, mapErr(err))
-	}
-	return collectMessages(rows, false)
+	return page, mapErr(rows.Err())
 }
 
 // History returns the limit messages just before the id before (0: the newest)
@@ -128,13 +164,13 @@ func (s *Store) History(ctx context.Context, conv string, before, after int64, l
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
+	rows, err := s.pool.Query(ctx, `SELECT payload FROM conversation_events
 		WHERE conversation = $1 AND kind = 0 AND message_id < $2 AND message_id > $3
 		ORDER BY message_id DESC LIMIT $4`, conv, before, after, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading history of %s: %w", conv, mapErr(err))
 	}
-	msgs, err := collectMessages(rows, false)
+	msgs, err := collectMessages(rows)
 	if err != nil {
 		return nil, false, err
 	}
@@ -148,22 +184,24 @@ func (s *Store) History(ctx context.Context, conv string, before, after int64, l
 	return msgs, more, nil
 }
 
-// LastMessageID is the highest message id in a conversation (0 if none).
-func (s *Store) LastMessageID(ctx context.Context, conv string) (int64, error) {
-	var id int64
-	err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(message_id), 0) FROM conversation_events
-		WHERE conversation = $1 AND kind = 0`, conv).Scan(&id)
-	return id, mapErr(err)
+// ConversationHead is a conversation stream's version and the highest id in it
+// (messages and membership events alike; 0 when empty).
+func (s *Store) ConversationHead(ctx context.Context, conv string) (version uint64, lastID int64, err error) {
+	var v int64
+	err = s.pool.QueryRow(ctx, `SELECT COALESCE((SELECT version FROM streams WHERE id = $1), 0),
+		COALESCE((SELECT max(message_id) FROM conversation_events WHERE conversation = $2), 0)`,
+		persistence.ConversationStream(conv), conv).Scan(&v, &lastID)
+	return uint64(v), lastID, mapErr(err)
 }
 
 // FindByClientID returns the message a sender committed with a client id.
 func (s *Store) FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error) {
-	rows, err := s.pool.Query(ctx, `SELECT 0::bigint, payload FROM conversation_events
+	rows, err := s.pool.Query(ctx, `SELECT payload FROM conversation_events
 		WHERE conversation = $1 AND kind = 0 AND sender = $2 AND client_id = $3`, conv, sender, clientID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	msgs, err := collectMessages(rows, false)
+	msgs, err := collectMessages(rows)
 	if err != nil {
 		return nil, err
 	}
@@ -173,31 +211,33 @@ func (s *Store) FindByClientID(ctx context.Context, conv, sender, clientID strin
 	return msgs[0], nil
 }
 
-func collectMessages(rows pgx.Rows, withSeq bool) ([]*parleypb.Message, error) {
+// collectMessages decodes rows of one column, a stored message.
+func collectMessages(rows pgx.Rows) ([]*parleypb.Message, error) {
 	defer rows.Close()
 	var out []*parleypb.Message
 	for rows.Next() {
-		var seq int64
 		var payload []byte
-		if err := rows.Scan(&seq, &payload); err != nil {
+		if err := rows.Scan(&payload); err != nil {
 			return nil, mapErr(err)
 		}
 		m := &parleypb.Message{}
 		if err := proto.Unmarshal(payload, m); err != nil {
 			return nil, fmt.Errorf("decoding stored message: %w", err)
 		}
-		if withSeq {
-			m.Seq = uint64(seq)
-		}
 		out = append(out, m)
 	}
 	return out, mapErr(rows.Err())
 }
 
-// SaveCursor moves a device's cursor forward (never back) in the next group commit.
-func (s *Store) SaveCursor(ctx context.Context, user, device string, cursor uint64) error {
-	return s.committer.submit(ctx, op{kind: kindCursor, key: user + "/" + device,
-		arg: &cursorWrite{user: user, device: device, cursor: int64(cursor)}})
+// SaveCursor moves a device's cursor forward (never back) in the next group commit;
+// done (may be nil) is called once it has committed or failed, on a committer
+// goroutine.
+func (s *Store) SaveCursor(user, device string, cursor uint64, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.committer.submit(op{kind: kindCursor, key: user + "/" + device,
+		arg: &cursorWrite{user: user, device: device, cursor: int64(cursor)}, done: done})
 }
 
 // Cursors returns a user's device cursors.
@@ -217,48 +257,6 @@ func (s *Store) Cursors(ctx context.Context, user string) (map[string]uint64, er
 		out[d] = uint64(c)
 	}
 	return out, mapErr(rows.Err())
-}
-
-// SaveSnapshot stores a stream's snapshot in the next group commit, unless a newer
-// one is stored already.
-func (s *Store) SaveSnapshot(ctx context.Context, stream string, version uint64, state []byte) error {
-	return s.committer.submit(ctx, op{kind: kindSnapshot, key: stream,
-		arg: &snapshotWrite{stream: stream, version: int64(version), state: state}})
-}
-
-// Snapshot loads a stream's snapshot; persistence.ErrNotFound if it has none.
-func (s *Store) Snapshot(ctx context.Context, stream string) (uint64, []byte, error) {
-	var v int64
-	var state []byte
-	err := s.pool.QueryRow(ctx, `SELECT version, state FROM snapshots WHERE stream = $1`, stream).Scan(&v, &state)
-	return uint64(v), state, mapErr(err)
-}
-
-// ClearOutbox records that every member's queue has a conversation's messages up to
-// upTo, in the next group commit.
-func (s *Store) ClearOutbox(ctx context.Context, conv string, upTo int64) error {
-	return s.committer.submit(ctx, op{kind: kindOutboxClear, key: persistence.ConversationStream(conv),
-		arg: &outboxClear{conv: conv, upTo: upTo}})
-}
-
-// PendingOutbox lists conversations whose fan-out has been pending for longer than
-// age: their grains must be woken to re-drive it.
-func (s *Store) PendingOutbox(ctx context.Context, age time.Duration, limit int) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT conversation FROM outbox
-		WHERE updated_at < now() - $1::interval ORDER BY updated_at LIMIT $2`,
-		fmt.Sprintf("%d milliseconds", age.Milliseconds()), limit)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-// OutboxPending reports whether a conversation has fan-out that was never
-// acknowledged by every member.
-func (s *Store) OutboxPending(ctx context.Context, conv string) (bool, error) {
-	var pending bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE conversation = $1)`, conv).Scan(&pending)
-	return pending, mapErr(err)
 }
 
 // GroupEvents returns a group's membership events in stream order.

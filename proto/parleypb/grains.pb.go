@@ -264,13 +264,15 @@ func (x *GrainError) GetMessage() string {
 // PostResponse once the message is durably committed (or was already, for a
 // repeated client_id).
 type PostRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Conversation  string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
-	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Text          string                 `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
-	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Conversation string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	From         string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To           string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	ClientId     string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Text         string                 `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	Group        string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	// decoded_at is when the send frame was decoded (Unix ns), for the stage metrics.
+	DecodedAt     int64 `protobuf:"varint,7,opt,name=decoded_at,json=decodedAt,proto3" json:"decoded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,11 +349,20 @@ func (x *PostRequest) GetGroup() string {
 	return ""
 }
 
+func (x *PostRequest) GetDecodedAt() int64 {
+	if x != nil {
+		return x.DecodedAt
+	}
+	return 0
+}
+
 type PostResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MessageId     int64                  `protobuf:"varint,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	Ts            int64                  `protobuf:"varint,2,opt,name=ts,proto3" json:"ts,omitempty"`
-	Error         *GrainError            `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MessageId int64                  `protobuf:"varint,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Ts        int64                  `protobuf:"varint,2,opt,name=ts,proto3" json:"ts,omitempty"`
+	Error     *GrainError            `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// committed_at is when the commit was done (Unix ns), for the stage metrics.
+	CommittedAt   int64 `protobuf:"varint,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,8 +418,15 @@ func (x *PostResponse) GetError() *GrainError {
 	return nil
 }
 
-// EnqueueRequest asks a user grain to put messages of one conversation into its
-// sync queue. Messages come in message id order; ones already queued are skipped.
+func (x *PostResponse) GetCommittedAt() int64 {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return 0
+}
+
+// EnqueueRequest is no longer sent: a conversation's commit writes its members'
+// queues itself (kept so that the field numbers stay taken).
 type EnqueueRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Conversation  string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
@@ -461,7 +479,7 @@ func (x *EnqueueRequest) GetMessages() []*Message {
 	return nil
 }
 
-// EnqueueResponse acknowledges every message up to up_to (a message id).
+// EnqueueResponse is no longer sent (see EnqueueRequest).
 type EnqueueResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Conversation  string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
@@ -733,10 +751,19 @@ func (x *AckRequest) GetUpTo() uint64 {
 	return 0
 }
 
-// Deliver carries committed sync-queue entries from a user grain to a connection.
+// Deliver carries committed sync-queue entries of one user: from a conversation
+// grain to the user's grain, and from there to its connections. Live delivery is
+// best effort: a connection that misses one reads the gap from the store.
 type Deliver struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// messages in seq order. With first_seq set they carry no seq of their own (one
+	// copy serves every member): messages[i] has seq first_seq + i.
+	Messages []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	FirstSeq uint64     `protobuf:"varint,2,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	// committed_at is when the commit was done, decoded_at per message when its send
+	// frame was decoded (Unix ns; for the stage metrics).
+	CommittedAt   int64   `protobuf:"varint,3,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	DecodedAt     []int64 `protobuf:"varint,4,rep,packed,name=decoded_at,json=decodedAt,proto3" json:"decoded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,6 +801,27 @@ func (*Deliver) Descriptor() ([]byte, []int) {
 func (x *Deliver) GetMessages() []*Message {
 	if x != nil {
 		return x.Messages
+	}
+	return nil
+}
+
+func (x *Deliver) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
+func (x *Deliver) GetCommittedAt() int64 {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return 0
+}
+
+func (x *Deliver) GetDecodedAt() []int64 {
+	if x != nil {
+		return x.DecodedAt
 	}
 	return nil
 }
@@ -875,7 +923,8 @@ func (x *StatusResponse) GetError() *GrainError {
 	return nil
 }
 
-// ConversationSnapshot is a conversation grain's state at a stream version.
+// ConversationSnapshot is no longer written: it held fan-out progress, which a
+// commit completes now.
 type ConversationSnapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -975,7 +1024,7 @@ func (*Reattach) Descriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{13}
 }
 
-// Wake activates a conversation grain so that it re-drives pending fan-out.
+// Wake is no longer sent: there is no pending fan-out to re-drive.
 type Wake struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1385,19 +1434,22 @@ const file_grains_proto_rawDesc = "" +
 	"\n" +
 	"GrainError\x12.\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x16.parley.v1.ErrorReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x9c\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xbb\x01\n" +
 	"\vPostRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12\x14\n" +
-	"\x05group\x18\x06 \x01(\tR\x05group\"j\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\x12\x1d\n" +
+	"\n" +
+	"decoded_at\x18\a \x01(\x03R\tdecodedAt\"\x8d\x01\n" +
 	"\fPostResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x03R\tmessageId\x12\x0e\n" +
 	"\x02ts\x18\x02 \x01(\x03R\x02ts\x12+\n" +
-	"\x05error\x18\x03 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"d\n" +
+	"\x05error\x18\x03 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\x12!\n" +
+	"\fcommitted_at\x18\x04 \x01(\x03R\vcommittedAt\"d\n" +
 	"\x0eEnqueueRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12.\n" +
 	"\bmessages\x18\x02 \x03(\v2\x12.parley.v1.MessageR\bmessages\"w\n" +
@@ -1419,9 +1471,13 @@ const file_grains_proto_rawDesc = "" +
 	"\n" +
 	"AckRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x13\n" +
-	"\x05up_to\x18\x02 \x01(\x04R\x04upTo\"9\n" +
+	"\x05up_to\x18\x02 \x01(\x04R\x04upTo\"\x98\x01\n" +
 	"\aDeliver\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.parley.v1.MessageR\bmessages\"\x0f\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.parley.v1.MessageR\bmessages\x12\x1b\n" +
+	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12!\n" +
+	"\fcommitted_at\x18\x03 \x01(\x03R\vcommittedAt\x12\x1d\n" +
+	"\n" +
+	"decoded_at\x18\x04 \x03(\x03R\tdecodedAt\"\x0f\n" +
 	"\rStatusRequest\"r\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x1b\n" +

@@ -1,0 +1,112 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/internal/metrics"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Kind names of the grains.
+const (
+	KindUser         = "User"
+	KindConversation = "Conversation"
+)
+
+// Store is what the actors need from persistence (satisfied by *postgres.Store).
+type Store interface {
+	// AppendConversationAsync calls done on a store goroutine: it must not block.
+	AppendConversationAsync(a persistence.ConversationAppend, done func(persistence.ConversationAppended, error))
+	ConversationHead(ctx context.Context, conv string) (version uint64, lastID int64, err error)
+	ReadQueue(ctx context.Context, user string, after uint64, limit int) (persistence.QueuePage, error)
+	ReadQueueAtCursor(ctx context.Context, user, device string, limit int) (persistence.QueuePage, error)
+	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
+	GroupEvents(ctx context.Context, conv string) ([]*parleypb.GroupEvent, error)
+	FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error)
+	// SaveCursor calls done (may be nil) on a store goroutine.
+	SaveCursor(user, device string, cursor uint64, done func(error))
+	UsersExist(ctx context.Context, ids []string) (map[string]bool, error)
+	// SetLastSeen calls done (may be nil) on a store goroutine.
+	SetLastSeen(id string, ms int64, done func(error))
+}
+
+// Settings are the actors' limits and timings.
+type Settings struct {
+	RequestTimeout  time.Duration // one grain request, retries included
+	IdleTimeout     time.Duration // passivation of an idle grain
+	DedupeCache     int           // client ids a conversation grain remembers the answer of
+	MaxTextBytes    int
+	SyncBatch       int
+	HistoryMax      int
+	HistoryDefault  int
+	MaxGroupMembers int
+	// HoldDelivery is fault injection for tests: committed messages are answered but
+	// never pushed live, as if the node died right after each commit.
+	HoldDelivery bool
+}
+
+// Deps are what every actor of a node shares.
+type Deps struct {
+	Cluster  *cluster.Cluster
+	Store    Store
+	IDs      *ids.Generator
+	Log      *slog.Logger
+	Settings Settings
+	Grains   *Registry
+	Topology *Topology
+	Metrics  *metrics.Metrics // may be nil
+}
+
+// Kinds returns the grain kinds to register with the cluster. d.Cluster may be set
+// after this call (the kinds are needed to build the cluster).
+func Kinds(d *Deps) []*cluster.Kind {
+	return []*cluster.Kind{
+		cluster.NewKind(KindUser, actor.PropsFromProducer(func() actor.Actor { return &User{deps: d} },
+			actor.WithDispatcher(mailboxes))),
+		cluster.NewKind(KindConversation, actor.PropsFromProducer(func() actor.Actor { return &Conversation{deps: d} },
+			actor.WithDispatcher(mailboxes))),
+	}
+}
+
+// pid resolves a grain's PID through the cluster's cache (activating it if needed).
+func (d *Deps) pid(identity, kind string) *actor.PID {
+	if pid, ok := d.Cluster.PidCache.Get(identity, kind); ok && pid != nil {
+		return pid
+	}
+	pid := d.Cluster.Get(identity, kind)
+	if pid != nil {
+		d.Cluster.PidCache.Set(identity, kind, pid)
+	}
+	return pid
+}
+
+// tell sends msg to a grain without waiting (best effort).
+func (d *Deps) tell(sender actor.SenderContext, identity, kind string, msg any) {
+	if pid := d.pid(identity, kind); pid != nil {
+		sender.Send(pid, msg)
+	}
+}
+
+// timeout is a context bounded by the request timeout, for store calls.
+func (d *Deps) timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.Settings.RequestTimeout)
+}
+
+// clip shortens a client-supplied value for a log line.
+func clip(s string) string {
+	const most = 80
+	if len(s) <= most {
+		return s
+	}
+	return s[:most] + "…"
+}
+
+// nowMillis is the wall clock in Unix ms.
+func nowMillis() int64 { return time.Now().UnixMilli() }
