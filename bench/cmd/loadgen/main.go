@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +86,7 @@ type options struct {
 	worker bool
 	jsonTo string
 	mdTo   string
+	cpuTo  string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -116,6 +118,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "the nodes' token secret: mint tokens instead of logging in (default $PARLEY_TOKEN_SECRET)")
 	fs.StringVar(&o.jsonTo, "json", "", "write the JSON result to this file")
 	fs.StringVar(&o.mdTo, "md", "", "write the Markdown table to this file")
+	fs.StringVar(&o.cpuTo, "cpuprofile", "", "write this process's CPU profile to this file (with -procs 1 the workers run in it)")
 	fs.BoolVar(&o.worker, "worker", false, "internal: run as a worker process (configuration on stdin)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -174,11 +177,31 @@ func main() {
 	}
 }
 
+// startCPUProfile profiles this process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 func (o *options) run(ctx context.Context) error {
 	if o.worker {
 		return loadgen.ServeWorker(ctx, os.Stdin, os.Stdout)
 	}
 	o.cfg.Progress = os.Stderr
+	if o.cpuTo != "" {
+		stop, err := startCPUProfile(o.cpuTo)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	res, err := loadgen.Run(ctx, o.cfg)
 	if err != nil {
 		return err

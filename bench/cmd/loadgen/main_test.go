@@ -90,6 +90,8 @@ func TestIdleInChildProcesses(t *testing.T) {
 	require.NotNil(t, res.Node)
 	require.Len(t, res.Node.PIDs, 1)
 	require.Positive(t, res.Node.Connected.RSSKiB)
+	require.Positive(t, res.Loadgen.CPUSec, "the workers' CPU time, summed")
+	require.Zero(t, res.Loadgen.FramesIn, "an idle connection receives nothing while it is held")
 
 	// Idle connections need no account: none was registered.
 	signer, err := auth.NewSigner([]byte(secret), time.Hour)

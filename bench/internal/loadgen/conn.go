@@ -1,10 +1,13 @@
 package loadgen
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,23 +16,28 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
+	"golang.org/x/sys/unix"
 
 	"github.com/parleychat/parley/internal/wire"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// lconn is one client's WebSocket: a reader goroutine handles what the server
-// sends; writes are serialized by wmu.
+// lconn is one client's WebSocket. Its socket is owned by loadgen (sock.go):
+// the worker's poller reads it and handles what the server sends (under rmu);
+// writes are serialized by wmu, which also guards fd.
 type lconn struct {
 	w      *worker
 	idx    int
 	user   string
-	nc     net.Conn
-	src    io.Reader
+	fd     int // -1 before the handshake and after close
 	wmu    sync.Mutex
+	wbuf   []byte // the frame being written
 	dialAt time.Duration
 	after  *uint64 // the position to sync from; nil = the device's stored cursor
+
+	rmu      sync.Mutex // held while the poller reads and handles this connection
+	detached bool       // reading has ended (rmu)
+	inbox    inbox      // input not yet handled (rmu)
 
 	// Sending, set before traffic starts.
 	to, group string
@@ -96,7 +104,7 @@ func (w *worker) connect(ctx context.Context, idx []int, prepare func(c *lconn))
 const dialTries = 3
 
 func (w *worker) newConn(i int) *lconn {
-	return &lconn{w: w, idx: i, user: w.userName(i), seen: map[string]*bitset{}, synced: make(chan struct{}),
+	return &lconn{w: w, idx: i, user: w.userName(i), fd: -1, seen: map[string]*bitset{}, synced: make(chan struct{}),
 		readerDone: make(chan struct{})}
 }
 
@@ -123,11 +131,9 @@ func (c *lconn) dial(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	c.nc, c.src = nc, nc
-	if br != nil {
-		c.src = br
+	if err := c.attach(nc, br); err != nil {
+		return err
 	}
-	go c.readLoop()
 	if err := c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{After: c.after}}}); err != nil {
 		return c.abort(err)
 	}
@@ -151,6 +157,37 @@ func (c *lconn) abort(err error) error {
 	return err
 }
 
+// attach takes the handshaken socket over from nc (and whatever br read past
+// the handshake) and registers it with the worker's poller.
+func (c *lconn) attach(nc net.Conn, br *bufio.Reader) error {
+	var early []byte
+	if br != nil {
+		early, _ = br.Peek(br.Buffered())
+		early = bytes.Clone(early)
+		ws.PutReader(br)
+	}
+	fd, err := adopt(nc)
+	if err != nil {
+		_ = nc.Close()
+		return err
+	}
+	c.wmu.Lock()
+	c.fd = fd
+	c.wmu.Unlock()
+	if len(early) > 0 {
+		c.rmu.Lock()
+		err = c.feed(early)
+		c.rmu.Unlock()
+	}
+	if err == nil {
+		err = c.w.poll.add(c)
+	}
+	if err != nil {
+		return c.abort(err)
+	}
+	return nil
+}
+
 func (c *lconn) write(f *parleypb.ClientFrame) error {
 	b, err := wire.EncodeClient(c.w.enc, f)
 	if err != nil {
@@ -160,10 +197,44 @@ func (c *lconn) write(f *parleypb.ClientFrame) error {
 	if c.w.enc == wire.Proto {
 		op = ws.OpBinary
 	}
+	return c.writeFrame(op, b)
+}
+
+// writeTimeout bounds one frame's write.
+const writeTimeout = 10 * time.Second
+
+// writeFrame writes one masked client frame with one write(2).
+func (c *lconn) writeFrame(op ws.OpCode, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return wsutil.WriteClientMessage(c.nc, op, b)
+	if c.fd < 0 {
+		return errClosed
+	}
+	c.wbuf = appendClientFrame(c.wbuf[:0], op, payload)
+	return writeAll(c.fd, c.wbuf, time.Now().Add(writeTimeout))
+}
+
+// appendClientFrame appends a final frame of op with payload, masked as a
+// client's frames must be.
+func appendClientFrame(b []byte, op ws.OpCode, payload []byte) []byte {
+	var mask [4]byte
+	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
+	b = append(b, byte(0x80|op)) // FIN
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	b = append(b, mask[:]...)
+	start := len(b)
+	b = append(b, payload...)
+	ws.Cipher(b[start:], mask, 0)
+	return b
 }
 
 type lockedWriter struct{ c *lconn }
@@ -171,35 +242,33 @@ type lockedWriter struct{ c *lconn }
 func (l lockedWriter) Write(p []byte) (int, error) {
 	l.c.wmu.Lock()
 	defer l.c.wmu.Unlock()
-	return l.c.nc.Write(p)
+	if l.c.fd < 0 {
+		return 0, errClosed
+	}
+	if err := writeAll(l.c.fd, p, time.Now().Add(writeTimeout)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
-func (c *lconn) readLoop() {
-	defer close(c.readerDone)
-	control := wsutil.ControlFrameHandler(lockedWriter{c}, ws.StateClientSide)
-	rd := wsutil.Reader{Source: c.src, State: ws.StateClientSide, OnIntermediate: control}
-	for {
-		h, err := rd.NextFrame()
-		if err == nil && h.OpCode.IsControl() {
-			if err = control(h, &rd); err == nil {
-				continue
-			}
-		}
-		if err != nil {
-			c.ended(err)
-			return
-		}
-		data, err := io.ReadAll(&rd)
-		if err != nil {
-			continue // the next NextFrame reports the broken socket
-		}
-		f, err := wire.DecodeServer(c.w.enc, data)
-		if err != nil {
-			c.w.fail("%s: %v", c.user, err)
-			continue
-		}
-		c.handle(f)
+// readEnded (rmu held) stops reading after err: the socket broke, or the
+// server closed it.
+func (c *lconn) readEnded(err error) {
+	c.ended(err)
+	c.detachLocked()
+}
+
+// detachLocked (rmu held) takes the connection off the poller, once; its fd
+// is still open.
+func (c *lconn) detachLocked() {
+	if c.detached {
+		return
 	}
+	c.detached = true
+	if c.fd >= 0 {
+		c.w.poll.remove(c)
+	}
+	close(c.readerDone)
 }
 
 // ended counts a socket that broke while it was not being closed.
@@ -258,7 +327,13 @@ func (c *lconn) close() {
 	if c.up.Swap(false) {
 		c.w.connsUp.Add(-1)
 	}
-	if c.nc != nil {
-		_ = c.nc.Close()
+	c.rmu.Lock()
+	c.detachLocked()
+	c.rmu.Unlock()
+	c.wmu.Lock()
+	if c.fd >= 0 {
+		_ = unix.Close(c.fd) // RST: SO_LINGER 0
+		c.fd = -1
 	}
+	c.wmu.Unlock()
 }

@@ -47,6 +47,11 @@ type WorkerResult struct {
 	CatchUpHist histJSON          `json:"catchUpHist"` // storm: reconnect phase start to caught up
 	OwnHist     histJSON          `json:"ownHist"`     // storm: a client's own dial to caught up
 	FirstError  string            `json:"firstError,omitempty"`
+	// The worker process's own CPU time (user+sys) in the measured phase, and the
+	// WebSocket messages its connections received in it.
+	CPUSec      float64 `json:"cpuSec"`
+	FramesIn    uint64  `json:"framesIn"`
+	SlowDecodes uint64  `json:"slowDecodes"` // JSON frames the fast scan left to the full decoder (whole run)
 }
 
 // counters are a worker's tallies, updated by every connection's goroutines.
@@ -54,13 +59,15 @@ type counters struct {
 	connsUp, setupUp, setupErrors, dialRetries     atomic.Int64
 	sent, acked, expected, delivered, dups, echoes atomic.Uint64
 	missed, werrs, closes, errFrames, caught       atomic.Uint64
-	resent                                         atomic.Uint64
+	resent, framesIn, slowDecodes                  atomic.Uint64
 	lastActivity                                   atomic.Uint64 // ns since base
 	sentHist, delivHist, catchHist, ownHist        *Histogram
 	mu                                             sync.Mutex
 	errCodes                                       map[string]uint64
 	firstErr                                       string
 	trafficStart                                   time.Duration // since base: the measured phase's start
+	measuredCPU                                    time.Duration // this process's CPU time in the measured phase
+	measuredFrames                                 uint64        // messages received in the measured phase
 }
 
 func (c *counters) init() {
@@ -107,6 +114,7 @@ func (w *worker) result() WorkerResult {
 		ActiveSec: (time.Duration(w.lastActivity.Load()) - w.trafficStart).Seconds(),
 		SentHist:  w.sentHist.Snapshot().toJSON(), DeliverHist: w.delivHist.Snapshot().toJSON(),
 		CatchUpHist: w.catchHist.Snapshot().toJSON(), OwnHist: w.ownHist.Snapshot().toJSON(), FirstError: first,
+		CPUSec: w.measuredCPU.Seconds(), FramesIn: w.measuredFrames, SlowDecodes: w.slowDecodes.Load(),
 	}
 }
 

@@ -117,6 +117,20 @@ func TestEndToEnd(t *testing.T) {
 	requireOrdered(t, res.SentLatency, res.Sent)
 	requireOrdered(t, res.DeliveryLatency, res.Sent)
 	requireNodeStats(t, res, pids)
+	requireSelfStats(t, res, res.Acked+res.Echoes+res.Delivered) // a sent, an echo and a delivery per message
+}
+
+// requireSelfStats checks loadgen's own cost: frames counted in the measured
+// phase, CPU time spent, and the per-frame figure derived from both.
+func requireSelfStats(t *testing.T, res *Result, frames uint64) {
+	t.Helper()
+	s := res.Loadgen
+	require.Equal(t, frames, s.FramesIn)
+	require.Positive(t, s.CPUSec)
+	require.InDelta(t, 1e6*s.CPUSec/float64(frames), s.USPerFrame, 1e-6)
+	require.InDelta(t, 100*s.CPUSec/res.MeasuredSec, s.CPUPercent, 1e-6)
+	require.Zero(t, s.SlowDecodes, "every frame of a run takes the fast JSON path")
+	require.Contains(t, res.Markdown(), "µs per frame received")
 }
 
 // TestGroupRun: 2 groups of 20 members, all online, 2 senders each, minted
@@ -139,6 +153,7 @@ func TestGroupRun(t *testing.T) {
 	requireOrdered(t, res.DeliveryLatency, res.Delivered)
 	require.GreaterOrEqual(t, res.DeliveryLatency.P50Ms, res.SentLatency.P50Ms/2, "a delivery follows the commit")
 	requireNodeStats(t, res, pids)
+	requireSelfStats(t, res, res.Acked+res.Echoes+res.Delivered)
 }
 
 // TestStormRun: 60 clients in 2 groups (30 clients and a sender each) miss 5
@@ -163,6 +178,7 @@ func TestStormRun(t *testing.T) {
 	require.Zero(t, res.DeliveryLatency.Count, "stale messages are not timed as deliveries")
 	require.GreaterOrEqual(t, res.SettleSec, 1.0)
 	requireNodeStats(t, res, pids)
+	requireSelfStats(t, res, res.Delivered+60) // the messages, and each reconnect's synced
 }
 
 // TestDMSeesLoss runs 1:1 traffic against a node that commits every message but

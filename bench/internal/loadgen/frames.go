@@ -1,8 +1,10 @@
 package loadgen
 
 import (
+	"bytes"
+	"math"
+	"math/bits"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -10,30 +12,29 @@ import (
 )
 
 // handle takes one server frame (reader goroutine).
-func (c *lconn) handle(f *parleypb.ServerFrame) {
-	switch b := f.Body.(type) {
-	case *parleypb.ServerFrame_Sent:
-		c.sentFrame(b.Sent)
-	case *parleypb.ServerFrame_Message:
-		c.message(b.Message)
-	case *parleypb.ServerFrame_Synced:
-		c.syncedFrame(b.Synced)
-	case *parleypb.ServerFrame_Error:
-		e := b.Error
-		if e.GetCode() == "unavailable" && c.resend(e.GetId()) {
+func (c *lconn) handle(f *inFrame) {
+	switch f.kind {
+	case kindSent:
+		c.sentFrame(f.id)
+	case kindMessage:
+		c.message(f)
+	case kindSynced:
+		c.syncedFrame(f.upTo, f.more)
+	case kindError:
+		if string(f.code) == "unavailable" && c.resend(string(f.id)) {
 			return
 		}
-		c.w.errorFrame(e.GetCode())
-		c.w.fail("%s: error frame %s: %s", c.user, e.GetCode(), e.GetMessage())
-		if _, _, ok := c.w.parseID(e.GetId()); ok {
+		c.w.errorFrame(string(f.code))
+		c.w.fail("%s: error frame %s: %s", c.user, f.code, f.text)
+		if _, _, ok := c.w.parseID(f.id); ok {
 			c.releaseWindow()
 		}
 	}
 }
 
-func (c *lconn) sentFrame(s *parleypb.Sent) {
+func (c *lconn) sentFrame(id []byte) {
 	w := c.w
-	n, at, ok := w.parseID(s.GetId())
+	n, at, ok := w.parseID(id)
 	if !ok {
 		return
 	}
@@ -51,18 +52,18 @@ func (c *lconn) sentFrame(s *parleypb.Sent) {
 	c.releaseWindow()
 }
 
-func (c *lconn) message(m *parleypb.Message) {
+func (c *lconn) message(m *inFrame) {
 	w := c.w
-	raise(&c.maxSeq, m.GetSeq())
-	n, at, ok := w.parseID(m.GetClientId())
+	raise(&c.maxSeq, m.seq)
+	n, at, ok := w.parseID(m.clientID)
 	switch {
 	case !ok:
 		return // a message of an earlier run, replayed
-	case m.GetFrom() == c.user:
+	case string(m.from) == c.user:
 		w.echoes.Add(1)
 		return
 	}
-	dup, caught := c.receive(m.GetFrom(), n)
+	dup, caught := c.receive(m.from, n)
 	if dup {
 		w.dups.Add(1)
 		return
@@ -80,13 +81,13 @@ func (c *lconn) message(m *parleypb.Message) {
 
 // receive marks message n of from and reports whether it had it already, and
 // whether it is now caught up.
-func (c *lconn) receive(from string, n uint64) (dup, caught bool) {
+func (c *lconn) receive(from []byte, n uint64) (dup, caught bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	bs := c.seen[from]
+	bs := c.seen[string(from)] // no allocation: the conversion is only a key
 	if bs == nil {
 		bs = &bitset{}
-		c.seen[from] = bs
+		c.seen[string(from)] = bs
 	}
 	if bs.set(n) {
 		return true, false
@@ -111,14 +112,17 @@ func (w *worker) caughtUp(c *lconn, now time.Duration) {
 	w.ownHist.Record(now - c.dialAt)
 }
 
-func (c *lconn) syncedFrame(s *parleypb.Synced) {
-	raise(&c.maxSeq, s.GetUpTo())
-	if s.GetMore() {
-		after := s.GetUpTo()
-		_ = c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{After: &after}}})
+func (c *lconn) syncedFrame(upTo uint64, more bool) {
+	raise(&c.maxSeq, upTo)
+	// The writes go off the poller's goroutine, which must never wait on a socket.
+	if more {
+		after := upTo
+		go func() {
+			_ = c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{After: &after}}})
+		}()
 		return
 	}
-	c.ackReceived()
+	go c.ackReceived()
 	c.mu.Lock()
 	caught := c.checkCaught()
 	c.mu.Unlock()
@@ -169,21 +173,48 @@ func (w *worker) clientID(n uint64, at time.Duration) string {
 	return w.cfg.RunID + "." + strconv.FormatUint(n, 36) + "." + strconv.FormatInt(int64(at), 36)
 }
 
-func (w *worker) parseID(id string) (n uint64, at time.Duration, ok bool) {
-	rest, found := strings.CutPrefix(id, w.cfg.RunID+".")
-	if !found {
+// parseID reads a client id of this run (see clientID) without allocating.
+func (w *worker) parseID(id []byte) (n uint64, at time.Duration, ok bool) {
+	run := w.cfg.RunID
+	if len(id) < len(run)+1 || string(id[:len(run)]) != run || id[len(run)] != '.' {
 		return 0, 0, false
 	}
-	ns, ts, found := strings.Cut(rest, ".")
-	if !found {
+	rest := id[len(run)+1:]
+	dot := bytes.IndexByte(rest, '.')
+	if dot < 0 {
 		return 0, 0, false
 	}
-	n, err1 := strconv.ParseUint(ns, 36, 64)
-	t, err2 := strconv.ParseInt(ts, 36, 64)
-	if err1 != nil || err2 != nil {
+	n, ok1 := parseBase36(rest[:dot])
+	t, ok2 := parseBase36(rest[dot+1:])
+	if !ok1 || !ok2 || t > math.MaxInt64 {
 		return 0, 0, false
 	}
 	return n, time.Duration(t), true
+}
+
+// parseBase36 parses what strconv.FormatUint(v, 36) writes.
+func parseBase36(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 13 { // 36^13 > 2^64: longer cannot fit
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case c >= 'a' && c <= 'z':
+			d = uint64(c-'a') + 10
+		default:
+			return 0, false
+		}
+		hi, lo := bits.Mul64(v, 36)
+		if hi != 0 || lo > math.MaxUint64-d {
+			return 0, false
+		}
+		v = lo + d
+	}
+	return v, true
 }
 
 // resendTries bounds how often one send is repeated after "unavailable".
@@ -193,7 +224,7 @@ const resendTries = 5
 // committed), with the same id, as PROTOCOL.md tells clients to; false once the send
 // has been repeated resendTries times, or if id is not one of ours.
 func (c *lconn) resend(id string) bool {
-	if _, _, ok := c.w.parseID(id); !ok {
+	if _, _, ok := c.w.parseID([]byte(id)); !ok {
 		return false
 	}
 	c.mu.Lock()

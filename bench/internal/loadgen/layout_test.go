@@ -91,8 +91,7 @@ func TestListeningInodes(t *testing.T) {
 
 // TestLost counts, per receiver, the acked messages of its sources it lacks.
 func TestLost(t *testing.T) {
-	w, err := newWorker(WorkerConfig{Scenario: ScenarioGroup, Conns: 4, Members: 4, Senders: 2, Encoding: "json"})
-	require.NoError(t, err)
+	w := mustWorker(t, WorkerConfig{Scenario: ScenarioGroup, Conns: 4, Members: 4, Senders: 2, Encoding: "json"})
 	for i := range 4 {
 		w.conns[i] = w.newConn(i)
 	}
@@ -103,7 +102,7 @@ func TestLost(t *testing.T) {
 	}
 	got := func(r, from int, ns ...uint64) {
 		for _, n := range ns {
-			_, _ = w.conns[r].receive(w.conns[from].user, n)
+			_, _ = w.conns[r].receive([]byte(w.conns[from].user), n)
 		}
 	}
 	ack(0, 1, 2, 3)

@@ -176,12 +176,18 @@ func TestProcs(t *testing.T) {
 
 func TestClientIDs(t *testing.T) {
 	w := &worker{cfg: WorkerConfig{RunID: "abc123"}}
-	n, at, ok := w.parseID(w.clientID(12345, 987654321*time.Nanosecond))
-	require.True(t, ok)
-	require.Equal(t, uint64(12345), n)
-	require.Equal(t, 987654321*time.Nanosecond, at)
-	for _, bad := range []string{"other.1.2", "abc123.1", "abc123.x!.2", "abc123.1.z!", ""} {
-		_, _, ok = w.parseID(bad)
+	for _, c := range []struct {
+		n  uint64
+		at time.Duration
+	}{{12345, 987654321 * time.Nanosecond}, {0, 0}, {math.MaxUint64, math.MaxInt64}, {1, 10 * time.Minute}} {
+		n, at, ok := w.parseID([]byte(w.clientID(c.n, c.at)))
+		require.True(t, ok)
+		require.Equal(t, c.n, n)
+		require.Equal(t, c.at, at)
+	}
+	for _, bad := range []string{"other.1.2", "abc123.1", "abc123.x!.2", "abc123.1.z!", "", "abc123", "abc123x1.2",
+		"abc123..2", "abc123.1.", "abc123.1.-2", "abc123.1.A", "abc123.3w5e11264sgsg.1", "abc123.1.1y2p0ij32e8e8"} {
+		_, _, ok := w.parseID([]byte(bad))
 		require.False(t, ok, bad)
 	}
 }

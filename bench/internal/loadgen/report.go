@@ -57,6 +57,7 @@ func (r *Result) Markdown() string {
 		r.trafficRows(row)
 	}
 	r.errorRows(row)
+	r.selfRows(row)
 	r.nodeRows(row)
 	if len(r.FirstErrors) > 0 {
 		b.WriteString("\nFirst errors:\n\n")
@@ -121,6 +122,16 @@ func (r *Result) errorRows(row rowFunc) {
 	row("error frames", "%s (sends repeated after unavailable, not counted: %d)", frames, r.Resent)
 	row("closes / write errors", "%d / %d", r.Closes, r.WriteErrors)
 	row("errors in all", "**%d**", r.Errors)
+}
+
+func (r *Result) selfRows(row rowFunc) {
+	s := r.Loadgen
+	perFrame := "no frames received"
+	if s.FramesIn > 0 {
+		perFrame = fmt.Sprintf("**%.2f µs per frame received** (%d frames)", s.USPerFrame, s.FramesIn)
+	}
+	row("loadgen's own CPU", "%.2f s in the measured phase (%.0f %% of one core), %s; JSON frames left to the full decoder: %d",
+		s.CPUSec, s.CPUPercent, perFrame, s.SlowDecodes)
 }
 
 func (r *Result) nodeRows(row rowFunc) {

@@ -85,8 +85,38 @@ type Result struct {
 	CatchUpLatency   Latency `json:"catchUpLatency"`
 	ReconnectLatency Latency `json:"reconnectLatency"`
 
+	Loadgen     SelfStats  `json:"loadgen"`
 	Node        *NodeStats `json:"node,omitempty"`
 	FirstErrors []string   `json:"firstErrors,omitempty"`
+}
+
+// SelfStats is the load generator's own cost in the measured phase, so that a
+// figure can be told apart from loadgen's own limits: on a machine it shares
+// with the nodes, every µs it spends per frame is taken from them.
+type SelfStats struct {
+	// CPUSec is the user+sys CPU time of every worker process in the measured
+	// phase (with -procs 1 the worker is this process, so the parent's own
+	// bookkeeping is in it too), and CPUPercent the same over the phase's wall
+	// time (100 = one core).
+	CPUSec     float64 `json:"cpuSec"`
+	CPUPercent float64 `json:"cpuPercent"`
+	// FramesIn is the WebSocket messages the connections received in the phase,
+	// and USPerFrame the CPU time over them, in µs.
+	FramesIn   uint64  `json:"framesIn"`
+	USPerFrame float64 `json:"usPerFrame"`
+	// SlowDecodes counts the JSON frames (whole run) that the fast scan left to
+	// the full decoder; more than a few means the server's frames changed shape.
+	SlowDecodes uint64 `json:"slowDecodes"`
+}
+
+// finish derives the per-frame and per-core figures.
+func (s *SelfStats) finish(measuredSec float64) {
+	if s.FramesIn > 0 {
+		s.USPerFrame = 1e6 * s.CPUSec / float64(s.FramesIn)
+	}
+	if measuredSec > 0 {
+		s.CPUPercent = 100 * s.CPUSec / measuredSec
+	}
 }
 
 func newResult(cfg Config) *Result {
@@ -132,6 +162,7 @@ func (r *runner) merge() (*Result, error) {
 		res.StormSec = hists[2].Max().Seconds()
 	}
 	res.Errors = res.errorCount()
+	res.Loadgen.finish(res.MeasuredSec)
 	res.Node = r.node.finish(res.SetupUp, res.MeasuredSec)
 	return res, nil
 }
@@ -157,6 +188,9 @@ func (res *Result) add(w *WorkerResult) {
 		res.ErrorFrames[k] += v
 	}
 	res.TrafficSec = max(res.TrafficSec, w.ActiveSec)
+	res.Loadgen.CPUSec += w.CPUSec
+	res.Loadgen.FramesIn += w.FramesIn
+	res.Loadgen.SlowDecodes += w.SlowDecodes
 }
 
 // errorCount sums the failures: users not set up, error frames, broken

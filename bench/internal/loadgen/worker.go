@@ -101,6 +101,8 @@ type worker struct {
 	groups  []string // group ids
 	conns   []*lconn // by user index
 	cursors []uint64 // storm: each client's cursor after its first sync
+	readBuf int      // each connection's read buffer, bytes
+	poll    *poller  // reads every connection
 	counters
 }
 
@@ -137,15 +139,31 @@ func newWorker(cfg WorkerConfig) (*worker, error) {
 		return nil, err
 	}
 	lay := newLayout(cfg.Scenario, cfg.Conns, cfg.Members, cfg.Senders)
-	if err := checkNoFile(lay.users + cfg.RegisterPar); err != nil {
+	// A dial holds two descriptors for a moment (the socket is duplicated, then
+	// the net.Conn closed): DialPar more.
+	if err := checkNoFile(lay.users + cfg.RegisterPar + cfg.DialPar); err != nil {
 		return nil, err
 	}
-	w := &worker{cfg: cfg, enc: enc, srcs: NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset), base: time.Now(), lay: lay,
+	poll, err := newPoller(lay.users)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{cfg: cfg, enc: enc, srcs: NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset), base: time.Now(), lay: lay, poll: poll,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.RegisterPar,
 			DialContext: Dialer(NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset).Next())}},
-		conns: make([]*lconn, lay.users)}
+		conns: make([]*lconn, lay.users), readBuf: readBufSize(cfg.Scenario)}
 	w.counters.init()
 	return w, nil
+}
+
+// readBufSize is a connection's read buffer: room for several frames where
+// traffic flows (one read(2) then serves all that arrived), little for idle
+// connections, which get one frame each.
+func readBufSize(scenario string) int {
+	if scenario == ScenarioIdle {
+		return 256
+	}
+	return 4096
 }
 
 // checkNoFile fails early when this process may not open enough files.
@@ -169,9 +187,20 @@ func (w *worker) steps() []func(ctx context.Context) error {
 	}
 	closeAll := func(context.Context) error { w.closeAll(span(0, w.lay.users)); return nil }
 	if w.cfg.Scenario == ScenarioStorm {
-		return []func(context.Context) error{w.setup, connect, w.offline, w.post, w.reconnect, closeAll}
+		return []func(context.Context) error{w.setup, connect, w.offline, w.post, w.measure(w.reconnect), closeAll}
 	}
-	return []func(context.Context) error{w.setup, connect, w.traffic, closeAll}
+	return []func(context.Context) error{w.setup, connect, w.measure(w.traffic), closeAll}
+}
+
+// measure wraps the measured phase's step: it notes this process's CPU time and
+// the messages received while the step runs.
+func (w *worker) measure(step func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		cpu, frames := SelfCPU(), w.framesIn.Load()
+		err := step(ctx)
+		w.measuredCPU, w.measuredFrames = SelfCPU()-cpu, w.framesIn.Load()-frames
+		return err
+	}
 }
 
 // RunWorker runs one worker's share: after each step it reports the phase
@@ -184,6 +213,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, report func(WorkerMsg), re
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer w.poll.stop() // after every connection is closed
 	defer w.http.CloseIdleConnections()
 	defer w.closeAll(span(0, w.lay.users))
 	defer w.reportProgress(report)()
