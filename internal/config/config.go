@@ -86,8 +86,9 @@ type Database struct {
 	URL string `yaml:"url"`
 	// MaxConns is the maximum number of pooled connections. Default 16.
 	MaxConns int32 `yaml:"maxConns"`
-	// BatchDelay is the longest an append waits for a group commit to fill.
-	// Default 2ms.
+	// BatchDelay is how long a group commit waits for more writes before it starts;
+	// 0 starts it at once (writes that arrive while commits are under way form the
+	// next one). Default 0.
 	BatchDelay time.Duration `yaml:"batchDelay"`
 	// BatchMax is the maximum number of operations in one commit. Default 512.
 	BatchMax int `yaml:"batchMax"`
@@ -191,7 +192,7 @@ func Default() Config {
 		Node: Node{ID: -1},
 		Database: Database{
 			MaxConns:   16,
-			BatchDelay: 2 * time.Millisecond,
+			BatchDelay: 0,
 			BatchMax:   512,
 		},
 		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081"},

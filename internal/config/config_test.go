@@ -242,7 +242,7 @@ func TestValidate(t *testing.T) {
 		}, "cluster.zookeeper.sessionTimeout"},
 		{"zookeeper base key", func(c *Config) { c.Cluster.Provider = ProviderZooKeeper; c.Cluster.ZooKeeper.BaseKey = "parley/" }, "cluster.zookeeper.baseKey"},
 		{"max conns", func(c *Config) { c.Database.MaxConns = 0 }, "database.maxConns"},
-		{"batch delay", func(c *Config) { c.Database.BatchDelay = 0 }, "database.batchDelay"},
+		{"batch delay", func(c *Config) { c.Database.BatchDelay = -time.Millisecond }, "database.batchDelay"},
 		{"batch max", func(c *Config) { c.Database.BatchMax = -1 }, "database.batchMax"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},

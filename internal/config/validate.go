@@ -121,7 +121,9 @@ func (n Node) validate(v *validator) {
 func (d Database) validate(v *validator) {
 	v.nonEmpty("database.url", d.URL)
 	v.positive("database.maxConns", int(d.MaxConns))
-	v.duration("database.batchDelay", d.BatchDelay)
+	if d.BatchDelay < 0 || d.BatchDelay > time.Second {
+		v.addf("database.batchDelay", "must be a duration in 0s..1s, got %s", d.BatchDelay)
+	}
 	v.positive("database.batchMax", d.BatchMax)
 }
 
