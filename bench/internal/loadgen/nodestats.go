@@ -24,6 +24,11 @@ type NodeStats struct {
 	// (100 = one core).
 	TrafficCPUSec     float64 `json:"trafficCpuSec"`
 	TrafficCPUPercent float64 `json:"trafficCpuPercent"`
+	// CPUPerDeliveredUs and CPUPerSentUs are TrafficCPUSec in µs over the
+	// messages delivered to loadgen's clients and sent by them in the measured
+	// phase (0 when there were none, as for the sends of a storm's reconnect).
+	CPUPerDeliveredUs float64 `json:"cpuPerDeliveredUs"`
+	CPUPerSentUs      float64 `json:"cpuPerSentUs"`
 	Error             string  `json:"error,omitempty"`
 }
 
@@ -100,21 +105,36 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// finish computes the derived figures; conns is the connections set up and
-// measured the wall time of the measured phase.
-func (n *nodeSampler) finish(conns int, measured float64) *NodeStats {
+// phaseCounts are what loadgen's clients did in the measured phase.
+type phaseCounts struct {
+	conns     int     // connections set up
+	measured  float64 // wall time, s
+	delivered uint64  // messages delivered to them
+	sent      uint64  // messages they sent
+}
+
+// finish computes the derived figures.
+func (n *nodeSampler) finish(pc phaseCounts) *NodeStats {
 	if len(n.pids) == 0 {
 		return nil
 	}
 	s := &n.stats
-	if conns > 0 {
-		s.RSSPerConnKiB = float64(s.Connected.RSSKiB-s.Registered.RSSKiB) / float64(conns)
+	if pc.conns > 0 {
+		s.RSSPerConnKiB = float64(s.Connected.RSSKiB-s.Registered.RSSKiB) / float64(pc.conns)
 	}
 	s.RegisterCPUSec = s.Registered.CPUSec - s.Start.CPUSec
 	s.SetupCPUSec = s.Connected.CPUSec - s.Registered.CPUSec
 	s.TrafficCPUSec = s.End.CPUSec - s.Busy.CPUSec
-	if measured > 0 {
-		s.TrafficCPUPercent = 100 * s.TrafficCPUSec / measured
+	if pc.measured > 0 {
+		s.TrafficCPUPercent = 100 * s.TrafficCPUSec / pc.measured
 	}
+	s.CPUPerDeliveredUs, s.CPUPerSentUs = perMessageUs(s.TrafficCPUSec, pc.delivered), perMessageUs(s.TrafficCPUSec, pc.sent)
 	return s
+}
+
+func perMessageUs(cpuSec float64, messages uint64) float64 {
+	if messages == 0 {
+		return 0
+	}
+	return 1e6 * cpuSec / float64(messages)
 }

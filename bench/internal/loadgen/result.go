@@ -163,7 +163,11 @@ func (r *runner) merge() (*Result, error) {
 	}
 	res.Errors = res.errorCount()
 	res.Loadgen.finish(res.MeasuredSec)
-	res.Node = r.node.finish(res.SetupUp, res.MeasuredSec)
+	sent := res.Sent
+	if res.Scenario == ScenarioStorm {
+		sent = 0 // posted before the measured reconnect
+	}
+	res.Node = r.node.finish(phaseCounts{conns: res.SetupUp, measured: res.MeasuredSec, delivered: res.Delivered, sent: sent})
 	return res, nil
 }
 
