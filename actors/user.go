@@ -38,7 +38,9 @@ func (u *User) Receive(ctx actor.Context) {
 		u.deps.Topology.checkLater(ctx, KindUser, u.id)
 		ctx.SetReceiveTimeout(u.deps.Settings.IdleTimeout)
 	case *parleypb.Deliver:
-		u.deps.Metrics.Since(metrics.StageFanout, m.CommittedAt)
+		for range m.Messages {
+			u.deps.Metrics.Since(metrics.StageFanout, m.CommittedAt)
+		}
 		u.relay(ctx, m)
 	case *parleypb.Notify: // transient: only to live connections
 		u.relay(ctx, m)

@@ -79,6 +79,8 @@ func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Serve
 		s.wg.Add(1)
 		go s.work()
 	}
+	cfg.Metrics.GaugeFunc("parley_gateway_ready_backlog", "Readable sockets waiting for a gateway worker.", nil,
+		func() float64 { return float64(len(s.ready)) })
 	return s, nil
 }
 

@@ -16,18 +16,20 @@ import (
 )
 
 // Stage names a step of a message's path; each has a histogram of its duration
-// (parley_stage_seconds{stage}).
+// (parley_stage_seconds{stage}), one sample per message (per member for the stages
+// after the commit). Stages that cross nodes compare their clocks.
 type Stage int
 
-// The stages, in path order. StageDelivery is the whole path of one delivery, from
-// the sender's frame decoded to the recipient's socket written.
+// The stages, in path order. The commit writes every member's queue, so "member
+// enqueue committed" is the commit itself. StageDelivery is the whole path of one
+// delivery, from the sender's frame decoded to the member's socket written.
 const (
 	StageGrain    Stage = iota // send frame decoded → its post reaches the conversation grain
-	StageCommit                // post at the grain → its commit done (batching, the write, fsync)
+	StageCommit                // post at the grain → its commit done, back at the grain (queueing, batching, the write, fsync)
 	StageSent                  // commit done → `sent` written to the sender's socket
 	StageFanout                // commit done → the entry reaches the member's user grain
-	StageDeliver               // entry at the user grain → written to a member's socket
-	StageDelivery              // send frame decoded → written to a member's socket
+	StageDeliver               // commit done → the entry written to a member's socket (fanout included)
+	StageDelivery              // send frame decoded → the entry written to a member's socket
 	numStages
 )
 
@@ -164,8 +166,7 @@ func count(by map[string]prometheus.Counter, typ string) {
 	c.Inc()
 }
 
-// Posted counts messages that reached a conversation grain; Committed those it
-// committed.
+// Posted counts messages that reached a conversation grain.
 func (m *Metrics) Posted(n int) {
 	if m != nil {
 		m.posted.Add(float64(n))

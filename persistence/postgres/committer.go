@@ -73,6 +73,8 @@ func startCommitter(pool *pgxpool.Pool, o Options) *committer {
 		c.wg.Add(1)
 		go c.loop()
 	}
+	c.met.GaugeFunc("parley_commit_backlog", "Writes waiting for a committer.", nil,
+		func() float64 { return float64(len(c.ops)) })
 	return c
 }
 
