@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkGroupFanout500 posts to a 500-member group until every post is answered,

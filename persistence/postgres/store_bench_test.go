@@ -19,7 +19,7 @@ func BenchmarkAppendConversationGroupCommit(b *testing.B) {
 		conv := fmt.Sprintf("dm:a%d:b%d", stream, stream)
 		res, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: version,
 			Recipients: []string{fmt.Sprint("a", stream), fmt.Sprint("b", stream)},
-			Messages: []*parleypb.Message{{MessageId: id, Conversation: conv, From: "a", ClientId: fmt.Sprint(id), Text: "benchmark text of a typical short chat message", Ts: id}}})
+			Messages:   []*parleypb.Message{{MessageId: id, Conversation: conv, From: "a", ClientId: fmt.Sprint(id), Text: "benchmark text of a typical short chat message", Ts: id}}})
 		return res.Version, err
 	})
 }
