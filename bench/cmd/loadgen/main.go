@@ -79,14 +79,15 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // options are the command line: the run, and where its result goes.
 type options struct {
-	cfg    loadgen.Config
-	urls   listFlag
-	pids   listFlag
-	idle   bool
-	worker bool
-	jsonTo string
-	mdTo   string
-	cpuTo  string
+	cfg     loadgen.Config
+	urls    listFlag
+	pids    listFlag
+	metrics listFlag
+	idle    bool
+	worker  bool
+	jsonTo  string
+	mdTo    string
+	cpuTo   string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -112,6 +113,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&c.Procs, "procs", 0, "worker processes (0 = as few as keep each under 19,000 sockets; 1 = in this process)")
 	fs.IntVar(&c.SrcIPs, "src-ips", -1, "source addresses 127.0.0.x per worker (0 = the kernel's choice, -1 = one per 10k of a worker's clients)")
 	fs.Var(&o.pids, "node-pid", "a node's pid for RSS and CPU from /proc (repeat for a cluster; \"auto\" = the processes listening on the -url ports)")
+	fs.Var(&o.metrics, "metrics", "the nodes' GET /metrics URLs, scraped before and after the measured phase (repeat or comma-separate; \"auto\" = found from the -url processes' ports)")
+	fs.StringVar(&c.MetricsToken, "admin-token", "", "the admin listener's bearer token for -metrics (default $PARLEY_ADMIN_TOKEN)")
 	fs.StringVar(&c.Encoding, "encoding", "json", "frame encoding: json or proto")
 	fs.IntVar(&c.RegisterPar, "register-par", 16, "concurrent REST calls per worker (registration, logins, groups)")
 	fs.IntVar(&c.DialPar, "dial-par", 64, "concurrent WebSocket dials per worker")
@@ -138,7 +141,13 @@ func (o *options) finish() error {
 	if c.TokenSecret == "" {
 		c.TokenSecret = os.Getenv("PARLEY_TOKEN_SECRET") // not a flag default: -h would print it
 	}
+	if c.MetricsToken == "" {
+		c.MetricsToken = os.Getenv("PARLEY_ADMIN_TOKEN")
+	}
 	c.URLs = o.urls
+	if err := o.metricsURLs(); err != nil {
+		return err
+	}
 	for _, p := range o.pids {
 		if p == "auto" {
 			urls, err := loadgen.SplitURLs(o.urls)
@@ -157,6 +166,30 @@ func (o *options) finish() error {
 			return fmt.Errorf("loadgen: -node-pid %q is not a pid or auto", p)
 		}
 		c.NodePIDs = append(c.NodePIDs, pid)
+	}
+	return nil
+}
+
+// metricsURLs resolves -metrics: URLs as given, or "auto".
+func (o *options) metricsURLs() error {
+	for _, v := range o.metrics {
+		for _, m := range strings.Split(v, ",") {
+			switch m = strings.TrimSpace(m); m {
+			case "":
+			case "auto":
+				urls, err := loadgen.SplitURLs(o.urls)
+				if err != nil {
+					return err
+				}
+				found, warnings := loadgen.FindMetrics(context.Background(), urls, o.cfg.MetricsToken)
+				for _, w := range warnings {
+					fmt.Fprintln(os.Stderr, "loadgen: -metrics auto:", w)
+				}
+				o.cfg.MetricsURLs = append(o.cfg.MetricsURLs, found...)
+			default:
+				o.cfg.MetricsURLs = append(o.cfg.MetricsURLs, m)
+			}
+		}
 	}
 	return nil
 }

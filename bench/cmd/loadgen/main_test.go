@@ -38,6 +38,12 @@ func TestFlags(t *testing.T) {
 		{"secret from the environment", []string{"-scenario", "idle"}, "from-env", func(t *testing.T, o *options) {
 			require.Equal(t, "from-env", o.cfg.TokenSecret)
 		}},
+		{"metrics URLs", []string{"-metrics", "http://127.0.0.1:8180/metrics, http://127.0.0.1:8181/metrics", "-metrics",
+			"http://127.0.0.1:8182/metrics", "-admin-token", "tok"}, "", func(t *testing.T, o *options) {
+			require.Equal(t, []string{"http://127.0.0.1:8180/metrics", "http://127.0.0.1:8181/metrics",
+				"http://127.0.0.1:8182/metrics"}, o.cfg.MetricsURLs)
+			require.Equal(t, "tok", o.cfg.MetricsToken)
+		}},
 		{"defaults", nil, "", func(t *testing.T, o *options) {
 			require.Equal(t, loadgen.ScenarioDM, o.cfg.Scenario)
 			require.Zero(t, o.cfg.Procs, "chosen from the connections")
@@ -53,6 +59,11 @@ func TestFlags(t *testing.T) {
 	}
 	_, err := parseFlags([]string{"-node-pid", "nope"})
 	require.ErrorContains(t, err, "not a pid")
+
+	t.Setenv("PARLEY_ADMIN_TOKEN", "admin-from-env")
+	o, err := parseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, "admin-from-env", o.cfg.MetricsToken, "the admin token from the environment")
 }
 
 // TestIdleInChildProcesses runs the command: 60 idle connections over two worker

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -110,8 +111,11 @@ func requireNodeStats(t *testing.T, res *Result, pids []int) {
 // connections (registered and logged in), 200 msgs/s for 3 s.
 func TestEndToEnd(t *testing.T) {
 	n, pids := startNode(t)
+	metrics, warnings := FindMetrics(context.Background(), []string{n.URL}, "")
+	require.Empty(t, warnings)
+	require.Equal(t, []string{n.AdminURL + "/metrics"}, metrics, "found from the node's process")
 	res := run(t, Config{URLs: []string{n.URL}, Conns: 20, Rate: 200, Duration: 3 * time.Second,
-		Drain: 10 * time.Second, Procs: 1, NodePIDs: pids})
+		Drain: 10 * time.Second, Procs: 1, NodePIDs: pids, MetricsURLs: metrics})
 	requireClean(t, res)
 	require.Equal(t, 20, res.ConnsUp)
 	require.False(t, res.MintedAuth)
@@ -125,6 +129,29 @@ func TestEndToEnd(t *testing.T) {
 	requireOrdered(t, res.DeliveryLatency, res.Sent)
 	requireNodeStats(t, res, pids)
 	requireSelfStats(t, res, res.Acked+res.Echoes+res.Delivered) // a sent, an echo and a delivery per message
+	requireNodeMetrics(t, res)
+}
+
+// requireNodeMetrics checks that the node's /metrics were scraped around the
+// measured phase and saw it: some parley_ histogram observed values in it, and
+// some parley_ counter grew.
+func requireNodeMetrics(t *testing.T, res *Result) {
+	t.Helper()
+	m := res.Metrics
+	require.NotNil(t, m)
+	require.Empty(t, m.Warnings)
+	var observed uint64
+	for _, h := range m.Histograms {
+		require.True(t, strings.HasPrefix(h.Family, "parley_"), h.Family)
+		observed += h.Count
+	}
+	require.Positive(t, observed, "%+v", m.Histograms)
+	grew := 0.0
+	for _, c := range m.Counters {
+		grew += c.Delta
+	}
+	require.Positive(t, grew, "%+v", m.Counters)
+	require.Contains(t, res.Markdown(), "Which stage owns the tail")
 }
 
 // requireSelfStats checks loadgen's own cost: frames counted in the measured

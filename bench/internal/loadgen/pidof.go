@@ -68,14 +68,9 @@ func listenerPID(port int) (int, error) {
 // in a /proc/net/tcp table.
 func listeningInodes(table string, port int) map[string]bool {
 	out := map[string]bool{}
-	for _, line := range strings.Split(table, "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 10 || f[3] != "0A" {
-			continue
-		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
-		if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && int(p) == port {
-			out[f[9]] = true
+	for inode, p := range listeningByInode(table) {
+		if p == port {
+			out[inode] = true
 		}
 	}
 	return out

@@ -59,6 +59,7 @@ func (r *Result) Markdown() string {
 	r.errorRows(row)
 	r.selfRows(row)
 	r.nodeRows(row)
+	r.metricsSection(&b)
 	if len(r.FirstErrors) > 0 {
 		b.WriteString("\nFirst errors:\n\n")
 		for _, e := range r.FirstErrors {
@@ -153,4 +154,53 @@ func (r *Result) nodeRows(row rowFunc) {
 	if n.Error != "" {
 		row("node stats error", "%s", n.Error)
 	}
+}
+
+// metricsSection renders the nodes' /metrics over the measured phase: the
+// histograms (which stage owns the tail) and the counters.
+func (r *Result) metricsSection(b *strings.Builder) {
+	m := r.Metrics
+	if m == nil {
+		return
+	}
+	fmt.Fprintf(b, "\nWhich stage owns the tail: the nodes' /metrics over the measured phase (%s).\n\n", strings.Join(m.URLs, ", "))
+	if len(m.Histograms) > 0 {
+		b.WriteString("| histogram | labels | count | p50 | p99 |\n|---|---|---:|---:|---:|\n")
+		for _, h := range m.Histograms {
+			if h.Count == 0 {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %s | %s |\n", h.Family, labelCell(h.Labels), h.Count,
+				metricValue(h.Family, h.P50), metricValue(h.Family, h.P99))
+		}
+		b.WriteString("\n")
+	}
+	if len(m.Counters) > 0 {
+		b.WriteString("| counter | labels | increase |\n|---|---|---:|\n")
+		for _, c := range m.Counters {
+			if c.Delta == 0 {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %.0f |\n", c.Family, labelCell(c.Labels), c.Delta)
+		}
+		b.WriteString("\n")
+	}
+	for _, w := range m.Warnings {
+		fmt.Fprintf(b, "- metrics warning: %s\n", w)
+	}
+}
+
+func labelCell(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "–"
+	}
+	return labelString(labels)
+}
+
+// metricValue shows a value of a family in its unit: seconds as ms.
+func metricValue(family string, v float64) string {
+	if strings.HasSuffix(family, "_seconds") {
+		return fmt.Sprintf("%.2f ms", 1000*v)
+	}
+	return fmt.Sprintf("%.4g", v)
 }

@@ -85,9 +85,10 @@ type Result struct {
 	CatchUpLatency   Latency `json:"catchUpLatency"`
 	ReconnectLatency Latency `json:"reconnectLatency"`
 
-	Loadgen     SelfStats  `json:"loadgen"`
-	Node        *NodeStats `json:"node,omitempty"`
-	FirstErrors []string   `json:"firstErrors,omitempty"`
+	Loadgen     SelfStats    `json:"loadgen"`
+	Node        *NodeStats   `json:"node,omitempty"`
+	Metrics     *NodeMetrics `json:"metrics,omitempty"`
+	FirstErrors []string     `json:"firstErrors,omitempty"`
 }
 
 // SelfStats is the load generator's own cost in the measured phase, so that a
@@ -168,6 +169,7 @@ func (r *runner) merge() (*Result, error) {
 		sent = 0 // posted before the measured reconnect
 	}
 	res.Node = r.node.finish(phaseCounts{conns: res.SetupUp, measured: res.MeasuredSec, delivered: res.Delivered, sent: sent})
+	res.Metrics = r.metrics.result()
 	return res, nil
 }
 

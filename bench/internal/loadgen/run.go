@@ -46,12 +46,17 @@ type Config struct {
 	Settle  time.Duration
 	Timeout time.Duration // the whole run; 0 = 10 min + 2×(Duration+Drain) + 5 ms per client
 
-	Procs       int    // worker processes; 0 = as few as keep each within MaxConnsPerProc (1 = this process)
-	SrcIPs      int    // source addresses 127.0.0.2.. per worker; 0 = the kernel's choice, -1 = one per 10k of a worker's clients
-	NodePIDs    []int  // the nodes' pids, for RSS and CPU from /proc (summed)
-	Encoding    string // json (default) or proto
-	RegisterPar int    // concurrent REST calls per worker (default 16)
-	DialPar     int    // concurrent WebSocket dials per worker (default 64)
+	Procs    int   // worker processes; 0 = as few as keep each within MaxConnsPerProc (1 = this process)
+	SrcIPs   int   // source addresses 127.0.0.2.. per worker; 0 = the kernel's choice, -1 = one per 10k of a worker's clients
+	NodePIDs []int // the nodes' pids, for RSS and CPU from /proc (summed)
+	// MetricsURLs are the nodes' GET /metrics endpoints (loopback only), scraped
+	// just before and after the measured phase (see NodeMetrics); MetricsToken is
+	// the admin listener's bearer token, if it needs one.
+	MetricsURLs  []string
+	MetricsToken string
+	Encoding     string // json (default) or proto
+	RegisterPar  int    // concurrent REST calls per worker (default 16)
+	DialPar      int    // concurrent WebSocket dials per worker (default 64)
 	// TokenSecret is the nodes' PARLEY_TOKEN_SECRET: tokens are minted here, not
 	// logged in for (registration happens only where accounts are needed).
 	TokenSecret string
@@ -75,6 +80,11 @@ func (cfg *Config) validate() error {
 		return err
 	}
 	cfg.URLs = urls
+	for _, u := range cfg.MetricsURLs {
+		if err := CheckLoopback(u); err != nil {
+			return fmt.Errorf("loadgen: -metrics: %w", err)
+		}
+	}
 	if err := cfg.scenarioDefaults(); err != nil {
 		return err
 	}

@@ -37,13 +37,15 @@ type runner struct {
 	tick      *time.Ticker
 	res       *Result
 	node      *nodeSampler
+	metrics   *metricsScraper
 }
 
 func newRunner(cfg Config) *runner {
 	r := &runner{cfg: cfg, events: make(chan event, 64*cfg.Procs), exited: make([]bool, cfg.Procs),
 		progress: make([]Progress, cfg.Procs), results: make([]*WorkerResult, cfg.Procs), counts: map[string]int{},
 		lastPhase: make([]string, cfg.Procs), label: label(cfg.Scenario, PhaseRegistered), released: time.Now(),
-		tick: time.NewTicker(time.Second), res: newResult(cfg), node: newNodeSampler(cfg.NodePIDs)}
+		tick: time.NewTicker(time.Second), res: newResult(cfg), node: newNodeSampler(cfg.NodePIDs),
+		metrics: newMetricsScraper(cfg.MetricsURLs, cfg.MetricsToken)}
 	r.node.sample(&r.node.stats.Start)
 	return r
 }
@@ -180,6 +182,9 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 		r.res.SetupSec = sec
 		r.node.sample(&n.Connected)
 		n.Busy = n.Connected
+		if r.cfg.Scenario != ScenarioStorm { // the measured phase comes next
+			r.metrics.start(ctx)
+		}
 	case PhasePosted:
 		r.label = "settling"
 		settle := func(ctx context.Context) { r.res.SettleSec = r.node.settle(ctx, r.cfg.Settle).Seconds() }
@@ -187,9 +192,11 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 			return err
 		}
 		r.node.sample(&n.Busy)
+		r.metrics.start(ctx)
 	case PhaseDrained, PhaseCaughtUp:
 		r.res.MeasuredSec = sec
 		r.node.sample(&n.End)
+		r.metrics.end(ctx)
 		r.printProgress()
 	}
 	r.label = label(r.cfg.Scenario, nextPhase(r.cfg.Scenario, ph))
