@@ -61,7 +61,9 @@ func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &Connection{deps: d, sock: sock, user: user, device: device}
 	}, actor.WithDispatcher(mailboxes))
-	return &Session{root: root, pid: root.SpawnPrefix(props, "conn")}
+	pid := root.SpawnPrefix(props, "conn")
+	d.Topology.addConn(pid)
+	return &Session{root: root, pid: pid}
 }
 
 // Connection is the actor of one WebSocket: it turns client frames into grain
@@ -84,7 +86,7 @@ type Connection struct {
 	closed   bool
 	attached bool
 	waiting  []*parleypb.Sync  // syncs that came before the first attach was done
-	grain    *actor.PID        // the user grain activation this connection is attached to
+	grain    *actor.PID        // the user grain activation this connection attached to
 	ahead    map[uint64]*entry // live entries past a gap
 	checking bool              // a gap check is scheduled
 }
@@ -128,12 +130,14 @@ func (c *Connection) Receive(ctx actor.Context) {
 		}
 	case *parleypb.Reattach:
 		c.attach(ctx, 1)
-	case *actor.Terminated:
-		if m.Who.Equal(c.grain) { // the user grain's activation (or its node) is gone
+	case *membersChanged:
+		if m.gone(c.grain) { // the user grain's node is gone (it could not say Reattach)
+			c.deps.Cluster.PidCache.RemoveByValue(c.user, KindUser, c.grain)
 			c.grain = nil
-			c.deps.Cluster.PidCache.RemoveByValue(c.user, KindUser, m.Who)
 			c.attach(ctx, 1)
 		}
+	case *actor.Stopped:
+		c.deps.Topology.removeConn(ctx.Self())
 	case *socketClosed:
 		c.closed = true
 		c.detach(ctx)
@@ -166,7 +170,9 @@ func (c *Connection) attach(ctx actor.Context, attempt int) {
 			after(ctx, time.Duration(attempt*attempt)*100*time.Millisecond, func() { c.attach(ctx, attempt+1) })
 			return
 		}
-		c.watchGrain(ctx)
+		if pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser); ok {
+			c.grain = pid // the activation, for membersChanged
+		}
 		if attempt > 0 && c.live {
 			c.fill(0) // what was pushed while no activation held this connection
 		}
@@ -176,20 +182,6 @@ func (c *Connection) attach(ctx actor.Context, attempt int) {
 		}
 		c.waiting = nil
 	})
-}
-
-// watchGrain watches the user grain's activation: if its node dies, no Reattach
-// comes (nothing stopped it cleanly), but the watch reports it.
-func (c *Connection) watchGrain(ctx actor.Context) {
-	pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser)
-	if !ok || pid == nil || pid.Equal(c.grain) {
-		return
-	}
-	if c.grain != nil {
-		ctx.Unwatch(c.grain)
-	}
-	c.grain = pid
-	ctx.Watch(pid)
 }
 
 func (c *Connection) detach(ctx actor.Context) {

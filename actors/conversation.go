@@ -59,7 +59,7 @@ func (c *Conversation) Receive(ctx actor.Context) {
 		c.typing(ctx, m)
 	case *conversationAppended:
 		c.appended(ctx, m)
-	case *ownerCheck:
+	case *membersChanged:
 		if !c.deps.Topology.Owns(KindConversation, c.id) {
 			c.deps.Log.Info("grain owned by another node now; stopping", slog.String("grain", KindConversation+"/"+c.id))
 			ctx.Poison(ctx.Self())

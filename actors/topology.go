@@ -13,21 +13,33 @@ import (
 // again; views converge within a provider refresh.
 const ownerRecheck = 2 * time.Second
 
-// ownerCheck asks a grain to stop if another node owns its identity now.
-type ownerCheck struct{}
+// membersChanged tells a local actor that the cluster's members changed (alive
+// holds the member addresses now) or, with alive nil, asks a grain only to check its
+// ownership again. A grain stops if another node owns its identity now; a user grain
+// drops its connections on members that are gone; a connection whose user grain was
+// on such a member attaches to the next activation. So nothing watches anything
+// across nodes: a watch costs each idle connection two watcher sets, and a member
+// that dies is seen by every node's topology anyway.
+type membersChanged struct{ alive map[string]bool }
+
+// gone reports whether pid is on a member that left (never for a local one).
+func (m *membersChanged) gone(pid *actor.PID) bool {
+	return m.alive != nil && pid != nil && !m.alive[pid.Address]
+}
 
 // Topology is this node's view of the cluster members and of who owns which grain,
-// kept from the cluster's topology events. Proto.Actor places a grain wherever a
-// caller's (possibly stale) view says, and never moves it again until the next
-// topology change; grains use Owns to leave a node that does not own them, so that a
-// split activation (queue writes in one, connections in the other) is short-lived.
-// Safe for concurrent use.
+// kept from the cluster's topology events, and the registry of this node's
+// connection actors, which hear of member changes. Proto.Actor places a grain
+// wherever a caller's (possibly stale) view says, and never moves it again until the
+// next topology change; grains use Owns to leave a node that does not own them, so
+// that a split activation is short-lived. Safe for concurrent use.
 type Topology struct {
 	mu      sync.Mutex
 	self    string
 	rdv     *cluster.Rendezvous
 	members []Member
 	grains  *Registry
+	conns   map[*actor.PID]struct{}
 	root    *actor.RootContext
 }
 
@@ -45,7 +57,8 @@ type Member struct {
 // evicts the cached PID, research/protoactor.md §7.10): a push to a user grain that
 // passivated would otherwise go to dead letters until a request to it failed.
 func NewTopology(c *cluster.Cluster, grains *Registry) *Topology {
-	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, root: c.ActorSystem.Root}
+	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, conns: map[*actor.PID]struct{}{},
+		root: c.ActorSystem.Root}
 	c.ActorSystem.EventStream.Subscribe(func(e any) {
 		switch e := e.(type) {
 		case *cluster.ClusterTopology:
@@ -62,17 +75,27 @@ func NewTopology(c *cluster.Cluster, grains *Registry) *Topology {
 func (t *Topology) update(self string, tp *cluster.ClusterTopology) {
 	members := make([]*cluster.Member, len(tp.Members))
 	view := make([]Member, len(tp.Members))
+	alive := map[string]bool{self: true}
 	for i, m := range tp.Members {
 		members[i] = &cluster.Member{Id: m.Id, Host: m.Host, Port: m.Port, Kinds: append([]string(nil), m.Kinds...)}
 		view[i] = Member{ID: m.Id, Address: members[i].Address(), Kinds: members[i].Kinds}
+		alive[view[i].Address] = true
 	}
 	rdv := cluster.NewRendezvous()
 	rdv.UpdateMembers(members)
 	t.mu.Lock()
 	t.self, t.rdv, t.members = self, rdv, view
+	conns := make([]*actor.PID, 0, len(t.conns))
+	for pid := range t.conns {
+		conns = append(conns, pid)
+	}
 	t.mu.Unlock()
+	msg := &membersChanged{alive: alive}
 	for _, pid := range t.grains.pids() { // each grain decides, with the newest view
-		t.root.Send(pid, &ownerCheck{})
+		t.root.Send(pid, msg)
+	}
+	for _, pid := range conns {
+		t.root.Send(pid, msg)
 	}
 }
 
@@ -104,5 +127,22 @@ func (t *Topology) checkLater(ctx actor.Context, kind, identity string) {
 		return
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	time.AfterFunc(ownerRecheck, func() { root.Send(self, &ownerCheck{}) })
+	time.AfterFunc(ownerRecheck, func() { root.Send(self, &membersChanged{}) })
+}
+
+// addConn and removeConn keep the registry of this node's connection actors.
+func (t *Topology) addConn(pid *actor.PID) {
+	if t != nil {
+		t.mu.Lock()
+		t.conns[pid] = struct{}{}
+		t.mu.Unlock()
+	}
+}
+
+func (t *Topology) removeConn(pid *actor.PID) {
+	if t != nil {
+		t.mu.Lock()
+		delete(t.conns, pid)
+		t.mu.Unlock()
+	}
 }
