@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|group|storm|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
 # scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
@@ -14,8 +14,17 @@
 #   idle      one node holding 5k, 10k and 19k idle connections (fresh node each)
 #   cluster   10 nodes holding 180k idle connections together
 #   dm        1:1 traffic at rising rates (p99 send-to-delivery against 20 ms)
+#   sustain   the most 1:1 msgs/s one node sustains with p99 send-to-delivery <= 50 ms:
+#             rising fixed rates (400 connections, 10 s each; SUSTAIN_RATES overrides
+#             the list) until p99 exceeds 50 ms or delivered falls under 97 % of offered
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
+#   catchup   the same on one node: 2,000 clients, 20 missed messages each
+#   steady    1:1 at STEADY_RATE msgs/s (default 3000) over 400 connections on one node
+#             for STEADY_MINUTES (default 10), node RSS and Go heap every 10 s
+#
+# Every run scrapes the nodes' GET /metrics before and after its measured phase
+# (loadgen -metrics auto; set PARLEY_ADMIN_TOKEN if the nodes need one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,13 +61,26 @@ nodes() { # n: start n fresh nodes; prints their URLs comma-separated
 	(IFS=,; echo "${u[*]}")
 }
 
-loadgen() { # args...: one run, its Markdown appended to OUT
+loadgen() { # args...: one run, its Markdown appended to OUT; $LOADGEN_JSON, if set, gets its JSON
 	local md
 	md=$(mktemp)
-	"$BIN/loadgen" -node-pid auto -md "$md" "$@" >/dev/null
+	"$BIN/loadgen" -node-pid auto -metrics auto -md "$md" ${LOADGEN_JSON:+-json "$LOADGEN_JSON"} "$@" >/dev/null
 	cat "$md" >>"$OUT"
 	cat "$md"
 	rm -f "$md"
+}
+
+# passes rate json: prints and tells whether a 1:1 run at rate kept p99 send-to-delivery <= 50 ms and
+# delivered >= 97 % of the offered rate (from loadgen's JSON result).
+passes() {
+	awk -v rate="$1" '
+		/^  "deliveredPerSec":/ { gsub(/,/, "", $2); delivered = $2 + 0 }
+		/^  "deliveryLatency": \{/ { lat = 1 }
+		lat && /"p99Ms":/ { gsub(/,/, "", $2); p99 = $2 + 0; seen = 1; lat = 0 }
+		END {
+			printf "rate %d: p99 send-to-delivery %.1f ms, delivered %.0f msgs/s (%.1f %%)\n", rate, p99, delivered, 100 * delivered / rate
+			exit !(seen && p99 <= 50 && delivered >= 0.97 * rate)
+		}' "$2"
 }
 
 quick() {
@@ -101,6 +123,21 @@ dm() {
 	loadgen -url "$url" -scenario dm -conns 400 -rate 0 -window 16 -duration 10s -register-par 64
 }
 
+sustain() {
+	section "1:1 sustained: the most msgs/s one node holds with p99 send-to-delivery <= 50 ms"
+	local url json rate passed=0
+	url=$(nodes 1)
+	json=$(mktemp)
+	for rate in ${SUSTAIN_RATES:-1000 2000 3000 4000 5000 6000 8000 10000 12000 14000 16000 20000 25000 30000 40000 50000}; do
+		LOADGEN_JSON=$json loadgen -url "$url" -scenario dm -conns 400 -rate "$rate" -duration 10s -register-par 64
+		if ! passes "$rate" "$json" | tee -a "$OUT"; then break; fi
+		passed=$rate
+	done
+	rm -f "$json"
+	printf '\n**Sustained: %s msgs/s** (the highest rate with p99 send-to-delivery <= 50 ms and >= 97 %% delivered; 0 = none)\n' \
+		"$passed" | tee -a "$OUT"
+}
+
 group() {
 	section "Group fan-out: one 500-member group, all online"
 	local url
@@ -116,14 +153,26 @@ storm() {
 	loadgen -url "$(nodes 4)" -scenario storm -conns 50000 -members 500 -messages 20 -duration 120s -register-par 64
 }
 
+catchup() {
+	section "Catch-up on one node: 2,000 clients, 20 missed messages each, reconnecting at once"
+	loadgen -url "$(nodes 1)" -scenario storm -conns 2000 -members 500 -messages 20 -duration 120s -register-par 64
+}
+
+steady() {
+	local rate=${STEADY_RATE:-3000} minutes=${STEADY_MINUTES:-10}
+	section "Steady 1:1 load: one node, $rate msgs/s over 400 connections for $minutes min"
+	loadgen -url "$(nodes 1)" -scenario dm -conns 400 -rate "$rate" -duration "${minutes}m" -sample-every 10s \
+		-warmup 2m -register-par 64
+}
+
 trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true' EXIT
 setup
 (($# > 0)) || set -- all
 for what in "$@"; do
 	case $what in
-	quick | ceilings | idle | cluster | dm | group | storm) "$what" ;;
-	all) ceilings; idle; cluster; dm; group; storm ;;
-	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|group|storm|all]..." >&2; exit 2 ;;
+	quick | ceilings | idle | cluster | dm | sustain | group | storm | catchup | steady) "$what" ;;
+	all) ceilings; idle; cluster; dm; sustain; group; storm; catchup; steady ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2

@@ -25,6 +25,9 @@ const usage = `loadgen drives Parley nodes on loopback (only) and measures them.
 Scenarios (-scenario):
   dm     -conns users in pairs send each other 1:1 messages at -rate msgs/s in all
          (0 = as fast as -window unanswered sends per sender allow) for -duration.
+         A long run at a fixed rate with -sample-every 10s is the steady-state test:
+         the nodes' RSS (-node-pid) and Go heap (-metrics) through the run, and
+         their spread after -warmup.
   group  -groups groups of -members users, every member online; the first -senders
          of each group post at -rate (or with a -window). Deliveries to every member
          are timed and counted.
@@ -37,8 +40,9 @@ Scenarios (-scenario):
          sender per group of up to -members (the sender included) posts -messages
          messages; after the fan-out settles (-settle, then until the nodes are
          quiet when -node-pid is given), every client reconnects at once and syncs
-         from its cursor. Reports the time until all have caught up, the per-client
-         catch-up distribution, and any message missing or repeated.
+         from its cursor. Reports the time from the first reconnect dial until all
+         have caught up, the per-client catch-up distribution, and any message
+         missing or repeated. On one node: -conns 2000 -members 500 -messages 20.
   (-idle is kept as another way to say -scenario idle.)
 
 Authentication: without a token secret every user is registered (an existing one is
@@ -58,8 +62,15 @@ worker's sockets over its own 127.0.0.x source addresses. -dial-par bounds the
 handshakes each worker has in flight (raise it for a harsher storm). Sockets are
 closed with RST, so runs leave no TIME_WAIT behind.
 
+Measurements besides the clients' own: the nodes' RSS and CPU from /proc
+(-node-pid), per connection and per message; the nodes' GET /metrics before and
+after the measured phase (-metrics, -admin-token): every parley_* histogram's
+count, p50 and p99 and every parley_* counter's increase in that phase; and
+loadgen's own CPU per frame received (its receive loop waits up to 200 µs between
+reads, so that one wake-up serves many frames: a latency may read that much high).
+
 The run bounds itself (-timeout), kills its worker processes when it ends, and
-refuses any -url that is not loopback.
+refuses any -url or -metrics URL that is not loopback.
 
 Usage:
   loadgen -url http://127.0.0.1:8080 [-url ...] [-scenario dm|group|idle|storm] [flags]
@@ -68,6 +79,8 @@ Examples:
   loadgen -url http://127.0.0.1:8080 -scenario idle -conns 19000 -node-pid auto -token-secret $S
   loadgen -url http://127.0.0.1:8080 -scenario group -groups 1 -members 500 -rate 200 -duration 10s -node-pid auto
   loadgen -url http://127.0.0.1:8080 -scenario storm -conns 50000 -messages 20 -node-pid auto -json storm.json
+  loadgen -url http://127.0.0.1:8080 -scenario dm -conns 400 -rate 3000 -duration 10m -node-pid auto \
+          -metrics auto -sample-every 10s -warmup 2m
 
 Flags:
 `
@@ -115,6 +128,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.Var(&o.pids, "node-pid", "a node's pid for RSS and CPU from /proc (repeat for a cluster; \"auto\" = the processes listening on the -url ports)")
 	fs.Var(&o.metrics, "metrics", "the nodes' GET /metrics URLs, scraped before and after the measured phase (repeat or comma-separate; \"auto\" = found from the -url processes' ports)")
 	fs.StringVar(&c.MetricsToken, "admin-token", "", "the admin listener's bearer token for -metrics (default $PARLEY_ADMIN_TOKEN)")
+	fs.DurationVar(&c.SampleEvery, "sample-every", 0, "sample the nodes' RSS/CPU (-node-pid) and Go heap (-metrics) this often through the measured phase (0 = not)")
+	fs.DurationVar(&c.Warmup, "warmup", 2*time.Minute, "with -sample-every: the samples before this are left out of the steady-state summary")
 	fs.StringVar(&c.Encoding, "encoding", "json", "frame encoding: json or proto")
 	fs.IntVar(&c.RegisterPar, "register-par", 16, "concurrent REST calls per worker (registration, logins, groups)")
 	fs.IntVar(&c.DialPar, "dial-par", 64, "concurrent WebSocket dials per worker")

@@ -44,7 +44,13 @@ func TestFlags(t *testing.T) {
 				"http://127.0.0.1:8182/metrics"}, o.cfg.MetricsURLs)
 			require.Equal(t, "tok", o.cfg.MetricsToken)
 		}},
+		{"steady sampling", []string{"-sample-every", "10s", "-warmup", "90s"}, "", func(t *testing.T, o *options) {
+			require.Equal(t, 10*time.Second, o.cfg.SampleEvery)
+			require.Equal(t, 90*time.Second, o.cfg.Warmup)
+		}},
 		{"defaults", nil, "", func(t *testing.T, o *options) {
+			require.Zero(t, o.cfg.SampleEvery, "no sampling unless asked")
+			require.Equal(t, 2*time.Minute, o.cfg.Warmup)
 			require.Equal(t, loadgen.ScenarioDM, o.cfg.Scenario)
 			require.Zero(t, o.cfg.Procs, "chosen from the connections")
 			require.Equal(t, -1, o.cfg.SrcIPs, "chosen from the connections")

@@ -115,7 +115,8 @@ func TestEndToEnd(t *testing.T) {
 	require.Empty(t, warnings)
 	require.Equal(t, []string{n.AdminURL + "/metrics"}, metrics, "found from the node's process")
 	res := run(t, Config{URLs: []string{n.URL}, Conns: 20, Rate: 200, Duration: 3 * time.Second,
-		Drain: 10 * time.Second, Procs: 1, NodePIDs: pids, MetricsURLs: metrics})
+		Drain: 10 * time.Second, Procs: 1, NodePIDs: pids, MetricsURLs: metrics, SampleEvery: time.Second,
+		Warmup: time.Second})
 	requireClean(t, res)
 	require.Equal(t, 20, res.ConnsUp)
 	require.False(t, res.MintedAuth)
@@ -130,6 +131,24 @@ func TestEndToEnd(t *testing.T) {
 	requireNodeStats(t, res, pids)
 	requireSelfStats(t, res, res.Acked+res.Echoes+res.Delivered) // a sent, an echo and a delivery per message
 	requireNodeMetrics(t, res)
+	requireSamples(t, res, 4) // at 0 s, each second of the 3 s, and at the end
+}
+
+// requireSamples checks the series of a run sampled every second: at least n
+// samples, each with the node's RSS and Go heap, and a steady-state summary.
+func requireSamples(t *testing.T, res *Result, n int) {
+	t.Helper()
+	require.Empty(t, res.SampleWarnings)
+	require.GreaterOrEqual(t, len(res.Samples), n)
+	for _, s := range res.Samples {
+		require.Positive(t, s.RSSKiB)
+		require.NotNil(t, s.HeapInuseBytes)
+		require.Positive(t, *s.HeapInuseBytes)
+	}
+	require.NotNil(t, res.Steady)
+	require.NotNil(t, res.Steady.Heap)
+	require.Equal(t, float64(res.Samples[len(res.Samples)-1].RSSKiB), res.Steady.RSS.Last)
+	require.Contains(t, res.Markdown(), "The nodes through the measured phase")
 }
 
 // requireNodeMetrics checks that the node's /metrics were scraped around the

@@ -60,6 +60,7 @@ func (r *Result) Markdown() string {
 	r.selfRows(row)
 	r.nodeRows(row)
 	r.metricsSection(&b)
+	r.seriesSection(&b)
 	if len(r.FirstErrors) > 0 {
 		b.WriteString("\nFirst errors:\n\n")
 		for _, e := range r.FirstErrors {
@@ -101,7 +102,7 @@ func (r *Result) stormRows(row rowFunc) {
 	row("fan-out settle wait", "%.1f s", r.SettleSec)
 	row("caught up", "%d of %d (not caught up %d)", r.CaughtUp, r.Conns, r.NotCaughtUp)
 	if r.NotCaughtUp == 0 {
-		row("until all caught up", "**%.2f s** from the start of the reconnect", r.StormSec)
+		row("until all caught up", "**%.2f s** from the first reconnect dial", r.StormSec)
 	} else {
 		row("until all caught up", "**never**: %d clients still short after %.2f s", r.NotCaughtUp, r.MeasuredSec)
 	}
@@ -203,4 +204,44 @@ func metricValue(family string, v float64) string {
 		return fmt.Sprintf("%.2f ms", 1000*v)
 	}
 	return fmt.Sprintf("%.4g", v)
+}
+
+// maxSeriesRows bounds the sample table: a long run shows every k-th sample.
+const maxSeriesRows = 13
+
+// seriesSection renders the samples of the measured phase and the steady state.
+func (r *Result) seriesSection(b *strings.Builder) {
+	if len(r.Samples) == 0 {
+		return
+	}
+	b.WriteString("\nThe nodes through the measured phase:\n\n| t | RSS | Go heap in use | node CPU since the row before |\n|---:|---:|---:|---:|\n")
+	step := (len(r.Samples) + maxSeriesRows - 2) / (maxSeriesRows - 1)
+	prev := -1
+	for i, s := range r.Samples {
+		if i%max(1, step) != 0 && i != len(r.Samples)-1 {
+			continue
+		}
+		heap, cpu := "–", "–"
+		if s.HeapInuseBytes != nil {
+			heap = fmt.Sprintf("%.1f MiB", *s.HeapInuseBytes/(1<<20))
+		}
+		if prev >= 0 && s.Sec > r.Samples[prev].Sec && s.CPUSec > 0 {
+			cpu = fmt.Sprintf("%.0f %%", 100*(s.CPUSec-r.Samples[prev].CPUSec)/(s.Sec-r.Samples[prev].Sec))
+		}
+		fmt.Fprintf(b, "| %.0f s | %.1f MiB | %s | %s |\n", s.Sec, float64(s.RSSKiB)/1024, heap, cpu)
+		prev = i
+	}
+	if st := r.Steady; st != nil {
+		mib := func(kib float64) float64 { return kib / 1024 }
+		fmt.Fprintf(b, "\nFrom %.0f s on (%d samples): RSS min %.1f, max %.1f, last %.1f MiB, **spread %.1f %%** of the mean",
+			st.WarmupSec, st.Samples, mib(st.RSS.Min), mib(st.RSS.Max), mib(st.RSS.Last), st.RSS.SpreadPct)
+		if h := st.Heap; h != nil {
+			fmt.Fprintf(b, "; Go heap min %.1f, max %.1f, last %.1f MiB, spread %.1f %%",
+				h.Min/(1<<20), h.Max/(1<<20), h.Last/(1<<20), h.SpreadPct)
+		}
+		fmt.Fprintf(b, "; lost %d, duplicates %d.\n", r.Lost, r.Duplicates)
+	}
+	for _, w := range r.SampleWarnings {
+		fmt.Fprintf(b, "- sampling warning: %s\n", w)
+	}
 }

@@ -85,10 +85,15 @@ type Result struct {
 	CatchUpLatency   Latency `json:"catchUpLatency"`
 	ReconnectLatency Latency `json:"reconnectLatency"`
 
-	Loadgen     SelfStats    `json:"loadgen"`
-	Node        *NodeStats   `json:"node,omitempty"`
-	Metrics     *NodeMetrics `json:"metrics,omitempty"`
-	FirstErrors []string     `json:"firstErrors,omitempty"`
+	Loadgen SelfStats    `json:"loadgen"`
+	Node    *NodeStats   `json:"node,omitempty"`
+	Metrics *NodeMetrics `json:"metrics,omitempty"`
+	// Samples are the nodes through the measured phase (Config.SampleEvery),
+	// Steady those from the warm-up on.
+	Samples        []Sample `json:"samples,omitempty"`
+	Steady         *Steady  `json:"steady,omitempty"`
+	SampleWarnings []string `json:"sampleWarnings,omitempty"`
+	FirstErrors    []string `json:"firstErrors,omitempty"`
 }
 
 // SelfStats is the load generator's own cost in the measured phase, so that a

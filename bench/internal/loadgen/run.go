@@ -54,9 +54,14 @@ type Config struct {
 	// the admin listener's bearer token, if it needs one.
 	MetricsURLs  []string
 	MetricsToken string
-	Encoding     string // json (default) or proto
-	RegisterPar  int    // concurrent REST calls per worker (default 16)
-	DialPar      int    // concurrent WebSocket dials per worker (default 64)
+	// SampleEvery, when positive, samples the nodes all through the measured
+	// phase (RSS and CPU with NodePIDs, the Go heap with MetricsURLs); the
+	// samples from Warmup on (default 2m) are summarized as Result.Steady.
+	SampleEvery time.Duration
+	Warmup      time.Duration
+	Encoding    string // json (default) or proto
+	RegisterPar int    // concurrent REST calls per worker (default 16)
+	DialPar     int    // concurrent WebSocket dials per worker (default 64)
 	// TokenSecret is the nodes' PARLEY_TOKEN_SECRET: tokens are minted here, not
 	// logged in for (registration happens only where accounts are needed).
 	TokenSecret string
@@ -153,6 +158,9 @@ func (cfg *Config) timeDefaults() {
 	}
 	if cfg.Settle <= 0 {
 		cfg.Settle = time.Second
+	}
+	if cfg.Warmup <= 0 {
+		cfg.Warmup = 2 * time.Minute
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10*time.Minute + 2*(cfg.Duration+cfg.Drain) + time.Duration(cfg.Conns)*5*time.Millisecond

@@ -38,6 +38,7 @@ type runner struct {
 	res       *Result
 	node      *nodeSampler
 	metrics   *metricsScraper
+	series    *sampler // the nodes through the measured phase (SampleEvery)
 }
 
 func newRunner(cfg Config) *runner {
@@ -70,10 +71,20 @@ func label(scenario, ph string) string {
 	return "closing"
 }
 
+// measuredStarts scrapes the nodes' metrics and starts sampling them, as the
+// workers are about to be released into the measured phase.
+func (r *runner) measuredStarts(ctx context.Context) {
+	r.metrics.start(ctx)
+	r.series = startSampler(ctx, r.cfg.SampleEvery, r.node, r.metrics)
+}
+
 // stop makes every worker still running end, and waits for them.
 func (r *runner) stop(cancel context.CancelFunc) {
 	cancel()
 	r.tick.Stop()
+	if r.series != nil {
+		r.series.stop(context.Background())
+	}
 	for i, h := range r.handles {
 		if !r.exited[i] && h.abort != nil {
 			h.abort()
@@ -183,7 +194,7 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 		r.node.sample(&n.Connected)
 		n.Busy = n.Connected
 		if r.cfg.Scenario != ScenarioStorm { // the measured phase comes next
-			r.metrics.start(ctx)
+			r.measuredStarts(ctx)
 		}
 	case PhasePosted:
 		r.label = "settling"
@@ -192,11 +203,14 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 			return err
 		}
 		r.node.sample(&n.Busy)
-		r.metrics.start(ctx)
+		r.measuredStarts(ctx)
 	case PhaseDrained, PhaseCaughtUp:
 		r.res.MeasuredSec = sec
 		r.node.sample(&n.End)
 		r.metrics.end(ctx)
+		r.res.Samples, r.res.SampleWarnings = r.series.stop(ctx)
+		r.res.Steady = steadyOf(r.res.Samples, r.cfg.Warmup)
+		r.series = nil
 		r.printProgress()
 	}
 	r.label = label(r.cfg.Scenario, nextPhase(r.cfg.Scenario, ph))
