@@ -55,13 +55,26 @@ func (s *Session) Closed() { s.root.Send(s.pid, &socketClosed{}) }
 // Shutdown asks the actor to write what it has queued, then close with 1001.
 func (s *Session) Shutdown() { s.root.Send(s.pid, &shutdown{}) }
 
+// connProps is the one Props of every connection actor (a Props per socket cost
+// each idle connection a third of a KiB). The actor gets its socket in its first
+// message, connInit. A panic stops it, closing its socket, instead of restarting it
+// empty: a connection's state (what it has written) cannot be rebuilt.
+var connProps = actor.PropsFromProducer(func() actor.Actor { return &Connection{} },
+	actor.WithDispatcher(mailboxes),
+	actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })))
+
+// connInit is a connection actor's first message: what it serves.
+type connInit struct {
+	deps         *Deps
+	sock         Socket
+	user, device string
+}
+
 // SpawnConnection starts the connection actor of an authenticated socket.
 func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 	root := d.Cluster.ActorSystem.Root
-	props := actor.PropsFromProducer(func() actor.Actor {
-		return &Connection{deps: d, sock: sock, user: user, device: device}
-	}, actor.WithDispatcher(mailboxes))
-	pid := root.SpawnPrefix(props, "conn")
+	pid := root.SpawnPrefix(connProps, "conn")
+	root.Send(pid, &connInit{deps: d, sock: sock, user: user, device: device}) // before any frame
 	d.Topology.addConn(pid)
 	return &Session{root: root, pid: pid}
 }
@@ -111,7 +124,8 @@ const (
 // Receive handles one message.
 func (c *Connection) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *actor.Started:
+	case *connInit:
+		c.deps, c.sock, c.user, c.device = m.deps, m.sock, m.user, m.device
 		c.attach(ctx, 0)
 	case *inbound:
 		c.handle(ctx, m)
@@ -137,7 +151,15 @@ func (c *Connection) Receive(ctx actor.Context) {
 			c.attach(ctx, 1)
 		}
 	case *actor.Stopped:
+		if c.deps == nil {
+			return
+		}
 		c.deps.Topology.removeConn(ctx.Self())
+		if !c.closed { // stopped by a panic
+			c.closed = true
+			c.sock.Close(wire.CloseInternalError, "internal error")
+			c.detach(ctx)
+		}
 	case *socketClosed:
 		c.closed = true
 		c.detach(ctx)

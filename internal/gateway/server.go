@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/time/rate"
 
 	"github.com/parleychat/parley/internal/metrics"
 	"github.com/parleychat/parley/internal/wire"
@@ -111,8 +110,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	if err != nil {
 		return // gobwas has answered the client
 	}
-	sock := &Socket{srv: s, conn: conn, enc: enc, tag: s.tags.Add(1),
-		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst)}
+	sock := &Socket{srv: s, conn: conn, enc: enc, tag: s.tags.Add(1)}
 	if n := rw.Reader.Buffered(); n > 0 {
 		sock.prefix, _ = rw.Reader.Peek(n)
 		sock.prefix = append([]byte(nil), sock.prefix...)

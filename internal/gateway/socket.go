@@ -12,7 +12,6 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"golang.org/x/time/rate"
 
 	"github.com/parleychat/parley/internal/wire"
 	"github.com/parleychat/parley/proto/parleypb"
@@ -35,7 +34,7 @@ type Socket struct {
 	fd      int
 	tag     int32 // of its poller registration
 	enc     wire.Encoding
-	limiter *rate.Limiter
+	frames  bucket // inbound frame rate (read state: under rmu)
 	handler Handler
 
 	mu      sync.Mutex // serializes writes
@@ -220,7 +219,7 @@ func (s *Socket) readMessage() error {
 		}
 		ws.Cipher(payload, h.Mask, 0)
 		if h.OpCode.IsControl() {
-			if !s.limiter.Allow() { // control frames count against the rate too
+			if !s.allow() { // control frames count against the rate too
 				return errRate
 			}
 			if err := s.control(h, payload); err != nil {
@@ -294,8 +293,12 @@ func (s *Socket) control(h ws.Header, payload []byte) error {
 	return nil // pong
 }
 
+func (s *Socket) allow() bool {
+	return s.frames.allow(time.Now(), s.srv.cfg.FrameRate, s.srv.cfg.FrameBurst)
+}
+
 func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
-	if !s.limiter.Allow() {
+	if !s.allow() {
 		return errRate
 	}
 	want := ws.OpText
