@@ -307,6 +307,9 @@ func TestConcurrentCommitsDoNotDeadlock(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
 	users := []string{"u0", "u1", "u2", "u3"}
+	for _, u := range users { // a user's queue stream row is made with the user
+		require.NoError(t, s.CreateUser(ctx, persistence.User{ID: u, DisplayName: u, PasswordHash: "x"}))
+	}
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Add(1)

@@ -26,7 +26,12 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 // recipients' queues as one range row, taking the next seqs of that queue: the
 // queue's stream row is bumped by the count (it was locked, in key order, by the
 // commit's first statement), and several ops reaching one user in this statement
-// take consecutive seqs in op order.
+// take consecutive seqs in op order. Each range's seq comes from the queue's row as
+// the statement found it, not from a join with the rows the bump returns (a join of
+// two CTEs is planned as a nested loop: quadratic in a group's members). A queue's
+// row is made with its user (CreateUser), so it is locked before this statement
+// reads it; were it missing, a commit racing another to create it would fail on the
+// unique (user_id, last_seq) key and be retried, never give two entries one seq.
 //
 // The check for rows already written is an EXISTS in a select list, not in a WHERE
 // clause: Postgres then probes the unique index of the one partition that can hold
@@ -73,19 +78,20 @@ WITH ops AS (
     FROM ins i JOIN ops o ON o.conversation = i.conversation WHERE i.kind = 0
     GROUP BY o.op, o.conversation
 ), entries AS (
-    SELECT r.user_id, w.op, w.conversation, w.first_id, w.last_id, w.n,
-           sum(w.n) OVER (PARTITION BY r.user_id ORDER BY w.op) AS upto,
+    -- The queue's version before this statement (its row is locked) plus what the ops
+    -- before this one in the statement added: the last seq this op's range takes.
+    SELECT r.user_id, w.conversation, w.first_id, w.last_id, w.n,
+           COALESCE(s.version, 0) + sum(w.n) OVER (PARTITION BY r.user_id ORDER BY w.op) AS last_seq,
            sum(w.n) OVER (PARTITION BY r.user_id) AS total
     FROM unnest($11::bigint[], $12::text[]) AS r(op, user_id) JOIN written w ON w.op = r.op
+    LEFT JOIN streams s ON s.id = 'u:' || r.user_id
 ), queued AS (
     INSERT INTO streams AS s (id, version)
     SELECT DISTINCT 'u:' || user_id, total FROM entries ORDER BY 1
     ON CONFLICT (id) DO UPDATE SET version = s.version + EXCLUDED.version
-    RETURNING s.id, s.version
 ), ranges AS (
     INSERT INTO queue_ranges (user_id, last_seq, count, conversation, first_id, last_id)
-    SELECT e.user_id, q.version - e.total + e.upto, e.n, e.conversation, e.first_id, e.last_id
-    FROM entries e JOIN queued q ON q.id = 'u:' || e.user_id
+    SELECT user_id, last_seq, n, conversation, first_id, last_id FROM entries
     RETURNING user_id, last_seq, conversation
 ), ids AS (
     SELECT conversation, array_agg(message_id ORDER BY message_id) AS ids FROM ins GROUP BY conversation
