@@ -69,8 +69,9 @@ type User struct {
 	LastSeen     int64 // Unix ms; 0 = never seen
 }
 
-// ConversationStream is the stream id of a conversation (for versions and snapshots).
+// ConversationStream is the stream id of a conversation (the key of its appends).
 func ConversationStream(conv string) string { return "c:" + conv }
 
-// UserStream is the stream id of a user's sync queue.
+// UserStream is the stream id of a user's sync queue (its row is what an append to
+// the queue locks).
 func UserStream(user string) string { return "u:" + user }

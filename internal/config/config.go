@@ -92,6 +92,10 @@ type Database struct {
 	BatchDelay time.Duration `yaml:"batchDelay"`
 	// BatchMax is the maximum number of operations in one commit. Default 512.
 	BatchMax int `yaml:"batchMax"`
+	// Committers is how many group commits may be under way at once, 1..64; fewer
+	// make bigger commits (less work per message for Postgres), more overlap their
+	// waits. Default 4.
+	Committers int `yaml:"committers"`
 }
 
 // Listen holds the network addresses served by the node, in host:port form.
@@ -194,6 +198,7 @@ func Default() Config {
 			MaxConns:   16,
 			BatchDelay: 0,
 			BatchMax:   512,
+			Committers: 4,
 		},
 		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081"},
 		Admin:  Admin{},

@@ -244,6 +244,7 @@ func TestValidate(t *testing.T) {
 		{"max conns", func(c *Config) { c.Database.MaxConns = 0 }, "database.maxConns"},
 		{"batch delay", func(c *Config) { c.Database.BatchDelay = -time.Millisecond }, "database.batchDelay"},
 		{"batch max", func(c *Config) { c.Database.BatchMax = -1 }, "database.batchMax"},
+		{"committers", func(c *Config) { c.Database.Committers = 0 }, "database.committers"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},
 		{"http bad port", func(c *Config) { c.Listen.HTTP = "localhost:99999" }, "listen.http"},

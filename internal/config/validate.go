@@ -125,6 +125,7 @@ func (d Database) validate(v *validator) {
 		v.addf("database.batchDelay", "must be a duration in 0s..1s, got %s", d.BatchDelay)
 	}
 	v.positive("database.batchMax", d.BatchMax)
+	v.between("database.committers", d.Committers, 1, 64)
 }
 
 func (l Listen) validate(v *validator) {

@@ -44,7 +44,8 @@ const FaultHoldDelivery = "PARLEY_FAULT_HOLD_DELIVERY"
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	met := metrics.New()
 	store, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{Metrics: met,
-		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax})
+		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax,
+		Committers: cfg.Database.Committers})
 	if err != nil {
 		return err
 	}

@@ -28,9 +28,10 @@ const (
 	numKinds
 )
 
-// An op is one write that rides in a shared transaction. key names the row it locks
-// (its stream) or, for kinds that lock nothing, its own key; locks are further
-// stream rows it writes (a conversation append's recipients' queues); arg carries
+// An op is one write that rides in a shared transaction. key names what it writes
+// (its stream, or its own key): two ops with one key go to successive statements;
+// locks are the stream rows it must hold (a conversation append's recipients'
+// queues), locked in key order before anything is written; arg carries
 // the write's input and, once the commit has run, its output; done is called once,
 // when the transaction has committed (err nil) or failed.
 type op struct {
@@ -202,8 +203,8 @@ func (c *committer) commit(ops []op) (err error) {
 	return nil
 }
 
-// plan turns a commit's ops into its statements: first the stream rows locked in key
-// order, then rounds of one statement per kind. A round holds at most one op per
+// plan turns a commit's ops into its statements: first the queues' stream rows
+// locked in key order, then rounds of one statement per kind. A round holds at most one op per
 // (kind, key): a second append to the same stream (two activations of one grain)
 // goes to the next round, which runs after the first, as if the two had been
 // committed one after the other. It returns the batch and the rows it writes.
@@ -214,9 +215,6 @@ func plan(ops []op) (*pgx.Batch, int) {
 	b := &pgx.Batch{}
 	var locked []string
 	for _, o := range ops {
-		if o.kind == kindConversation {
-			locked = append(locked, o.key)
-		}
 		locked = append(locked, o.locks...)
 	}
 	if len(locked) > 0 {

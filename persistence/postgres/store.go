@@ -56,9 +56,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	// per call over the partitioned tables costs more than the statement itself.
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	// Every statement here finds its rows by key. A generic plan made while a table is
-	// small (a fresh database) would otherwise keep scanning it whole as it grows (the
-	// stream-version update planned a sequential scan of streams); without sequential
-	// scans the planner takes the index.
+	// small (a fresh database) would otherwise keep scanning it whole as it grows (an
+	// update of streams was planned as a sequential scan); without sequential scans
+	// the planner takes the index.
 	cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns == 0 {

@@ -96,7 +96,7 @@ func newConvWrite(a persistence.ConversationAppend) (*convWrite, error) {
 // conversation's stream. $2 is the page size. head is a one-row CTE (after, cursor)
 // given by the caller. A page with no entries is one row with NULL seq.
 const queuePageSQL = `
-SELECT head.cursor, COALESCE((SELECT version FROM streams WHERE id = 'u:' || $1), 0), p.seq, p.payload
+SELECT head.cursor, COALESCE((SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1), 0), p.seq, p.payload
 FROM head LEFT JOIN LATERAL (
     SELECT q.last_seq - q.count + e.n AS seq, e.payload
     FROM (SELECT * FROM queue_ranges WHERE user_id = $1 AND last_seq > head.after ORDER BY last_seq LIMIT $2) q
@@ -188,9 +188,8 @@ func (s *Store) History(ctx context.Context, conv string, before, after int64, l
 // (messages and membership events alike; 0 when empty).
 func (s *Store) ConversationHead(ctx context.Context, conv string) (version uint64, lastID int64, err error) {
 	var v int64
-	err = s.pool.QueryRow(ctx, `SELECT COALESCE((SELECT version FROM streams WHERE id = $1), 0),
-		COALESCE((SELECT max(message_id) FROM conversation_events WHERE conversation = $2), 0)`,
-		persistence.ConversationStream(conv), conv).Scan(&v, &lastID)
+	err = s.pool.QueryRow(ctx, `SELECT COALESCE((SELECT max(version) FROM conversation_events WHERE conversation = $1), 0),
+		COALESCE((SELECT max(message_id) FROM conversation_events WHERE conversation = $1), 0)`, conv).Scan(&v, &lastID)
 	return uint64(v), lastID, mapErr(err)
 }
 

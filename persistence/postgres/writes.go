@@ -19,93 +19,72 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 // appendConversationsSQL appends to many conversation streams and, in the same
 // statement, to the sync queues of their recipients.
 //
-// Parameters: $1..$3 per op (conversation, stream, expected version); $4..$10 per
-// row (its op's 1-based ordinal, and the event); $11, $12 per recipient (its op's
-// ordinal, the user). A row repeating a sender's client id is skipped; an op whose
-// stream another writer moved writes nothing. Each op's messages go into each of its
-// recipients' queues as one range row, taking the next seqs of that queue: the
-// queue's stream row is bumped by the count (it was locked, in key order, by the
-// commit's first statement), and several ops reaching one user in this statement
-// take consecutive seqs in op order. Each range's seq comes from the queue's row as
-// the statement found it, not from a join with the rows the bump returns (a join of
-// two CTEs is planned as a nested loop: quadratic in a group's members). A queue's
-// row is made with its user (CreateUser), so it is locked before this statement
-// reads it; were it missing, a commit racing another to create it would fail on the
-// unique (user_id, last_seq) key and be retried, never give two entries one seq.
+// Parameters: $1, $2 per op (conversation, expected version); $3..$9 per row (its
+// op's 1-based ordinal, and the event); $10, $11 per recipient (its op's ordinal, the
+// user). A row repeating a sender's client id is skipped. An op writes only if its
+// conversation's stream is at the version it expects, the highest version stored:
+// two activations that both find it so both write the next version, and the second
+// to commit fails on the stream's primary key (a conflict, as it should). Each op's
+// messages go into each of its recipients' queues as one range row taking the
+// queue's next seqs, after the highest stored (the queue's row in streams was locked
+// by the commit's first statement, in key order, so that no other commit moves the
+// queue meanwhile); several ops reaching one user in this statement take
+// consecutive seqs in op order. So a message costs its event row and a range row per
+// recipient, and no stream row is rewritten.
 //
 // The check for rows already written is an EXISTS in a select list, not in a WHERE
 // clause: Postgres then probes the unique index of the one partition that can hold
 // the row, for each row, instead of planning an anti-join that may scan the table.
+// The outcome is computed from what the inserts were given: a RETURNING list on a
+// partitioned table is mapped anew for every partition the statement routes to.
 //
 // It returns, per op: the new version (NULL on a version conflict), the ids written,
 // and the recipients with the last seq each got.
 const appendConversationsSQL = `
 WITH ops AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS o(conversation, stream, expected, op)
+    SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS o(conversation, expected, op)
 ), input AS (
-    SELECT * FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bytea[], $10::smallint[])
+    SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bytea[], $9::smallint[])
         WITH ORDINALITY AS t(op, message_id, sender, client_id, ts, payload, kind, ord)
+), ok AS (
+    SELECT o.op, o.conversation, o.expected FROM ops o
+    WHERE o.expected = COALESCE((SELECT max(e.version) FROM conversation_events e WHERE e.conversation = o.conversation), 0)
 ), checked AS (
     SELECT o.op, o.conversation, o.expected, i.message_id, i.sender, i.client_id, i.ts, i.payload, i.kind, i.ord, EXISTS (SELECT 1 FROM conversation_events e
         WHERE e.conversation = o.conversation AND e.sender = i.sender AND e.client_id = i.client_id) AS seen
-    FROM input i JOIN ops o ON o.op = i.op
-), fresh AS (
+    FROM input i JOIN ok o ON o.op = i.op
+), stored AS (
     SELECT op, conversation, message_id, sender, client_id, ts, payload, kind,
            expected + row_number() OVER (PARTITION BY op ORDER BY ord) AS version
     FROM checked WHERE NOT seen
-), target AS (
-    SELECT o.op, o.stream, o.expected, o.expected + count(f.op) AS version
-    FROM ops o LEFT JOIN fresh f ON f.op = o.op GROUP BY o.op, o.stream, o.expected
-), bumped AS (
-    UPDATE streams s SET version = t.version FROM target t
-    WHERE s.id = t.stream AND s.version = t.expected
-    RETURNING t.op, s.version
-), created AS (
-    INSERT INTO streams (id, version)
-    SELECT stream, version FROM target WHERE expected = 0 ORDER BY stream
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id, version
-), ok AS (
-    SELECT op, version FROM bumped
-    UNION ALL SELECT t.op, c.version FROM created c JOIN target t ON t.stream = c.id
 ), ins AS (
     INSERT INTO conversation_events (conversation, version, message_id, sender, client_id, ts, payload, kind)
-    SELECT f.conversation, f.version, f.message_id, f.sender, f.client_id, f.ts, f.payload, f.kind
-    FROM fresh f JOIN ok ON ok.op = f.op
-    RETURNING conversation, message_id, kind
+    SELECT conversation, version, message_id, sender, client_id, ts, payload, kind FROM stored
 ), written AS (
-    SELECT o.op, o.conversation, min(i.message_id) AS first_id, max(i.message_id) AS last_id, count(*) AS n
-    FROM ins i JOIN ops o ON o.conversation = i.conversation WHERE i.kind = 0
-    GROUP BY o.op, o.conversation
+    SELECT op, conversation, min(message_id) AS first_id, max(message_id) AS last_id, count(*) AS n
+    FROM stored WHERE kind = 0 GROUP BY op, conversation
 ), entries AS (
-    -- The queue's version before this statement (its row is locked) plus what the ops
-    -- before this one in the statement added: the last seq this op's range takes.
-    SELECT r.user_id, w.conversation, w.first_id, w.last_id, w.n,
-           COALESCE(s.version, 0) + sum(w.n) OVER (PARTITION BY r.user_id ORDER BY w.op) AS last_seq,
-           sum(w.n) OVER (PARTITION BY r.user_id) AS total
-    FROM unnest($11::bigint[], $12::text[]) AS r(op, user_id) JOIN written w ON w.op = r.op
-    LEFT JOIN streams s ON s.id = 'u:' || r.user_id
-), queued AS (
-    INSERT INTO streams AS s (id, version)
-    SELECT DISTINCT 'u:' || user_id, total FROM entries ORDER BY 1
-    ON CONFLICT (id) DO UPDATE SET version = s.version + EXCLUDED.version
+    SELECT r.user_id, w.op, w.conversation, w.first_id, w.last_id, w.n,
+           COALESCE((SELECT max(q.last_seq) FROM queue_ranges q WHERE q.user_id = r.user_id), 0)
+               + sum(w.n) OVER (PARTITION BY r.user_id ORDER BY w.op) AS last_seq
+    FROM unnest($10::bigint[], $11::text[]) AS r(op, user_id) JOIN written w ON w.op = r.op
 ), ranges AS (
     INSERT INTO queue_ranges (user_id, last_seq, count, conversation, first_id, last_id)
     SELECT user_id, last_seq, n, conversation, first_id, last_id FROM entries
-    RETURNING user_id, last_seq, conversation
-), ids AS (
-    SELECT conversation, array_agg(message_id ORDER BY message_id) AS ids FROM ins GROUP BY conversation
+), versions AS (
+    SELECT ok.op, COALESCE(max(s.version), ok.expected) AS version,
+           COALESCE(array_agg(s.message_id ORDER BY s.message_id) FILTER (WHERE s.op IS NOT NULL), '{}') AS ids
+    FROM ok LEFT JOIN stored s ON s.op = ok.op GROUP BY ok.op, ok.expected
 ), seqs AS (
-    SELECT conversation, array_agg(user_id ORDER BY user_id) AS users, array_agg(last_seq ORDER BY user_id) AS seqs
-    FROM ranges GROUP BY conversation
+    SELECT op, array_agg(user_id ORDER BY user_id) AS users, array_agg(last_seq ORDER BY user_id) AS seqs
+    FROM entries GROUP BY op
 )
-SELECT o.op, ok.version, COALESCE(ids.ids, '{}'), COALESCE(seqs.users, '{}'), COALESCE(seqs.seqs, '{}')
-FROM ops o LEFT JOIN ok ON ok.op = o.op
-    LEFT JOIN ids ON ids.conversation = o.conversation
-    LEFT JOIN seqs ON seqs.conversation = o.conversation`
+SELECT o.op, v.version, COALESCE(v.ids, '{}'), COALESCE(seqs.users, '{}'), COALESCE(seqs.seqs, '{}')
+FROM ops o LEFT JOIN versions v ON v.op = o.op LEFT JOIN seqs ON seqs.op = o.op`
 
 // convWrite is one conversation append: its rows and recipients in, the outcome
-// out. Its stream is the op's key; its recipients' queue streams are the op's locks.
+// out. Its stream is the op's key (ops on one stream go to successive statements);
+// its recipients' queue streams are the op's locks.
 type convWrite struct {
 	conv       string
 	expected   int64
@@ -126,14 +105,14 @@ type convWrite struct {
 func (w *convWrite) reset() { w.version, w.inserted, w.queued, w.lastSeqs = nil, nil, nil, nil }
 
 func queueConversations(b *pgx.Batch, ops []op) int {
-	var convs, streams, senders, clients, users []string
+	var convs, senders, clients, users []string
 	var expected, rowOps, ids, ts, userOps []int64
 	var payloads [][]byte
 	var kinds []int16
 	for i, o := range ops {
 		w := o.arg.(*convWrite)
 		w.reset()
-		convs, streams, expected = append(convs, w.conv), append(streams, o.key), append(expected, w.expected)
+		convs, expected = append(convs, w.conv), append(expected, w.expected)
 		for range w.ids {
 			rowOps = append(rowOps, int64(i+1))
 		}
@@ -143,7 +122,7 @@ func queueConversations(b *pgx.Batch, ops []op) int {
 		ids, ts, senders = append(ids, w.ids...), append(ts, w.ts...), append(senders, w.senders...)
 		clients, payloads, kinds = append(clients, w.clients...), append(payloads, w.payloads...), append(kinds, w.kinds...)
 	}
-	b.Queue(appendConversationsSQL, convs, streams, expected, rowOps, ids, senders, clients, ts, payloads, kinds,
+	b.Queue(appendConversationsSQL, convs, expected, rowOps, ids, senders, clients, ts, payloads, kinds,
 		userOps, users).
 		Query(func(rows pgx.Rows) error {
 			var r convWrite
