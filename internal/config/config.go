@@ -171,8 +171,14 @@ type Gateway struct {
 	// ReadTimeout is the time allowed to finish reading a frame once its first
 	// byte has arrived (idle connections are not timed out by it). Default 10s.
 	ReadTimeout time.Duration `yaml:"readTimeout"`
-	// WriteTimeout bounds writing one frame to a client. Default 10s.
+	// WriteTimeout bounds one write to a client that is behind (one whose frames
+	// wait in its outbound queue); a socket that does not take them within it is
+	// cut. Default 10s.
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// OutboundBytes bounds what may wait to be written to one socket, in bytes; a
+	// reader further behind is closed with 1013 (its messages stay in its sync
+	// queue for its next sync). Default 1048576 (1 MiB).
+	OutboundBytes int `yaml:"outboundBytes"`
 	// ShutdownGrace is how long shutdown waits for connections to close. Default 10s.
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 }
@@ -222,6 +228,7 @@ func Default() Config {
 			Workers:       128,
 			ReadTimeout:   10 * time.Second,
 			WriteTimeout:  10 * time.Second,
+			OutboundBytes: 1 << 20,
 			ShutdownGrace: 10 * time.Second,
 		},
 		Log: Log{Level: "info", Format: "text"},

@@ -185,6 +185,7 @@ func (g Gateway) validate(v *validator) {
 	v.positive("gateway.workers", g.Workers)
 	v.duration("gateway.readTimeout", g.ReadTimeout)
 	v.duration("gateway.writeTimeout", g.WriteTimeout)
+	v.between("gateway.outboundBytes", g.OutboundBytes, 4<<10, 1<<30)
 	v.duration("gateway.shutdownGrace", g.ShutdownGrace)
 }
 

@@ -27,9 +27,12 @@ import (
 // Config are the gateway's limits and timings.
 type Config struct {
 	Workers       int
-	ReadTimeout   time.Duration
-	WriteTimeout  time.Duration
+	ReadTimeout   time.Duration // one frame's transfer, from its first byte
+	WriteTimeout  time.Duration // one write of a socket that is behind
 	MaxFrameBytes int
+	// OutboundBytes bounds what may wait to be written to one socket; a socket
+	// further behind is closed with 1013. Zero means 1 MiB.
+	OutboundBytes int
 	FrameRate     float64
 	FrameBurst    int
 	Metrics       *metrics.Metrics // may be nil
@@ -56,7 +59,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	sockets  map[int]*Socket
+	partial  map[*Socket]struct{} // sockets holding the start of a frame
 	draining bool
+	quit     chan struct{}
+	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
 
@@ -66,8 +72,11 @@ func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, auth: auth, attach: attach, poll: p,
-		ready: make(chan readyEvent, 4096), sockets: map[int]*Socket{}}
+	if cfg.OutboundBytes <= 0 {
+		cfg.OutboundBytes = 1 << 20
+	}
+	s := &Server{cfg: cfg, log: log, auth: auth, attach: attach, poll: p, ready: make(chan readyEvent, 4096),
+		sockets: map[int]*Socket{}, partial: map[*Socket]struct{}{}, quit: make(chan struct{})}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -78,6 +87,8 @@ func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Serve
 		s.wg.Add(1)
 		go s.work()
 	}
+	s.wg.Add(1)
+	go s.sweep()
 	cfg.Metrics.GaugeFunc("parley_gateway_ready_backlog", "Readable sockets waiting for a gateway worker.", nil,
 		func() float64 { return float64(len(s.ready)) })
 	return s, nil
@@ -115,7 +126,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 		sock.prefix, _ = rw.Reader.Peek(n)
 		sock.prefix = append([]byte(nil), sock.prefix...)
 	}
-	if sock.fd, err = fdOf(conn); err != nil {
+	if sock.fd, sock.raw, err = fdOf(conn); err != nil {
 		_ = conn.Close()
 		return
 	}
@@ -132,18 +143,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	}
 }
 
-func fdOf(conn net.Conn) (int, error) {
+func fdOf(conn net.Conn) (int, syscall.RawConn, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return 0, errors.New("gateway: connection has no file descriptor")
+		return 0, nil, errors.New("gateway: connection has no file descriptor")
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var fd int
 	err = raw.Control(func(f uintptr) { fd = int(f) })
-	return fd, err
+	return fd, raw, err
 }
 
 // readyEvent is a readable fd and the tag of its registration.
@@ -189,9 +200,54 @@ func (s *Server) forget(sock *Socket) {
 		delete(s.sockets, sock.fd)
 		s.poll.remove(sock.fd)
 	}
+	delete(s.partial, sock)
 	s.mu.Unlock()
 	if gone {
 		s.cfg.Metrics.Connected(-1)
+	}
+}
+
+// track and untrack keep the set of sockets holding the start of a frame, which the
+// sweep times out.
+func (s *Server) track(sock *Socket) {
+	s.mu.Lock()
+	if s.sockets[sock.fd] == sock {
+		s.partial[sock] = struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) untrack(sock *Socket) {
+	s.mu.Lock()
+	delete(s.partial, sock)
+	s.mu.Unlock()
+}
+
+// sweep closes, without a close frame, the sockets whose partial frame began more
+// than ReadTimeout ago: a frame must arrive whole within it, an idle socket never
+// times out.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	every := min(max(s.cfg.ReadTimeout/4, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case now := <-t.C:
+			var late []*Socket
+			s.mu.Lock()
+			for sock := range s.partial {
+				if since := sock.since.Load(); since != 0 && now.UnixNano()-since > int64(s.cfg.ReadTimeout) {
+					late = append(late, sock)
+				}
+			}
+			s.mu.Unlock()
+			for _, sock := range late {
+				sock.Close(CloseNone, "")
+			}
+		}
 	}
 }
 
@@ -229,5 +285,6 @@ func (s *Server) Shutdown(ctx context.Context) {
 		break
 	}
 	s.poll.close()
+	s.stopOnce.Do(func() { close(s.quit) })
 	s.wg.Wait()
 }

@@ -1,13 +1,13 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -25,105 +25,249 @@ type Handler interface {
 	Shutdown()
 }
 
-// Socket is one WebSocket connection. Writes (from its connection actor) and the
-// reader's control replies share mu; reads happen on one worker at a time (the fd is
-// armed one-shot).
+// Socket is one WebSocket connection.
+//
+// Reading never waits on the peer: readiness is one-shot, so one worker reads a
+// socket at a time (rmu); it takes what the kernel has without blocking, handles
+// every complete frame in it, and keeps the bytes of a frame not complete yet for
+// the next readiness. A peer that trickles bytes costs its own partial frame and
+// nothing else: no worker waits for it. A partial frame still incomplete after
+// ReadTimeout from its first byte closes the socket (the server's sweep).
+//
+// Writing never waits on the peer either: a frame goes to the kernel at once if the
+// socket is not behind; what the kernel does not take is queued, bounded by
+// OutboundBytes, and written by a flusher goroutine that exists only while the
+// socket is behind. A reader that falls further behind is closed with 1013 (what it
+// was sent stays in its sync queue).
 type Socket struct {
 	srv     *Server
 	conn    net.Conn
+	raw     syscall.RawConn
 	fd      int
 	tag     int32 // of its poller registration
 	enc     wire.Encoding
-	frames  bucket // inbound frame rate (read state: under rmu)
 	handler Handler
 
-	mu      sync.Mutex // serializes writes
-	rmu     sync.Mutex // held while reading: hands the read state from worker to worker
-	prefix  []byte     // bytes the HTTP server read past the handshake
-	frag    []byte     // a fragmented message being assembled
-	fragOp  ws.OpCode
-	closing atomic.Bool
+	// Read state, under rmu (held by the one worker reading).
+	rmu    sync.Mutex
+	in     []byte       // bytes read, not handled yet: the start of a frame; nil when none
+	since  atomic.Int64 // Unix ns when in's frame began (0: no partial frame)
+	frag   []byte       // a fragmented message being assembled
+	fragOp ws.OpCode
+	frames bucket // inbound frame rate
+
+	// Write state, under mu.
+	mu       sync.Mutex
+	out      []byte // queued for the flusher
+	pending  int    // bytes queued or in the flusher's hands
+	flushing bool   // a flusher goroutine writes; new frames queue behind it
+	closing  atomic.Bool
+	goneOnce sync.Once // the handler hears Closed once
+	prefix   []byte    // bytes the HTTP server read past the handshake (read state)
 }
 
-// errFrameTooBig closes the socket with 1009.
-var errFrameTooBig = errors.New("gateway: frame too big")
+var (
+	errFrameTooBig   = errors.New("gateway: frame too big")
+	errRate          = errors.New("gateway: rate limit exceeded")
+	errProtocol      = errors.New("gateway: protocol error")
+	errSlowConsumer  = errors.New("gateway: outbound queue full")
+	errSocketClosing = net.ErrClosed
+)
 
-// Write encodes and writes one frame; an error means the socket is closing.
+// Write encodes and queues one frame; an error means the socket is closing.
 func (s *Socket) Write(f *parleypb.ServerFrame) error {
 	payload, err := wire.EncodeServer(s.enc, f)
 	if err != nil {
 		return err
 	}
-	return s.writePayload(payload, wire.ServerTypeOf(f))
+	return s.sendData(payload, wire.ServerTypeOf(f))
 }
 
-// WriteMessage writes a message frame with seq, leaving m as it is.
+// WriteMessage queues a message frame with seq, leaving m as it is.
 func (s *Socket) WriteMessage(m *parleypb.Message, seq uint64) error {
 	payload, err := wire.EncodeMessage(s.enc, m, seq)
 	if err != nil {
 		return err
 	}
-	return s.writePayload(payload, "message")
+	return s.sendData(payload, "message")
 }
 
-func (s *Socket) writePayload(payload []byte, typ string) error {
+func (s *Socket) sendData(payload []byte, typ string) error {
 	op := ws.OpText
 	if s.enc == wire.Proto {
 		op = ws.OpBinary
 	}
+	buf := compileFrame(op, payload)
+	err := s.send(buf.b)
+	buf.free()
+	if err == nil {
+		s.srv.cfg.Metrics.FrameOut(typ)
+	}
+	return err
+}
+
+// send writes one compiled frame, or queues it behind what is queued already.
+func (s *Socket) send(frame []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
-		return net.ErrClosed
+		return errSocketClosing
 	}
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-	if err := writeFrame(s.conn, ws.NewFrame(op, true, payload)); err != nil {
-		go s.Close(CloseNone, "")
-		return err
+	return s.sendLocked(frame)
+}
+
+func (s *Socket) sendLocked(frame []byte) error {
+	if !s.flushing {
+		n, err := s.writeNow(frame)
+		if err != nil {
+			go s.Close(CloseNone, "")
+			return err
+		}
+		frame = frame[n:]
+		if len(frame) == 0 {
+			return nil
+		}
+		s.flushing = true
+		go s.flush()
 	}
-	s.srv.cfg.Metrics.FrameOut(typ)
+	if s.pending+len(frame) > s.srv.cfg.OutboundBytes {
+		go s.overflow()
+		return errSlowConsumer
+	}
+	s.out = append(s.out, frame...)
+	s.pending += len(frame)
 	return nil
 }
 
-var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// writeFrame writes a frame's header and payload with one write(2), where
-// ws.WriteFrame makes two: in a large group's fan-out the syscalls are most of the
-// node's work.
-func writeFrame(w io.Writer, f ws.Frame) error {
-	buf := framePool.Get().(*bytes.Buffer)
-	defer framePool.Put(buf)
-	buf.Reset()
-	buf.Grow(ws.HeaderSize(f.Header) + len(f.Payload))
-	if err := ws.WriteHeader(buf, f.Header); err != nil {
-		return err
+// writeNow writes what the kernel takes without waiting; EAGAIN is 0 bytes.
+func (s *Socket) writeNow(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := s.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(werr, syscall.EAGAIN):
+		return 0, nil
+	case werr != nil:
+		return 0, werr
 	}
-	buf.Write(f.Payload)
-	_, err := w.Write(buf.Bytes())
-	return err
+	return n, nil
+}
+
+// flush writes what is queued, waiting for the kernel (in Go's poller, with
+// WriteTimeout per write), until nothing is left; then the socket writes at once
+// again. It ends the socket when a write fails.
+func (s *Socket) flush() {
+	for {
+		s.mu.Lock()
+		data := s.out
+		s.out = nil
+		if len(data) == 0 {
+			s.flushing = false
+			s.pending = 0
+			closing := s.closing.Load()
+			s.mu.Unlock()
+			if closing { // the close frame was the last thing queued
+				s.finishClose()
+			}
+			return
+		}
+		s.mu.Unlock()
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+		_, err := s.conn.Write(data)
+		_ = s.conn.SetWriteDeadline(time.Time{})
+		s.mu.Lock()
+		s.pending -= len(data)
+		s.mu.Unlock()
+		if err != nil {
+			s.mu.Lock()
+			s.flushing = false
+			s.out, s.pending = nil, 0
+			s.mu.Unlock()
+			s.abort()
+			return
+		}
+	}
 }
 
 // CloseNone closes without a close frame (the peer is gone).
 const CloseNone = 0
 
-// Close sends a close frame with code (unless CloseNone) and closes the socket; the
-// handler hears Closed once. Safe to call more than once, from any goroutine.
+// Close sends a close frame with code (unless CloseNone), after the frames queued
+// before it, and closes the socket; the handler hears Closed once. Safe to call more
+// than once, from any goroutine.
 func (s *Socket) Close(code int, reason string) {
 	if !s.closing.CompareAndSwap(false, true) {
 		return
 	}
 	s.srv.forget(s)
-	s.mu.Lock()
 	if code == CloseNone {
-		_ = s.conn.Close()
-	} else {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		body := ws.NewCloseFrameBody(ws.StatusCode(code), reason)
-		_ = ws.WriteFrame(s.conn, ws.NewCloseFrame(body))
-		go linger(s.conn)
+		s.abort()
+		return
 	}
+	body := ws.NewCloseFrameBody(ws.StatusCode(code), reason)
+	buf := compileFrame(ws.OpClose, body)
+	defer buf.free()
+	s.mu.Lock()
+	err := s.sendLocked(buf.b)
+	behind := s.flushing
 	s.mu.Unlock()
-	s.handler.Closed()
+	switch {
+	case err != nil:
+		s.abort()
+	case !behind:
+		s.finishClose()
+	} // else the flusher finishes the close after the close frame
+}
+
+// finishClose ends a socket whose close frame is written: the peer gets time to read
+// it (linger), and the handler hears Closed.
+func (s *Socket) finishClose() {
+	go linger(s.conn)
+	s.gone()
+}
+
+// abort closes the connection at once, dropping what is queued.
+func (s *Socket) abort() {
+	s.closing.Store(true)
+	s.srv.forget(s)
+	_ = s.conn.Close()
+	s.gone()
+}
+
+// gone tells the handler, once.
+func (s *Socket) gone() { s.goneOnce.Do(s.handler.Closed) }
+
+// overflow ends a socket whose reader fell behind past OutboundBytes: what is
+// queued is dropped, the close frame (1013, try again later) takes its place behind
+// what the kernel holds already, and the handler hears Closed now. The flusher
+// writes the close frame if the reader ever reads again within WriteTimeout, then
+// closes; otherwise the write times out and the connection is cut.
+func (s *Socket) overflow() {
+	if !s.closing.CompareAndSwap(false, true) {
+		return
+	}
+	s.srv.forget(s)
+	body := ws.NewCloseFrameBody(wire.CloseTryAgain, "outbound queue full; reconnect and sync")
+	buf := compileFrame(ws.OpClose, body)
+	s.mu.Lock()
+	s.out = append(s.out[:0], buf.b...)
+	s.pending = len(s.out)
+	behind := s.flushing
+	s.mu.Unlock()
+	buf.free()
+	if !behind {
+		_ = s.conn.Close()
+	}
+	s.gone()
 }
 
 // linger half-closes after the close frame and drains what the client still sends
@@ -138,21 +282,191 @@ func linger(conn net.Conn) {
 	_ = conn.Close()
 }
 
-// readable reads what the socket has: one complete message (with the control frames
-// before it), or the rest of the bytes buffered at the handshake. It reports
-// whether the socket is still open.
+// scratch buffers for reads: a socket holds read bytes only while a frame is
+// incomplete.
+const scratchBytes = 32 << 10
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, scratchBytes); return &b }}
+
+// readable handles what the socket has: the bytes buffered at the handshake, then
+// what the kernel has now. It reports whether the socket is still open.
 func (s *Socket) readable() bool {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	if len(s.prefix) > 0 {
+		data := s.prefix
+		s.prefix = nil
+		if !s.handle(data) {
+			return false
+		}
+	}
+	bp := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(bp)
+	buf := *bp
 	for {
-		if err := s.readMessage(); err != nil {
+		n, err := s.readNow(buf)
+		if err != nil {
 			s.fail(err)
 			return false
 		}
-		if len(s.prefix) == 0 {
+		if n > 0 && !s.handle(buf[:n]) {
+			return false
+		}
+		if n < len(buf) { // drained (readiness is level-triggered: more data re-fires)
 			return true
 		}
 	}
+}
+
+// readNow reads what the kernel has without waiting: 0 bytes when it has nothing,
+// io.EOF when the peer closed.
+func (s *Socket) readNow(b []byte) (int, error) {
+	var n int
+	var rerr error
+	err := s.raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), b)
+			if rerr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(rerr, syscall.EAGAIN):
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// handle parses data after what was kept from earlier reads, handles each complete
+// frame, and keeps the start of an incomplete one. It reports whether the socket is
+// still open.
+func (s *Socket) handle(data []byte) bool {
+	if len(s.in) > 0 {
+		s.in = append(s.in, data...)
+		data = s.in
+	}
+	rest, began, err := s.parse(data)
+	if err != nil {
+		s.fail(err)
+		return false
+	}
+	switch {
+	case len(rest) == 0:
+		s.in = nil
+		if s.since.Swap(0) != 0 {
+			s.srv.untrack(s)
+		}
+	default:
+		if len(s.in) == 0 || &rest[0] != &s.in[0] {
+			s.in = append(make([]byte, 0, len(rest)), rest...)
+		}
+		if began || s.since.Load() == 0 { // a new frame began in this read
+			if s.since.Swap(time.Now().UnixNano()) == 0 {
+				s.srv.track(s)
+			}
+		}
+	}
+	return !s.closing.Load()
+}
+
+// parse handles the complete frames at the start of data and returns the rest (the
+// start of a frame), and whether a frame was complete (so the rest began now).
+func (s *Socket) parse(data []byte) (rest []byte, began bool, err error) {
+	for {
+		h, n, ok, err := parseHeader(data)
+		if err != nil || !ok {
+			return data, began, err
+		}
+		if err := checkHeader(h); err != nil {
+			return nil, began, err
+		}
+		limit := int64(s.srv.cfg.MaxFrameBytes)
+		if h.Length > limit || int64(len(s.frag))+h.Length > limit {
+			return nil, began, errFrameTooBig
+		}
+		if int64(len(data)-n) < h.Length {
+			return data, began, nil
+		}
+		payload := data[n : n+int(h.Length)]
+		data = data[n+int(h.Length):]
+		began = true
+		ws.Cipher(payload, h.Mask, 0)
+		if err := s.frame(h, payload); err != nil {
+			return nil, began, err
+		}
+		if s.closing.Load() {
+			return nil, began, nil
+		}
+	}
+}
+
+// frame handles one complete frame.
+func (s *Socket) frame(h ws.Header, payload []byte) error {
+	if h.OpCode.IsControl() {
+		if !s.allow() { // control frames count against the rate too
+			return errRate
+		}
+		return s.control(h, payload)
+	}
+	done, op, msg, err := s.assemble(h, payload)
+	if err != nil || !done {
+		return err
+	}
+	return s.dispatch(op, msg)
+}
+
+// parseHeader reads a frame header (RFC 6455 §5.2) from the start of b: ok false
+// means b does not hold all of it yet.
+func parseHeader(b []byte) (h ws.Header, n int, ok bool, err error) {
+	if len(b) < 2 {
+		return h, 0, false, nil
+	}
+	h.Fin = b[0]&0x80 != 0
+	h.Rsv = (b[0] & 0x70) >> 4
+	h.OpCode = ws.OpCode(b[0] & 0x0f)
+	h.Masked = b[1]&0x80 != 0
+	n = 2
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		if len(b) < 4 {
+			return h, 0, false, nil
+		}
+		h.Length = int64(uint16(b[2])<<8 | uint16(b[3]))
+		n = 4
+	case 127:
+		if len(b) < 10 {
+			return h, 0, false, nil
+		}
+		var u uint64
+		for _, c := range b[2:10] {
+			u = u<<8 | uint64(c)
+		}
+		if u>>63 != 0 {
+			return h, 0, false, fmt.Errorf("%w: the most significant bit of a 64-bit length is set", errProtocol)
+		}
+		h.Length = int64(u)
+		n = 10
+	default:
+		h.Length = int64(l)
+	}
+	if h.Masked {
+		if len(b) < n+4 {
+			return h, 0, false, nil
+		}
+		copy(h.Mask[:], b[n:n+4])
+		n += 4
+	}
+	return h, n, true, nil
 }
 
 func (s *Socket) fail(err error) {
@@ -169,72 +483,9 @@ func (s *Socket) fail(err error) {
 	case errors.Is(err, errRate):
 		s.Close(wire.ClosePolicy, "rate limit exceeded")
 	case errors.Is(err, errProtocol):
-		s.Close(int(ws.StatusProtocolError), err.Error())
+		s.Close(wire.CloseProtocolError, err.Error())
 	default:
 		s.Close(CloseNone, "")
-	}
-}
-
-var (
-	errRate     = errors.New("gateway: rate limit exceeded")
-	errProtocol = errors.New("protocol error")
-)
-
-func (s *Socket) reader() io.Reader {
-	if len(s.prefix) == 0 {
-		return s.conn
-	}
-	return io.MultiReader(&prefixReader{s}, s.conn)
-}
-
-type prefixReader struct{ s *Socket }
-
-func (p *prefixReader) Read(b []byte) (int, error) {
-	if len(p.s.prefix) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(b, p.s.prefix)
-	p.s.prefix = p.s.prefix[n:]
-	return n, nil
-}
-
-// readMessage reads frames until one data message is complete and hands it on.
-func (s *Socket) readMessage() error {
-	r := s.reader()
-	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.ReadTimeout))
-	for {
-		h, err := ws.ReadHeader(r)
-		if err != nil {
-			return err
-		}
-		if err := checkHeader(h); err != nil {
-			return err
-		}
-		if h.Length > int64(s.srv.cfg.MaxFrameBytes) || int64(len(s.frag))+h.Length > int64(s.srv.cfg.MaxFrameBytes) {
-			return errFrameTooBig
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return err
-		}
-		ws.Cipher(payload, h.Mask, 0)
-		if h.OpCode.IsControl() {
-			if !s.allow() { // control frames count against the rate too
-				return errRate
-			}
-			if err := s.control(h, payload); err != nil {
-				return err
-			}
-			continue
-		}
-		done, op, msg, err := s.assemble(h, payload)
-		if err != nil || !done {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		return s.dispatch(op, msg)
 	}
 }
 
@@ -282,10 +533,11 @@ func (s *Socket) assemble(h ws.Header, payload []byte) (done bool, op ws.OpCode,
 func (s *Socket) control(h ws.Header, payload []byte) error {
 	switch h.OpCode {
 	case ws.OpPing:
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-		return ws.WriteFrame(s.conn, ws.NewPongFrame(payload))
+		buf := compileFrame(ws.OpPong, payload)
+		defer buf.free()
+		if err := s.send(buf.b); err != nil && !errors.Is(err, errSocketClosing) {
+			return err
+		}
 	case ws.OpClose:
 		code, reason := ws.ParseCloseFrameData(payload)
 		return wsutil.ClosedError{Code: code, Reason: reason}
@@ -307,7 +559,7 @@ func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
 	}
 	if op != want {
 		s.srv.cfg.Metrics.FrameIn("bad")
-		s.handler.BadFrame(&wire.FrameError{Code: "bad_request",
+		s.handler.BadFrame(&wire.FrameError{Code: wire.CodeBadRequest,
 			Message: fmt.Sprintf("%s frames are expected with encoding=%s", opName(want), s.enc)})
 		return nil
 	}

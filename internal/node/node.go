@@ -89,6 +89,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	gw, err := gateway.New(gateway.Config{
 		Workers: cfg.Gateway.Workers, ReadTimeout: cfg.Gateway.ReadTimeout, WriteTimeout: cfg.Gateway.WriteTimeout,
+		OutboundBytes: cfg.Gateway.OutboundBytes,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes, FrameRate: cfg.Limits.FrameRate, FrameBurst: cfg.Limits.FrameBurst,
 		Metrics: met,
 	}, log, authenticator(signer), func(s *gateway.Socket, id gateway.Identity) gateway.Handler {

@@ -73,6 +73,7 @@ const (
 	ClosePolicy        = 1008 // abuse: over a rate limit
 	CloseTooBig        = 1009 // a frame or message over the size limit
 	CloseInternalError = 1011 // the server cannot serve the connection
+	CloseTryAgain      = 1013 // the connection fell behind (or the server is overloaded): reconnect and sync
 )
 
 // FrameError is a bad client frame: Code is a PROTOCOL.md error code
