@@ -121,6 +121,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	if err != nil {
 		return // gobwas has answered the client
 	}
+	// The HTTP server's deadlines are for REST requests; they stay on a hijacked
+	// connection, and a socket must not time out for being idle.
+	_ = conn.SetDeadline(time.Time{})
 	sock := &Socket{srv: s, conn: conn, enc: enc, tag: s.tags.Add(1)}
 	if n := rw.Reader.Buffered(); n > 0 {
 		sock.prefix, _ = rw.Reader.Peek(n)
