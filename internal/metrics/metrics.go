@@ -56,6 +56,7 @@ type Metrics struct {
 	stages      [numStages]prometheus.Observer
 
 	commitSeconds prometheus.Observer
+	commitWait    prometheus.Observer
 	commitOps     prometheus.Observer
 	commitRows    prometheus.Observer
 	commitErrors  prometheus.Counter
@@ -77,6 +78,8 @@ func New() *Metrics {
 		delivered: f.counter("parley_messages_delivered_total",
 			"Message frames written to this node's sockets (live pushes and sync replays)."),
 		commitSeconds: f.histogram("parley_commit_seconds", "Duration of one group commit.", latencyBuckets),
+		commitWait: f.histogram("parley_commit_wait_seconds",
+			"How long a write waited for a committer to take it (submitted → its commit began).", latencyBuckets),
 		commitOps: f.histogram("parley_commit_ops", "Operations (grain appends, cursor moves, ...) in one group commit.",
 			prometheus.ExponentialBuckets(1, 2, 12)),
 		commitRows: f.histogram("parley_commit_rows", "Rows written by one group commit.",
@@ -204,6 +207,13 @@ func (m *Metrics) Commit(d time.Duration, ops, rows int, err error) {
 	m.commitRows.Observe(float64(rows))
 	if err != nil {
 		m.commitErrors.Inc()
+	}
+}
+
+// CommitWait records how long a write waited for its commit to begin.
+func (m *Metrics) CommitWait(d time.Duration) {
+	if m != nil {
+		m.commitWait.Observe(d.Seconds())
 	}
 }
 

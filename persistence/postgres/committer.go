@@ -35,11 +35,12 @@ const (
 // the write's input and, once the commit has run, its output; done is called once,
 // when the transaction has committed (err nil) or failed.
 type op struct {
-	kind  opKind
-	key   string
-	locks []string
-	arg   interface{ reset() }
-	done  func(err error)
+	kind   opKind
+	key    string
+	locks  []string
+	arg    interface{ reset() }
+	done   func(err error)
+	queued time.Time // when it was submitted
 }
 
 // ErrClosed is returned for writes submitted after the store closed.
@@ -88,6 +89,7 @@ func (c *committer) submit(o op) {
 		o.done(ErrClosed)
 		return
 	}
+	o.queued = time.Now()
 	c.ops <- o
 	c.mu.RUnlock()
 }
@@ -124,6 +126,10 @@ func (c *committer) loop() {
 	for first := range c.ops {
 		batch = append(batch[:0], first)
 		batch = c.gather(batch)
+		now := time.Now()
+		for _, o := range batch {
+			c.met.CommitWait(now.Sub(o.queued))
+		}
 		c.commitIsolated(batch)
 	}
 }
