@@ -30,8 +30,8 @@ type env struct {
 	secret []byte
 }
 
-// mustStart serves a fresh API on a fresh database.
-func mustStart(t *testing.T, presence api.Presence) *env {
+// mustStart serves a fresh API on a fresh database; opts adjust its options.
+func mustStart(t *testing.T, presence api.Presence, opts ...func(*api.Options)) *env {
 	t.Helper()
 	store, err := postgres.Open(context.Background(), testenv.DatabaseURL(t), postgres.Options{})
 	require.NoError(t, err)
@@ -41,10 +41,14 @@ func mustStart(t *testing.T, presence api.Presence) *env {
 	signer, err := auth.NewSigner(secret, time.Hour)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	api.New(api.Options{
+	o := api.Options{
 		Store: store, Signer: signer, Presence: presence, BcryptCost: 4,
 		Limits: config.Limits{HistoryDefault: 50, HistoryMax: 100},
-	}).Register(mux)
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	api.New(o).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &env{srv: srv, store: store, signer: signer, secret: secret}

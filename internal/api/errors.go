@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/persistence"
@@ -103,6 +104,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 			return err
 		}
 		return errorf(parleypb.ErrorReason_BAD_REQUEST, "reading request body failed")
+	}
+	if !utf8.Valid(data) {
+		// encoding/json would quietly turn the bad bytes into U+FFFD.
+		return errorf(parleypb.ErrorReason_BAD_REQUEST, "request body is not valid UTF-8")
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return errorf(parleypb.ErrorReason_BAD_REQUEST, "request body is not a valid JSON object of the expected shape")

@@ -53,8 +53,13 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request, claims auth.Cl
 			return
 		}
 	}
+	name := strings.TrimSpace(body.Name)
+	if err := checkName("name", name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	res, err := a.group(r.Context(), &parleypb.GroupRequest{Op: parleypb.GroupRequest_CREATE, Group: convid.NewGroupID(),
-		By: claims.UserID, Name: strings.TrimSpace(body.Name), Members: body.Members})
+		By: claims.UserID, Name: name, Members: body.Members})
 	if err != nil {
 		a.fail(w, r, err)
 		return

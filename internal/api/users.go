@@ -1,8 +1,6 @@
 package api
 
 import (
-	"github.com/parleychat/parley/proto/parleypb"
-
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -10,12 +8,13 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/textcheck"
 	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
 )
 
 // Password and display-name bounds.
@@ -91,8 +90,8 @@ func (req *createUserRequest) validate() (string, error) {
 	if utf8.RuneCountInString(name) > maxDisplayNameRune {
 		return "", errorf(parleypb.ErrorReason_BAD_REQUEST, fmt.Sprintf("displayName must be at most %d characters", maxDisplayNameRune))
 	}
-	if strings.ContainsFunc(name, unicode.IsControl) {
-		return "", errorf(parleypb.ErrorReason_BAD_REQUEST, "displayName must not contain control characters")
+	if err := checkName("displayName", name); err != nil {
+		return "", err
 	}
 	return name, nil
 }
@@ -160,6 +159,15 @@ func (a *API) login(r *http.Request, username, password string) error {
 	}
 	if !auth.CheckPassword(u.PasswordHash, password) {
 		return errBadLogin
+	}
+	return nil
+}
+
+// checkName refuses a name shown to other users that [textcheck.Name] refuses,
+// saying which character (by code point) and in which field.
+func checkName(field, name string) error {
+	if err := textcheck.Name(name); err != nil {
+		return errorf(parleypb.ErrorReason_BAD_REQUEST, field+" is refused: "+strings.TrimPrefix(err.Error(), "textcheck: "))
 	}
 	return nil
 }
