@@ -40,11 +40,32 @@ type Cluster struct {
 	// Port is the TCP port of the remote transport, 0..65535. Default 0
 	// (ephemeral; every process incarnation then has a fresh member address).
 	Port int `yaml:"port"`
+	// TLS turns on mutual TLS on the remote transport. Required when Host is
+	// not a loopback address. Default: off.
+	TLS TLS `yaml:"tls"`
 	// Automanaged configures the "automanaged" provider.
 	Automanaged Automanaged `yaml:"automanaged"`
 	// ZooKeeper configures the "zookeeper" provider.
 	ZooKeeper ZooKeeper `yaml:"zookeeper"`
 }
+
+// TLS configures mutual TLS between members: a peer may use the remote port only
+// with a certificate signed by CA, and this node verifies the members it dials the
+// same way (against CA only, not against their address: see internal/certs). Set
+// all three files or none; they are read at start (a restart picks up new ones).
+type TLS struct {
+	// Cert is the PEM file of this node's certificate (leaf first, then any
+	// intermediates), for both TLS server and client use. Env: PARLEY_CLUSTER_TLS_CERT.
+	Cert string `yaml:"cert"`
+	// Key is the PEM file of Cert's private key. Env: PARLEY_CLUSTER_TLS_KEY.
+	Key string `yaml:"key"`
+	// CA is the PEM file of the CA that signs the members' certificates; it must
+	// sign nothing else. Env: PARLEY_CLUSTER_TLS_CA.
+	CA string `yaml:"ca"`
+}
+
+// Enabled reports whether any TLS file is set (Validate requires all of them).
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
 
 // Automanaged configures membership by polling a static list of peers.
 type Automanaged struct {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/parleychat/parley/internal/certs"
 )
 
 const (
@@ -414,4 +416,73 @@ func TestApplyEnvLists(t *testing.T) {
 	require.Equal(t, 28001, c.Cluster.Automanaged.Port)
 	require.Equal(t, []string{"127.0.0.1:28001", "127.0.0.1:28002"}, c.Cluster.Automanaged.Peers)
 	require.Equal(t, []string{"zk1:2181", "zk2:2181"}, c.Cluster.ZooKeeper.Servers)
+}
+
+func TestValidateClusterTLS(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	require.NoError(t, certs.WriteDir(dir, "node1", "node2"))
+	require.NoError(t, certs.WriteDir(other, "rogue"))
+	node1, node2, rogue := certs.FilesIn(dir, "node1"), certs.FilesIn(dir, "node2"), certs.FilesIn(other, "rogue")
+	withTLS := func(f certs.Files) func(c *Config) {
+		return func(c *Config) { c.Cluster.TLS = TLS{Cert: f.Cert, Key: f.Key, CA: f.CA} }
+	}
+	tests := []struct {
+		name    string
+		mutate  func(c *Config)
+		wantKey string // "" means valid
+		want    string // in the message
+	}{
+		{"loopback without tls", func(c *Config) {}, "", ""},
+		{"localhost without tls", func(c *Config) { c.Cluster.Host = "localhost" }, "", ""},
+		{"ipv6 loopback without tls", func(c *Config) { c.Cluster.Host = "::1" }, "", ""},
+		{"127.0.0.2 without tls", func(c *Config) { c.Cluster.Host = "127.0.0.2" }, "", ""},
+		{"routable host without tls", func(c *Config) { c.Cluster.Host = "10.0.0.5" }, "cluster.tls", "not a loopback address"},
+		{"all interfaces without tls", func(c *Config) { c.Cluster.Host = "0.0.0.0" }, "cluster.tls", "not a loopback address"},
+		{"host name without tls", func(c *Config) { c.Cluster.Host = "node1.internal" }, "cluster.tls", "not a loopback address"},
+		{"routable host with tls", func(c *Config) { withTLS(node1)(c); c.Cluster.Host = "10.0.0.5" }, "", ""},
+		{"loopback with tls", withTLS(node2), "", ""},
+		{"cert only", func(c *Config) { c.Cluster.TLS.Cert = node1.Cert }, "cluster.tls", "missing key, ca"},
+		{"no ca", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.CA = "" }, "cluster.tls", "missing ca"},
+		{"partial tls on a routable host", func(c *Config) { c.Cluster.Host = "10.0.0.5"; c.Cluster.TLS.Key = node1.Key },
+			"cluster.tls", "missing cert, ca"},
+		{"cert file missing", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.Cert = filepath.Join(dir, "absent.pem") },
+			"cluster.tls.cert", "no such file"},
+		{"key file missing", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.Key = filepath.Join(dir, "absent.pem") },
+			"cluster.tls.cert", "no such file"},
+		{"ca file missing", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.CA = filepath.Join(dir, "absent.pem") },
+			"cluster.tls.ca", "no such file"},
+		{"ca is not a certificate", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.CA = node1.Key },
+			"cluster.tls.ca", "no PEM certificate"},
+		{"key of another certificate", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.Key = node2.Key },
+			"cluster.tls.cert", "private key does not match"},
+		{"certificate of another ca", func(c *Config) { withTLS(node1)(c); c.Cluster.TLS.Cert, c.Cluster.TLS.Key = rogue.Cert, rogue.Key },
+			"cluster.tls.cert", "not a member certificate of this CA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustValid(t)
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantKey == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), tt.wantKey+": "), "got %q", err)
+			require.Len(t, strings.Split(err.Error(), "\n"), 1, "one problem: %q", err)
+			require.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestApplyEnvClusterTLS(t *testing.T) {
+	c := Default()
+	require.NoError(t, c.ApplyEnv(envMap(map[string]string{
+		"PARLEY_CLUSTER_TLS_CERT": "/etc/parley/node.pem",
+		"PARLEY_CLUSTER_TLS_KEY":  "/etc/parley/node-key.pem",
+		"PARLEY_CLUSTER_TLS_CA":   "/etc/parley/ca.pem",
+	})))
+	require.Equal(t, TLS{Cert: "/etc/parley/node.pem", Key: "/etc/parley/node-key.pem", CA: "/etc/parley/ca.pem"}, c.Cluster.TLS)
+	require.True(t, c.Cluster.TLS.Enabled())
+	require.False(t, Default().Cluster.TLS.Enabled())
 }

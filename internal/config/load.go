@@ -67,6 +67,9 @@ func (c *Config) decode(r io.Reader) error {
 //	PARLEY_CLUSTER_HOST  cluster.host
 //	PARLEY_CLUSTER_PORT  cluster.port
 //	PARLEY_CLUSTER_PROVIDER  cluster.provider
+//	PARLEY_CLUSTER_TLS_CERT  cluster.tls.cert
+//	PARLEY_CLUSTER_TLS_KEY   cluster.tls.key
+//	PARLEY_CLUSTER_TLS_CA    cluster.tls.ca
 //	PARLEY_AUTOMANAGED_PORT  cluster.automanaged.port
 //	PARLEY_AUTOMANAGED_PEERS cluster.automanaged.peers (comma-separated)
 //	PARLEY_ZK_SERVERS        cluster.zookeeper.servers (comma-separated)
@@ -83,6 +86,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		{"PARLEY_ADMIN_ADDR", &c.Listen.Admin},
 		{"PARLEY_CLUSTER_HOST", &c.Cluster.Host},
 		{"PARLEY_CLUSTER_PROVIDER", &c.Cluster.Provider},
+		{"PARLEY_CLUSTER_TLS_CERT", &c.Cluster.TLS.Cert},
+		{"PARLEY_CLUSTER_TLS_KEY", &c.Cluster.TLS.Key},
+		{"PARLEY_CLUSTER_TLS_CA", &c.Cluster.TLS.CA},
 		{"PARLEY_TOKEN_SECRET", &c.Auth.TokenSecret},
 		{"PARLEY_ADMIN_TOKEN", &c.Admin.Token},
 		{"PARLEY_LOG_LEVEL", &c.Log.Level},

@@ -6,7 +6,10 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/parleychat/parley/internal/certs"
 )
 
 // Validate checks c and reports every problem at once, joined with
@@ -86,6 +89,7 @@ func (c Cluster) validate(v *validator) {
 	v.oneOf("cluster.provider", c.Provider, ProviderLocal, ProviderAutomanaged, ProviderZooKeeper)
 	v.nonEmpty("cluster.host", c.Host)
 	v.between("cluster.port", c.Port, 0, 65535)
+	c.TLS.validate(v, c.Host)
 	switch c.Provider {
 	case ProviderAutomanaged:
 		a := c.Automanaged
@@ -112,6 +116,53 @@ func (c Cluster) validate(v *validator) {
 			v.addf("cluster.zookeeper.baseKey", "must be a znode path like /parley, got %q", z.BaseKey)
 		}
 	}
+}
+
+// validate checks that the TLS files are all set or none, that they load and that the
+// certificate is a member certificate of the CA; and that TLS is on when the remote
+// transport binds a host other than loopback.
+func (t TLS) validate(v *validator, host string) {
+	if !t.Enabled() {
+		if host != "" && !Loopback(host) {
+			v.addf("cluster.tls", "required when cluster.host is not a loopback address (got %q): "+
+				"set cert, key and ca, so that only members can use the remote port", host)
+		}
+		return
+	}
+	var missing []string
+	for _, f := range []struct{ key, path string }{{"cert", t.Cert}, {"key", t.Key}, {"ca", t.CA}} {
+		if f.path == "" {
+			missing = append(missing, f.key)
+		}
+	}
+	if len(missing) > 0 {
+		v.addf("cluster.tls", "cert, key and ca are set together; missing %s", strings.Join(missing, ", "))
+		return
+	}
+	cas, caErr := certs.LoadCA(t.CA)
+	if caErr != nil {
+		v.addf("cluster.tls.ca", "%v", caErr)
+	}
+	cert, err := certs.LoadKeyPair(t.Cert, t.Key)
+	if err != nil {
+		v.addf("cluster.tls.cert", "%v", err)
+		return
+	}
+	if caErr == nil {
+		if err := certs.Verify(cert, cas); err != nil {
+			v.addf("cluster.tls.cert", "%s: %v", t.Cert, err)
+		}
+	}
+}
+
+// Loopback reports whether host is "localhost" or a loopback IP address (as
+// 127.0.0.1 or ::1); other names are not resolved, so they count as not loopback.
+func Loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (n Node) validate(v *validator) {
