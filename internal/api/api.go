@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/config"
@@ -38,28 +37,32 @@ type Options struct {
 	// Limits bounds history pages. Zero HistoryDefault and HistoryMax take the
 	// defaults of [config.Default].
 	Limits config.Limits
-	// BcryptCost is the work factor of new password hashes. Zero means the
-	// default of [config.Default].
+	// Hasher runs bcrypt, a bounded number at once. Nil means one of BcryptCost
+	// and GOMAXPROCS slots.
+	Hasher *auth.Hasher
+	// BcryptCost is the work factor of new password hashes when Hasher is nil.
+	// Zero means the default of [config.Default].
 	BcryptCost int
+	// Throttle limits logins and sign-ups; the zero value limits nothing.
+	Throttle Throttle
 	// Log receives internal errors. Nil means [slog.Default].
 	Log *slog.Logger
 }
 
 // API holds the REST handlers. Create it with [New].
 type API struct {
-	store      Store
-	signer     *auth.Signer
-	presence   Presence
-	groups     Groups
-	limits     config.Limits
-	bcryptCost int
-	log        *slog.Logger
-	// dummyHash is compared against when a login names an unknown user, so
-	// that unknown users and wrong passwords take the same time.
-	dummyHash func() (string, error)
+	store     Store
+	signer    *auth.Signer
+	presence  Presence
+	groups    Groups
+	limits    config.Limits
+	hasher    *auth.Hasher
+	throttles throttles
+	log       *slog.Logger
 }
 
-// New returns an API; it panics if o.Store or o.Signer is nil.
+// New returns an API; it panics if o.Store or o.Signer is nil, or if o.Hasher
+// is nil and o.BcryptCost is out of range.
 func New(o Options) *API {
 	if o.Store == nil || o.Signer == nil {
 		panic("api: New needs a Store and a Signer")
@@ -74,15 +77,18 @@ func New(o Options) *API {
 	if o.BcryptCost == 0 {
 		o.BcryptCost = def.Auth.BcryptCost
 	}
+	if o.Hasher == nil {
+		h, err := auth.NewHasher(o.BcryptCost, 0)
+		if err != nil {
+			panic("api: " + err.Error())
+		}
+		o.Hasher = h
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	a := &API{store: o.Store, signer: o.Signer, presence: o.Presence, groups: o.Groups, limits: o.Limits,
-		bcryptCost: o.BcryptCost, log: o.Log}
-	a.dummyHash = sync.OnceValues(func() (string, error) {
-		return auth.HashPassword("parley-dummy-password", a.bcryptCost)
-	})
-	return a
+	return &API{store: o.Store, signer: o.Signer, presence: o.Presence, groups: o.Groups, limits: o.Limits,
+		hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 
 // Register adds the routes of the API to mux. A known path asked with another

@@ -24,6 +24,7 @@ import (
 const password = "correct horse"
 
 type env struct {
+	mux    *http.ServeMux
 	srv    *httptest.Server
 	store  *postgres.Store
 	signer *auth.Signer
@@ -51,7 +52,7 @@ func mustStart(t *testing.T, presence api.Presence, opts ...func(*api.Options)) 
 	api.New(o).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, store: store, signer: signer, secret: secret}
+	return &env{mux: mux, srv: srv, store: store, signer: signer, secret: secret}
 }
 
 // call sends a request with an optional bearer token and body.

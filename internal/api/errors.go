@@ -92,6 +92,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if reason == parleypb.ErrorReason_UNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
+	var limited *rateLimited
+	if errors.As(err, &limited) {
+		w.Header().Set("Retry-After", retryAfter(limited.retry))
+	}
 	WriteError(w, statusOf[reason], reason.Code(), message)
 }
 

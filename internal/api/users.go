@@ -59,7 +59,11 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	hash, err := auth.HashPassword(req.Password, a.bcryptCost)
+	if err := a.throttles.takeRegister(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	hash, err := a.hasher.Hash(r.Context(), req.Password)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -140,27 +144,42 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, sessionAnswer{Token: token, UserID: req.Username, DeviceID: device})
 }
 
-// login checks a username and password; errBadLogin if either is wrong.
+// login checks a username and password: errBadLogin if either is wrong, a
+// rateLimited error while the address or the account has had too many failed
+// logins (a login that succeeds, or fails for the server's reasons, does not
+// count).
 func (a *API) login(r *http.Request, username, password string) error {
 	if !convid.UserID.MatchString(username) {
+		return errBadLogin // no such account can exist: nothing to guess, no hash spent
+	}
+	refund, err := a.throttles.takeLogin(r, username)
+	if err != nil {
+		return err
+	}
+	ok, err := a.checkLogin(r, username, password)
+	switch {
+	case err != nil: // the server's failure, not a guess
+		refund()
+		return err
+	case !ok:
 		return errBadLogin
 	}
+	refund()
+	return nil
+}
+
+// checkLogin reports whether password is username's.
+func (a *API) checkLogin(r *http.Request, username, password string) (bool, error) {
 	u, err := a.store.User(r.Context(), username)
 	if errors.Is(err, persistence.ErrNotFound) {
 		// Spend the time of a real check, so that timing does not tell
 		// unknown users from wrong passwords.
-		if hash, herr := a.dummyHash(); herr == nil {
-			auth.CheckPassword(hash, password)
-		}
-		return errBadLogin
+		return false, a.hasher.CheckNone(r.Context(), password)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	if !auth.CheckPassword(u.PasswordHash, password) {
-		return errBadLogin
-	}
-	return nil
+	return a.hasher.Check(r.Context(), u.PasswordHash, password)
 }
 
 // checkName refuses a name shown to other users that [textcheck.Name] refuses,

@@ -145,6 +145,38 @@ type Auth struct {
 	// BcryptCost is the bcrypt work factor for new password hashes, 4..31.
 	// Default 10.
 	BcryptCost int `yaml:"bcryptCost"`
+	// HashConcurrency is how many bcrypt hashes (logins, sign-ups) may run at
+	// once; the others wait. 0..1024; 0 means GOMAXPROCS. Default 0.
+	HashConcurrency int `yaml:"hashConcurrency"`
+	// LoginPerAddress limits failed logins per source address (an IPv6 address
+	// counts by its /64). A login is refused with 429 while the bucket is empty,
+	// right password or not; a successful login gives its token back. Default
+	// rate 0.17, burst 3.
+	LoginPerAddress RateLimit `yaml:"loginPerAddress"`
+	// LoginPerAccount limits failed logins per username, whatever their source.
+	// Default rate 0.17, burst 3.
+	LoginPerAccount RateLimit `yaml:"loginPerAccount"`
+	// RegisterPerAddress limits sign-ups (POST /v1/users that pass the checks of
+	// the body) per source address. Default rate 0.17, burst 3.
+	RegisterPerAddress RateLimit `yaml:"registerPerAddress"`
+	// LimiterEntries is how many addresses or usernames each of those limits
+	// remembers, 1..10000000; past it the least recently seen is forgotten (and
+	// starts again with a full burst). Default 100000.
+	LimiterEntries int `yaml:"limiterEntries"`
+	// ExemptAddresses are source prefixes (CIDR, or a bare address) that the
+	// per-address limits do not apply to; the per-account limit still does.
+	// Default ["127.0.0.0/8", "::1/128"]: a reverse proxy on the same host would
+	// otherwise put every client in one bucket. [] limits loopback too.
+	ExemptAddresses []string `yaml:"exemptAddresses"`
+}
+
+// RateLimit is a token bucket: Burst requests at once, refilled at Rate per
+// second. Burst 0 turns the limit off.
+type RateLimit struct {
+	// Rate is the refill, in requests per second; > 0 when Burst is set.
+	Rate float64 `yaml:"rate"`
+	// Burst is how many requests may come at once, 0..1000000; 0 = no limit.
+	Burst int `yaml:"burst"`
 }
 
 // Limits bounds what a client may send and ask for.
@@ -229,7 +261,13 @@ func Default() Config {
 		},
 		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081"},
 		Admin:  Admin{},
-		Auth:   Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10},
+		Auth: Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10,
+			LoginPerAddress:    RateLimit{Rate: 0.17, Burst: 3},
+			LoginPerAccount:    RateLimit{Rate: 0.17, Burst: 3},
+			RegisterPerAddress: RateLimit{Rate: 0.17, Burst: 3},
+			LimiterEntries:     100000,
+			ExemptAddresses:    []string{"127.0.0.0/8", "::1/128"},
+		},
 		Limits: Limits{
 			MaxFrameBytes:   65536,
 			MaxTextBytes:    4096,

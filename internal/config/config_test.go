@@ -1,6 +1,8 @@
 package config
 
 import (
+	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -264,6 +266,16 @@ func TestValidate(t *testing.T) {
 		{"bcrypt cost low", func(c *Config) { c.Auth.BcryptCost = 3 }, "auth.bcryptCost"},
 		{"bcrypt cost high", func(c *Config) { c.Auth.BcryptCost = 32 }, "auth.bcryptCost"},
 		{"bcrypt cost min", func(c *Config) { c.Auth.BcryptCost = 4 }, ""},
+		{"hash concurrency", func(c *Config) { c.Auth.HashConcurrency = -1 }, "auth.hashConcurrency"},
+		{"hash concurrency set", func(c *Config) { c.Auth.HashConcurrency = 2 }, ""},
+		{"login limit off", func(c *Config) { c.Auth.LoginPerAddress = RateLimit{} }, ""},
+		{"login rate", func(c *Config) { c.Auth.LoginPerAddress.Rate = 0 }, "auth.loginPerAddress.rate"},
+		{"account burst", func(c *Config) { c.Auth.LoginPerAccount.Burst = -1 }, "auth.loginPerAccount.burst"},
+		{"register rate", func(c *Config) { c.Auth.RegisterPerAddress.Rate = math.Inf(1) }, "auth.registerPerAddress.rate"},
+		{"limiter entries", func(c *Config) { c.Auth.LimiterEntries = 0 }, "auth.limiterEntries"},
+		{"exempt none", func(c *Config) { c.Auth.ExemptAddresses = nil }, ""},
+		{"exempt bad", func(c *Config) { c.Auth.ExemptAddresses = []string{"10.0.0.0/33"} }, "auth.exemptAddresses"},
+		{"exempt host name", func(c *Config) { c.Auth.ExemptAddresses = []string{"localhost"} }, "auth.exemptAddresses"},
 		{"max frame", func(c *Config) { c.Limits.MaxFrameBytes = 0 }, "limits.maxFrameBytes"},
 		{"max text", func(c *Config) { c.Limits.MaxTextBytes = 0 }, "limits.maxTextBytes"},
 		{"text not below frame", func(c *Config) { c.Limits.MaxTextBytes = c.Limits.MaxFrameBytes }, "limits.maxTextBytes"},
@@ -485,4 +497,23 @@ func TestApplyEnvClusterTLS(t *testing.T) {
 	require.Equal(t, TLS{Cert: "/etc/parley/node.pem", Key: "/etc/parley/node-key.pem", CA: "/etc/parley/ca.pem"}, c.Cluster.TLS)
 	require.True(t, c.Cluster.TLS.Enabled())
 	require.False(t, Default().Cluster.TLS.Enabled())
+}
+
+func TestRateLimitsFromYAML(t *testing.T) {
+	c := Default()
+	require.NoError(t, c.decodeFile(writeYAML(t, "auth:\n  loginPerAccount: {rate: 1.5, burst: 7}\n"+
+		"  registerPerAddress: {burst: 0}\n  exemptAddresses: []\n  hashConcurrency: 3\n")))
+	require.Equal(t, RateLimit{Rate: 1.5, Burst: 7}, c.Auth.LoginPerAccount)
+	require.Equal(t, RateLimit{Rate: 0.17, Burst: 0}, c.Auth.RegisterPerAddress, "a key left out keeps its default")
+	require.Equal(t, RateLimit{Rate: 0.17, Burst: 3}, c.Auth.LoginPerAddress)
+	require.Empty(t, c.Auth.ExemptAddresses)
+	require.Equal(t, 3, c.Auth.HashConcurrency)
+}
+
+func TestExemptPrefixes(t *testing.T) {
+	a := Auth{ExemptAddresses: []string{"127.0.0.0/8", "::1/128", "192.0.2.7", "10.1.2.3/8"}}
+	require.Equal(t, []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("10.0.0.0/8"),
+	}, a.ExemptPrefixes())
 }

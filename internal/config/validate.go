@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -205,6 +206,48 @@ func (a Auth) validate(v *validator) {
 	}
 	v.duration("auth.tokenTTL", a.TokenTTL)
 	v.between("auth.bcryptCost", a.BcryptCost, 4, 31)
+	v.between("auth.hashConcurrency", a.HashConcurrency, 0, 1024)
+	a.LoginPerAddress.validate(v, "auth.loginPerAddress")
+	a.LoginPerAccount.validate(v, "auth.loginPerAccount")
+	a.RegisterPerAddress.validate(v, "auth.registerPerAddress")
+	v.between("auth.limiterEntries", a.LimiterEntries, 1, 10_000_000)
+	for _, p := range a.ExemptAddresses {
+		if _, err := ParsePrefix(p); err != nil {
+			v.addf("auth.exemptAddresses", "%q is no CIDR prefix or address", p)
+		}
+	}
+}
+
+func (r RateLimit) validate(v *validator, key string) {
+	v.between(key+".burst", r.Burst, 0, 1_000_000)
+	if r.Burst > 0 && (!(r.Rate > 0) || math.IsInf(r.Rate, 0)) {
+		v.addf(key+".rate", "must be a finite number > 0 when burst is set, got %v", r.Rate)
+	}
+}
+
+// ParsePrefix reads a CIDR prefix ("10.0.0.0/8", "fd00::/8") or a bare address
+// (a prefix of its full length).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ExemptPrefixes parses ExemptAddresses (which Validate has checked).
+func (a Auth) ExemptPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(a.ExemptAddresses))
+	for _, s := range a.ExemptAddresses {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (l Limits) validate(v *validator) {

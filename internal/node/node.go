@@ -63,6 +63,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	hasher, err := auth.NewHasher(cfg.Auth.BcryptCost, cfg.Auth.HashConcurrency)
+	if err != nil {
+		return err
+	}
 
 	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
 		Settings: actors.Settings{
@@ -101,7 +105,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	api.New(api.Options{Store: store, Signer: signer, Limits: cfg.Limits, BcryptCost: cfg.Auth.BcryptCost, Log: log,
+	api.New(api.Options{Store: store, Signer: signer, Limits: cfg.Limits, Hasher: hasher, Throttle: loginThrottle(cfg.Auth), Log: log,
 		Presence: presence(deps), Groups: groups(deps)}).Register(mux)
 	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { gw.ServeHTTP(w, r, api.WriteError) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
