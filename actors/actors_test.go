@@ -172,6 +172,47 @@ func TestPostRefusals(t *testing.T) {
 	require.Equal(t, parleypb.ErrorReason_BAD_REQUEST, parleypb.ReasonOf(err), "%v", err)
 }
 
+// A conversation that does not exist (a peer who is no account, a group never
+// created) answers not_found and does not stay active; with a directory, a REST group
+// call for an unknown or malformed group activates nothing at all.
+func TestNothingStaysActiveForWhatDoesNotExist(t *testing.T) {
+	e := startGrains(t, time.Minute, "alice", "bob")
+	_, err := e.tryPost("alice", "ghost", "x")
+	require.Equal(t, parleypb.ErrorReason_NOT_FOUND, parleypb.ReasonOf(err), "%v", err)
+	group := convid.NewGroupID()
+	_, err = actors.Call[*parleypb.GroupResponse](e.deps, convid.GroupID(group), actors.KindConversation,
+		&parleypb.GroupRequest{Op: parleypb.GroupRequest_GET, Group: group, By: "alice"})
+	require.Equal(t, parleypb.ErrorReason_NOT_FOUND, parleypb.ReasonOf(err), "%v", err)
+	testenv.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := e.deps.Grains.Count(actors.KindConversation); n != 0 {
+			return fmt.Errorf("%d conversation grains active", n)
+		}
+		return nil
+	})
+
+	e.deps.Directory = actors.NewDirectory(e.store)
+	for _, g := range []string{convid.NewGroupID(), "not-a-group-id", ""} {
+		_, err = actors.GroupCall(e.deps, &parleypb.GroupRequest{Op: parleypb.GroupRequest_GET, Group: g, By: "alice"})
+		require.Equal(t, parleypb.ErrorReason_NOT_FOUND, parleypb.ReasonOf(err), "%q: %v", g, err)
+		require.Zero(t, e.deps.Grains.Count(actors.KindConversation), "no activation for %q", g)
+	}
+	created := convid.NewGroupID()
+	_, err = actors.GroupCall(e.deps, &parleypb.GroupRequest{Op: parleypb.GroupRequest_CREATE, Group: created,
+		By: "alice", Name: "team", Members: []string{"bob"}})
+	require.NoError(t, err)
+	r, err := actors.GroupCall(e.deps, &parleypb.GroupRequest{Op: parleypb.GroupRequest_GET, Group: created, By: "bob"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice", "bob"}, r.Members)
+
+	// A real conversation stays active after a refusal.
+	e.post(t, "alice", "bob", "real")
+	_, err = actors.Call[*parleypb.PostResponse](e.deps, convid.DirectID("alice", "bob"), actors.KindConversation,
+		&parleypb.PostRequest{Conversation: convid.DirectID("alice", "bob"), From: "carol", To: "bob", ClientId: "x", Text: "hi"})
+	require.Equal(t, parleypb.ErrorReason_FORBIDDEN, parleypb.ReasonOf(err), "%v", err)
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, 2, e.deps.Grains.Count(actors.KindConversation), "the group and alice-bob")
+}
+
 // A second activation (simulated by a direct append that moves the stream) makes the
 // live grain's next append fail: it writes nothing, reloads, appends the post again
 // after the other writer's message, and then stops (the other writer keeps the stream).

@@ -267,6 +267,10 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send, decoded int64) {
 	default:
 		req.Conversation, req.To = convid.DirectID(c.user, s.To), s.To
 	}
+	if e := c.exists(req.To, req.Group); e != nil {
+		c.writeGrainError(s.Id, e, "store unavailable; send it again with the same id")
+		return
+	}
 	ask(c.deps, ctx, req.Conversation, KindConversation, req, func(r *parleypb.PostResponse, err error) {
 		if err != nil {
 			c.writeGrainError(req.ClientId, err,
@@ -448,6 +452,10 @@ func (c *Connection) history(ctx actor.Context, h *parleypb.HistoryRequest) {
 	case err != nil:
 		c.writeError(h.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed conversation id")
 	case id.Kind == convid.Group:
+		if e := c.exists("", id.Group); e != nil {
+			c.writeGrainError(h.Id, e, "store unavailable; try again")
+			return
+		}
 		req := &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: c.user}
 		ask(c.deps, ctx, h.Conversation, KindConversation, req, func(r *parleypb.GroupResponse, err error) {
 			if err != nil {
@@ -497,7 +505,37 @@ func (c *Connection) typing(ctx actor.Context, t *parleypb.Typing) {
 	default:
 		conv = convid.DirectID(c.user, t.To)
 	}
+	if c.exists(t.To, t.Group) != nil {
+		return // to nobody: dropped, as typing to a conversation the user is not in
+	}
 	c.deps.tell(ctx, conv, KindConversation, &parleypb.TypingRequest{Conversation: conv, From: c.user})
+}
+
+// exists checks, before a conversation grain is activated for it, that the peer
+// user (to) or the group exists: not_found, or unavailable if the store cannot say.
+func (c *Connection) exists(to, group string) *parleypb.GrainError {
+	d := c.deps.Directory
+	if d == nil {
+		return nil
+	}
+	cx, cancel := c.deps.timeout()
+	defer cancel()
+	var ok bool
+	var err error
+	if group != "" {
+		ok, err = d.GroupExists(cx, group)
+	} else {
+		ok, err = d.UserExists(cx, to)
+	}
+	switch {
+	case err != nil:
+		return parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
+	case !ok && group != "":
+		return parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such group")
+	case !ok:
+		return parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "user %s does not exist", clip(to))
+	}
+	return nil
 }
 
 func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {

@@ -125,6 +125,7 @@ func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
 	c.deps.Metrics.Since(metrics.StageGrain, req.DecodedAt)
 	if e := c.check(req); e != nil {
 		ctx.Respond(&parleypb.PostResponse{Error: e})
+		c.stopIfNothing(ctx, e)
 		return
 	}
 	key := clientKey(req)
@@ -336,7 +337,9 @@ func (c *Conversation) groupOp(ctx actor.Context, req *parleypb.GroupRequest) {
 	case c.w.broken:
 		ctx.Respond(groupError(parleypb.ErrorReason_UNAVAILABLE, "group is restarting; retry"))
 	case req.Op == parleypb.GroupRequest_GET || req.Op == parleypb.GroupRequest_MEMBERSHIP:
-		ctx.Respond(g.read(groupOf(c.id), req))
+		r := g.read(groupOf(c.id), req)
+		ctx.Respond(r)
+		c.stopIfNothing(ctx, r.Error)
 	case req.Op == parleypb.GroupRequest_CREATE || req.Op == parleypb.GroupRequest_ADD_MEMBER ||
 		req.Op == parleypb.GroupRequest_REMOVE_MEMBER:
 		c.w.add(&change{op: req, waiters: []*actor.PID{ctx.Sender()}})
@@ -352,14 +355,26 @@ func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
 	if c.members == nil || !c.members.isMember(req.From) {
 		return
 	}
-	if d, ok := c.members.(*direct); ok && d.exist(c.deps) != nil {
-		return // no such user: nobody to tell
+	if d, ok := c.members.(*direct); ok {
+		if e := d.exist(c.deps); e != nil {
+			c.stopIfNothing(ctx, e)
+			return // no such user: nobody to tell
+		}
 	}
 	n := &parleypb.Notify{Typing: &parleypb.TypingNotice{Conversation: c.id, From: req.From}}
 	for _, m := range c.members.recipients() {
 		if m != req.From {
 			c.deps.tell(ctx, m, KindUser, n)
 		}
+	}
+}
+
+// stopIfNothing passivates the grain at once when it answered not_found for a
+// conversation that does not exist (a group never created, a peer who is no
+// account) and holds no write: a name that names nothing keeps no memory.
+func (c *Conversation) stopIfNothing(ctx actor.Context, e *parleypb.GrainError) {
+	if e != nil && e.Reason == parleypb.ErrorReason_NOT_FOUND && c.w.version == 0 && c.w.idle() {
+		ctx.Poison(ctx.Self())
 	}
 }
 

@@ -54,14 +54,15 @@ type Settings struct {
 
 // Deps are what every actor of a node shares.
 type Deps struct {
-	Cluster  *cluster.Cluster
-	Store    Store
-	IDs      *ids.Generator
-	Log      *slog.Logger
-	Settings Settings
-	Grains   *Registry
-	Topology *Topology
-	Metrics  *metrics.Metrics // may be nil
+	Cluster   *cluster.Cluster
+	Store     Store
+	IDs       *ids.Generator
+	Log       *slog.Logger
+	Settings  Settings
+	Grains    *Registry
+	Topology  *Topology
+	Directory *Directory       // who exists, checked before a grain is activated for it; may be nil
+	Metrics   *metrics.Metrics // may be nil
 }
 
 // Kinds returns the grain kinds to register with the cluster. d.Cluster may be set

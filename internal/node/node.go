@@ -25,7 +25,6 @@ import (
 	"github.com/parleychat/parley/internal/api"
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/config"
-	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/gateway"
 	"github.com/parleychat/parley/internal/membership"
 	"github.com/parleychat/parley/internal/metrics"
@@ -69,6 +68,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
+		Directory: actors.NewDirectory(store),
 		Settings: actors.Settings{
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			DedupeCache: cfg.Grains.DedupeCache, MaxTextBytes: cfg.Limits.MaxTextBytes,
@@ -266,6 +266,6 @@ func presence(deps *actors.Deps) api.Presence {
 
 func groups(deps *actors.Deps) api.Groups {
 	return func(_ context.Context, req *parleypb.GroupRequest) (*parleypb.GroupResponse, error) {
-		return actors.Call[*parleypb.GroupResponse](deps, convid.GroupID(req.Group), actors.KindConversation, req)
+		return actors.GroupCall(deps, req)
 	}
 }

@@ -280,3 +280,11 @@ func (s *Store) GroupEvents(ctx context.Context, conv string) ([]*parleypb.Group
 	}
 	return out, mapErr(rows.Err())
 }
+
+// GroupExists reports whether a group was created: its stream holds a CREATED event.
+func (s *Store) GroupExists(ctx context.Context, group string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM conversation_events
+		WHERE conversation = $1 AND kind = $2)`, "group:"+group, int16(parleypb.GroupEvent_CREATED)).Scan(&ok)
+	return ok, mapErr(err)
+}
