@@ -204,6 +204,11 @@ func TestNothingStaysActiveForWhatDoesNotExist(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"alice", "bob"}, r.Members)
 
+	// A name other users are shown is checked by the grain too, not only by REST.
+	_, err = actors.GroupCall(e.deps, &parleypb.GroupRequest{Op: parleypb.GroupRequest_CREATE, Group: convid.NewGroupID(),
+		By: "alice", Name: "a\u0000\n<b>", Members: []string{"bob"}})
+	require.Equal(t, parleypb.ErrorReason_BAD_REQUEST, parleypb.ReasonOf(err), "%v", err)
+
 	// A real conversation stays active after a refusal.
 	e.post(t, "alice", "bob", "real")
 	_, err = actors.Call[*parleypb.PostResponse](e.deps, convid.DirectID("alice", "bob"), actors.KindConversation,

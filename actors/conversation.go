@@ -125,7 +125,7 @@ func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
 	c.deps.Metrics.Since(metrics.StageGrain, req.DecodedAt)
 	if e := c.check(req); e != nil {
 		ctx.Respond(&parleypb.PostResponse{Error: e})
-		c.stopIfNothing(ctx, e)
+		c.stopIfEmpty(ctx)
 		return
 	}
 	key := clientKey(req)
@@ -182,6 +182,7 @@ func (c *Conversation) flush(ctx actor.Context) {
 	}
 	n := batchLen(c.w.pending)
 	if n == 0 {
+		c.stopIfEmpty(ctx) // every change was refused, or nothing was asked
 		return
 	}
 	batch := c.w.take(n)
@@ -337,9 +338,8 @@ func (c *Conversation) groupOp(ctx actor.Context, req *parleypb.GroupRequest) {
 	case c.w.broken:
 		ctx.Respond(groupError(parleypb.ErrorReason_UNAVAILABLE, "group is restarting; retry"))
 	case req.Op == parleypb.GroupRequest_GET || req.Op == parleypb.GroupRequest_MEMBERSHIP:
-		r := g.read(groupOf(c.id), req)
-		ctx.Respond(r)
-		c.stopIfNothing(ctx, r.Error)
+		ctx.Respond(g.read(groupOf(c.id), req))
+		c.stopIfEmpty(ctx)
 	case req.Op == parleypb.GroupRequest_CREATE || req.Op == parleypb.GroupRequest_ADD_MEMBER ||
 		req.Op == parleypb.GroupRequest_REMOVE_MEMBER:
 		c.w.add(&change{op: req, waiters: []*actor.PID{ctx.Sender()}})
@@ -353,11 +353,12 @@ func (c *Conversation) groupOp(ctx actor.Context, req *parleypb.GroupRequest) {
 // to live connections); nothing is stored.
 func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
 	if c.members == nil || !c.members.isMember(req.From) {
+		c.stopIfEmpty(ctx)
 		return
 	}
 	if d, ok := c.members.(*direct); ok {
-		if e := d.exist(c.deps); e != nil {
-			c.stopIfNothing(ctx, e)
+		if d.exist(c.deps) != nil {
+			c.stopIfEmpty(ctx)
 			return // no such user: nobody to tell
 		}
 	}
@@ -369,13 +370,25 @@ func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
 	}
 }
 
-// stopIfNothing passivates the grain at once when it answered not_found for a
-// conversation that does not exist (a group never created, a peer who is no
-// account) and holds no write: a name that names nothing keeps no memory.
-func (c *Conversation) stopIfNothing(ctx actor.Context, e *parleypb.GrainError) {
-	if e != nil && e.Reason == parleypb.ErrorReason_NOT_FOUND && c.w.version == 0 && c.w.idle() {
-		ctx.Poison(ctx.Self())
+// stopIfEmpty passivates the grain at once when the conversation does not exist (a
+// group never created, a DM whose peer is no account, or that nobody may use),
+// its stream is empty and it holds no write: a name that names nothing keeps no
+// memory for the idle timeout. It is called after each refusal.
+func (c *Conversation) stopIfEmpty(ctx actor.Context) {
+	if c.w.version != 0 || !c.w.idle() {
+		return
 	}
+	switch m := c.members.(type) {
+	case *group:
+		if m.exists() {
+			return
+		}
+	case *direct:
+		if m.known {
+			return
+		}
+	}
+	ctx.Poison(ctx.Self())
 }
 
 // dedupe remembers the answers to the latest posts by sender and client id, so that

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/internal/textcheck"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -121,6 +122,9 @@ func (g *group) prepare(d *Deps, id string, req *parleypb.GroupRequest) (*parley
 		}
 		if req.Name == "" || utf8.RuneCountInString(req.Name) > maxGroupName {
 			return nil, groupError(parleypb.ErrorReason_BAD_REQUEST, "name must be 1 to %d characters", maxGroupName)
+		}
+		if err := textcheck.Name(req.Name); err != nil { // REST checks too; a grain trusts no caller
+			return nil, groupError(parleypb.ErrorReason_BAD_REQUEST, "name is refused: %v", err)
 		}
 		members := uniqueExcept(req.Members, req.By)
 		if len(members)+1 > limit {

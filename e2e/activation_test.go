@@ -56,6 +56,8 @@ func TestUnknownIDsActivateNoGrain(t *testing.T) {
 			map[string]any{"user": bob.UserID}, nil)))
 		require.Equal(t, "not_found", apiCode(groupAPI(t, n, alice, http.MethodGet,
 			"/v1/conversations/"+convid.GroupID(group())+"/messages", nil, nil)))
+		require.Equal(t, "not_found", apiCode(groupAPI(t, n, alice, http.MethodPost, "/v1/groups",
+			map[string]any{"name": "team", "members": []string{bob.UserID, ghost()}}, nil)), "a create refused")
 	}
 	syncNow(t, ac, ar, nil) // after every frame above was handled
 	time.Sleep(100 * time.Millisecond)

@@ -52,6 +52,8 @@ func TestBadInput(t *testing.T) {
 		{name: "missing recipient", payload: json(`{"type":"send","id":"m2","text":"hi"}`), wantCode: "bad_request", wantID: "m2"},
 		{name: "missing id", payload: json(`{"type":"send","to":"` + bob.UserID + `","text":"hi"}`), wantCode: "bad_request"},
 		{name: "id too long", payload: send(strings.Repeat("x", 65), bob.UserID, "hi"), wantCode: "bad_request", wantID: strings.Repeat("x", 65)},
+		{name: "NUL in id (review finding 3)", payload: json(`{"type":"send","id":"x\u0000","to":"` + bob.UserID + `","text":"hi"}`),
+			wantCode: "bad_request", wantID: "x\x00"},
 		{name: "text too long", payload: send("long", bob.UserID, strings.Repeat("é", 51)), wantCode: "too_large", wantID: "long"},
 		{name: "unknown user", payload: send("ghost", "nobody-here", "hi"), wantCode: "not_found", wantID: "ghost"},
 		{name: "bad user id", payload: send("bad", "Not A User", "hi"), wantCode: "bad_request", wantID: "bad"},

@@ -32,6 +32,9 @@ var badJSON = []badCase{
 	{"send no id", `{"type":"send","to":"bob","text":"hi"}`, "", `missing "id"`},
 	{"send id too long", `{"type":"send","id":"` + strings.Repeat("x", 65) + `","to":"bob","text":"hi"}`,
 		strings.Repeat("x", 65), "65 characters"},
+	{"send id NUL", `{"type":"send","id":"x\u0000","to":"bob","text":"hi"}`, "x\x00", "control character or invalid UTF-8 at byte 1"},
+	{"send id newline", `{"type":"send","id":"a\nb","to":"bob","text":"hi"}`, "a\nb", "control character"},
+	{"send id C1 control", `{"type":"send","id":"a\u0085","to":"bob","text":"hi"}`, "a\u0085", "control character"},
 	{"send id number", `{"type":"send","id":5,"to":"bob","text":"hi"}`, "", `"id" must be a string`},
 	{"send no text", `{"type":"send","id":"c1","to":"bob"}`, "c1", `missing "text"`},
 	{"send empty text", `{"type":"send","id":"c1","to":"bob","text":""}`, "c1", `missing "text"`},
@@ -133,5 +136,15 @@ func TestDecodeServerBad(t *testing.T) {
 	for _, in := range []string{"", "\xff\xff"} {
 		_, err := DecodeServer(Proto, []byte(in))
 		require.Error(t, err, "%q", in)
+	}
+}
+
+// Client ids are stored as text: no control characters, no invalid UTF-8 (which
+// JSON decoding turns into U+FFFD and protobuf refuses, but a check costs nothing).
+func TestBadIDChar(t *testing.T) {
+	for id, want := range map[string]int{
+		"m-1": -1, "é😀": -1, "a\uFFFDb": -1, "ab\xff": 2, "\x00": 0, "a\tb": 1, "a\u007fb": 1, "a\u200eb": -1,
+	} {
+		require.Equal(t, want, badIDChar(id), "%q", id)
 	}
 }

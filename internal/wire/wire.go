@@ -18,6 +18,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -291,10 +292,34 @@ func validateSend(s *parleypb.Send) *FrameError {
 	if n := utf8.RuneCountInString(id); n > maxClientID {
 		return badRequest(id, `send: "id" is %d characters, at most %d allowed`, n, maxClientID)
 	}
+	if i := badIDChar(id); i >= 0 {
+		echo := id
+		if !utf8.ValidString(id) {
+			echo = "" // a protobuf string must be valid UTF-8
+		}
+		return badRequest(echo, `send: "id" has a control character or invalid UTF-8 at byte %d`, i)
+	}
 	if s.GetText() == "" {
 		return badRequest(id, `send: missing "text"`)
 	}
 	return checkTarget("send", id, s.GetTo(), s.GetGroup())
+}
+
+// badIDChar is the byte offset of the first invalid UTF-8 sequence or control
+// character (Unicode Cc: NUL, newlines, ...) in a client id, or -1. Client ids are
+// stored as text and echoed in frames; such bytes break one or the other.
+func badIDChar(id string) int {
+	for i, r := range id {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			if r == utf8.RuneError {
+				if _, size := utf8.DecodeRuneInString(id[i:]); size > 1 {
+					continue // a literal U+FFFD is a character like any other
+				}
+			}
+			return i
+		}
+	}
+	return -1
 }
 
 // checkTarget checks that exactly one of to and group is set.
