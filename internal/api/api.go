@@ -18,6 +18,7 @@ type Store interface {
 	CreateUser(ctx context.Context, u persistence.User) error
 	User(ctx context.Context, id string) (persistence.User, error)
 	AddDevice(ctx context.Context, user, device string) error
+	auth.Devices // token generations, for logout
 	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
 }
 
@@ -29,6 +30,10 @@ type Presence func(ctx context.Context, user string) (status string, lastSeen in
 type Options struct {
 	Store  Store
 	Signer *auth.Signer
+	// Sessions issues, verifies and revokes tokens. Nil means Sessions of Signer
+	// and Store with the default cache. (The node shares its Sessions with the
+	// WebSocket upgrade, so that a logout here is seen there at once.)
+	Sessions *auth.Sessions
 	// Presence gives live status. Nil (or an error from it) means "offline"
 	// with the stored last-seen time.
 	Presence Presence
@@ -52,7 +57,7 @@ type Options struct {
 // API holds the REST handlers. Create it with [New].
 type API struct {
 	store     Store
-	signer    *auth.Signer
+	sessions  *auth.Sessions
 	presence  Presence
 	groups    Groups
 	limits    config.Limits
@@ -87,7 +92,10 @@ func New(o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &API{store: o.Store, signer: o.Signer, presence: o.Presence, groups: o.Groups, limits: o.Limits,
+	if o.Sessions == nil {
+		o.Sessions = auth.NewSessions(o.Signer, o.Store, auth.SessionsConfig{})
+	}
+	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, limits: o.Limits,
 		hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 
@@ -99,6 +107,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	})
 	a.route(mux, "/v1/sessions", map[string]http.HandlerFunc{
 		http.MethodPost: a.createSession,
+	})
+	a.route(mux, "/v1/sessions/current", map[string]http.HandlerFunc{
+		http.MethodDelete: a.authed(a.deleteSession),
 	})
 	a.route(mux, "/v1/users/{id}", map[string]http.HandlerFunc{
 		http.MethodGet: a.authed(a.getUser),
@@ -150,7 +161,7 @@ func (a *API) authed(h authedHandler) http.HandlerFunc {
 			a.fail(w, r, errorf(parleypb.ErrorReason_UNAUTHORIZED, "missing bearer token"))
 			return
 		}
-		claims, err := a.signer.Verify(token)
+		claims, err := a.sessions.Verify(r.Context(), token)
 		if err != nil {
 			a.fail(w, r, err)
 			return

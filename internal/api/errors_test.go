@@ -32,6 +32,10 @@ func (brokenStore) User(context.Context, string) (persistence.User, error) {
 	return persistence.User{}, errSecret
 }
 func (brokenStore) AddDevice(context.Context, string, string) error { return errSecret }
+func (brokenStore) DeviceGeneration(context.Context, string, string) (int64, error) {
+	return 0, errSecret
+}
+func (brokenStore) RevokeDevice(context.Context, string, string) (int64, error) { return 0, errSecret }
 func (brokenStore) History(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
 	return nil, false, errSecret
 }
@@ -53,6 +57,7 @@ func TestInternalErrorsAreHidden(t *testing.T) {
 		{"POST", "/v1/sessions", `{"username":"alice","password":"` + password + `"}`},
 		{"GET", "/v1/users/alice", ""},
 		{"GET", "/v1/conversations/dm:alice:bob/messages", ""},
+		{"DELETE", "/v1/sessions/current", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.method+" "+c.path, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -23,9 +22,6 @@ const (
 	maxPasswordBytes   = 72 // what bcrypt hashes
 	maxDisplayNameRune = 64
 )
-
-// devicePattern is what a client-chosen device id must match.
-var devicePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // errBadLogin is the one answer to a wrong username or password.
 var errBadLogin = errorf(parleypb.ErrorReason_UNAUTHORIZED, "wrong username or password")
@@ -119,8 +115,8 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if req.Device != "" && !devicePattern.MatchString(req.Device) {
-		a.fail(w, r, errorf(parleypb.ErrorReason_BAD_REQUEST, "device must match "+devicePattern.String()))
+	if req.Device != "" && !auth.DevicePattern.MatchString(req.Device) {
+		a.fail(w, r, errorf(parleypb.ErrorReason_BAD_REQUEST, "device must match "+auth.DevicePattern.String()))
 		return
 	}
 	if err := a.login(r, req.Username, req.Password); err != nil {
@@ -135,13 +131,24 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	token, err := a.signer.Issue(req.Username, device)
+	token, err := a.sessions.Issue(r.Context(), req.Username, device)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, sessionAnswer{Token: token, UserID: req.Username, DeviceID: device})
+}
+
+// deleteSession serves DELETE /v1/sessions/current: logout. Every token of the
+// caller's device stops being valid (see auth.Sessions for how soon on other
+// nodes); the device's cursor stays.
+func (a *API) deleteSession(w http.ResponseWriter, r *http.Request, claims auth.Claims) {
+	if err := a.sessions.Revoke(r.Context(), claims.UserID, claims.DeviceID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // login checks a username and password: errBadLogin if either is wrong, a

@@ -8,7 +8,12 @@
 // mutate one that other goroutines read.
 package config
 
-import "time"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
 
 // Config is the whole configuration of one node. Its YAML form is documented,
 // key by key, in the repository's cluster.yaml.
@@ -136,12 +141,29 @@ type Admin struct {
 
 // Auth configures passwords and access tokens.
 type Auth struct {
-	// TokenSecret is the HMAC key that signs access tokens; when set it must be
-	// at least 32 bytes. Default "": a secret is generated once and kept in the
-	// database, so every node shares it.
+	// TokenSecret is the HMAC key that signs access tokens, at least 32 bytes
+	// when set. Default "": the key comes from TokenSecretFile. Every node of a
+	// cluster must have the same key. Env: PARLEY_TOKEN_SECRET.
 	TokenSecret string `yaml:"tokenSecret"`
+	// PreviousTokenSecret is a key that no longer signs but is still accepted,
+	// so that keys can rotate; it needs TokenSecret (the key file holds its own).
+	// Default "". Env: PARLEY_PREVIOUS_TOKEN_SECRET.
+	PreviousTokenSecret string `yaml:"previousTokenSecret"`
+	// TokenSecretFile holds the keys when TokenSecret is not set: the current
+	// key on its first line, optionally the previous one on the second. When the
+	// file does not exist a fresh key is generated into it (mode 0600). Default
+	// "": [DefaultTokenSecretFile]. Env: PARLEY_TOKEN_SECRET_FILE.
+	TokenSecretFile string `yaml:"tokenSecretFile"`
 	// TokenTTL is how long an access token stays valid. Default 720h (30 days).
 	TokenTTL time.Duration `yaml:"tokenTTL"`
+	// SessionCacheTTL is how long a node trusts the token generation it read for
+	// a device; a logout (DELETE /v1/sessions/current) on another node takes up
+	// to this long to reach it (on the same node it is at once). 1s..1h.
+	// Default 10s.
+	SessionCacheTTL time.Duration `yaml:"sessionCacheTTL"`
+	// SessionCacheEntries bounds the devices whose generation a node caches,
+	// 1..10000000. Default 65536.
+	SessionCacheEntries int `yaml:"sessionCacheEntries"`
 	// BcryptCost is the bcrypt work factor for new password hashes, 4..31.
 	// Default 10.
 	BcryptCost int `yaml:"bcryptCost"`
@@ -262,6 +284,7 @@ func Default() Config {
 		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081"},
 		Admin:  Admin{},
 		Auth: Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10,
+			SessionCacheTTL: 10 * time.Second, SessionCacheEntries: 1 << 16,
 			LoginPerAddress:    RateLimit{Rate: 0.17, Burst: 3},
 			LoginPerAccount:    RateLimit{Rate: 0.17, Burst: 3},
 			RegisterPerAddress: RateLimit{Rate: 0.17, Burst: 3},
@@ -303,3 +326,27 @@ const (
 
 // MinTokenSecretBytes is the shortest accepted Auth.TokenSecret.
 const MinTokenSecretBytes = 32
+
+// DefaultTokenSecretFile is where the token keys are kept when
+// Auth.TokenSecretFile is not set: $XDG_STATE_HOME/parley/token-secret, else
+// ~/.local/state/parley/token-secret (so every node run by one user on one host
+// shares it).
+func DefaultTokenSecretFile() (string, error) {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("auth.tokenSecretFile: not set, and no home directory for the default: %w", err)
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "parley", "token-secret"), nil
+}
+
+// SecretFile is TokenSecretFile, or [DefaultTokenSecretFile] when it is "".
+func (a Auth) SecretFile() (string, error) {
+	if a.TokenSecretFile != "" {
+		return a.TokenSecretFile, nil
+	}
+	return DefaultTokenSecretFile()
+}

@@ -149,15 +149,17 @@ func TestApplyEnv(t *testing.T) {
 		{
 			name: "every variable",
 			env: map[string]string{
-				"DATABASE_URL":        "postgres://env/db",
-				"PARLEY_HTTP_ADDR":    "0.0.0.0:9000",
-				"PARLEY_ADMIN_ADDR":   "127.0.0.1:9001",
-				"PARLEY_NODE_ID":      "7",
-				"PARLEY_CLUSTER_HOST": "10.0.0.5",
-				"PARLEY_CLUSTER_PORT": " 6000 ",
-				"PARLEY_TOKEN_SECRET": "s3cret",
-				"PARLEY_ADMIN_TOKEN":  "adm",
-				"PARLEY_LOG_LEVEL":    "debug",
+				"DATABASE_URL":                 "postgres://env/db",
+				"PARLEY_HTTP_ADDR":             "0.0.0.0:9000",
+				"PARLEY_ADMIN_ADDR":            "127.0.0.1:9001",
+				"PARLEY_NODE_ID":               "7",
+				"PARLEY_CLUSTER_HOST":          "10.0.0.5",
+				"PARLEY_CLUSTER_PORT":          " 6000 ",
+				"PARLEY_TOKEN_SECRET":          "s3cret",
+				"PARLEY_PREVIOUS_TOKEN_SECRET": "old",
+				"PARLEY_TOKEN_SECRET_FILE":     "/run/secrets/parley",
+				"PARLEY_ADMIN_TOKEN":           "adm",
+				"PARLEY_LOG_LEVEL":             "debug",
 			},
 			check: func(t *testing.T, c Config) {
 				require.Equal(t, "postgres://env/db", c.Database.URL)
@@ -167,6 +169,8 @@ func TestApplyEnv(t *testing.T) {
 				require.Equal(t, "10.0.0.5", c.Cluster.Host)
 				require.Equal(t, 6000, c.Cluster.Port)
 				require.Equal(t, "s3cret", c.Auth.TokenSecret)
+				require.Equal(t, "old", c.Auth.PreviousTokenSecret)
+				require.Equal(t, "/run/secrets/parley", c.Auth.TokenSecretFile)
 				require.Equal(t, "adm", c.Admin.Token)
 				require.Equal(t, "debug", c.Log.Level)
 			},
@@ -263,6 +267,16 @@ func TestValidate(t *testing.T) {
 		{"short token secret", func(c *Config) { c.Auth.TokenSecret = "short" }, "auth.tokenSecret"},
 		{"token secret ok", func(c *Config) { c.Auth.TokenSecret = strings.Repeat("k", 32) }, ""},
 		{"token ttl", func(c *Config) { c.Auth.TokenTTL = -time.Second }, "auth.tokenTTL"},
+		{"previous token secret", func(c *Config) {
+			c.Auth.TokenSecret, c.Auth.PreviousTokenSecret = strings.Repeat("k", 32), strings.Repeat("p", 32)
+		}, ""},
+		{"short previous token secret", func(c *Config) {
+			c.Auth.TokenSecret, c.Auth.PreviousTokenSecret = strings.Repeat("k", 32), "short"
+		}, "auth.previousTokenSecret"},
+		{"previous token secret alone", func(c *Config) { c.Auth.PreviousTokenSecret = strings.Repeat("p", 32) }, "auth.previousTokenSecret"},
+		{"session cache ttl", func(c *Config) { c.Auth.SessionCacheTTL = 0 }, "auth.sessionCacheTTL"},
+		{"session cache ttl long", func(c *Config) { c.Auth.SessionCacheTTL = 2 * time.Hour }, "auth.sessionCacheTTL"},
+		{"session cache entries", func(c *Config) { c.Auth.SessionCacheEntries = 0 }, "auth.sessionCacheEntries"},
 		{"bcrypt cost low", func(c *Config) { c.Auth.BcryptCost = 3 }, "auth.bcryptCost"},
 		{"bcrypt cost high", func(c *Config) { c.Auth.BcryptCost = 32 }, "auth.bcryptCost"},
 		{"bcrypt cost min", func(c *Config) { c.Auth.BcryptCost = 4 }, ""},
@@ -516,4 +530,19 @@ func TestExemptPrefixes(t *testing.T) {
 		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
 		netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("10.0.0.0/8"),
 	}, a.ExemptPrefixes())
+}
+
+func TestTokenSecretFile(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", "/var/lib/state")
+	path, err := Auth{}.SecretFile()
+	require.NoError(t, err)
+	require.Equal(t, "/var/lib/state/parley/token-secret", path)
+	t.Setenv("XDG_STATE_HOME", "")
+	t.Setenv("HOME", "/home/p")
+	path, err = Auth{}.SecretFile()
+	require.NoError(t, err)
+	require.Equal(t, "/home/p/.local/state/parley/token-secret", path)
+	path, err = Auth{TokenSecretFile: "/etc/parley/key"}.SecretFile()
+	require.NoError(t, err)
+	require.Equal(t, "/etc/parley/key", path)
 }

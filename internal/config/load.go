@@ -74,6 +74,8 @@ func (c *Config) decode(r io.Reader) error {
 //	PARLEY_AUTOMANAGED_PEERS cluster.automanaged.peers (comma-separated)
 //	PARLEY_ZK_SERVERS        cluster.zookeeper.servers (comma-separated)
 //	PARLEY_TOKEN_SECRET  auth.tokenSecret
+//	PARLEY_PREVIOUS_TOKEN_SECRET auth.previousTokenSecret
+//	PARLEY_TOKEN_SECRET_FILE     auth.tokenSecretFile
 //	PARLEY_ADMIN_TOKEN   admin.token
 //	PARLEY_LOG_LEVEL     log.level
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
@@ -90,6 +92,8 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		{"PARLEY_CLUSTER_TLS_KEY", &c.Cluster.TLS.Key},
 		{"PARLEY_CLUSTER_TLS_CA", &c.Cluster.TLS.CA},
 		{"PARLEY_TOKEN_SECRET", &c.Auth.TokenSecret},
+		{"PARLEY_PREVIOUS_TOKEN_SECRET", &c.Auth.PreviousTokenSecret},
+		{"PARLEY_TOKEN_SECRET_FILE", &c.Auth.TokenSecretFile},
 		{"PARLEY_ADMIN_TOKEN", &c.Admin.Token},
 		{"PARLEY_LOG_LEVEL", &c.Log.Level},
 	}

@@ -204,7 +204,19 @@ func (a Auth) validate(v *validator) {
 	if a.TokenSecret != "" && len(a.TokenSecret) < MinTokenSecretBytes {
 		v.addf("auth.tokenSecret", "must be at least %d bytes when set, got %d", MinTokenSecretBytes, len(a.TokenSecret))
 	}
+	if a.PreviousTokenSecret != "" {
+		if len(a.PreviousTokenSecret) < MinTokenSecretBytes {
+			v.addf("auth.previousTokenSecret", "must be at least %d bytes when set, got %d", MinTokenSecretBytes, len(a.PreviousTokenSecret))
+		}
+		if a.TokenSecret == "" {
+			v.addf("auth.previousTokenSecret", "needs auth.tokenSecret (a key file holds its previous key on its second line)")
+		}
+	}
 	v.duration("auth.tokenTTL", a.TokenTTL)
+	if a.SessionCacheTTL < time.Second || a.SessionCacheTTL > time.Hour {
+		v.addf("auth.sessionCacheTTL", "must be a duration in 1s..1h, got %s", a.SessionCacheTTL)
+	}
+	v.between("auth.sessionCacheEntries", a.SessionCacheEntries, 1, 10_000_000)
 	v.between("auth.bcryptCost", a.BcryptCost, 4, 31)
 	v.between("auth.hashConcurrency", a.HashConcurrency, 0, 1024)
 	a.LoginPerAddress.validate(v, "auth.loginPerAddress")

@@ -58,10 +58,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With(slog.Int("node", lease.NodeID))
 	go lease.renew(ctx, log)
 
-	signer, err := newSigner(ctx, store, cfg.Auth)
+	signer, err := newSigner(cfg.Auth, cfg.Cluster.Provider, log)
 	if err != nil {
 		return err
 	}
+	sessions := auth.NewSessions(signer, store, auth.SessionsConfig{
+		CacheTTL: cfg.Auth.SessionCacheTTL, CacheEntries: cfg.Auth.SessionCacheEntries})
 	hasher, err := auth.NewHasher(cfg.Auth.BcryptCost, cfg.Auth.HashConcurrency)
 	if err != nil {
 		return err
@@ -96,7 +98,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		OutboundBytes: cfg.Gateway.OutboundBytes,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes, FrameRate: cfg.Limits.FrameRate, FrameBurst: cfg.Limits.FrameBurst,
 		Metrics: met,
-	}, log, authenticator(signer), func(s *gateway.Socket, id gateway.Identity) gateway.Handler {
+	}, log, authenticator(sessions), func(s *gateway.Socket, id gateway.Identity) gateway.Handler {
 		return actors.SpawnConnection(deps, s, id.User, id.Device)
 	})
 	if err != nil {
@@ -105,8 +107,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	api.New(api.Options{Store: store, Signer: signer, Limits: cfg.Limits, Hasher: hasher, Throttle: loginThrottle(cfg.Auth), Log: log,
-		Presence: presence(deps), Groups: groups(deps)}).Register(mux)
+	api.New(api.Options{Store: store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
+		Throttle: loginThrottle(cfg.Auth), Log: log, Presence: presence(deps), Groups: groups(deps)}).Register(mux)
 	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { gw.ServeHTTP(w, r, api.WriteError) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -231,27 +233,6 @@ func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 
 func (f levelFilter) WithGroup(n string) slog.Handler {
 	return levelFilter{Handler: f.Handler.WithGroup(n), min: f.min}
-}
-
-func newSigner(ctx context.Context, store *postgres.Store, cfg config.Auth) (*auth.Signer, error) {
-	secret := []byte(cfg.TokenSecret)
-	if len(secret) == 0 {
-		var err error
-		if secret, err = store.Setting(ctx, "token_secret", auth.NewSecret); err != nil {
-			return nil, fmt.Errorf("loading token secret: %w", err)
-		}
-	}
-	return auth.NewSigner(secret, cfg.TokenTTL)
-}
-
-func authenticator(signer *auth.Signer) gateway.Authenticate {
-	return func(r *http.Request) (gateway.Identity, error) {
-		claims, err := signer.Verify(api.BearerToken(r))
-		if err != nil {
-			return gateway.Identity{}, gateway.AuthError
-		}
-		return gateway.Identity{User: claims.UserID, Device: claims.DeviceID}, nil
-	}
 }
 
 func presence(deps *actors.Deps) api.Presence {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/parleychat/parley/persistence"
@@ -67,6 +68,36 @@ func (s *Store) AddDevice(ctx context.Context, user, device string) error {
 		return fmt.Errorf("adding device of %s: %w", user, mapErr(err))
 	}
 	return nil
+}
+
+// DeviceGeneration is the token generation of a user's device (see
+// auth.Sessions); 0 for a device that is not registered.
+func (s *Store) DeviceGeneration(ctx context.Context, user, device string) (int64, error) {
+	var gen int64
+	err := s.pool.QueryRow(ctx, `SELECT token_generation FROM devices WHERE user_id = $1 AND device_id = $2`,
+		user, device).Scan(&gen)
+	if err = mapErr(err); errors.Is(err, persistence.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading token generation of %s: %w", user, err)
+	}
+	return gen, nil
+}
+
+// RevokeDevice moves the token generation of a user's device on (registering the
+// device if it was not) and returns the new generation: the tokens issued for it
+// so far stop being valid. persistence.ErrNotFound if the user does not exist.
+func (s *Store) RevokeDevice(ctx context.Context, user, device string) (int64, error) {
+	var gen int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO devices (user_id, device_id, token_generation)
+		SELECT id, $2, 1 FROM users WHERE id = $1
+		ON CONFLICT (user_id, device_id) DO UPDATE SET token_generation = devices.token_generation + 1
+		RETURNING token_generation`, user, device).Scan(&gen)
+	if err != nil {
+		return 0, fmt.Errorf("revoking tokens of %s: %w", user, mapErr(err))
+	}
+	return gen, nil
 }
 
 // Setting returns the value stored under key, storing make()'s result first if
