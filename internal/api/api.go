@@ -171,14 +171,22 @@ func (a *API) authed(h authedHandler) http.HandlerFunc {
 }
 
 // BearerToken returns the token of an "Authorization: Bearer <token>" header
-// (scheme case-insensitive), else the ?token= query parameter, else "".
+// (scheme case-insensitive), else "". The REST API and the admin endpoint take
+// tokens from there only: a token in the URL ends up in access logs.
 func BearerToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, token, ok := strings.Cut(h, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(token)
-		}
-		return ""
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	return ""
+}
+
+// UpgradeToken is the token of a WebSocket upgrade, which browsers cannot give
+// headers: [BearerToken], or, when the request has no Authorization header at
+// all, the ?token= query parameter.
+func UpgradeToken(r *http.Request) string {
+	if r.Header.Get("Authorization") != "" {
+		return BearerToken(r)
 	}
 	return r.URL.Query().Get("token")
 }

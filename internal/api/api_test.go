@@ -291,8 +291,8 @@ func TestGetUser(t *testing.T) {
 			`{"user":{"id":"alice","displayName":"Alice","status":"online","lastSeen":5000}}`},
 		{"presence fails", "/v1/users/bob", token, 200, "",
 			`{"user":{"id":"bob","displayName":"Bob","status":"offline","lastSeen":1234}}`},
-		{"token in query", "/v1/users/bob?token=" + token, "", 200, "",
-			`{"user":{"id":"bob","displayName":"Bob","status":"offline","lastSeen":1234}}`},
+		// Finding 12: REST takes no token from the URL (only the WebSocket upgrade does).
+		{"token in query", "/v1/users/bob?token=" + token, "", 401, "unauthorized", ""},
 		{"unknown user", "/v1/users/zed", token, 404, "not_found", ""},
 		{"invalid id", "/v1/users/Zed", token, 404, "not_found", ""},
 		{"no token", "/v1/users/alice", "", 401, "unauthorized", ""},

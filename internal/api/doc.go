@@ -13,8 +13,9 @@
 // Every error answer is {"error":{"code":"...","message":"..."}} with a code
 // of PROTOCOL.md. Handlers return Go errors; one function maps them to a
 // status and code, and internal errors are logged and shown to the client only
-// as "internal error". [WriteError] and [BearerToken] are exported for the
-// WebSocket gateway, which answers its handshake the same way.
+// as "internal error". [WriteError], [BearerToken] and [UpgradeToken] are
+// exported for the node's WebSocket upgrade and admin endpoint, which answer
+// the same way.
 //
 // Conversation ids are parsed by package convid.
 package api

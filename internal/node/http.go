@@ -56,11 +56,12 @@ func newSigner(cfg config.Auth, provider string, log *slog.Logger) (*auth.Signer
 	return signer, nil
 }
 
-// authenticator checks the token of a WebSocket upgrade, as the REST API does
-// (signature, key, ids, and that the device has not logged out).
+// authenticator checks the token of a WebSocket upgrade (from the
+// Authorization header, or ?token= when there is none), as the REST API does:
+// signature, key, ids, and that the device has not logged out.
 func authenticator(sessions *auth.Sessions) gateway.Authenticate {
 	return func(r *http.Request) (gateway.Identity, error) {
-		claims, err := sessions.Verify(r.Context(), api.BearerToken(r))
+		claims, err := sessions.Verify(r.Context(), api.UpgradeToken(r))
 		if err != nil {
 			return gateway.Identity{}, gateway.AuthError
 		}

@@ -116,6 +116,10 @@ func TestAuthenticator(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, gateway.Identity{User: "alice", Device: "phone"}, id)
 
+	r := httptest.NewRequest("GET", "/v1/ws?token="+tok, nil)
+	_, err = authn(r)
+	require.NoError(t, err, "the upgrade takes ?token= (browsers cannot set headers)")
+
 	require.NoError(t, sessions.Revoke(ctx, "alice", "phone"))
 	_, err = upgrade(tok)
 	require.ErrorIs(t, err, gateway.AuthError, "a logged-out device cannot connect")
