@@ -134,9 +134,14 @@ type Listen struct {
 
 // Admin configures the admin endpoint.
 type Admin struct {
-	// Token is the bearer token the admin endpoint requires. Default "": no
-	// token required (meant for loopback use).
+	// Token is the bearer token (Authorization header only) that every admin
+	// call but /healthz requires. Default "": no token, which is refused unless
+	// listen.admin is a loopback address. Env: PARLEY_ADMIN_TOKEN.
 	Token string `yaml:"token"`
+	// Pprof serves Go's profiles under /debug/pprof/ (CPU profile, trace,
+	// goroutine dumps) on the admin listener. Default false. Env:
+	// PARLEY_ADMIN_PPROF (true or false).
+	Pprof bool `yaml:"pprof"`
 }
 
 // Auth configures passwords and access tokens.

@@ -159,6 +159,7 @@ func TestApplyEnv(t *testing.T) {
 				"PARLEY_PREVIOUS_TOKEN_SECRET": "old",
 				"PARLEY_TOKEN_SECRET_FILE":     "/run/secrets/parley",
 				"PARLEY_ADMIN_TOKEN":           "adm",
+				"PARLEY_ADMIN_PPROF":           "true",
 				"PARLEY_LOG_LEVEL":             "debug",
 			},
 			check: func(t *testing.T, c Config) {
@@ -172,6 +173,7 @@ func TestApplyEnv(t *testing.T) {
 				require.Equal(t, "old", c.Auth.PreviousTokenSecret)
 				require.Equal(t, "/run/secrets/parley", c.Auth.TokenSecretFile)
 				require.Equal(t, "adm", c.Admin.Token)
+				require.True(t, c.Admin.Pprof)
 				require.Equal(t, "debug", c.Log.Level)
 			},
 		},
@@ -203,6 +205,7 @@ func TestApplyEnvErrors(t *testing.T) {
 	}{
 		{"node id not a number", map[string]string{"PARLEY_NODE_ID": "abc"}, []string{"PARLEY_NODE_ID", `"abc"`}},
 		{"empty port", map[string]string{"PARLEY_CLUSTER_PORT": ""}, []string{"PARLEY_CLUSTER_PORT"}},
+		{"pprof not a bool", map[string]string{"PARLEY_ADMIN_PPROF": "yes please"}, []string{"PARLEY_ADMIN_PPROF"}},
 		{
 			name: "both reported",
 			env:  map[string]string{"PARLEY_NODE_ID": "1.5", "PARLEY_CLUSTER_PORT": "http"},
@@ -264,6 +267,16 @@ func TestValidate(t *testing.T) {
 		{"admin bad", func(c *Config) { c.Listen.Admin = "nope" }, "listen.admin"},
 		{"admin same as http", func(c *Config) { c.Listen.Admin = c.Listen.HTTP }, "listen.admin"},
 		{"both ephemeral", func(c *Config) { c.Listen.HTTP, c.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0" }, ""},
+		// Finding 9: an admin listener others can reach needs a token.
+		{"admin all interfaces without token", func(c *Config) { c.Listen.Admin = "0.0.0.0:8081" }, "admin.token"},
+		{"admin empty host without token", func(c *Config) { c.Listen.Admin = ":8081" }, "admin.token"},
+		{"admin routable without token", func(c *Config) { c.Listen.Admin = "10.0.0.5:8081" }, "admin.token"},
+		{"admin host name without token", func(c *Config) { c.Listen.Admin = "admin.internal:8081" }, "admin.token"},
+		{"admin ipv6 any without token", func(c *Config) { c.Listen.Admin = "[::]:8081" }, "admin.token"},
+		{"admin all interfaces with token", func(c *Config) { c.Listen.Admin, c.Admin.Token = "0.0.0.0:8081", "t0ken" }, ""},
+		{"admin localhost", func(c *Config) { c.Listen.Admin = "localhost:8081" }, ""},
+		{"admin ipv6 loopback", func(c *Config) { c.Listen.Admin = "[::1]:8081" }, ""},
+		{"admin 127.0.0.2", func(c *Config) { c.Listen.Admin = "127.0.0.2:8081" }, ""},
 		{"short token secret", func(c *Config) { c.Auth.TokenSecret = "short" }, "auth.tokenSecret"},
 		{"token secret ok", func(c *Config) { c.Auth.TokenSecret = strings.Repeat("k", 32) }, ""},
 		{"token ttl", func(c *Config) { c.Auth.TokenTTL = -time.Second }, "auth.tokenTTL"},
@@ -545,4 +558,15 @@ func TestTokenSecretFile(t *testing.T) {
 	path, err = Auth{TokenSecretFile: "/etc/parley/key"}.SecretFile()
 	require.NoError(t, err)
 	require.Equal(t, "/etc/parley/key", path)
+}
+
+// Finding 9: -check (Load) refuses PARLEY_ADMIN_ADDR=0.0.0.0:... with no token.
+func TestLoadRefusesOpenAdmin(t *testing.T) {
+	t.Setenv("DATABASE_URL", testURL)
+	t.Setenv("PARLEY_ADMIN_ADDR", "0.0.0.0:18381")
+	_, err := Load("")
+	require.ErrorContains(t, err, "admin.token: required when listen.admin is not a loopback address")
+	t.Setenv("PARLEY_ADMIN_TOKEN", "s3cret-admin")
+	_, err = Load("")
+	require.NoError(t, err)
 }

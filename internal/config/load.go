@@ -77,6 +77,7 @@ func (c *Config) decode(r io.Reader) error {
 //	PARLEY_PREVIOUS_TOKEN_SECRET auth.previousTokenSecret
 //	PARLEY_TOKEN_SECRET_FILE     auth.tokenSecretFile
 //	PARLEY_ADMIN_TOKEN   admin.token
+//	PARLEY_ADMIN_PPROF   admin.pprof (true or false)
 //	PARLEY_LOG_LEVEL     log.level
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	strs := []struct {
@@ -123,6 +124,13 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		}
 	}
 	var errs []error
+	if v, ok := lookup("PARLEY_ADMIN_PPROF"); ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PARLEY_ADMIN_PPROF: %q is not true or false", v))
+		}
+		c.Admin.Pprof = b
+	}
 	for _, i := range ints {
 		v, ok := lookup(i.name)
 		if !ok {

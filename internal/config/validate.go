@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	c.Node.validate(v)
 	c.Database.validate(v)
 	c.Listen.validate(v)
+	c.Admin.validate(v, c.Listen.Admin)
 	c.Auth.validate(v)
 	c.Limits.validate(v)
 	c.Grains.validate(v)
@@ -191,6 +192,18 @@ func (l Listen) validate(v *validator) {
 		if l.Admin == l.HTTP && !ephemeral(l.Admin) {
 			v.addf("listen.admin", "must differ from listen.http (%q)", l.HTTP)
 		}
+	}
+}
+
+// validate refuses an admin listener that other hosts can reach without a
+// token: it serves who talks to whom (/admin/grains), the members' addresses and,
+// with pprof, goroutine dumps.
+func (a Admin) validate(v *validator, addr string) {
+	if addr == "" || a.Token != "" {
+		return
+	}
+	if host, _, err := net.SplitHostPort(addr); err == nil && !Loopback(host) {
+		v.addf("admin.token", "required when listen.admin is not a loopback address (got %q)", addr)
 	}
 }
 

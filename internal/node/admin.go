@@ -1,6 +1,8 @@
 package node
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
@@ -9,14 +11,16 @@ import (
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/internal/api"
+	"github.com/parleychat/parley/internal/config"
 	"github.com/parleychat/parley/internal/metrics"
 )
 
 // adminMux serves the admin endpoint: the grains active on this node, the cluster's
-// members, the node's metrics in Prometheus text format (GET /metrics), and Go's
-// profiles under /debug/pprof/ (heap, goroutine, CPU profile, ...). With a token set,
-// every call needs it as a bearer token.
-func adminMux(token string, deps *actors.Deps, m *metrics.Metrics) http.Handler {
+// members, the node's metrics in Prometheus text format (GET /metrics), and, with
+// cfg.Pprof, Go's profiles under /debug/pprof/ (heap, goroutine, CPU profile, ...).
+// With a token set, every call but GET /healthz needs it as a bearer token in the
+// Authorization header.
+func adminMux(cfg config.Admin, deps *actors.Deps, m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
@@ -37,19 +41,35 @@ func adminMux(token string, deps *actors.Deps, m *metrics.Metrics) http.Handler 
 	mux.HandleFunc("GET /admin/members", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"members": deps.Topology.Members()})
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	if token == "" {
-		return mux
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
+	guarded := requireToken(cfg.Token, mux)
+	outer := http.NewServeMux()
+	outer.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	outer.Handle("/", guarded)
+	return outer
+}
+
+// requireToken lets through only requests whose bearer token (Authorization
+// header; never the URL) is token, compared in constant time; "" lets all through.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	// Hashing both sides first makes the comparison's time independent of the
+	// lengths too.
+	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if api.BearerToken(r) != token {
+		got := sha256.Sum256([]byte(api.BearerToken(r)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
 			api.WriteError(w, http.StatusUnauthorized, "unauthorized", "admin token required")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -6,36 +6,79 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/metrics"
 )
 
-// The admin endpoint serves Go's profiles, behind the admin token when one is set.
+func adminGet(h http.Handler, path, header string) (int, string) {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	if header != "" {
+		r.Header.Set("Authorization", header)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	body, _ := io.ReadAll(w.Result().Body)
+	return w.Code, string(body)
+}
+
+// Finding 9: with a token, every admin call but /healthz needs it, from the
+// Authorization header only.
+func TestAdminToken(t *testing.T) {
+	h := adminMux(config.Admin{Token: "s3cret"}, nil, metrics.New())
+	cases := []struct {
+		name, path, header string
+		status             int
+	}{
+		{"metrics with the token", "/metrics", "Bearer s3cret", 200},
+		{"scheme case", "/metrics", "bearer s3cret", 200},
+		{"metrics without", "/metrics", "", 401},
+		{"wrong token", "/metrics", "Bearer s3creT", 401},
+		{"a prefix of the token", "/metrics", "Bearer s3cre", 401},
+		{"longer", "/metrics", "Bearer s3cret2", 401},
+		{"token in the query", "/metrics?token=s3cret", "", 401},
+		{"token as Basic", "/metrics", "Basic s3cret", 401},
+		{"grains without", "/admin/grains", "", 401},
+		{"members without", "/admin/members", "", 401},
+		{"unknown path without", "/nope", "", 401},
+		{"healthz needs no token", "/healthz", "", 200},
+		{"healthz with a wrong one", "/healthz", "Bearer nope", 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := adminGet(h, c.path, c.header)
+			require.Equal(t, c.status, status, body)
+			if c.status == 401 {
+				require.Contains(t, body, `"unauthorized"`)
+			}
+		})
+	}
+	_, body := adminGet(h, "/healthz", "")
+	require.Equal(t, "ok\n", body)
+}
+
+// Finding 9: profiles are served only with admin.pprof, behind the token when
+// one is set.
 func TestAdminProfiles(t *testing.T) {
-	get := func(h http.Handler, path, token string) (int, string) {
-		r := httptest.NewRequest(http.MethodGet, path, nil)
-		if token != "" {
-			r.Header.Set("Authorization", "Bearer "+token)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		body, _ := io.ReadAll(w.Result().Body)
-		return w.Code, string(body)
-	}
+	status, _ := adminGet(adminMux(config.Admin{}, nil, nil), "/debug/pprof/goroutine?debug=1", "")
+	require.Equal(t, http.StatusNotFound, status, "pprof is off by default")
+	status, _ = adminGet(adminMux(config.Admin{Token: "s3cret"}, nil, nil), "/debug/pprof/heap", "Bearer s3cret")
+	require.Equal(t, http.StatusNotFound, status)
+	require.False(t, config.Default().Admin.Pprof)
 
-	guarded := adminMux("s3cret", nil, nil)
-	if code, _ := get(guarded, "/debug/pprof/heap", ""); code != http.StatusUnauthorized {
-		t.Fatalf("heap profile without the admin token: %d, want 401", code)
-	}
-	code, body := get(guarded, "/debug/pprof/heap", "s3cret")
-	if code != http.StatusOK || !strings.HasPrefix(body, "\x1f\x8b") {
-		t.Fatalf("heap profile with the token: %d, %.20q; want 200 and a gzipped profile", code, body)
-	}
+	guarded := adminMux(config.Admin{Token: "s3cret", Pprof: true}, nil, nil)
+	status, _ = adminGet(guarded, "/debug/pprof/heap", "")
+	require.Equal(t, http.StatusUnauthorized, status, "heap profile without the admin token")
+	status, body := adminGet(guarded, "/debug/pprof/heap", "Bearer s3cret")
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, strings.HasPrefix(body, "\x1f\x8b"), "a gzipped profile: %.20q", body)
 
-	open := adminMux("", nil, nil)
-	code, body = get(open, "/debug/pprof/goroutine?debug=1", "")
-	if code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
-		t.Fatalf("goroutine profile: %d, %.60q", code, body)
-	}
-	if code, _ := get(open, "/debug/pprof/", ""); code != http.StatusOK {
-		t.Fatalf("profile index: %d", code)
-	}
+	open := adminMux(config.Admin{Pprof: true}, nil, nil)
+	status, body = adminGet(open, "/debug/pprof/goroutine?debug=1", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, "goroutine profile:")
+	status, _ = adminGet(open, "/debug/pprof/", "")
+	require.Equal(t, http.StatusOK, status)
 }

@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	servers := []*http.Server{{Addr: cfg.Listen.HTTP, Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	if cfg.Listen.Admin != "" {
-		servers = append(servers, &http.Server{Addr: cfg.Listen.Admin, Handler: adminMux(cfg.Admin.Token, deps, met),
+		servers = append(servers, &http.Server{Addr: cfg.Listen.Admin, Handler: adminMux(cfg.Admin, deps, met),
 			ReadHeaderTimeout: 10 * time.Second})
 	}
 	errc := make(chan error, len(servers))
