@@ -163,9 +163,11 @@ func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps, m *mem
 	system := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet(libLog) }),
 		actor.WithDeadLetterRequestLogging(false))
-	rcfg := remote.Configure(cfg.Cluster.Host, cfg.Cluster.Port,
-		remote.WithEndpointWriterBatchSize(100),
-		remote.WithServerOptions(grpc.MaxRecvMsgSize(16<<20), grpc.UnaryInterceptor(rejectUnary)))
+	ropts, err := remoteOptions(cfg.Cluster, log)
+	if err != nil {
+		return nil, err
+	}
+	rcfg := remote.Configure(cfg.Cluster.Host, cfg.Cluster.Port, ropts...)
 	ccfg := cluster.Configure(cfg.Cluster.Name, m.Provider, disthash.New(), rcfg,
 		cluster.WithKinds(actors.Kinds(deps)...), cluster.WithRequestTimeout(cfg.Grains.RequestTimeout))
 	c = cluster.New(system, ccfg)
