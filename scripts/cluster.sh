@@ -6,9 +6,13 @@
 # Env PARLEY_CONFIG: the nodes' configuration file (default cluster.yaml).
 # Every node lists $PARLEY_CLUSTER_SLOTS peer slots (default 12), so that nodes can
 # join later: `scripts/cluster.sh add` starts the next one.
+# The nodes talk over mutual TLS (cluster.tls) with throwaway certificates that
+# cmd/parley-certs writes into .pgdata/cluster/certs when missing (a CA and one
+# certificate per slot, valid a year for 127.0.0.1 and localhost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=.pgdata/cluster
+CERTS=$PWD/$DIR/certs
 PG_DIR=${PG_RUN_DIR:-$PWD/.pgdata/run}
 PG_PORT=${PG_RUN_PORT:-55432}
 SLOTS=${PARLEY_CLUSTER_SLOTS:-12}
@@ -19,6 +23,11 @@ peers() {
   (IFS=,; echo "${p[*]}")
 }
 
+make_certs() { # the CA and node1..node$SLOTS certificates; kept while valid
+  go build -o bin/parley-certs ./cmd/parley-certs
+  bin/parley-certs -dir "$CERTS" -n "$SLOTS"
+}
+
 start_node() { # i
   local i=$1
   if [[ -f $DIR/node$i.pid ]] && kill -0 "$(cat "$DIR/node$i.pid")" 2>/dev/null; then
@@ -27,6 +36,8 @@ start_node() { # i
   fi
   DATABASE_URL=$DB PARLEY_CLUSTER_PROVIDER=automanaged PARLEY_AUTOMANAGED_PORT=$((28000 + i)) \
     PARLEY_AUTOMANAGED_PEERS=$(peers) \
+    PARLEY_CLUSTER_TLS_CERT=$CERTS/node$i.pem PARLEY_CLUSTER_TLS_KEY=$CERTS/node$i-key.pem \
+    PARLEY_CLUSTER_TLS_CA=$CERTS/ca.pem \
     nohup bin/node -config "${PARLEY_CONFIG:-cluster.yaml}" -http "127.0.0.1:$((8079 + i))" -admin "127.0.0.1:$((8179 + i))" \
     >"$DIR/node$i.log" 2>&1 &
   echo $! >"$DIR/node$i.pid"
@@ -53,6 +64,7 @@ start)
   mkdir -p "$DIR"
   DB=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
   go build -o bin/node ./cmd/node
+  make_certs
   for ((i = 1; i <= n; i++)); do start_node "$i"; done
   ;;
 add)
@@ -61,6 +73,7 @@ add)
   i=1
   while [[ -f $DIR/node$i.pid ]] && kill -0 "$(cat "$DIR/node$i.pid")" 2>/dev/null; do i=$((i + 1)); done
   ((i <= SLOTS)) || { echo "all $SLOTS slots are running" >&2; exit 1; }
+  make_certs
   start_node "$i"
   ;;
 stop)
