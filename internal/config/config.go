@@ -124,12 +124,31 @@ type Database struct {
 	Committers int `yaml:"committers"`
 }
 
-// Listen holds the network addresses served by the node, in host:port form.
+// Listen holds the network addresses served by the node, in host:port form, and
+// the limits of their HTTP servers.
 type Listen struct {
 	// HTTP serves REST, WebSocket and health checks. Default "127.0.0.1:8080".
 	HTTP string `yaml:"http"`
 	// Admin serves the admin endpoint. Default "127.0.0.1:8081"; "" disables it.
 	Admin string `yaml:"admin"`
+	// ReadHeaderTimeout bounds reading a request's headers (a WebSocket
+	// upgrade's too). Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+	// ReadTimeout bounds reading a whole REST request, body included; a client
+	// that trickles its body is cut. At least readHeaderTimeout. Default 30s.
+	ReadTimeout time.Duration `yaml:"readTimeout"`
+	// WriteTimeout bounds a REST request from the end of its headers to the end
+	// of its answer (main listener only; the admin listener's profiles may take
+	// longer). Default 30s.
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// IdleTimeout closes a keep-alive connection that sends no new request
+	// within it. Default 120s.
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// MaxConns caps the connections of the main listener, REST and WebSocket
+	// together; past it new connections wait in the kernel's backlog until one
+	// closes. Keep it below the process's open-file limit (the node's is 20000).
+	// 1..1000000. Default 19000.
+	MaxConns int `yaml:"maxConns"`
 }
 
 // Admin configures the admin endpoint.
@@ -286,8 +305,10 @@ func Default() Config {
 			BatchMax:   512,
 			Committers: 4,
 		},
-		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081"},
-		Admin:  Admin{},
+		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081", ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			MaxConns: 19000},
+		Admin: Admin{},
 		Auth: Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10,
 			SessionCacheTTL: 10 * time.Second, SessionCacheEntries: 1 << 16,
 			LoginPerAddress:    RateLimit{Rate: 0.17, Burst: 3},

@@ -267,6 +267,13 @@ func TestValidate(t *testing.T) {
 		{"admin bad", func(c *Config) { c.Listen.Admin = "nope" }, "listen.admin"},
 		{"admin same as http", func(c *Config) { c.Listen.Admin = c.Listen.HTTP }, "listen.admin"},
 		{"both ephemeral", func(c *Config) { c.Listen.HTTP, c.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0" }, ""},
+		{"read header timeout", func(c *Config) { c.Listen.ReadHeaderTimeout = 0 }, "listen.readHeaderTimeout"},
+		{"read timeout", func(c *Config) { c.Listen.ReadTimeout = 0 }, "listen.readTimeout"},
+		{"read timeout below header timeout", func(c *Config) { c.Listen.ReadTimeout = 5 * time.Second }, "listen.readTimeout"},
+		{"write timeout", func(c *Config) { c.Listen.WriteTimeout = -time.Second }, "listen.writeTimeout"},
+		{"idle timeout", func(c *Config) { c.Listen.IdleTimeout = 0 }, "listen.idleTimeout"},
+		{"max conns", func(c *Config) { c.Listen.MaxConns = 0 }, "listen.maxConns"},
+		{"max conns one", func(c *Config) { c.Listen.MaxConns = 1 }, ""},
 		// Finding 9: an admin listener others can reach needs a token.
 		{"admin all interfaces without token", func(c *Config) { c.Listen.Admin = "0.0.0.0:8081" }, "admin.token"},
 		{"admin empty host without token", func(c *Config) { c.Listen.Admin = ":8081" }, "admin.token"},
@@ -569,4 +576,17 @@ func TestLoadRefusesOpenAdmin(t *testing.T) {
 	t.Setenv("PARLEY_ADMIN_TOKEN", "s3cret-admin")
 	_, err = Load("")
 	require.NoError(t, err)
+}
+
+func TestListenDefaults(t *testing.T) {
+	l := Default().Listen
+	require.Equal(t, 10*time.Second, l.ReadHeaderTimeout)
+	require.Equal(t, 30*time.Second, l.ReadTimeout)
+	require.Equal(t, 30*time.Second, l.WriteTimeout)
+	require.Equal(t, 120*time.Second, l.IdleTimeout)
+	require.Equal(t, 19000, l.MaxConns, "below the node's 20,000 open files")
+	c := Default()
+	require.NoError(t, c.decodeFile(writeYAML(t, "listen:\n  maxConns: 50\n  idleTimeout: 5s\n")))
+	require.Equal(t, 50, c.Listen.MaxConns)
+	require.Equal(t, 5*time.Second, c.Listen.IdleTimeout)
 }

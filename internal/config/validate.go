@@ -193,6 +193,14 @@ func (l Listen) validate(v *validator) {
 			v.addf("listen.admin", "must differ from listen.http (%q)", l.HTTP)
 		}
 	}
+	v.duration("listen.readHeaderTimeout", l.ReadHeaderTimeout)
+	v.duration("listen.readTimeout", l.ReadTimeout)
+	if l.ReadTimeout > 0 && l.ReadTimeout < l.ReadHeaderTimeout {
+		v.addf("listen.readTimeout", "must be >= listen.readHeaderTimeout (%s), got %s", l.ReadHeaderTimeout, l.ReadTimeout)
+	}
+	v.duration("listen.writeTimeout", l.WriteTimeout)
+	v.duration("listen.idleTimeout", l.IdleTimeout)
+	v.between("listen.maxConns", l.MaxConns, 1, 1_000_000)
 }
 
 // validate refuses an admin listener that other hosts can reach without a

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -115,14 +114,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
 
-	servers := []*http.Server{{Addr: cfg.Listen.HTTP, Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{newServer(cfg.Listen, mux)}
 	if cfg.Listen.Admin != "" {
-		servers = append(servers, &http.Server{Addr: cfg.Listen.Admin, Handler: adminMux(cfg.Admin, deps, met),
-			ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, newAdminServer(cfg.Listen, adminMux(cfg.Admin, deps, met)))
 	}
 	errc := make(chan error, len(servers))
-	for _, srv := range servers {
-		ln, err := net.Listen("tcp", srv.Addr)
+	for i, srv := range servers {
+		var ln net.Listener
+		if i == 0 { // the main listener: at most listen.maxConns connections
+			ln, err = limitListen(srv.Addr, cfg.Listen.MaxConns)
+		} else {
+			ln, err = net.Listen("tcp", srv.Addr)
+		}
 		if err != nil {
 			gw.Shutdown(ctx)
 			c.Shutdown(true)

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/parleychat/parley/internal/config"
+)
+
+// newServer is the HTTP server of the main listener: REST requests get
+// listen.readTimeout to arrive and listen.writeTimeout to be answered, and an
+// idle keep-alive connection is closed after listen.idleTimeout. (A WebSocket
+// upgrade clears the deadlines on the connection it takes over.)
+func newServer(cfg config.Listen, h http.Handler) *http.Server {
+	return &http.Server{Addr: cfg.HTTP, Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout}
+}
+
+// newAdminServer is the HTTP server of the admin listener: the main listener's
+// read and idle timeouts, no write timeout (a CPU profile or trace may take as
+// long as it is asked to).
+func newAdminServer(cfg config.Listen, h http.Handler) *http.Server {
+	return &http.Server{Addr: cfg.Admin, Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout}
+}
+
+// limitListener accepts at most max connections at once: past it, Accept waits
+// until one closes, and new connections wait in the kernel's backlog. Each
+// accepted connection holds its slot until it is closed, also after an HTTP
+// handler took it over (a WebSocket). Its connections keep the file descriptor
+// of the TCP connection reachable (syscall.Conn), as the gateway needs.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // one per accepted connection, and one for an Accept under way
+	conns     atomic.Int64  // accepted and not closed
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// limitListen listens on addr (TCP) for at most max connections at once.
+func limitListen(addr string, max int) (*limitListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &limitListener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{})}, nil
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	l.conns.Add(1)
+	return &limitConn{Conn: c, release: func() {
+		l.conns.Add(-1)
+		<-l.slots
+	}}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// open is how many accepted connections are not closed yet.
+func (l *limitListener) open() int { return int(l.conns.Load()) }
+
+// limitConn is an accepted connection; closing it frees its slot.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// SyscallConn exposes the TCP connection's file descriptor.
+func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("node: connection has no file descriptor")
+}
+
+// CloseWrite half-closes a TCP connection.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
