@@ -1,12 +1,14 @@
 // Package api serves the REST endpoints of PROTOCOL.md ("stateless tier"):
-// accounts (POST /v1/users), sessions (POST /v1/sessions), user profiles
-// (GET /v1/users/{id}) and conversation history
-// (GET /v1/conversations/{id}/messages).
+// accounts (POST /v1/users), sessions (POST /v1/sessions, and logout with
+// DELETE /v1/sessions/current), user profiles (GET /v1/users/{id}), groups and
+// conversation history (GET /v1/conversations/{id}/messages). Logins and
+// sign-ups are throttled per source address and per account ([Throttle]).
 //
-// It owns no state of its own: accounts and messages live in the [Store],
-// tokens are issued and checked by an [auth.Signer], and live presence comes
-// from a [Presence] function. An [API] is immutable after [New] and its
-// handlers are safe for concurrent use.
+// Its only state is bounded: the throttles' buckets and the token-generation
+// cache of its [auth.Sessions]. Accounts and messages live in the [Store],
+// tokens are issued, checked and revoked by the auth.Sessions, and live
+// presence comes from a [Presence] function. An [API] is not changed after
+// [New], and its handlers are safe for concurrent use.
 //
 // # Errors
 //

@@ -1,10 +1,15 @@
-// Package auth hashes passwords (bcrypt) and issues and verifies access
-// tokens (JWT, HS256).
+// Package auth hashes passwords (bcrypt, a bounded number at once: [Hasher]),
+// issues and verifies access tokens (JWT, HS256, with a key id and one previous
+// key for rotation: [Signer]), revokes a device's tokens at logout ([Sessions]),
+// keeps token keys in a key file ([EnsureSecretFile]), and limits attempts per
+// key with token buckets ([Throttle]).
 //
-// It owns no state beyond a [Signer]'s key and clock; a Signer is immutable
-// after [NewSigner] and safe for concurrent use. Failures that a client may
-// see are the sentinels [ErrBadPassword] and [ErrInvalidToken]; callers map
-// them to wire codes and never show the wrapped detail.
+// A Signer is immutable after [NewSigner]. Hasher, Sessions and Throttle hold
+// bounded state of their own (a semaphore, an LRU cache of token generations,
+// LRU buckets) behind their own locks. All of them are safe for concurrent use.
+// Failures that a client may see are the sentinels [ErrBadPassword] and
+// [ErrInvalidToken]; callers map them to wire codes and never show the wrapped
+// detail.
 package auth
 
 import (
