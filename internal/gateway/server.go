@@ -9,6 +9,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net"
@@ -98,28 +99,42 @@ func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Serve
 var AuthError = errors.New("gateway: unauthorized")
 
 // ServeHTTP upgrades GET /v1/ws. Errors before the upgrade are plain HTTP answers
-// written by onError.
+// written by onError. A refused upgrade closes its connection: it is not kept alive
+// for another request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(w http.ResponseWriter, status int, code, msg string)) {
+	refuse := func(status int, code, msg string) {
+		w.Header().Set("Connection", "close")
+		onError(w, status, code, msg)
+	}
 	enc, err := wire.ParseEncoding(r.URL.Query().Get("encoding"))
 	if err != nil {
-		onError(w, http.StatusBadRequest, "bad_request", "encoding must be json or proto")
+		refuse(http.StatusBadRequest, "bad_request", "encoding must be json or proto")
 		return
 	}
 	id, err := s.auth(r)
 	if err != nil {
-		onError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
+		refuse(http.StatusUnauthorized, "unauthorized", "missing or invalid token")
 		return
 	}
 	s.mu.Lock()
 	draining := s.draining
 	s.mu.Unlock()
 	if draining {
-		onError(w, http.StatusServiceUnavailable, "unavailable", "server shutting down")
+		refuse(http.StatusServiceUnavailable, "unavailable", "server shutting down")
+		return
+	}
+	if badKey(r.Header.Get("Sec-WebSocket-Key")) {
+		refuse(http.StatusBadRequest, "bad_request", "Sec-WebSocket-Key must be 16 bytes in base64")
 		return
 	}
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
-		return // gobwas has answered the client
+		// gobwas has answered the client on the hijacked connection (or through w
+		// when it could not hijack it).
+		if conn != nil {
+			go linger(conn)
+		}
+		return
 	}
 	// The HTTP server's deadlines are for REST requests; they stay on a hijacked
 	// connection, and a socket must not time out for being idle.
@@ -144,6 +159,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	if err := s.arm(sock, s.poll.add); err != nil {
 		sock.Close(CloseNone, "")
 	}
+}
+
+// badKey reports a Sec-WebSocket-Key of the right length that is not a base64
+// encoded 16-byte value (RFC 6455 §4.1): gobwas checks only the length, and refuses
+// a key of another length itself.
+func badKey(key string) bool {
+	if len(key) != 24 {
+		return false
+	}
+	var b [18]byte // what 24 base64 characters can hold
+	n, err := base64.StdEncoding.Decode(b[:], []byte(key))
+	return err != nil || n != 16
 }
 
 func fdOf(conn net.Conn) (int, syscall.RawConn, error) {

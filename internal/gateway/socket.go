@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -70,6 +72,7 @@ var (
 	errFrameTooBig   = errors.New("gateway: frame too big")
 	errRate          = errors.New("gateway: rate limit exceeded")
 	errProtocol      = errors.New("gateway: protocol error")
+	errInvalidUTF8   = errors.New("gateway: invalid UTF-8") // in a text message or a close reason
 	errSlowConsumer  = errors.New("gateway: outbound queue full")
 	errSocketClosing = net.ErrClosed
 )
@@ -351,32 +354,41 @@ func (s *Socket) readNow(b []byte) (int, error) {
 // frame, and keeps the start of an incomplete one. It reports whether the socket is
 // still open.
 func (s *Socket) handle(data []byte) bool {
-	if len(s.in) > 0 {
-		s.in = append(s.in, data...)
-		data = s.in
-	}
-	rest, began, err := s.parse(data)
+	began, err := s.consume(data)
 	if err != nil {
 		s.fail(err)
 		return false
 	}
 	switch {
-	case len(rest) == 0:
-		s.in = nil
+	case len(s.in) == 0:
 		if s.since.Swap(0) != 0 {
 			s.srv.untrack(s)
 		}
-	default:
-		if len(s.in) == 0 || &rest[0] != &s.in[0] {
-			s.in = append(make([]byte, 0, len(rest)), rest...)
-		}
-		if began || s.since.Load() == 0 { // a new frame began in this read
-			if s.since.Swap(time.Now().UnixNano()) == 0 {
-				s.srv.track(s)
-			}
+	case began || s.since.Load() == 0: // a new frame began in this read
+		if s.since.Swap(time.Now().UnixNano()) == 0 {
+			s.srv.track(s)
 		}
 	}
 	return !s.closing.Load()
+}
+
+// consume is handle's parsing: it handles the complete frames in what was kept and
+// data, and keeps the rest in s.in, the start of one frame (fewer than
+// MaxFrameBytes+14 bytes: a header of up to 14 bytes, and less than its payload).
+// began reports that a frame was complete, so that the kept one began in data.
+func (s *Socket) consume(data []byte) (began bool, err error) {
+	if len(s.in) > 0 {
+		s.in = append(s.in, data...)
+		data = s.in
+	}
+	rest, began, err := s.parse(data)
+	switch {
+	case err != nil || len(rest) == 0:
+		s.in = nil
+	case len(s.in) == 0 || &rest[0] != &s.in[0]:
+		s.in = append(make([]byte, 0, len(rest)), rest...)
+	}
+	return began, err
 }
 
 // parse handles the complete frames at the start of data and returns the rest (the
@@ -390,8 +402,8 @@ func (s *Socket) parse(data []byte) (rest []byte, began bool, err error) {
 		if err := checkHeader(h); err != nil {
 			return nil, began, err
 		}
-		limit := int64(s.srv.cfg.MaxFrameBytes)
-		if h.Length > limit || int64(len(s.frag))+h.Length > limit {
+		limit := int64(s.srv.cfg.MaxFrameBytes) // for a message: a control frame between its fragments is no part of it
+		if h.Length > limit || !h.OpCode.IsControl() && int64(len(s.frag))+h.Length > limit {
 			return nil, began, errFrameTooBig
 		}
 		if int64(len(data)-n) < h.Length {
@@ -474,9 +486,9 @@ func (s *Socket) fail(err error) {
 	switch {
 	case errors.Is(err, errFrameTooBig):
 		s.Close(wire.CloseTooBig, "frame too big")
-	case errors.As(err, &closed):
+	case errors.As(err, &closed): // a valid close frame: its code is echoed (RFC 6455 §5.5.1)
 		code := closed.Code
-		if code == ws.StatusNoStatusRcvd || code == 0 {
+		if code == ws.StatusNoStatusRcvd {
 			code = ws.StatusNormalClosure
 		}
 		s.Close(int(code), "")
@@ -484,6 +496,8 @@ func (s *Socket) fail(err error) {
 		s.Close(wire.ClosePolicy, "rate limit exceeded")
 	case errors.Is(err, errProtocol):
 		s.Close(wire.CloseProtocolError, err.Error())
+	case errors.Is(err, errInvalidUTF8):
+		s.Close(wire.CloseInvalidData, err.Error())
 	default:
 		s.Close(CloseNone, "")
 	}
@@ -539,10 +553,41 @@ func (s *Socket) control(h ws.Header, payload []byte) error {
 			return err
 		}
 	case ws.OpClose:
-		code, reason := ws.ParseCloseFrameData(payload)
-		return wsutil.ClosedError{Code: code, Reason: reason}
+		return peerClose(payload)
 	}
 	return nil // pong
+}
+
+// peerClose checks the body of the peer's close frame (RFC 6455 §5.5.1, §7.4):
+// empty, or a code an endpoint may send and a UTF-8 reason. A valid one is a
+// wsutil.ClosedError (code 1005 for an empty body).
+func peerClose(body []byte) error {
+	switch len(body) {
+	case 0:
+		return wsutil.ClosedError{Code: ws.StatusNoStatusRcvd}
+	case 1:
+		return fmt.Errorf("%w: close frame with a 1-byte body", errProtocol)
+	}
+	code := ws.StatusCode(binary.BigEndian.Uint16(body))
+	if !peerCloseCode(code) {
+		return fmt.Errorf("%w: close code %d", errProtocol, code)
+	}
+	if !utf8.Valid(body[2:]) {
+		return fmt.Errorf("%w: close reason", errInvalidUTF8)
+	}
+	return wsutil.ClosedError{Code: code}
+}
+
+// peerCloseCode reports whether a peer may send code: RFC 6455's codes but 1004-1006
+// and 1015, the ones IANA registered since (1012-1014), and the ranges for
+// libraries and applications (3000-4999).
+func peerCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
 }
 
 func (s *Socket) allow() bool {
@@ -552,6 +597,9 @@ func (s *Socket) allow() bool {
 func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
 	if !s.allow() {
 		return errRate
+	}
+	if op == ws.OpText && !utf8.Valid(msg) { // RFC 6455 §8.1, whatever the encoding
+		return fmt.Errorf("%w: in a text message", errInvalidUTF8)
 	}
 	want := ws.OpText
 	if s.enc == wire.Proto {
