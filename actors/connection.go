@@ -102,6 +102,13 @@ type Connection struct {
 	grain    *actor.PID        // the user grain activation this connection attached to
 	ahead    map[uint64]*entry // live entries past a gap
 	checking bool              // a gap check is scheduled
+
+	// This connection's share of its user's budgets (nil: no limit until the
+	// first attach answers).
+	sends, reads *bucket
+	paced        []func() // reads waiting for the read budget, in order
+	pacing       bool     // a timer runs for paced
+	typed        map[string]int64 // conversation -> when this connection last told of typing (Unix ns)
 }
 
 // entry is a live queue entry held until the entries before it are written.
@@ -119,6 +126,10 @@ const (
 	// trying to attach to the next activation (with backoff) before it closes with
 	// 1011.
 	reattachRetries = 8
+	// maxPaced bounds the reads held for the read budget; more are refused.
+	maxPaced = 4
+	// maxTyped bounds the conversations a connection remembers typing to.
+	maxTyped = 64
 )
 
 // Receive handles one message.
@@ -142,6 +153,8 @@ func (c *Connection) Receive(ctx actor.Context) {
 		if m.Typing != nil {
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Typing{Typing: m.Typing}})
 		}
+	case *parleypb.Share:
+		c.setShare(m)
 	case *parleypb.Reattach:
 		c.attach(ctx, 1)
 	case *membersChanged:
@@ -179,8 +192,12 @@ func (c *Connection) attach(ctx actor.Context, attempt int) {
 		return
 	}
 	req := &parleypb.AttachRequest{Conn: ctx.Self(), DeviceId: c.device}
-	ask(c.deps, ctx, c.user, KindUser, req, func(_ *parleypb.AttachResponse, err error) {
+	ask(c.deps, ctx, c.user, KindUser, req, func(r *parleypb.AttachResponse, err error) {
 		if c.closed {
+			return
+		}
+		if parleypb.ReasonOf(err) == parleypb.ErrorReason_RATE_LIMITED {
+			c.close(ctx, wire.ClosePolicy, "too many connections for this user")
 			return
 		}
 		if err != nil {
@@ -195,14 +212,64 @@ func (c *Connection) attach(ctx actor.Context, attempt int) {
 		if pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser); ok {
 			c.grain = pid // the activation, for membersChanged
 		}
+		c.setShare(r.Share)
 		if attempt > 0 && c.live {
 			c.fill(0) // what was pushed while no activation held this connection
 		}
 		c.attached = true
 		for _, s := range c.waiting {
-			c.sync(s)
+			c.paceSync(ctx, s)
 		}
 		c.waiting = nil
+	})
+}
+
+// setShare applies this connection's share of the user's budgets.
+func (c *Connection) setShare(s *parleypb.Share) {
+	if s == nil {
+		return
+	}
+	if c.sends == nil {
+		c.sends, c.reads = newBucket(s.SendRate, s.SendBurst), newBucket(s.ReadRate, s.ReadBurst)
+		return
+	}
+	c.sends.set(s.SendRate, s.SendBurst)
+	c.reads.set(s.ReadRate, s.ReadBurst)
+}
+
+// read runs a client's read (a sync, a history page; run returns the entries it
+// wrote) within the user's read budget: at once while the budget lasts, else in
+// order once it has refilled. Past maxPaced reads waiting, refuse answers
+// rate_limited.
+func (c *Connection) read(ctx actor.Context, run func() int, refuse func(msg string)) {
+	if len(c.paced) == 0 && c.reads.ready() {
+		c.reads.spend(float64(run()))
+		return
+	}
+	if len(c.paced) == maxPaced {
+		refuse(fmt.Sprintf("reading faster than this user's budget; try again in %s", c.reads.wait().Round(time.Millisecond)))
+		return
+	}
+	c.paced = append(c.paced, func() { c.reads.spend(float64(run())) })
+	c.pace(ctx)
+}
+
+// pace runs the held reads as the read budget refills.
+func (c *Connection) pace(ctx actor.Context) {
+	if c.pacing {
+		return
+	}
+	c.pacing = true
+	after(ctx, c.reads.wait(), func() {
+		c.pacing = false
+		for len(c.paced) > 0 && c.reads.ready() && !c.closed {
+			run := c.paced[0]
+			c.paced = c.paced[1:]
+			run()
+		}
+		if len(c.paced) > 0 && !c.closed {
+			c.pace(ctx)
+		}
 	})
 }
 
@@ -231,7 +298,7 @@ func (c *Connection) handle(ctx actor.Context, in *inbound) {
 			c.waiting = append(c.waiting, b.Sync)
 			return
 		}
-		c.sync(b.Sync)
+		c.paceSync(ctx, b.Sync)
 	case *parleypb.ClientFrame_Received:
 		c.received(b.Received.UpTo)
 	case *parleypb.ClientFrame_History:
@@ -267,6 +334,11 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send, decoded int64) {
 	default:
 		req.Conversation, req.To = convid.DirectID(c.user, s.To), s.To
 	}
+	if !c.sends.take() {
+		c.writeError(s.Id, parleypb.ErrorReason_RATE_LIMITED.Code(), fmt.Sprintf(
+			"sending faster than this user's budget; send it again in %s", c.sends.wait().Round(time.Millisecond)))
+		return
+	}
 	if e := c.exists(req.To, req.Group); e != nil {
 		c.writeGrainError(s.Id, e, "store unavailable; send it again with the same id")
 		return
@@ -283,11 +355,19 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send, decoded int64) {
 	})
 }
 
+// paceSync runs a sync within the read budget.
+func (c *Connection) paceSync(ctx actor.Context, s *parleypb.Sync) {
+	c.read(ctx, func() int { return c.sync(s) }, func(msg string) {
+		c.writeError("", parleypb.ErrorReason_RATE_LIMITED.Code(), msg)
+	})
+}
+
 // sync replays the queue after after, then answers synced. Without after it
 // continues where this connection's last answer ended, or, on a connection that has
 // not synced yet, after the device's cursor (read with the page). Reaching the end
 // makes the connection live.
-func (c *Connection) sync(s *parleypb.Sync) {
+// It returns the entries it wrote.
+func (c *Connection) sync(s *parleypb.Sync) int {
 	limit := c.deps.Settings.SyncBatch
 	if s.Limit > 0 && int(s.Limit) < limit {
 		limit = int(s.Limit)
@@ -311,7 +391,7 @@ func (c *Connection) sync(s *parleypb.Sync) {
 	cancel()
 	if err != nil {
 		c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "sync failed; try again")
-		return
+		return 0
 	}
 	more := len(page.Entries) == limit
 	upTo := after
@@ -331,6 +411,7 @@ func (c *Connection) sync(s *parleypb.Sync) {
 		c.ahead = nil
 	}
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Synced{Synced: &parleypb.Synced{UpTo: upTo, More: more}}})
+	return len(page.Entries)
 }
 
 // received moves the device's cursor: to what this connection sent at most (a
@@ -462,18 +543,25 @@ func (c *Connection) history(ctx actor.Context, h *parleypb.HistoryRequest) {
 				c.writeGrainError(h.Id, err, "group unavailable; try again")
 				return
 			}
-			c.readHistory(h, r.JoinedAt)
+			c.paceHistory(ctx, h, r.JoinedAt)
 		})
 	case id.Members[0] != c.user && id.Members[1] != c.user:
 		c.writeError(h.Id, parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+h.Conversation)
 	default:
-		c.readHistory(h, 0)
+		c.paceHistory(ctx, h, 0)
 	}
+}
+
+// paceHistory answers a history request within the read budget.
+func (c *Connection) paceHistory(ctx actor.Context, h *parleypb.HistoryRequest, floor int64) {
+	c.read(ctx, func() int { return c.readHistory(h, floor) }, func(msg string) {
+		c.writeError(h.Id, parleypb.ErrorReason_RATE_LIMITED.Code(), msg)
+	})
 }
 
 // readHistory answers a history request from the store; floor is the id the
 // caller's history starts after (a group member's join).
-func (c *Connection) readHistory(h *parleypb.HistoryRequest, floor int64) {
+func (c *Connection) readHistory(h *parleypb.HistoryRequest, floor int64) int {
 	limit := c.deps.Settings.HistoryDefault
 	if h.Limit > 0 {
 		limit = min(int(h.Limit), c.deps.Settings.HistoryMax)
@@ -483,10 +571,11 @@ func (c *Connection) readHistory(h *parleypb.HistoryRequest, floor int64) {
 	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, floor, limit)
 	if err != nil {
 		c.writeError(h.Id, parleypb.ErrorReason_UNAVAILABLE.Code(), "history failed; try again")
-		return
+		return 0
 	}
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: &parleypb.History{
 		Id: h.Id, Conversation: h.Conversation, Messages: msgs, More: more}}})
+	return len(msgs)
 }
 
 // typing tells the conversation's grain, which forwards to the online members.
@@ -505,10 +594,32 @@ func (c *Connection) typing(ctx actor.Context, t *parleypb.Typing) {
 	default:
 		conv = convid.DirectID(c.user, t.To)
 	}
+	if !c.typingDue(conv) {
+		return // told moments ago: coalesced
+	}
 	if c.exists(t.To, t.Group) != nil {
 		return // to nobody: dropped, as typing to a conversation the user is not in
 	}
 	c.deps.tell(ctx, conv, KindConversation, &parleypb.TypingRequest{Conversation: conv, From: c.user})
+}
+
+// typingDue reports whether a typing notice to conv goes out: at most one per
+// Budgets.TypingInterval (the conversation grain coalesces across the user's
+// connections too).
+func (c *Connection) typingDue(conv string) bool {
+	every := c.deps.Settings.Budgets.TypingInterval
+	if every <= 0 {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if last, ok := c.typed[conv]; ok && now-last < int64(every) {
+		return false
+	}
+	if c.typed == nil || len(c.typed) >= maxTyped {
+		c.typed = map[string]int64{} // forgetting only lets one more through
+	}
+	c.typed[conv] = now
+	return true
 }
 
 // exists checks, before a conversation grain is activated for it, that the peer

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -27,6 +29,12 @@ type Conversation struct {
 	lastID  int64              // the highest id assigned here or found in the stream
 	byKey   map[string]*change // posts queued or in flight, by sender and client id
 	recent  dedupe             // the answers of the latest posts
+
+	// A direct conversation's first post is charged to its sender's budget of
+	// conversations started: until the user grain answers, posts wait here.
+	started  bool
+	starting []*change
+	typedAt  map[string]int64 // member -> when its last typing notice went out (Unix ns)
 }
 
 // change is a queued post (post, then msg once it has its id) or group operation
@@ -71,9 +79,10 @@ func (c *Conversation) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		// Moving to another node (or passivating): changes not answered yet are told
 		// to retry; the next activation dedupes any post that did commit.
-		for _, p := range c.w.drain(nil) {
+		for _, p := range append(c.w.drain(nil), c.starting...) {
 			c.fail(ctx, p, "conversation moving; retry")
 		}
+		c.starting = nil
 	case *actor.Stopped:
 		c.deps.Grains.remove(KindConversation, c.id, ctx.Self())
 	}
@@ -138,9 +147,56 @@ func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
 		return
 	}
 	p := &change{post: req, waiters: []*actor.PID{ctx.Sender()}, received: now}
-	c.w.add(p)
 	c.byKey[key] = p
+	if c.mustStart() {
+		c.start(ctx, p)
+		return
+	}
+	c.w.add(p)
 	c.flush(ctx)
+}
+
+// mustStart reports whether a post starts a direct conversation, which spends one of
+// its sender's conversations started (Budgets.Conversations): its stream is empty.
+func (c *Conversation) mustStart() bool {
+	if c.started || c.deps.Settings.Budgets.Conversations.Burst <= 0 {
+		return false
+	}
+	if _, direct := c.members.(*direct); !direct || c.w.version != 0 {
+		c.started = true
+		return false
+	}
+	return true
+}
+
+// start holds p until its sender's user grain has spent the budget: then the posts
+// held go to the writer, or are refused with its rate_limited.
+func (c *Conversation) start(ctx actor.Context, p *change) {
+	c.starting = append(c.starting, p)
+	if len(c.starting) > 1 {
+		return // asked already
+	}
+	ask(c.deps, ctx, p.post.From, KindUser, &parleypb.SpendRequest{Kind: parleypb.SpendRequest_CONVERSATION},
+		func(_ *parleypb.SpendResponse, err error) {
+			held := c.starting
+			c.starting = nil
+			if err != nil {
+				var e *parleypb.GrainError
+				if !errors.As(err, &e) || e == nil {
+					e = parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "conversation unavailable; retry")
+				}
+				for _, p := range held {
+					c.answer(ctx, p, &parleypb.PostResponse{Error: e})
+				}
+				c.stopIfEmpty(ctx)
+				return
+			}
+			c.started = true
+			for _, p := range held {
+				c.w.add(p)
+			}
+			c.flush(ctx)
+		})
 }
 
 func clientKey(req *parleypb.PostRequest) string { return req.From + "\x00" + req.ClientId }
@@ -362,6 +418,16 @@ func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
 			return // no such user: nobody to tell
 		}
 	}
+	if every := c.deps.Settings.Budgets.TypingInterval; every > 0 {
+		now := time.Now().UnixNano()
+		if last, ok := c.typedAt[req.From]; ok && now-last < int64(every) {
+			return // coalesced: the members were told moments ago
+		}
+		if c.typedAt == nil {
+			c.typedAt = map[string]int64{} // at most one entry per member
+		}
+		c.typedAt[req.From] = now
+	}
 	n := &parleypb.Notify{Typing: &parleypb.TypingNotice{Conversation: c.id, From: req.From}}
 	for _, m := range c.members.recipients() {
 		if m != req.From {
@@ -375,7 +441,7 @@ func (c *Conversation) typing(ctx actor.Context, req *parleypb.TypingRequest) {
 // its stream is empty and it holds no write: a name that names nothing keeps no
 // memory for the idle timeout. It is called after each refusal.
 func (c *Conversation) stopIfEmpty(ctx actor.Context) {
-	if c.w.version != 0 || !c.w.idle() {
+	if c.w.version != 0 || !c.w.idle() || len(c.starting) > 0 {
 		return
 	}
 	switch m := c.members.(type) {

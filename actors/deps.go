@@ -37,6 +37,27 @@ type Store interface {
 	SetLastSeen(id string, ms int64, done func(error))
 }
 
+// Budgets are the per-user limits. A user's sends and reads are split evenly among
+// its live connections; the rest are spent at its user grain.
+type Budgets struct {
+	SocketsPerUser int           // live connections of one user; 0: no limit
+	Sends          Rate          // sends
+	Reads          Rate          // entries returned by sync and history
+	Groups         Rate          // groups created
+	Conversations  Rate          // direct conversations started (a first message to someone)
+	TypingInterval time.Duration // at most one typing notice per user and conversation in it; 0: no limit
+}
+
+// Rate is a token bucket: Burst at once, refilled at PerSecond. Burst 0: no limit.
+type Rate struct{ PerSecond, Burst float64 }
+
+func (r Rate) bucket() *bucket {
+	if r.Burst <= 0 {
+		return newBucket(0, 0)
+	}
+	return newBucket(r.PerSecond, r.Burst)
+}
+
 // Settings are the actors' limits and timings.
 type Settings struct {
 	RequestTimeout  time.Duration // one grain request, retries included
@@ -47,6 +68,7 @@ type Settings struct {
 	HistoryMax      int
 	HistoryDefault  int
 	MaxGroupMembers int
+	Budgets         Budgets
 	// HoldDelivery is fault injection for tests: committed messages are answered but
 	// never pushed live, as if the node died right after each commit.
 	HoldDelivery bool

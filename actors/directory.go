@@ -109,7 +109,8 @@ func (d *Directory) Known(group string) {
 
 // GroupCall runs a group operation for a caller outside the actors (REST): an
 // operation on a group that does not exist is answered not_found from the
-// directory without activating its grain; a create teaches the directory the group.
+// directory without activating its grain; a create spends one of its creator's
+// groups (Budgets.Groups) and teaches the directory the group.
 func GroupCall(d *Deps, req *parleypb.GroupRequest) (*parleypb.GroupResponse, error) {
 	if !convid.ValidGroupID(req.Group) {
 		return nil, parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such group")
@@ -123,6 +124,12 @@ func GroupCall(d *Deps, req *parleypb.GroupRequest) (*parleypb.GroupResponse, er
 			return nil, parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
 		case !ok:
 			return nil, parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such group")
+		}
+	}
+	if req.Op == parleypb.GroupRequest_CREATE && d.Settings.Budgets.Groups.Burst > 0 {
+		if _, err := Call[*parleypb.SpendResponse](d, req.By, KindUser,
+			&parleypb.SpendRequest{Kind: parleypb.SpendRequest_GROUP}); err != nil {
+			return nil, err
 		}
 	}
 	r, err := Call[*parleypb.GroupResponse](d, convid.GroupID(req.Group), KindConversation, req)

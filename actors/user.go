@@ -2,6 +2,7 @@ package actors
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -22,6 +23,7 @@ type User struct {
 	conns    []*actor.PID // a user has few: a slice costs less than a map
 	lastSeen int64        // when the last connection went (Unix ms), in this activation
 	timing   bool         // the idle timeout is set
+	spend    map[parleypb.SpendRequest_Kind]*bucket
 }
 
 // Receive handles one message.
@@ -41,13 +43,17 @@ func (u *User) Receive(ctx actor.Context) {
 	case *parleypb.AttachRequest:
 		u.attach(ctx, m)
 	case *parleypb.DetachRequest:
-		u.detach(m.Conn)
+		if u.detach(m.Conn) {
+			u.reshare(ctx, nil)
+		}
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
+	case *parleypb.SpendRequest:
+		ctx.Respond(u.spendOne(m.Kind))
 	case *membersChanged:
 		for i := len(u.conns) - 1; i >= 0; i-- { // connections on a member that is gone
-			if m.gone(u.conns[i]) {
-				u.detach(u.conns[i])
+			if m.gone(u.conns[i]) && u.detach(u.conns[i]) {
+				u.reshare(ctx, nil)
 			}
 		}
 		if !u.deps.Topology.Owns(KindUser, u.id) {
@@ -92,11 +98,74 @@ func (u *User) relay(ctx actor.Context, m any) {
 }
 
 func (u *User) attach(ctx actor.Context, req *parleypb.AttachRequest) {
+	b := u.deps.Settings.Budgets
 	if u.find(req.Conn) < 0 {
+		if b.SocketsPerUser > 0 && len(u.conns) >= b.SocketsPerUser {
+			ctx.Respond(&parleypb.AttachResponse{Error: parleypb.Errorf(parleypb.ErrorReason_RATE_LIMITED,
+				"this user has %d connections, as many as allowed", len(u.conns))})
+			return
+		}
 		u.conns = append(u.conns, req.Conn)
+		u.reshare(ctx, req.Conn)
 	}
-	ctx.Respond(&parleypb.AttachResponse{})
+	ctx.Respond(&parleypb.AttachResponse{Share: u.share()})
 }
+
+// share is one connection's part of the user's send and read budgets.
+func (u *User) share() *parleypb.Share {
+	b, n := u.deps.Settings.Budgets, float64(max(len(u.conns), 1))
+	part := func(r Rate) (float64, float64) {
+		if r.Burst <= 0 {
+			return 0, 0 // no limit
+		}
+		return r.PerSecond / n, max(r.Burst/n, 1)
+	}
+	s := &parleypb.Share{}
+	s.SendRate, s.SendBurst = part(b.Sends)
+	s.ReadRate, s.ReadBurst = part(b.Reads)
+	return s
+}
+
+// reshare tells each connection but except its new share, after their number changed.
+func (u *User) reshare(ctx actor.Context, except *actor.PID) {
+	s := u.share()
+	for _, c := range u.conns {
+		if !c.Equal(except) {
+			ctx.Send(c, s)
+		}
+	}
+}
+
+// spendOne spends one unit of a budget kept here (groups created, conversations
+// started): rate_limited once it is spent.
+func (u *User) spendOne(kind parleypb.SpendRequest_Kind) *parleypb.SpendResponse {
+	b := u.deps.Settings.Budgets
+	var r Rate
+	switch kind {
+	case parleypb.SpendRequest_GROUP:
+		r = b.Groups
+	case parleypb.SpendRequest_CONVERSATION:
+		r = b.Conversations
+	default:
+		return &parleypb.SpendResponse{Error: parleypb.Errorf(parleypb.ErrorReason_BAD_REQUEST, "no such budget")}
+	}
+	if u.spend == nil {
+		u.spend = map[parleypb.SpendRequest_Kind]*bucket{}
+	}
+	bk := u.spend[kind]
+	if bk == nil {
+		bk = r.bucket()
+		u.spend[kind] = bk
+	}
+	if !bk.take() {
+		return &parleypb.SpendResponse{Error: parleypb.Errorf(parleypb.ErrorReason_RATE_LIMITED,
+			"too many %s lately; try again in %s", spendWhat[kind], bk.wait().Round(time.Second))}
+	}
+	return &parleypb.SpendResponse{}
+}
+
+var spendWhat = map[parleypb.SpendRequest_Kind]string{
+	parleypb.SpendRequest_GROUP: "groups created", parleypb.SpendRequest_CONVERSATION: "new conversations started"}
 
 func (u *User) find(pid *actor.PID) int {
 	for i, c := range u.conns {
@@ -107,10 +176,11 @@ func (u *User) find(pid *actor.PID) int {
 	return -1
 }
 
-func (u *User) detach(pid *actor.PID) {
+// detach removes a connection; it reports whether it had it.
+func (u *User) detach(pid *actor.PID) bool {
 	i := u.find(pid)
 	if pid == nil || i < 0 {
-		return
+		return false
 	}
 	u.conns = append(u.conns[:i], u.conns[i+1:]...)
 	if len(u.conns) == 0 {
@@ -118,6 +188,7 @@ func (u *User) detach(pid *actor.PID) {
 		u.lastSeen = nowMillis()
 		u.deps.Store.SetLastSeen(u.id, u.lastSeen, nil)
 	}
+	return true
 }
 
 func (u *User) status() *parleypb.StatusResponse {

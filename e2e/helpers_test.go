@@ -20,13 +20,18 @@ import (
 
 const password = "correct horse battery"
 
-// fastConfig lifts the per-connection frame rate so that load tests are not cut off.
+// fastConfig lifts the per-connection frame rate and the per-user budgets so that
+// load tests are not cut off (budgets_test.go tests those).
 const fastConfig = `
 auth:
   bcryptCost: 4
 limits:
   frameRate: 100000
   frameBurst: 100000
+  userSends: {burst: 0}
+  userReads: {burst: 0}
+  groupsCreated: {burst: 0}
+  conversationsStarted: {burst: 0}
 `
 
 func startNode(t *testing.T, yaml string) *testenv.Node {
@@ -197,4 +202,28 @@ func syncAll(t *testing.T, c *client.Conn, r *reader) {
 	for s.More {
 		s = syncNow(t, c, r, ptr(s.UpTo))
 	}
+}
+
+// sentID reports whether the send with client id id was answered sent.
+func (r *reader) sentID(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent[id] != nil
+}
+
+// errorFor returns the error frame answering the frame with id, or nil. Call it
+// with r.mu held (inside waitFor) or through errorOf.
+func (r *reader) errorFor(id string) *parleypb.Error {
+	for _, e := range r.errors {
+		if e.Id == id {
+			return e
+		}
+	}
+	return nil
+}
+
+func (r *reader) errorOf(id string) *parleypb.Error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errorFor(id)
 }

@@ -23,6 +23,9 @@ var (
 	ErrNotFound = errors.New("persistence: not found")
 	// ErrConflict means a unique key is taken, or a stream moved past the expected version.
 	ErrConflict = errors.New("persistence: conflict")
+	// ErrUnavailable means the store could not be reached or is shutting down; the
+	// same call may succeed later.
+	ErrUnavailable = errors.New("persistence: store unavailable")
 )
 
 // ConversationAppend adds messages to a conversation's stream and, in the same

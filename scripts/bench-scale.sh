@@ -41,9 +41,10 @@ setup() {
 	go build -o "$BIN/node" ./cmd/node
 	go build -o "$BIN/loadgen" ./bench/cmd/loadgen
 	go build -o "$BIN/pgceiling" ./bench/cmd/pgceiling
-	# Cheap password hashes (the runs register thousands of users), a frame rate that
-	# lets one sender post hundreds of messages/s, and quiet logs.
+	# Cheap password hashes (the runs register thousands of users), a frame rate and
+	# a user send budget that let one sender post hundreds of messages/s, and quiet logs.
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
+		-e 's/^  userSends: .*/  userSends: {rate: 5000, burst: 10000}/' \
 		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' cluster.yaml >"$PARLEY_CONFIG"
 	DATABASE_URL=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
 	export DATABASE_URL

@@ -71,6 +71,8 @@ func classify(err error) (reason parleypb.ErrorReason, message string, internal 
 		return parleypb.ErrorReason_NOT_FOUND, "not found", false
 	case errors.Is(err, persistence.ErrConflict):
 		return parleypb.ErrorReason_CONFLICT, "conflict", false
+	case errors.Is(err, persistence.ErrUnavailable):
+		return parleypb.ErrorReason_UNAVAILABLE, "store unavailable, try again", true
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return parleypb.ErrorReason_UNAVAILABLE, "service unavailable, try again", true
 	}

@@ -248,6 +248,30 @@ type Limits struct {
 	HistoryDefault int `yaml:"historyDefault"`
 	// MaxGroupMembers is the largest group, owner included. Default 500.
 	MaxGroupMembers int `yaml:"maxGroupMembers"`
+
+	// Per-user budgets, whatever the number of the user's connections or nodes.
+	//
+	// SocketsPerUser is the most live connections one user may hold; one more is
+	// closed with 1008. 0 = no limit. Default 32.
+	SocketsPerUser int `yaml:"socketsPerUser"`
+	// UserSends bounds a user's sends (split among its connections); a send past
+	// it is answered error rate_limited. Default rate 100/s, burst 200.
+	UserSends RateLimit `yaml:"userSends"`
+	// UserReads bounds the entries a user's sync and history answers return (split
+	// among its connections): past it, reads wait for the budget, and past 4
+	// waiting on a connection they are answered rate_limited. Default rate
+	// 5000/s, burst 20000.
+	UserReads RateLimit `yaml:"userReads"`
+	// GroupsCreated bounds the groups a user creates (REST 429 rate_limited).
+	// Default rate 0.0056/s (20 an hour), burst 20.
+	GroupsCreated RateLimit `yaml:"groupsCreated"`
+	// ConversationsStarted bounds the direct conversations a user starts (a first
+	// message to someone new; send answered rate_limited). Default rate 0.014/s
+	// (50 an hour), burst 50.
+	ConversationsStarted RateLimit `yaml:"conversationsStarted"`
+	// TypingInterval is the shortest time between two typing notices of one user in
+	// one conversation; those between are dropped. 0 = none dropped. Default 3s.
+	TypingInterval time.Duration `yaml:"typingInterval"`
 }
 
 // Grains configures the virtual actors (users and conversations).
@@ -318,14 +342,20 @@ func Default() Config {
 			ExemptAddresses:    []string{"127.0.0.0/8", "::1/128"},
 		},
 		Limits: Limits{
-			MaxFrameBytes:   65536,
-			MaxTextBytes:    4096,
-			FrameRate:       100,
-			FrameBurst:      200,
-			SyncBatch:       500,
-			HistoryMax:      100,
-			HistoryDefault:  50,
-			MaxGroupMembers: 500,
+			MaxFrameBytes:        65536,
+			MaxTextBytes:         4096,
+			FrameRate:            100,
+			FrameBurst:           200,
+			SyncBatch:            500,
+			HistoryMax:           100,
+			HistoryDefault:       50,
+			MaxGroupMembers:      500,
+			SocketsPerUser:       32,
+			UserSends:            RateLimit{Rate: 100, Burst: 200},
+			UserReads:            RateLimit{Rate: 5000, Burst: 20000},
+			GroupsCreated:        RateLimit{Rate: 0.0056, Burst: 20}, // about 20 an hour
+			ConversationsStarted: RateLimit{Rate: 0.014, Burst: 50},  // about 50 an hour
+			TypingInterval:       3 * time.Second,
 		},
 		Grains: Grains{
 			RequestTimeout: 5 * time.Second,

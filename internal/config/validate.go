@@ -300,6 +300,14 @@ func (l Limits) validate(v *validator) {
 	if l.HistoryDefault > l.HistoryMax {
 		v.addf("limits.historyDefault", "must be <= limits.historyMax (%d), got %d", l.HistoryMax, l.HistoryDefault)
 	}
+	v.between("limits.socketsPerUser", l.SocketsPerUser, 0, 100000)
+	l.UserSends.validate(v, "limits.userSends")
+	l.UserReads.validate(v, "limits.userReads")
+	l.GroupsCreated.validate(v, "limits.groupsCreated")
+	l.ConversationsStarted.validate(v, "limits.conversationsStarted")
+	if l.TypingInterval < 0 {
+		v.addf("limits.typingInterval", "must be >= 0, got %v", l.TypingInterval)
+	}
 }
 
 func (g Grains) validate(v *validator) {

@@ -98,6 +98,10 @@ func New(cfg Config, log *slog.Logger, auth Authenticate, attach Attach) (*Serve
 // AuthError is an authentication failure the HTTP layer answers with 401.
 var AuthError = errors.New("gateway: unauthorized")
 
+// ErrUnavailable is an authentication that could not be decided (the store is
+// down); the HTTP layer answers it with 503.
+var ErrUnavailable = errors.New("gateway: unavailable")
+
 // ServeHTTP upgrades GET /v1/ws. Errors before the upgrade are plain HTTP answers
 // written by onError. A refused upgrade closes its connection: it is not kept alive
 // for another request.
@@ -112,7 +116,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 		return
 	}
 	id, err := s.auth(r)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		refuse(http.StatusServiceUnavailable, "unavailable", "cannot check the token now; try again")
+		return
+	case err != nil:
 		refuse(http.StatusUnauthorized, "unauthorized", "missing or invalid token")
 		return
 	}

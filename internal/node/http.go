@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/config"
 	"github.com/parleychat/parley/internal/gateway"
+	"github.com/parleychat/parley/persistence"
 )
 
 // loginThrottle is the REST API's limits on logins and sign-ups.
@@ -62,7 +64,10 @@ func newSigner(cfg config.Auth, provider string, log *slog.Logger) (*auth.Signer
 func authenticator(sessions *auth.Sessions) gateway.Authenticate {
 	return func(r *http.Request) (gateway.Identity, error) {
 		claims, err := sessions.Verify(r.Context(), api.UpgradeToken(r))
-		if err != nil {
+		switch {
+		case errors.Is(err, persistence.ErrUnavailable):
+			return gateway.Identity{}, gateway.ErrUnavailable
+		case err != nil:
 			return gateway.Identity{}, gateway.AuthError
 		}
 		return gateway.Identity{User: claims.UserID, Device: claims.DeviceID}, nil

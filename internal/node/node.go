@@ -75,6 +75,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			DedupeCache: cfg.Grains.DedupeCache, MaxTextBytes: cfg.Limits.MaxTextBytes,
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
 			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
+			Budgets:         budgets(cfg.Limits),
 			HoldDelivery:    os.Getenv(FaultHoldDelivery) == "1",
 		}}
 	for _, kind := range []string{actors.KindUser, actors.KindConversation} {
@@ -248,6 +249,13 @@ func presence(deps *actors.Deps) api.Presence {
 		}
 		return r.Status, r.LastSeen, nil
 	}
+}
+
+// budgets are the actors' per-user limits from the configuration.
+func budgets(l config.Limits) actors.Budgets {
+	rate := func(r config.RateLimit) actors.Rate { return actors.Rate{PerSecond: r.Rate, Burst: float64(r.Burst)} }
+	return actors.Budgets{SocketsPerUser: l.SocketsPerUser, Sends: rate(l.UserSends), Reads: rate(l.UserReads),
+		Groups: rate(l.GroupsCreated), Conversations: rate(l.ConversationsStarted), TypingInterval: l.TypingInterval}
 }
 
 func groups(deps *actors.Deps) api.Groups {

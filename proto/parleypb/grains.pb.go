@@ -98,6 +98,55 @@ func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{0}
 }
 
+type SpendRequest_Kind int32
+
+const (
+	SpendRequest_KIND_UNSPECIFIED SpendRequest_Kind = 0
+	SpendRequest_GROUP            SpendRequest_Kind = 1
+	SpendRequest_CONVERSATION     SpendRequest_Kind = 2
+)
+
+// Enum value maps for SpendRequest_Kind.
+var (
+	SpendRequest_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "GROUP",
+		2: "CONVERSATION",
+	}
+	SpendRequest_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"GROUP":            1,
+		"CONVERSATION":     2,
+	}
+)
+
+func (x SpendRequest_Kind) Enum() *SpendRequest_Kind {
+	p := new(SpendRequest_Kind)
+	*p = x
+	return p
+}
+
+func (x SpendRequest_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SpendRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grains_proto_enumTypes[1].Descriptor()
+}
+
+func (SpendRequest_Kind) Type() protoreflect.EnumType {
+	return &file_grains_proto_enumTypes[1]
+}
+
+func (x SpendRequest_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SpendRequest_Kind.Descriptor instead.
+func (SpendRequest_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{8, 0}
+}
+
 type GroupEvent_Kind int32
 
 const (
@@ -134,11 +183,11 @@ func (x GroupEvent_Kind) String() string {
 }
 
 func (GroupEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_grains_proto_enumTypes[1].Descriptor()
+	return file_grains_proto_enumTypes[2].Descriptor()
 }
 
 func (GroupEvent_Kind) Type() protoreflect.EnumType {
-	return &file_grains_proto_enumTypes[1]
+	return &file_grains_proto_enumTypes[2]
 }
 
 func (x GroupEvent_Kind) Number() protoreflect.EnumNumber {
@@ -147,7 +196,7 @@ func (x GroupEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GroupEvent_Kind.Descriptor instead.
 func (GroupEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{15, 0}
+	return file_grains_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type GroupRequest_Op int32
@@ -192,11 +241,11 @@ func (x GroupRequest_Op) String() string {
 }
 
 func (GroupRequest_Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_grains_proto_enumTypes[2].Descriptor()
+	return file_grains_proto_enumTypes[3].Descriptor()
 }
 
 func (GroupRequest_Op) Type() protoreflect.EnumType {
-	return &file_grains_proto_enumTypes[2]
+	return &file_grains_proto_enumTypes[3]
 }
 
 func (x GroupRequest_Op) Number() protoreflect.EnumNumber {
@@ -205,7 +254,7 @@ func (x GroupRequest_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GroupRequest_Op.Descriptor instead.
 func (GroupRequest_Op) EnumDescriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{16, 0}
+	return file_grains_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type GrainError struct {
@@ -594,10 +643,13 @@ func (x *AttachRequest) GetDeviceId() string {
 }
 
 type AttachResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cursor        uint64                 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	LastSeq       uint64                 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
-	Error         *GrainError            `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cursor  uint64                 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	LastSeq uint64                 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// error is rate_limited when the user has as many connections as allowed.
+	Error *GrainError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// share is this connection's part of the user's budgets.
+	Share         *Share `protobuf:"bytes,4,opt,name=share,proto3" json:"share,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -653,6 +705,175 @@ func (x *AttachResponse) GetError() *GrainError {
 	return nil
 }
 
+func (x *AttachResponse) GetShare() *Share {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
+// Share is one connection's part of its user's per-user budgets (limits.userSend*,
+// limits.userRead*): the user grain splits each evenly among the user's live
+// connections, and sends a fresh Share to each when their number changes.
+type Share struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SendRate      float64                `protobuf:"fixed64,1,opt,name=send_rate,json=sendRate,proto3" json:"send_rate,omitempty"` // sends per second
+	SendBurst     float64                `protobuf:"fixed64,2,opt,name=send_burst,json=sendBurst,proto3" json:"send_burst,omitempty"`
+	ReadRate      float64                `protobuf:"fixed64,3,opt,name=read_rate,json=readRate,proto3" json:"read_rate,omitempty"` // sync and history entries per second
+	ReadBurst     float64                `protobuf:"fixed64,4,opt,name=read_burst,json=readBurst,proto3" json:"read_burst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Share) Reset() {
+	*x = Share{}
+	mi := &file_grains_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Share) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Share) ProtoMessage() {}
+
+func (x *Share) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Share.ProtoReflect.Descriptor instead.
+func (*Share) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Share) GetSendRate() float64 {
+	if x != nil {
+		return x.SendRate
+	}
+	return 0
+}
+
+func (x *Share) GetSendBurst() float64 {
+	if x != nil {
+		return x.SendBurst
+	}
+	return 0
+}
+
+func (x *Share) GetReadRate() float64 {
+	if x != nil {
+		return x.ReadRate
+	}
+	return 0
+}
+
+func (x *Share) GetReadBurst() float64 {
+	if x != nil {
+		return x.ReadBurst
+	}
+	return 0
+}
+
+// SpendRequest spends one unit of a user's budget for things made rarely (a
+// group, a conversation with someone new); the user grain answers rate_limited
+// when it is spent.
+type SpendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          SpendRequest_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.v1.SpendRequest_Kind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpendRequest) Reset() {
+	*x = SpendRequest{}
+	mi := &file_grains_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpendRequest) ProtoMessage() {}
+
+func (x *SpendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpendRequest.ProtoReflect.Descriptor instead.
+func (*SpendRequest) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SpendRequest) GetKind() SpendRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return SpendRequest_KIND_UNSPECIFIED
+}
+
+type SpendResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *GrainError            `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpendResponse) Reset() {
+	*x = SpendResponse{}
+	mi := &file_grains_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpendResponse) ProtoMessage() {}
+
+func (x *SpendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpendResponse.ProtoReflect.Descriptor instead.
+func (*SpendResponse) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SpendResponse) GetError() *GrainError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 // DetachRequest removes a connection (sent when its socket closes).
 type DetachRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -663,7 +884,7 @@ type DetachRequest struct {
 
 func (x *DetachRequest) Reset() {
 	*x = DetachRequest{}
-	mi := &file_grains_proto_msgTypes[7]
+	mi := &file_grains_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +896,7 @@ func (x *DetachRequest) String() string {
 func (*DetachRequest) ProtoMessage() {}
 
 func (x *DetachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[7]
+	mi := &file_grains_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +909,7 @@ func (x *DetachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachRequest.ProtoReflect.Descriptor instead.
 func (*DetachRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{7}
+	return file_grains_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DetachRequest) GetConn() *actor.PID {
@@ -709,7 +930,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_grains_proto_msgTypes[8]
+	mi := &file_grains_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +942,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[8]
+	mi := &file_grains_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +955,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{8}
+	return file_grains_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AckRequest) GetDeviceId() string {
@@ -770,7 +991,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_grains_proto_msgTypes[9]
+	mi := &file_grains_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1003,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[9]
+	mi := &file_grains_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1016,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{9}
+	return file_grains_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Deliver) GetMessages() []*Message {
@@ -835,7 +1056,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_grains_proto_msgTypes[10]
+	mi := &file_grains_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1068,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[10]
+	mi := &file_grains_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1081,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{10}
+	return file_grains_proto_rawDescGZIP(), []int{13}
 }
 
 type StatusResponse struct {
@@ -874,7 +1095,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_grains_proto_msgTypes[11]
+	mi := &file_grains_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1107,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[11]
+	mi := &file_grains_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1120,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{11}
+	return file_grains_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusResponse) GetStatus() string {
@@ -937,7 +1158,7 @@ type ConversationSnapshot struct {
 
 func (x *ConversationSnapshot) Reset() {
 	*x = ConversationSnapshot{}
-	mi := &file_grains_proto_msgTypes[12]
+	mi := &file_grains_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1170,7 @@ func (x *ConversationSnapshot) String() string {
 func (*ConversationSnapshot) ProtoMessage() {}
 
 func (x *ConversationSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[12]
+	mi := &file_grains_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1183,7 @@ func (x *ConversationSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSnapshot.ProtoReflect.Descriptor instead.
 func (*ConversationSnapshot) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{12}
+	return file_grains_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConversationSnapshot) GetVersion() uint64 {
@@ -996,7 +1217,7 @@ type Reattach struct {
 
 func (x *Reattach) Reset() {
 	*x = Reattach{}
-	mi := &file_grains_proto_msgTypes[13]
+	mi := &file_grains_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1229,7 @@ func (x *Reattach) String() string {
 func (*Reattach) ProtoMessage() {}
 
 func (x *Reattach) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[13]
+	mi := &file_grains_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1242,7 @@ func (x *Reattach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
 func (*Reattach) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{13}
+	return file_grains_proto_rawDescGZIP(), []int{16}
 }
 
 // Wake is no longer sent: there is no pending fan-out to re-drive.
@@ -1033,7 +1254,7 @@ type Wake struct {
 
 func (x *Wake) Reset() {
 	*x = Wake{}
-	mi := &file_grains_proto_msgTypes[14]
+	mi := &file_grains_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1266,7 @@ func (x *Wake) String() string {
 func (*Wake) ProtoMessage() {}
 
 func (x *Wake) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[14]
+	mi := &file_grains_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1279,7 @@ func (x *Wake) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Wake.ProtoReflect.Descriptor instead.
 func (*Wake) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{14}
+	return file_grains_proto_rawDescGZIP(), []int{17}
 }
 
 // GroupEvent is a membership event of a group, stored in the group's stream among
@@ -1079,7 +1300,7 @@ type GroupEvent struct {
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_grains_proto_msgTypes[15]
+	mi := &file_grains_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1312,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[15]
+	mi := &file_grains_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1325,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{15}
+	return file_grains_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GroupEvent) GetKind() GroupEvent_Kind {
@@ -1173,7 +1394,7 @@ type GroupRequest struct {
 
 func (x *GroupRequest) Reset() {
 	*x = GroupRequest{}
-	mi := &file_grains_proto_msgTypes[16]
+	mi := &file_grains_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1406,7 @@ func (x *GroupRequest) String() string {
 func (*GroupRequest) ProtoMessage() {}
 
 func (x *GroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[16]
+	mi := &file_grains_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1419,7 @@ func (x *GroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRequest.ProtoReflect.Descriptor instead.
 func (*GroupRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{16}
+	return file_grains_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GroupRequest) GetOp() GroupRequest_Op {
@@ -1257,7 +1478,7 @@ type GroupResponse struct {
 
 func (x *GroupResponse) Reset() {
 	*x = GroupResponse{}
-	mi := &file_grains_proto_msgTypes[17]
+	mi := &file_grains_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1490,7 @@ func (x *GroupResponse) String() string {
 func (*GroupResponse) ProtoMessage() {}
 
 func (x *GroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[17]
+	mi := &file_grains_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1503,7 @@ func (x *GroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupResponse.ProtoReflect.Descriptor instead.
 func (*GroupResponse) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{17}
+	return file_grains_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GroupResponse) GetGroup() string {
@@ -1339,7 +1560,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_grains_proto_msgTypes[18]
+	mi := &file_grains_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1572,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[18]
+	mi := &file_grains_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1585,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{18}
+	return file_grains_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TypingRequest) GetConversation() string {
@@ -1391,7 +1612,7 @@ type Notify struct {
 
 func (x *Notify) Reset() {
 	*x = Notify{}
-	mi := &file_grains_proto_msgTypes[19]
+	mi := &file_grains_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1624,7 @@ func (x *Notify) String() string {
 func (*Notify) ProtoMessage() {}
 
 func (x *Notify) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[19]
+	mi := &file_grains_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1637,7 @@ func (x *Notify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notify.ProtoReflect.Descriptor instead.
 func (*Notify) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{19}
+	return file_grains_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Notify) GetTyping() *TypingNotice {
@@ -1460,11 +1681,27 @@ const file_grains_proto_rawDesc = "" +
 	"\rAttachRequest\x12\x1e\n" +
 	"\x04conn\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\x04conn\x12\x1b\n" +
-	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"p\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\x98\x01\n" +
 	"\x0eAttachResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12+\n" +
-	"\x05error\x18\x03 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"/\n" +
+	"\x05error\x18\x03 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\x12&\n" +
+	"\x05share\x18\x04 \x01(\v2\x10.parley.v1.ShareR\x05share\"\x7f\n" +
+	"\x05Share\x12\x1b\n" +
+	"\tsend_rate\x18\x01 \x01(\x01R\bsendRate\x12\x1d\n" +
+	"\n" +
+	"send_burst\x18\x02 \x01(\x01R\tsendBurst\x12\x1b\n" +
+	"\tread_rate\x18\x03 \x01(\x01R\breadRate\x12\x1d\n" +
+	"\n" +
+	"read_burst\x18\x04 \x01(\x01R\treadBurst\"{\n" +
+	"\fSpendRequest\x120\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1c.parley.v1.SpendRequest.KindR\x04kind\"9\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\t\n" +
+	"\x05GROUP\x10\x01\x12\x10\n" +
+	"\fCONVERSATION\x10\x02\"<\n" +
+	"\rSpendResponse\x12+\n" +
+	"\x05error\x18\x01 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"/\n" +
 	"\rDetachRequest\x12\x1e\n" +
 	"\x04conn\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\x04conn\">\n" +
@@ -1560,57 +1797,64 @@ func file_grains_proto_rawDescGZIP() []byte {
 	return file_grains_proto_rawDescData
 }
 
-var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_grains_proto_goTypes = []any{
 	(ErrorReason)(0),             // 0: parley.v1.ErrorReason
-	(GroupEvent_Kind)(0),         // 1: parley.v1.GroupEvent.Kind
-	(GroupRequest_Op)(0),         // 2: parley.v1.GroupRequest.Op
-	(*GrainError)(nil),           // 3: parley.v1.GrainError
-	(*PostRequest)(nil),          // 4: parley.v1.PostRequest
-	(*PostResponse)(nil),         // 5: parley.v1.PostResponse
-	(*EnqueueRequest)(nil),       // 6: parley.v1.EnqueueRequest
-	(*EnqueueResponse)(nil),      // 7: parley.v1.EnqueueResponse
-	(*AttachRequest)(nil),        // 8: parley.v1.AttachRequest
-	(*AttachResponse)(nil),       // 9: parley.v1.AttachResponse
-	(*DetachRequest)(nil),        // 10: parley.v1.DetachRequest
-	(*AckRequest)(nil),           // 11: parley.v1.AckRequest
-	(*Deliver)(nil),              // 12: parley.v1.Deliver
-	(*StatusRequest)(nil),        // 13: parley.v1.StatusRequest
-	(*StatusResponse)(nil),       // 14: parley.v1.StatusResponse
-	(*ConversationSnapshot)(nil), // 15: parley.v1.ConversationSnapshot
-	(*Reattach)(nil),             // 16: parley.v1.Reattach
-	(*Wake)(nil),                 // 17: parley.v1.Wake
-	(*GroupEvent)(nil),           // 18: parley.v1.GroupEvent
-	(*GroupRequest)(nil),         // 19: parley.v1.GroupRequest
-	(*GroupResponse)(nil),        // 20: parley.v1.GroupResponse
-	(*TypingRequest)(nil),        // 21: parley.v1.TypingRequest
-	(*Notify)(nil),               // 22: parley.v1.Notify
-	nil,                          // 23: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),              // 24: parley.v1.Message
-	(*actor.PID)(nil),            // 25: actor.PID
-	(*TypingNotice)(nil),         // 26: parley.v1.TypingNotice
+	(SpendRequest_Kind)(0),       // 1: parley.v1.SpendRequest.Kind
+	(GroupEvent_Kind)(0),         // 2: parley.v1.GroupEvent.Kind
+	(GroupRequest_Op)(0),         // 3: parley.v1.GroupRequest.Op
+	(*GrainError)(nil),           // 4: parley.v1.GrainError
+	(*PostRequest)(nil),          // 5: parley.v1.PostRequest
+	(*PostResponse)(nil),         // 6: parley.v1.PostResponse
+	(*EnqueueRequest)(nil),       // 7: parley.v1.EnqueueRequest
+	(*EnqueueResponse)(nil),      // 8: parley.v1.EnqueueResponse
+	(*AttachRequest)(nil),        // 9: parley.v1.AttachRequest
+	(*AttachResponse)(nil),       // 10: parley.v1.AttachResponse
+	(*Share)(nil),                // 11: parley.v1.Share
+	(*SpendRequest)(nil),         // 12: parley.v1.SpendRequest
+	(*SpendResponse)(nil),        // 13: parley.v1.SpendResponse
+	(*DetachRequest)(nil),        // 14: parley.v1.DetachRequest
+	(*AckRequest)(nil),           // 15: parley.v1.AckRequest
+	(*Deliver)(nil),              // 16: parley.v1.Deliver
+	(*StatusRequest)(nil),        // 17: parley.v1.StatusRequest
+	(*StatusResponse)(nil),       // 18: parley.v1.StatusResponse
+	(*ConversationSnapshot)(nil), // 19: parley.v1.ConversationSnapshot
+	(*Reattach)(nil),             // 20: parley.v1.Reattach
+	(*Wake)(nil),                 // 21: parley.v1.Wake
+	(*GroupEvent)(nil),           // 22: parley.v1.GroupEvent
+	(*GroupRequest)(nil),         // 23: parley.v1.GroupRequest
+	(*GroupResponse)(nil),        // 24: parley.v1.GroupResponse
+	(*TypingRequest)(nil),        // 25: parley.v1.TypingRequest
+	(*Notify)(nil),               // 26: parley.v1.Notify
+	nil,                          // 27: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),              // 28: parley.v1.Message
+	(*actor.PID)(nil),            // 29: actor.PID
+	(*TypingNotice)(nil),         // 30: parley.v1.TypingNotice
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
-	3,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	24, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
-	3,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	25, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
-	3,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
-	25, // 6: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	24, // 7: parley.v1.Deliver.messages:type_name -> parley.v1.Message
-	3,  // 8: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	23, // 9: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
-	1,  // 10: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
-	2,  // 11: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
-	3,  // 12: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
-	26, // 13: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	4,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
+	28, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	4,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
+	29, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	4,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
+	11, // 6: parley.v1.AttachResponse.share:type_name -> parley.v1.Share
+	1,  // 7: parley.v1.SpendRequest.kind:type_name -> parley.v1.SpendRequest.Kind
+	4,  // 8: parley.v1.SpendResponse.error:type_name -> parley.v1.GrainError
+	29, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	28, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	4,  // 11: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
+	27, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	2,  // 13: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
+	3,  // 14: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
+	4,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
+	30, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
@@ -1624,8 +1868,8 @@ func file_grains_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   21,
+			NumEnums:      4,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

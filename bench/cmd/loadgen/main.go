@@ -54,7 +54,8 @@ register users through POST /v1/users; start the nodes with auth.bcryptCost: 4 i
 cluster.yaml to make that cheap, and raise -register-par. idle needs no accounts.
 
 Node settings for heavy runs: limits.frameRate/frameBurst bound each connection's
-frames/s (a group sender at a high rate needs more than the default 100/s).
+frames/s, and limits.userSends each user's sends/s (a group sender at a high rate
+needs more than the default 100/s of each).
 
 Sockets: each process holds at most ~19,000 (the open-file cap is 20,000), so
 -procs 0 starts as many worker processes as needed; -src-ips spreads each

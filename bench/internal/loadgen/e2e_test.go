@@ -19,7 +19,7 @@ import (
 )
 
 // nodeYAML makes registration cheap and lets one connection send fast.
-const nodeYAML = "auth:\n  bcryptCost: 4\nlimits:\n  frameRate: 100000\n  frameBurst: 100000\n"
+const nodeYAML = "auth:\n  bcryptCost: 4\nlimits:\n  frameRate: 100000\n  frameBurst: 100000\n  userSends: {burst: 0}\n  userReads: {burst: 0}\n"
 
 const testSecret = "loadgen-test-secret-0123456789abcdef"
 
