@@ -21,6 +21,8 @@ PG_TEST_OPTS ?= fsync=off full_page_writes=off
 # Packages whose tests run a Proto.Actor cluster inside the test process: their
 # tests are tagged !race and run in a second pass without -race.
 NORACE_PKGS ?= ./actors
+# ...and tests tagged !race in packages whose other tests run with -race.
+NORACE_TESTS ?= -run '^Test(ShutdownIsIdempotent|FailedStartCleansUp)$$' ./internal/node
 # Evaluated by the shell in the recipe, not by make.
 PROTOACTOR_DIR = $$($(GO) list -m -f '{{.Dir}}' github.com/asynkron/protoactor-go)
 GOBIN_DIR = $$($(GO) env GOPATH | cut -d: -f1)/bin
@@ -62,7 +64,8 @@ test: ## all tests with -race against a throwaway Postgres (installs PostgreSQL 
 	@scripts/deps.sh zookeeper
 	@$(WITH_TEST_PG) $(GO) test -race -count=1 -timeout 15m ./... && \
 		echo "# in-process cluster tests, without -race (Proto.Actor's own races: research/protoactor.md §7)" && \
-		$(GO) test -count=1 -timeout 10m $(NORACE_PKGS)
+		$(GO) test -count=1 -timeout 10m $(NORACE_PKGS) && \
+		$(GO) test -count=1 -timeout 5m $(NORACE_TESTS)
 
 test-short: ## all tests without -race (quicker) against a throwaway Postgres
 	@scripts/deps.sh

@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +92,93 @@ func TestTokenInQuery(t *testing.T) {
 	require.Equal(t, ws.StatusError(http.StatusUnauthorized), err)
 	_, _, _, err = ws.Dial(ctx, "ws"+n.URL[len("http"):]+"/v1/ws?encoding=xml&token="+alice.Token)
 	require.Equal(t, ws.StatusError(http.StatusBadRequest), err)
+}
+
+// SIGTERM while writes are in flight (issue 10): the node exits 0 with no panic
+// and logs no error of its own, and every message it answered sent is, after a
+// restart, in its recipient's queue and its sender's, exactly once.
+func TestShutdownWithWritesInFlight(t *testing.T) {
+	n := startNode(t, fastConfig)
+	const pairs = 8
+	type sender struct {
+		conn *client.Conn
+		r    *reader
+		from client.Session
+		to   client.Session
+	}
+	senders := make([]sender, pairs)
+	for i := range senders {
+		a, b := newUser(t, n, fmt.Sprint("w", i)), newUser(t, n, fmt.Sprint("r", i))
+		c := dial(t, n, a)
+		senders[i] = sender{conn: c, r: startReader(c), from: a, to: b}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range senders {
+		wg.Add(1)
+		go func() { // as fast as the socket takes them, never waiting for sent
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if s.conn.Write(sendFrame(fmt.Sprint("m", i), s.to.UserID, "in flight")) != nil {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	testenv.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		total := 0
+		for _, s := range senders {
+			_, sent, _, _ := s.r.snapshot()
+			total += sent
+		}
+		if total < 400 {
+			return fmt.Errorf("%d sent", total)
+		}
+		return nil
+	})
+
+	require.NoError(t, n.Stop(30*time.Second), "clean exit with writes in flight")
+	close(stop)
+	wg.Wait()
+	for _, line := range strings.Split(n.Log(), "\n") {
+		require.NotContains(t, line, "panic", "node log")
+		if strings.Contains(line, "level=ERROR") && !strings.Contains(line, "lib=protoactor") {
+			t.Errorf("node logged an error: %s", line)
+		}
+	}
+
+	n.Restart()
+	acked := 0
+	for _, s := range senders {
+		<-s.r.done
+		s.r.mu.Lock()
+		want := make(map[string]bool, len(s.r.sent))
+		for id := range s.r.sent {
+			want[id] = true
+		}
+		s.r.mu.Unlock()
+		acked += len(want)
+		for _, who := range []client.Session{s.to, s.from} {
+			c := dial(t, n, who)
+			r := startReader(c)
+			syncAll(t, c, r)
+			msgs, _, _, _ := r.snapshot()
+			seen := map[string]int{}
+			for _, m := range msgs {
+				seen[m.ClientId]++
+				require.Equal(t, 1, seen[m.ClientId], "%s has %s twice", who.UserID, m.ClientId)
+			}
+			for id := range want {
+				require.Equal(t, 1, seen[id], "%s's queue lacks acked %s", who.UserID, id)
+			}
+			_ = c.Drop()
+		}
+	}
+	t.Logf("%d messages acked before SIGTERM, all in both queues once", acked)
 }

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -36,40 +38,77 @@ import (
 // died right after each commit.
 const FaultHoldDelivery = "PARLEY_FAULT_HOLD_DELIVERY"
 
-// Run serves until ctx ends, then shuts down in order: stop accepting, close sockets
-// with 1001 after flushing, leave the cluster, release the node id (keeping its
-// reserved floor), flush the store's pending writes and close it.
+// Node is one running node. Every goroutine it starts belongs to it and ends in
+// Shutdown, which stops the parts in order: stop accepting, close sockets with 1001
+// after flushing, leave the cluster (grains stop; their writes are queued already),
+// stop the background work (lease renewal, membership watch), release the node id
+// (keeping its reserved floor), flush the store's queued writes and close it.
+type Node struct {
+	cfg     config.Config
+	log     *slog.Logger
+	store   *postgres.Store
+	lease   *nodeLease
+	cluster *cluster.Cluster
+	gw      *gateway.Server
+	servers []*http.Server
+
+	bg     context.Context // the background work's: ended by Shutdown
+	stopBG context.CancelFunc
+	wg     sync.WaitGroup // the goroutines of bg and of the servers
+	failed chan error     // a server failed, or the membership watch evicted this node
+
+	once sync.Once
+	done chan struct{} // closed when Shutdown has finished
+}
+
+// Run starts a node and serves until ctx ends or the node fails, then shuts it
+// down (bounded by gateway.shutdownGrace, then each step's own bound).
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	n, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return n.Wait(ctx)
+}
+
+// Start starts a node; ctx bounds the start only. On an error, what was started
+// is shut down again.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, err error) {
+	n := &Node{cfg: cfg, log: log, failed: make(chan error, 4), done: make(chan struct{})}
+	n.bg, n.stopBG = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = n.Shutdown(context.Background())
+		}
+	}()
 	met := metrics.New()
-	store, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{Metrics: met,
+	n.store, err = postgres.Open(ctx, cfg.Database.URL, postgres.Options{Metrics: met,
 		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax,
 		Committers: cfg.Database.Committers})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
-
-	lease, err := takeNodeID(ctx, store, cfg.Node.ID)
+	n.lease, err = takeNodeID(ctx, n.store, cfg.Node.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer lease.release()
-	log = log.With(slog.Int("node", lease.NodeID))
-	go lease.renew(ctx, log)
+	n.log = log.With(slog.Int("node", n.lease.NodeID))
+	log = n.log
+	n.goBG(func() { n.lease.renew(n.bg, log) })
 
 	signer, err := newSigner(cfg.Auth, cfg.Cluster.Provider, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sessions := auth.NewSessions(signer, store, auth.SessionsConfig{
+	sessions := auth.NewSessions(signer, n.store, auth.SessionsConfig{
 		CacheTTL: cfg.Auth.SessionCacheTTL, CacheEntries: cfg.Auth.SessionCacheEntries})
 	hasher, err := auth.NewHasher(cfg.Auth.BcryptCost, cfg.Auth.HashConcurrency)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	deps := &actors.Deps{Store: store, IDs: lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
-		Directory: actors.NewDirectory(store),
+	deps := &actors.Deps{Store: n.store, IDs: n.lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
+		Directory: actors.NewDirectory(n.store),
 		Settings: actors.Settings{
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			DedupeCache: cfg.Grains.DedupeCache, MaxTextBytes: cfg.Limits.MaxTextBytes,
@@ -84,16 +123,19 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	m, err := membership.New(cfg.Cluster, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c, err := startCluster(cfg, log, deps, m)
+	n.cluster, err = startCluster(cfg, log, deps, m)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	evicted := make(chan error, 1)
-	go func() { evicted <- m.Watch(ctx, c) }()
+	n.goBG(func() {
+		if err := m.Watch(n.bg, n.cluster); err != nil && n.bg.Err() == nil {
+			n.failed <- fmt.Errorf("%w: %v", ErrEvicted, err)
+		}
+	})
 
-	gw, err := gateway.New(gateway.Config{
+	n.gw, err = gateway.New(gateway.Config{
 		Workers: cfg.Gateway.Workers, ReadTimeout: cfg.Gateway.ReadTimeout, WriteTimeout: cfg.Gateway.WriteTimeout,
 		OutboundBytes: cfg.Gateway.OutboundBytes,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes, FrameRate: cfg.Limits.FrameRate, FrameBurst: cfg.Limits.FrameBurst,
@@ -102,14 +144,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return actors.SpawnConnection(deps, s, id.User, id.Device)
 	})
 	if err != nil {
-		c.Shutdown(true)
-		return err
+		return nil, err
 	}
 
 	mux := http.NewServeMux()
-	api.New(api.Options{Store: store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
+	api.New(api.Options{Store: n.store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
 		Throttle: loginThrottle(cfg.Auth), Log: log, Presence: presence(deps), Groups: groups(deps)}).Register(mux)
-	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { gw.ServeHTTP(w, r, api.WriteError) })
+	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
@@ -119,7 +160,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.Listen.Admin != "" {
 		servers = append(servers, newAdminServer(cfg.Listen, adminMux(cfg.Admin, deps, met)))
 	}
-	errc := make(chan error, len(servers))
 	for i, srv := range servers {
 		var ln net.Listener
 		if i == 0 { // the main listener: at most listen.maxConns connections
@@ -128,34 +168,100 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			ln, err = net.Listen("tcp", srv.Addr)
 		}
 		if err != nil {
-			gw.Shutdown(ctx)
-			c.Shutdown(true)
-			return fmt.Errorf("listening on %s: %w", srv.Addr, err)
+			return nil, fmt.Errorf("listening on %s: %w", srv.Addr, err)
 		}
 		log.Info("listening", slog.String("addr", ln.Addr().String()))
-		go func() { errc <- srv.Serve(ln) }()
+		n.servers = append(n.servers, srv)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				n.failed <- fmt.Errorf("serving %s: %w", srv.Addr, err)
+			}
+		}()
 	}
+	return n, nil
+}
 
+// goBG runs f as the node's background work, until n.bg ends.
+func (n *Node) goBG(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Wait serves until ctx ends (nil) or the node fails (ErrEvicted, or a listener's
+// error), then shuts the node down.
+func (n *Node) Wait(ctx context.Context) error {
+	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
-	case err = <-evicted:
-		if err != nil {
-			err = fmt.Errorf("%w: %v", ErrEvicted, err)
-		}
+	case err = <-n.failed:
 	}
-	log.Info("shutting down")
-	grace, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
+	grace, cancel := context.WithTimeout(context.Background(), n.cfg.Gateway.ShutdownGrace)
 	defer cancel()
-	for _, srv := range servers {
-		_ = srv.Shutdown(grace)
-	}
-	gw.Shutdown(grace)
-	c.Shutdown(true)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+	if serr := n.Shutdown(grace); err == nil {
+		err = serr
 	}
 	return err
+}
+
+// Shutdown stops the node in order and waits for every goroutine it started. ctx
+// bounds the draining of sockets and REST requests; leaving the cluster and
+// flushing the store have bounds of their own. It may be called more than once, and
+// concurrently: every call returns when the first is done.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.once.Do(func() {
+		defer close(n.done)
+		if n.cluster != nil || n.gw != nil {
+			n.log.Info("shutting down")
+		}
+		for _, srv := range n.servers {
+			_ = srv.Shutdown(ctx) // stops accepting; WebSockets were taken over and are the gateway's
+		}
+		if n.gw != nil {
+			n.gw.Shutdown(ctx)
+		}
+		if n.cluster != nil {
+			bounded(leaveTimeout, func() { n.cluster.Shutdown(true) }, func() {
+				n.log.Warn("leaving the cluster is taking too long; going on", slog.Duration("after", leaveTimeout))
+			})
+		}
+		n.stopBG()
+		for _, srv := range n.servers {
+			_ = srv.Close() // whatever Shutdown's ctx cut short
+		}
+		n.wg.Wait()
+		if n.lease != nil {
+			n.lease.release()
+		}
+		if n.store != nil {
+			n.store.Close() // commits every write queued before it, then refuses with ErrClosed
+		}
+	})
+	<-n.done
+	return nil
+}
+
+// leaveTimeout bounds leaving the cluster at shutdown (the library's graceful
+// shutdown waits on the other members).
+const leaveTimeout = 15 * time.Second
+
+// bounded runs f, waiting at most d for it; past d it calls late and returns (f
+// goes on in the background).
+func bounded(d time.Duration, f, late func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		late()
+	}
 }
 
 // ErrEvicted means the other members dropped this one: it must start again under a
