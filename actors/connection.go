@@ -106,8 +106,8 @@ type Connection struct {
 	// This connection's share of its user's budgets (nil: no limit until the
 	// first attach answers).
 	sends, reads *bucket
-	paced        []func() // reads waiting for the read budget, in order
-	pacing       bool     // a timer runs for paced
+	paced        []func()         // reads waiting for the read budget, in order
+	pacing       bool             // a timer runs for paced
 	typed        map[string]int64 // conversation -> when this connection last told of typing (Unix ns)
 }
 
@@ -155,6 +155,10 @@ func (c *Connection) Receive(ctx actor.Context) {
 		}
 	case *parleypb.Share:
 		c.setShare(m)
+	case *parleypb.LoggedOut:
+		if m.DeviceId == c.device {
+			c.close(ctx, wire.CloseNormal, "logged out")
+		}
 	case *parleypb.Reattach:
 		c.attach(ctx, 1)
 	case *membersChanged:

@@ -110,6 +110,12 @@ func (d *Deps) pid(identity, kind string) *actor.PID {
 	return pid
 }
 
+// Tell sends msg to a grain from outside any actor (the REST tier), without
+// waiting (best effort).
+func Tell(d *Deps, identity, kind string, msg any) {
+	d.tell(d.Cluster.ActorSystem.Root, identity, kind, msg)
+}
+
 // tell sends msg to a grain without waiting (best effort).
 func (d *Deps) tell(sender actor.SenderContext, identity, kind string, msg any) {
 	if pid := d.pid(identity, kind); pid != nil {

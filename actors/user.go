@@ -40,6 +40,8 @@ func (u *User) Receive(ctx actor.Context) {
 		u.relay(ctx, m)
 	case *parleypb.Notify: // transient: only to live connections
 		u.relay(ctx, m)
+	case *parleypb.LoggedOut: // each connection knows its device
+		u.relay(ctx, m)
 	case *parleypb.AttachRequest:
 		u.attach(ctx, m)
 	case *parleypb.DetachRequest:

@@ -182,3 +182,37 @@ func TestShutdownWithWritesInFlight(t *testing.T) {
 	}
 	t.Logf("%d messages acked before SIGTERM, all in both queues once", acked)
 }
+
+// A logout closes that device's live connections with 1000 "logged out"; the
+// user's other devices stay connected, and the logged-out token gets no new socket.
+func TestLogoutClosesTheDevicesSockets(t *testing.T) {
+	n := startNode(t, fastConfig)
+	phone := newUser(t, n, "alice")
+	laptop := device(t, n, phone, "laptop")
+	p1, p2, lc := dial(t, n, phone), dial(t, n, phone), dial(t, n, laptop)
+	r1, r2, lr := startReader(p1), startReader(p2), startReader(lc)
+	for _, x := range []struct {
+		c *client.Conn
+		r *reader
+	}{{p1, r1}, {p2, r2}, {lc, lr}} {
+		syncNow(t, x.c, x.r, nil)
+	}
+
+	req, err := http.NewRequestWithContext(testenv.Context(t, 10*time.Second), http.MethodDelete, n.URL+"/v1/sessions/current", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+phone.Token)
+	require.NoError(t, client.Do(req, nil))
+	for _, r := range []*reader{r1, r2} {
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a logged-out device's socket stayed open")
+		}
+		require.True(t, client.IsClose(r.err, 1000), "closed with %v", r.err)
+	}
+	syncNow(t, lc, lr, nil) // the laptop is still served
+	_, err = client.Dial(testenv.Context(t, 10*time.Second), n.URL, phone.Token, wire.JSON)
+	var status ws.StatusError
+	require.ErrorAs(t, err, &status)
+	require.Equal(t, http.StatusUnauthorized, int(status))
+}

@@ -39,6 +39,9 @@ type Options struct {
 	Presence Presence
 	// Groups runs group operations; nil serves no groups.
 	Groups Groups
+	// LoggedOut is called after a device logged out, to close its live
+	// connections; nil closes none (they end when their socket does).
+	LoggedOut func(user, device string)
 	// Limits bounds history pages. Zero HistoryDefault and HistoryMax take the
 	// defaults of [config.Default].
 	Limits config.Limits
@@ -60,6 +63,7 @@ type API struct {
 	sessions  *auth.Sessions
 	presence  Presence
 	groups    Groups
+	loggedOut func(user, device string)
 	limits    config.Limits
 	hasher    *auth.Hasher
 	throttles throttles
@@ -96,7 +100,7 @@ func New(o Options) *API {
 		o.Sessions = auth.NewSessions(o.Signer, o.Store, auth.SessionsConfig{})
 	}
 	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, limits: o.Limits,
-		hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
+		loggedOut: o.LoggedOut, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 
 // Register adds the routes of the API to mux. A known path asked with another

@@ -142,11 +142,14 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 
 // deleteSession serves DELETE /v1/sessions/current: logout. Every token of the
 // caller's device stops being valid (see auth.Sessions for how soon on other
-// nodes); the device's cursor stays.
+// nodes) and its live connections close; the device's cursor stays.
 func (a *API) deleteSession(w http.ResponseWriter, r *http.Request, claims auth.Claims) {
 	if err := a.sessions.Revoke(r.Context(), claims.UserID, claims.DeviceID); err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	if a.loggedOut != nil {
+		a.loggedOut(claims.UserID, claims.DeviceID)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

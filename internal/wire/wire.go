@@ -68,6 +68,7 @@ var (
 
 // Close codes of PROTOCOL.md and RFC 6455 that the server sends.
 const (
+	CloseNormal        = 1000 // the device logged out
 	CloseGoingAway     = 1001 // server shutting down
 	CloseProtocolError = 1002 // the client broke RFC 6455's framing
 	CloseInvalidData   = 1007 // a text frame or close reason that is not UTF-8

@@ -196,7 +196,7 @@ func (x GroupEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GroupEvent_Kind.Descriptor instead.
 func (GroupEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{18, 0}
+	return file_grains_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type GroupRequest_Op int32
@@ -254,7 +254,7 @@ func (x GroupRequest_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GroupRequest_Op.Descriptor instead.
 func (GroupRequest_Op) EnumDescriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{19, 0}
+	return file_grains_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type GrainError struct {
@@ -1207,6 +1207,52 @@ func (x *ConversationSnapshot) GetDelivered() map[string]int64 {
 	return nil
 }
 
+// LoggedOut tells a user grain, and through it the user's connections, that a
+// device logged out: that device's connections close (its tokens are revoked).
+type LoggedOut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoggedOut) Reset() {
+	*x = LoggedOut{}
+	mi := &file_grains_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoggedOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoggedOut) ProtoMessage() {}
+
+func (x *LoggedOut) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoggedOut.ProtoReflect.Descriptor instead.
+func (*LoggedOut) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LoggedOut) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
 // Reattach tells a connection that its user grain is stopping: attach again (the
 // next attach activates a fresh grain) and fill any gap from the store.
 type Reattach struct {
@@ -1217,7 +1263,7 @@ type Reattach struct {
 
 func (x *Reattach) Reset() {
 	*x = Reattach{}
-	mi := &file_grains_proto_msgTypes[16]
+	mi := &file_grains_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1275,7 @@ func (x *Reattach) String() string {
 func (*Reattach) ProtoMessage() {}
 
 func (x *Reattach) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[16]
+	mi := &file_grains_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1288,7 @@ func (x *Reattach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
 func (*Reattach) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{16}
+	return file_grains_proto_rawDescGZIP(), []int{17}
 }
 
 // Wake is no longer sent: there is no pending fan-out to re-drive.
@@ -1254,7 +1300,7 @@ type Wake struct {
 
 func (x *Wake) Reset() {
 	*x = Wake{}
-	mi := &file_grains_proto_msgTypes[17]
+	mi := &file_grains_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1312,7 @@ func (x *Wake) String() string {
 func (*Wake) ProtoMessage() {}
 
 func (x *Wake) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[17]
+	mi := &file_grains_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1325,7 @@ func (x *Wake) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Wake.ProtoReflect.Descriptor instead.
 func (*Wake) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{17}
+	return file_grains_proto_rawDescGZIP(), []int{18}
 }
 
 // GroupEvent is a membership event of a group, stored in the group's stream among
@@ -1300,7 +1346,7 @@ type GroupEvent struct {
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_grains_proto_msgTypes[18]
+	mi := &file_grains_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1358,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[18]
+	mi := &file_grains_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1371,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{18}
+	return file_grains_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GroupEvent) GetKind() GroupEvent_Kind {
@@ -1394,7 +1440,7 @@ type GroupRequest struct {
 
 func (x *GroupRequest) Reset() {
 	*x = GroupRequest{}
-	mi := &file_grains_proto_msgTypes[19]
+	mi := &file_grains_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1452,7 @@ func (x *GroupRequest) String() string {
 func (*GroupRequest) ProtoMessage() {}
 
 func (x *GroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[19]
+	mi := &file_grains_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1465,7 @@ func (x *GroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRequest.ProtoReflect.Descriptor instead.
 func (*GroupRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{19}
+	return file_grains_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GroupRequest) GetOp() GroupRequest_Op {
@@ -1478,7 +1524,7 @@ type GroupResponse struct {
 
 func (x *GroupResponse) Reset() {
 	*x = GroupResponse{}
-	mi := &file_grains_proto_msgTypes[20]
+	mi := &file_grains_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1536,7 @@ func (x *GroupResponse) String() string {
 func (*GroupResponse) ProtoMessage() {}
 
 func (x *GroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[20]
+	mi := &file_grains_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1549,7 @@ func (x *GroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupResponse.ProtoReflect.Descriptor instead.
 func (*GroupResponse) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{20}
+	return file_grains_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GroupResponse) GetGroup() string {
@@ -1560,7 +1606,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_grains_proto_msgTypes[21]
+	mi := &file_grains_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1618,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[21]
+	mi := &file_grains_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1631,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{21}
+	return file_grains_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TypingRequest) GetConversation() string {
@@ -1612,7 +1658,7 @@ type Notify struct {
 
 func (x *Notify) Reset() {
 	*x = Notify{}
-	mi := &file_grains_proto_msgTypes[22]
+	mi := &file_grains_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1670,7 @@ func (x *Notify) String() string {
 func (*Notify) ProtoMessage() {}
 
 func (x *Notify) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[22]
+	mi := &file_grains_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1683,7 @@ func (x *Notify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notify.ProtoReflect.Descriptor instead.
 func (*Notify) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{22}
+	return file_grains_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Notify) GetTyping() *TypingNotice {
@@ -1726,7 +1772,9 @@ const file_grains_proto_rawDesc = "" +
 	"\tdelivered\x18\x03 \x03(\v2..parley.v1.ConversationSnapshot.DeliveredEntryR\tdelivered\x1a<\n" +
 	"\x0eDeliveredEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"(\n" +
+	"\tLoggedOut\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\n" +
 	"\n" +
 	"\bReattach\"\x06\n" +
 	"\x04Wake\"\x8a\x02\n" +
@@ -1798,7 +1846,7 @@ func file_grains_proto_rawDescGZIP() []byte {
 }
 
 var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_grains_proto_goTypes = []any{
 	(ErrorReason)(0),             // 0: parley.v1.ErrorReason
 	(SpendRequest_Kind)(0),       // 1: parley.v1.SpendRequest.Kind
@@ -1820,36 +1868,37 @@ var file_grains_proto_goTypes = []any{
 	(*StatusRequest)(nil),        // 17: parley.v1.StatusRequest
 	(*StatusResponse)(nil),       // 18: parley.v1.StatusResponse
 	(*ConversationSnapshot)(nil), // 19: parley.v1.ConversationSnapshot
-	(*Reattach)(nil),             // 20: parley.v1.Reattach
-	(*Wake)(nil),                 // 21: parley.v1.Wake
-	(*GroupEvent)(nil),           // 22: parley.v1.GroupEvent
-	(*GroupRequest)(nil),         // 23: parley.v1.GroupRequest
-	(*GroupResponse)(nil),        // 24: parley.v1.GroupResponse
-	(*TypingRequest)(nil),        // 25: parley.v1.TypingRequest
-	(*Notify)(nil),               // 26: parley.v1.Notify
-	nil,                          // 27: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),              // 28: parley.v1.Message
-	(*actor.PID)(nil),            // 29: actor.PID
-	(*TypingNotice)(nil),         // 30: parley.v1.TypingNotice
+	(*LoggedOut)(nil),            // 20: parley.v1.LoggedOut
+	(*Reattach)(nil),             // 21: parley.v1.Reattach
+	(*Wake)(nil),                 // 22: parley.v1.Wake
+	(*GroupEvent)(nil),           // 23: parley.v1.GroupEvent
+	(*GroupRequest)(nil),         // 24: parley.v1.GroupRequest
+	(*GroupResponse)(nil),        // 25: parley.v1.GroupResponse
+	(*TypingRequest)(nil),        // 26: parley.v1.TypingRequest
+	(*Notify)(nil),               // 27: parley.v1.Notify
+	nil,                          // 28: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),              // 29: parley.v1.Message
+	(*actor.PID)(nil),            // 30: actor.PID
+	(*TypingNotice)(nil),         // 31: parley.v1.TypingNotice
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
 	4,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	28, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	29, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
 	4,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	29, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	30, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
 	4,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
 	11, // 6: parley.v1.AttachResponse.share:type_name -> parley.v1.Share
 	1,  // 7: parley.v1.SpendRequest.kind:type_name -> parley.v1.SpendRequest.Kind
 	4,  // 8: parley.v1.SpendResponse.error:type_name -> parley.v1.GrainError
-	29, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	28, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	30, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	29, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
 	4,  // 11: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	27, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	28, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
 	2,  // 13: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
 	3,  // 14: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
 	4,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
-	30, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
+	31, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
 	17, // [17:17] is the sub-list for method output_type
 	17, // [17:17] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
@@ -1869,7 +1918,7 @@ func file_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
