@@ -150,3 +150,75 @@ func itoa(n int) string {
 		}
 	}
 }
+
+// Every frame on the wire counts against the frame rate, each fragment of a message
+// as one: a stream of empty continuations, which never completes a message, is
+// closed with 1008 like any other flood (the ping after it gets no answer), and
+// nothing of it reaches the handler.
+func TestEmptyContinuationsClosedWith1008(t *testing.T) {
+	t.Parallel()
+	cfg := defaultConfig()
+	cfg.FrameRate, cfg.FrameBurst = 1, 100
+	h := newHarness(t, cfg, nil)
+	c := h.dialRaw(t, wire.JSON)
+	flood := text(false, sendJSON("x", "never finished")[:8])
+	for range 1000 {
+		flood = append(flood, cont(false, nil)...)
+	}
+	_, err := c.Write(append(flood, ping("after the flood")...))
+	require.NoError(t, err)
+	requireCloseThenEOF(t, c, wire.ClosePolicy)
+	r := h.handler(t, 0)
+	requireClosedOnce(t, h, r)
+	frames, bad, _, _ := r.snapshot()
+	require.Empty(t, frames)
+	require.Empty(t, bad)
+}
+
+// A message takes a token per fragment, and the pings between its fragments take
+// theirs: with a burst of 4 (and next to no refill), 4 frames are handled and the
+// 5th closes the socket with 1008, whatever message they belong to.
+func TestFragmentsCountAgainstRate(t *testing.T) {
+	t.Parallel()
+	msg := sendJSON("frag", "fragmented")
+	want := sendFrame("frag", "fragmented")
+	four := fragments(ws.OpText, msg, 5, 10, 15)
+	two := fragments(ws.OpText, msg, 10)
+	cases := []struct {
+		name   string
+		send   [][]byte
+		pongs  [][]byte
+		frames []*parleypb.ClientFrame
+	}{
+		{name: "4 fragments, then a ping", send: append(four, ping("over")), frames: frames(want)},
+		{name: "4 fragments, then a message", send: append(four, text(true, sendJSON("next", "over"))), frames: frames(want)},
+		{name: "5 fragments", send: fragments(ws.OpText, msg, 5, 10, 15, 20)},
+		{name: "2 fragments with 2 pings between them, then a ping", send: [][]byte{two[0], ping("p1"), ping("p2"), two[1], ping("over")},
+			pongs: pongs("p1", "p2"), frames: frames(want)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := defaultConfig()
+			cfg.FrameRate, cfg.FrameBurst = 0.001, 4
+			h := newHarness(t, cfg, nil)
+			c := h.dialRaw(t, wire.JSON)
+			_, err := c.Write(bytes.Join(tc.send, nil))
+			require.NoError(t, err)
+			for i, p := range tc.pongs {
+				f := c.readFrame(t)
+				require.Equal(t, ws.OpPong, f.Header.OpCode, "answer %d", i)
+				require.Equal(t, string(p), string(f.Payload))
+			}
+			requireCloseThenEOF(t, c, wire.ClosePolicy)
+			r := h.handler(t, 0)
+			requireClosedOnce(t, h, r)
+			got, bad, _, _ := r.snapshot()
+			require.Len(t, got, len(tc.frames))
+			for i := range got {
+				requireFrame(t, tc.frames[i], got[i])
+			}
+			require.Empty(t, bad)
+		})
+	}
+}

@@ -34,9 +34,12 @@ type Config struct {
 	// OutboundBytes bounds what may wait to be written to one socket; a socket
 	// further behind is closed with 1013. Zero means 1 MiB.
 	OutboundBytes int
-	FrameRate     float64
-	FrameBurst    int
-	Metrics       *metrics.Metrics // may be nil
+	// FrameRate (per second) and FrameBurst bound a socket's inbound frames, a
+	// token bucket: every frame on the wire takes a token, each fragment of a
+	// message and each control frame. A socket past them is closed with 1008.
+	FrameRate  float64
+	FrameBurst int
+	Metrics    *metrics.Metrics // may be nil
 }
 
 // Identity is an authenticated client.

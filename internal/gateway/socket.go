@@ -56,7 +56,7 @@ type Socket struct {
 	since  atomic.Int64 // Unix ns when in's frame began (0: no partial frame)
 	frag   []byte       // a fragmented message being assembled
 	fragOp ws.OpCode
-	frames bucket // inbound frame rate
+	frames bucket // inbound frame rate: every frame takes a token, each fragment too
 
 	// Write state, under mu.
 	mu       sync.Mutex
@@ -422,12 +422,14 @@ func (s *Socket) parse(data []byte) (rest []byte, began bool, err error) {
 	}
 }
 
-// frame handles one complete frame.
+// frame handles one complete frame. Every frame counts against the rate: each
+// fragment of a message (an empty continuation costs a parse like any frame) and
+// each control frame.
 func (s *Socket) frame(h ws.Header, payload []byte) error {
+	if !s.allow() {
+		return errRate
+	}
 	if h.OpCode.IsControl() {
-		if !s.allow() { // control frames count against the rate too
-			return errRate
-		}
 		return s.control(h, payload)
 	}
 	done, op, msg, err := s.assemble(h, payload)
@@ -595,9 +597,6 @@ func (s *Socket) allow() bool {
 }
 
 func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
-	if !s.allow() {
-		return errRate
-	}
 	if op == ws.OpText && !utf8.Valid(msg) { // RFC 6455 §8.1, whatever the encoding
 		return fmt.Errorf("%w: in a text message", errInvalidUTF8)
 	}
