@@ -22,7 +22,7 @@ PG_TEST_OPTS ?= fsync=off full_page_writes=off
 # tests are tagged !race and run in a second pass without -race.
 NORACE_PKGS ?= ./actors
 # ...and tests tagged !race in packages whose other tests run with -race.
-NORACE_TESTS ?= -run '^Test(ShutdownIsIdempotent|FailedStartCleansUp)$$' ./internal/node
+NORACE_TESTS ?= -run '^Test(ShutdownIsIdempotent|FailedStartCleansUp|LostLeaseStopsTheNode)$$' ./internal/node
 # Evaluated by the shell in the recipe, not by make.
 PROTOACTOR_DIR = $$($(GO) list -m -f '{{.Dir}}' github.com/asynkron/protoactor-go)
 GOBIN_DIR = $$($(GO) env GOPATH | cut -d: -f1)/bin

@@ -4,18 +4,21 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/parleychat/parley/internal/ids"
+	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/persistence/postgres"
 )
 
-const (
-	leaseTTL   = 30 * time.Second
-	leaseRenew = 10 * time.Second
-)
+// The node id lease lasts leaseTTL, renewed every leaseRenew (a variable for tests).
+const leaseTTL = 30 * time.Second
+
+var leaseRenew = 10 * time.Second
 
 // nodeLease holds this node's Snowflake node id and its generator.
 type nodeLease struct {
@@ -55,23 +58,39 @@ func (l *nodeLease) reserve() int64 {
 	return max(now, l.gen.LastMillis()) + (leaseTTL + leaseRenew).Milliseconds()
 }
 
-func (l *nodeLease) renew(ctx context.Context, log *slog.Logger) {
-	t := time.NewTicker(leaseRenew)
+// renew extends the lease every leaseRenew until ctx ends, and again every second
+// after a failed renewal (the store may be down: the lease holds for leaseTTL). It
+// returns ErrLeaseLost if another holder took the node id: this node must stop
+// issuing ids at once.
+func (l *nodeLease) renew(ctx context.Context, log *slog.Logger) error {
+	t := time.NewTimer(leaseRenew)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		cx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := l.store.RenewNodeID(cx, l.NodeLease, leaseTTL, l.reserve())
 		cancel()
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, persistence.ErrConflict):
+			return fmt.Errorf("%w: %v", ErrLeaseLost, err)
+		case err != nil:
 			log.Error("renewing node id lease", slog.Any("error", err))
+			t.Reset(time.Second)
+		default:
+			t.Reset(leaseRenew)
 		}
 	}
 }
+
+// ErrLeaseLost means another node holds this node's id now (its lease expired while
+// the store was out of reach): ids issued from here on could repeat that node's.
+var ErrLeaseLost = errors.New("node: node id lease lost")
 
 func (l *nodeLease) release() {
 	cx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -94,7 +94,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	}
 	n.log = log.With(slog.Int("node", n.lease.NodeID))
 	log = n.log
-	n.goBG(func() { n.lease.renew(n.bg, log) })
+	n.goBG(func() {
+		if err := n.lease.renew(n.bg, log); err != nil {
+			n.failed <- err
+		}
+	})
 
 	signer, err := newSigner(cfg.Auth, cfg.Cluster.Provider, log)
 	if err != nil {
@@ -153,7 +157,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 		LoggedOut: func(user, device string) {
 			actors.Tell(deps, user, actors.KindUser, &parleypb.LoggedOut{DeviceId: device})
 		}}).Register(mux)
-	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) })
+	mux.HandleFunc("/v1/ws", func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")

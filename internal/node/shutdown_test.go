@@ -85,3 +85,22 @@ func TestFailedStartCleansUp(t *testing.T) {
 	require.NoError(t, err, "node id %d released by the failed start", cfg.Node.ID)
 	require.NoError(t, n.Shutdown(context.Background()))
 }
+
+// A node whose node id was taken by another holder stops (ErrLeaseLost): issuing
+// ids on would repeat the other holder's.
+func TestLostLeaseStopsTheNode(t *testing.T) {
+	renew := leaseRenew
+	leaseRenew = 100 * time.Millisecond
+	defer func() { leaseRenew = renew }()
+	db := testenv.DatabaseURL(t)
+	cfg := nodeConfig(t, db)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := Start(context.Background(), cfg, log)
+	require.NoError(t, err)
+	_, err = n.store.Pool().Exec(context.Background(),
+		`UPDATE node_leases SET holder = 'another node' WHERE node_id = $1`, cfg.Node.ID)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.ErrorIs(t, n.Wait(ctx), ErrLeaseLost)
+}
