@@ -162,7 +162,7 @@ func newHarnessListener(tb testing.TB, cfg gateway.Config, setup func(*recorder)
 	require.NoError(tb, err)
 	h.srv = srv
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ws", func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(w, r, writeErr) })
+	mux.HandleFunc("/v1/ws", func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(w, r, writeErr) })
 	h.http = httptest.NewUnstartedServer(mux)
 	if wrap != nil {
 		h.http.Listener = wrap(h.http.Listener)

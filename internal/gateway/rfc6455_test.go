@@ -560,7 +560,6 @@ func TestRFC6455RefusedHandshake(t *testing.T) {
 		req    handshakeRequest
 		status int
 		header [2]string // a header the answer must carry
-		kept   bool      // the answer is the router's, not the gateway's
 	}{
 		{name: "no token", req: handshakeRequest{header: map[string]string{"Authorization": ""}}, status: 401},
 		{name: "bad token", req: handshakeRequest{header: map[string]string{"Authorization": "Bearer bad"}}, status: 401},
@@ -578,16 +577,18 @@ func TestRFC6455RefusedHandshake(t *testing.T) {
 		{name: "no Sec-WebSocket-Version", req: handshakeRequest{header: map[string]string{"Sec-WebSocket-Version": ""}}, status: 400},
 		{name: "version 8", req: handshakeRequest{header: map[string]string{"Sec-WebSocket-Version": "8"}}, status: 426,
 			header: [2]string{"Sec-WebSocket-Version", "13"}},
-		// The route is GET /v1/ws: the router answers other methods before the
-		// gateway sees them, as for any path.
-		{name: "POST", req: handshakeRequest{method: "POST"}, status: 405, header: [2]string{"Allow", "GET, HEAD"}, kept: true},
+		// Every method on /v1/ws reaches the gateway (as internal/node routes it),
+		// and the handshake refuses all but GET.
+		{name: "POST", req: handshakeRequest{method: "POST"}, status: 405},
+		{name: "PUT", req: handshakeRequest{method: "PUT"}, status: 405},
+		{name: "POST without a token", req: handshakeRequest{method: "POST", header: map[string]string{"Authorization": ""}}, status: 401},
 	}
 	h := newHarness(t, defaultConfig(), nil) // no case gets a socket
 	t.Run("refused", func(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				refusedHandshake(t, h, tc.req, tc.status, tc.header, tc.kept)
+				refusedHandshake(t, h, tc.req, tc.status, tc.header)
 			})
 		}
 	})
@@ -605,8 +606,8 @@ func TestRFC6455RefusedHandshake(t *testing.T) {
 }
 
 // refusedHandshake sends req on a connection of its own and checks the answer, and
-// that the connection is closed afterwards (unless kept).
-func refusedHandshake(t *testing.T, h *harness, req handshakeRequest, status int, header [2]string, kept bool) {
+// that the connection is closed afterwards.
+func refusedHandshake(t *testing.T, h *harness, req handshakeRequest, status int, header [2]string) {
 	conn, err := net.DialTimeout("tcp", h.addr, waitTimeout)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
@@ -621,9 +622,6 @@ func refusedHandshake(t *testing.T, h *harness, req handshakeRequest, status int
 	require.Equal(t, status, res.StatusCode)
 	if header[0] != "" {
 		require.Equal(t, header[1], res.Header.Get(header[0]))
-	}
-	if kept {
-		return
 	}
 	// Whatever comes next on this connection is not served.
 	_, _ = conn.Write(handshakeRequest{}.bytes(h.addr))

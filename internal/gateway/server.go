@@ -105,8 +105,9 @@ var AuthError = errors.New("gateway: unauthorized")
 // down); the HTTP layer answers it with 503.
 var ErrUnavailable = errors.New("gateway: unavailable")
 
-// ServeHTTP upgrades GET /v1/ws. Errors before the upgrade are plain HTTP answers
-// written by onError. A refused upgrade closes its connection: it is not kept alive
+// ServeHTTP upgrades a GET of /v1/ws; it is meant for every method, and the
+// handshake answers any other with 405. Errors before the upgrade are plain HTTP
+// answers written by onError. A refused upgrade closes its connection: it is not kept alive
 // for another request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(w http.ResponseWriter, status int, code, msg string)) {
 	refuse := func(status int, code, msg string) {
