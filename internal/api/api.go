@@ -140,7 +140,7 @@ func (a *API) Register(mux *http.ServeMux) {
 func (a *API) route(mux *http.ServeMux, path string, handlers map[string]http.HandlerFunc) {
 	allowed := make([]string, 0, len(handlers)+1)
 	for method, h := range handlers {
-		mux.HandleFunc(method+" "+path, h)
+		mux.HandleFunc(method+" "+path, a.PerAddress(h))
 		allowed = append(allowed, method)
 		if method == http.MethodGet {
 			allowed = append(allowed, http.MethodHead) // GET patterns match HEAD too

@@ -17,6 +17,7 @@ type Throttle struct {
 	LoginPerAddress    config.RateLimit // failed logins per source address
 	LoginPerAccount    config.RateLimit // failed logins per username
 	RegisterPerAddress config.RateLimit // sign-ups per source address
+	RequestsPerAddress config.RateLimit // REST requests (and WebSocket upgrades) per source address
 	// Entries is how many keys each limit remembers; 0 means the default of
 	// [config.Default].
 	Entries int
@@ -28,8 +29,8 @@ type Throttle struct {
 
 // throttles are the token buckets of a Throttle.
 type throttles struct {
-	loginAddr, loginAccount, register *auth.Throttle
-	exempt                            []netip.Prefix
+	loginAddr, loginAccount, register, requests *auth.Throttle
+	exempt                                      []netip.Prefix
 }
 
 func newThrottles(t Throttle) throttles {
@@ -38,7 +39,7 @@ func newThrottles(t Throttle) throttles {
 	}
 	mk := func(r config.RateLimit) *auth.Throttle { return auth.NewThrottle(r.Rate, r.Burst, t.Entries, t.Now) }
 	return throttles{loginAddr: mk(t.LoginPerAddress), loginAccount: mk(t.LoginPerAccount),
-		register: mk(t.RegisterPerAddress), exempt: t.Exempt}
+		register: mk(t.RegisterPerAddress), requests: mk(t.RequestsPerAddress), exempt: t.Exempt}
 }
 
 // rateLimited is a 429 answer; fail sends its Retry-After.
@@ -112,4 +113,29 @@ func (t *throttles) takeRegister(r *http.Request) error {
 		return tooMany("sign-ups from this address", retry)
 	}
 	return nil
+}
+
+// takeRequest spends a request token of r's address.
+func (t *throttles) takeRequest(r *http.Request) error {
+	addr := t.sourceKey(r)
+	if addr == "" {
+		return nil
+	}
+	if ok, retry := t.requests.Take(addr); !ok {
+		return tooMany("requests from this address", retry)
+	}
+	return nil
+}
+
+// PerAddress limits h by Throttle.RequestsPerAddress, as the API's own routes
+// are (429 rate_limited with Retry-After): for the node's other routes, such as
+// the WebSocket upgrade.
+func (a *API) PerAddress(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := a.throttles.takeRequest(r); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		h(w, r)
+	}
 }

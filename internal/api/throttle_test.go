@@ -174,3 +174,36 @@ func TestRegisterThrottle(t *testing.T) {
 	status, _ = signUp(a, "u4")
 	require.Equal(t, http.StatusCreated, status)
 }
+
+// Every REST request counts against its address (auth.requestsPerAddress): past
+// the burst, 429 rate_limited with Retry-After; another address is served.
+func TestRequestsPerAddress(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	e := mustStart(t, nil, func(o *api.Options) {
+		o.Throttle = api.Throttle{RequestsPerAddress: config.RateLimit{Rate: 1, Burst: 5}, Now: clock.now}
+	})
+	for range 5 {
+		status, _, body := e.callFrom(t, "192.0.2.7:4000", "GET", "/v1/users/nobody", "")
+		require.Equal(t, http.StatusUnauthorized, status, string(body)) // served (no token)
+	}
+	status, hdr, body := e.callFrom(t, "192.0.2.7:4001", "GET", "/v1/users/nobody", "")
+	requireError(t, status, body, http.StatusTooManyRequests, "rate_limited")
+	require.Equal(t, "1", hdr.Get("Retry-After"))
+	status, _, body = e.callFrom(t, "192.0.2.7:4002", "POST", "/v1/users", `{}`)
+	requireError(t, status, body, http.StatusTooManyRequests, "rate_limited")
+
+	status, _, body = e.callFrom(t, "198.51.100.1:4000", "GET", "/v1/users/nobody", "")
+	require.Equal(t, http.StatusUnauthorized, status, "another address is served: %s", body)
+	clock.advance(time.Second)
+	status, _, body = e.callFrom(t, "192.0.2.7:4003", "GET", "/v1/users/nobody", "")
+	require.Equal(t, http.StatusUnauthorized, status, "refilled: %s", body)
+
+	exempt := mustStart(t, nil, func(o *api.Options) {
+		o.Throttle = api.Throttle{RequestsPerAddress: config.RateLimit{Rate: 1, Burst: 1},
+			Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Now: clock.now}
+	})
+	for range 3 {
+		status, _, _ := exempt.callFrom(t, "127.0.0.1:4000", "GET", "/v1/users/nobody", "")
+		require.Equal(t, http.StatusUnauthorized, status, "an exempt address is not limited")
+	}
+}

@@ -205,6 +205,10 @@ type Auth struct {
 	// RegisterPerAddress limits sign-ups (POST /v1/users that pass the checks of
 	// the body) per source address. Default rate 0.17, burst 3.
 	RegisterPerAddress RateLimit `yaml:"registerPerAddress"`
+	// RequestsPerAddress limits every REST request and WebSocket upgrade per
+	// source address (429 rate_limited with Retry-After). Default rate 20, burst
+	// 100.
+	RequestsPerAddress RateLimit `yaml:"requestsPerAddress"`
 	// LimiterEntries is how many addresses or usernames each of those limits
 	// remembers, 1..10000000; past it the least recently seen is forgotten (and
 	// starts again with a full burst). Default 100000.
@@ -338,6 +342,7 @@ func Default() Config {
 			LoginPerAddress:    RateLimit{Rate: 0.17, Burst: 3},
 			LoginPerAccount:    RateLimit{Rate: 0.17, Burst: 3},
 			RegisterPerAddress: RateLimit{Rate: 0.17, Burst: 3},
+			RequestsPerAddress: RateLimit{Rate: 20, Burst: 100},
 			LimiterEntries:     100000,
 			ExemptAddresses:    []string{"127.0.0.0/8", "::1/128"},
 		},

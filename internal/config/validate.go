@@ -243,6 +243,7 @@ func (a Auth) validate(v *validator) {
 	a.LoginPerAddress.validate(v, "auth.loginPerAddress")
 	a.LoginPerAccount.validate(v, "auth.loginPerAccount")
 	a.RegisterPerAddress.validate(v, "auth.registerPerAddress")
+	a.RequestsPerAddress.validate(v, "auth.requestsPerAddress")
 	v.between("auth.limiterEntries", a.LimiterEntries, 1, 10_000_000)
 	for _, p := range a.ExemptAddresses {
 		if _, err := ParsePrefix(p); err != nil {

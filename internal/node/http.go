@@ -20,6 +20,7 @@ func loginThrottle(cfg config.Auth) api.Throttle {
 		LoginPerAddress:    cfg.LoginPerAddress,
 		LoginPerAccount:    cfg.LoginPerAccount,
 		RegisterPerAddress: cfg.RegisterPerAddress,
+		RequestsPerAddress: cfg.RequestsPerAddress,
 		Entries:            cfg.LimiterEntries,
 		Exempt:             cfg.ExemptPrefixes(),
 	}

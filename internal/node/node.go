@@ -152,12 +152,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	}
 
 	mux := http.NewServeMux()
-	api.New(api.Options{Store: n.store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
+	rest := api.New(api.Options{Store: n.store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
 		Throttle: loginThrottle(cfg.Auth), Log: log, Presence: presence(deps), Groups: groups(deps),
 		LoggedOut: func(user, device string) {
 			actors.Tell(deps, user, actors.KindUser, &parleypb.LoggedOut{DeviceId: device})
-		}}).Register(mux)
-	mux.HandleFunc("/v1/ws", func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) })
+		}})
+	rest.Register(mux)
+	mux.HandleFunc("/v1/ws", rest.PerAddress(func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
