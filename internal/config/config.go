@@ -149,6 +149,11 @@ type Listen struct {
 	// closes. Keep it below the process's open-file limit (the node's is 20000).
 	// 1..1000000. Default 19000.
 	MaxConns int `yaml:"maxConns"`
+	// ConnsPerAddress caps the connections of the main listener from one source
+	// address (an IPv6 address counts by its /64), REST and WebSocket together;
+	// one more is closed at once. auth.exemptAddresses are not counted. 0 = no
+	// limit. Default 1000.
+	ConnsPerAddress int `yaml:"connsPerAddress"`
 }
 
 // Admin configures the admin endpoint.
@@ -335,7 +340,7 @@ func Default() Config {
 		},
 		Listen: Listen{HTTP: "127.0.0.1:8080", Admin: "127.0.0.1:8081", ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-			MaxConns: 19000},
+			MaxConns: 19000, ConnsPerAddress: 1000},
 		Admin: Admin{},
 		Auth: Auth{TokenTTL: 720 * time.Hour, BcryptCost: 10,
 			SessionCacheTTL: 10 * time.Second, SessionCacheEntries: 1 << 16,

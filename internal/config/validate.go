@@ -201,6 +201,7 @@ func (l Listen) validate(v *validator) {
 	v.duration("listen.writeTimeout", l.WriteTimeout)
 	v.duration("listen.idleTimeout", l.IdleTimeout)
 	v.between("listen.maxConns", l.MaxConns, 1, 1_000_000)
+	v.between("listen.connsPerAddress", l.ConnsPerAddress, 0, 1_000_000)
 }
 
 // validate refuses an admin listener that other hosts can reach without a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,39 +34,99 @@ func newAdminServer(cfg config.Listen, h http.Handler) *http.Server {
 // accepted connection holds its slot until it is closed, also after an HTTP
 // handler took it over (a WebSocket). Its connections keep the file descriptor
 // of the TCP connection reachable (syscall.Conn), as the gateway needs.
+//
+// Past perAddress connections from one source address (an IPv6 address counts by
+// its /64; exempt prefixes are not counted), a new connection from it is closed at
+// once.
 type limitListener struct {
 	net.Listener
 	slots     chan struct{} // one per accepted connection, and one for an Accept under way
 	conns     atomic.Int64  // accepted and not closed
 	done      chan struct{}
 	closeOnce sync.Once
+
+	perAddress int            // 0: no limit
+	exempt     []netip.Prefix // not counted
+	mu         sync.Mutex
+	byAddress  map[netip.Prefix]int // open connections per source
 }
 
-// limitListen listens on addr (TCP) for at most max connections at once.
-func limitListen(addr string, max int) (*limitListener, error) {
+// limitListen listens on addr (TCP) for at most max connections at once, and at
+// most perAddress (0: any number) from one source address outside exempt.
+func limitListen(addr string, max, perAddress int, exempt []netip.Prefix) (*limitListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &limitListener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{})}, nil
+	return &limitListener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{}),
+		perAddress: perAddress, exempt: exempt, byAddress: map[netip.Prefix]int{}}, nil
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			return nil, err
+		}
+		source, ok := l.admit(c.RemoteAddr())
+		if !ok {
+			_ = c.Close() // one address holds as many as it may
+			<-l.slots
+			continue
+		}
+		l.conns.Add(1)
+		return &limitConn{Conn: c, release: func() {
+			l.leave(source)
+			l.conns.Add(-1)
+			<-l.slots
+		}}, nil
 	}
-	c, err := l.Listener.Accept()
+}
+
+// admit counts a connection from addr; false if its source is at perAddress.
+func (l *limitListener) admit(addr net.Addr) (netip.Prefix, bool) {
+	if l.perAddress <= 0 {
+		return netip.Prefix{}, true
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
 	if err != nil {
-		<-l.slots
-		return nil, err
+		return netip.Prefix{}, true
 	}
-	l.conns.Add(1)
-	return &limitConn{Conn: c, release: func() {
-		l.conns.Add(-1)
-		<-l.slots
-	}}, nil
+	ip := ap.Addr().Unmap()
+	for _, p := range l.exempt {
+		if p.Contains(ip) {
+			return netip.Prefix{}, true
+		}
+	}
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	source, _ := ip.Prefix(bits)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAddress[source] >= l.perAddress {
+		return netip.Prefix{}, false
+	}
+	l.byAddress[source]++
+	return source, true
+}
+
+func (l *limitListener) leave(source netip.Prefix) {
+	if !source.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAddress[source]--; l.byAddress[source] <= 0 {
+		delete(l.byAddress, source)
+	}
 }
 
 func (l *limitListener) Close() error {

@@ -12,12 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/testenv"
 )
 
 // serve runs newServer(cfg, h) on a limited loopback listener until the test ends.
 func serve(t *testing.T, cfg config.Listen, h http.Handler) *limitListener {
 	t.Helper()
-	ln, err := limitListen("127.0.0.1:0", cfg.MaxConns)
+	ln, err := limitListen("127.0.0.1:0", cfg.MaxConns, cfg.ConnsPerAddress, nil)
 	require.NoError(t, err)
 	srv := newServer(cfg, h)
 	go func() { _ = srv.Serve(ln) }()
@@ -164,4 +165,45 @@ func TestMaxConns(t *testing.T) {
 	res, err := http.ReadResponse(bufio.NewReader(third), nil)
 	require.NoError(t, err, "served once a slot is free")
 	require.Equal(t, http.StatusOK, res.StatusCode)
+}
+
+// One source address holds at most listen.connsPerAddress connections: one more is
+// closed at once, other addresses are served, and a closed one frees its place.
+func TestConnsPerAddress(t *testing.T) {
+	cfg := listenCfg()
+	cfg.ConnsPerAddress = 2
+	ln := serve(t, cfg, http.HandlerFunc(okHandler))
+	a, b := mustDial(t, ln), mustDial(t, ln)
+	for _, c := range []net.Conn{a, b} {
+		status, err := request(c, 5*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status)
+	}
+	third := mustDial(t, ln)
+	_, err := request(third, 5*time.Second)
+	require.Error(t, err, "a third connection from 127.0.0.1 is closed")
+	require.False(t, isTimeout(err), "closed, not left waiting: %v", err)
+
+	other, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, ln.Addr().(*net.TCPAddr))
+	require.NoError(t, err)
+	defer other.Close()
+	status, err := request(other, 5*time.Second)
+	require.NoError(t, err, "another address is served")
+	require.Equal(t, http.StatusOK, status)
+
+	require.NoError(t, a.Close())
+	testenv.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = request(c, 2*time.Second)
+		return err
+	})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

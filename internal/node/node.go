@@ -171,7 +171,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	for i, srv := range servers {
 		var ln net.Listener
 		if i == 0 { // the main listener: at most listen.maxConns connections
-			ln, err = limitListen(srv.Addr, cfg.Listen.MaxConns)
+			ln, err = limitListen(srv.Addr, cfg.Listen.MaxConns, cfg.Listen.ConnsPerAddress, cfg.Auth.ExemptPrefixes())
 		} else {
 			ln, err = net.Listen("tcp", srv.Addr)
 		}
