@@ -6,6 +6,8 @@ import (
 )
 
 // Cluster is a set of node processes on loopback with the automanaged provider.
+// Its nodes, like every node of one test, share a token key file
+// (Node.TokenSecretFile), so that a token one of them issued is good on the others.
 type Cluster struct {
 	t     testing.TB
 	db    string

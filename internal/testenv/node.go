@@ -55,9 +55,15 @@ func nodeBinary(t testing.TB) string {
 
 // Node is a cmd/node process on loopback.
 type Node struct {
-	t         testing.TB
-	URL       string // http://127.0.0.1:port
-	AdminURL  string // the admin endpoint
+	t        testing.TB
+	URL      string // http://127.0.0.1:port
+	AdminURL string // the admin endpoint
+	// TokenSecretFile is the token key file the node is given
+	// (PARLEY_TOKEN_SECRET_FILE): its test's, shared by every node the test
+	// starts (see secretFile). Env given to StartNode or SetEnv may name another
+	// file, or PARLEY_TOKEN_SECRET a key, which wins over any file.
+	TokenSecretFile string
+
 	addr      string
 	adminAddr string
 	env       []string
@@ -70,13 +76,17 @@ type Node struct {
 
 // StartNode starts a node on a free loopback port against the database url, with
 // a cluster.yaml of the given text ("" for the defaults) and extra environment
-// (KEY=VALUE). It is killed at cleanup and its log is printed if the test failed.
+// (KEY=VALUE; a later value of a key wins). Its token key file is the test's
+// (Node.TokenSecretFile); PARLEY_TOKEN_SECRET_FILE overrides the yaml's
+// auth.tokenSecretFile, so name another file in env, not in the yaml. The node is
+// killed at cleanup and its log is printed if the test failed.
 func StartNode(t testing.TB, dbURL, yaml string, env ...string) *Node {
 	t.Helper()
-	n := &Node{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}
+	n := &Node{t: t, addr: freeAddr(t), log: &bytes.Buffer{}, TokenSecretFile: secretFile(t)}
 	n.URL = "http://" + n.addr
 	// Races are read from the log (see races); the exit code stays the node's own.
-	n.env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_LOG_LEVEL=info", "GORACE=exitcode=0")
+	n.env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_LOG_LEVEL=info", "GORACE=exitcode=0",
+		"PARLEY_TOKEN_SECRET_FILE="+n.TokenSecretFile)
 	n.env = append(n.env, env...)
 	n.adminAddr = freeAddr(t)
 	n.AdminURL = "http://" + n.adminAddr
@@ -105,6 +115,32 @@ func StartNode(t testing.TB, dbURL, yaml string, env ...string) *Node {
 		}
 	})
 	return n
+}
+
+var (
+	secretsMu sync.Mutex
+	secrets   = map[testing.TB]string{} // the token key file of each test that started a node
+)
+
+// secretFile is the token key file of t's nodes, in a temporary directory of t: one
+// per test (a subtest has its own), so that the nodes a test starts share their
+// key as the nodes of a cluster must (a token one of them issued is good on the
+// others), and no test uses the default file under the home directory
+// (auth.tokenSecretFile). The first node to start creates it.
+func secretFile(t testing.TB) string {
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	if path, ok := secrets[t]; ok {
+		return path
+	}
+	path := filepath.Join(t.TempDir(), "token-secret")
+	secrets[t] = path
+	t.Cleanup(func() {
+		secretsMu.Lock()
+		delete(secrets, t)
+		secretsMu.Unlock()
+	})
+	return path
 }
 
 type lockedBuffer struct{ n *Node }
@@ -213,12 +249,13 @@ func Context(t testing.TB, d time.Duration) context.Context {
 }
 
 // NodeCommand returns a cmd/node command against the database url, for tests that
-// expect it to fail or exit; ctx bounds it.
+// expect it to fail or exit; ctx bounds it. Its token key file is the test's, as
+// for StartNode.
 func NodeCommand(ctx context.Context, t testing.TB, dbURL string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, nodeBinary(t), args...)
 	cmd.SysProcAttr = diesWithTest()
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "PARLEY_TOKEN_SECRET_FILE="+secretFile(t))
 	return cmd
 }
 
