@@ -36,7 +36,7 @@ WITH_TEST_PG = \
 	PARLEY_TEST_DATABASE_URL=$$(PG_OPTS="$(PG_TEST_OPTS)" scripts/pg.sh start "$(PG_TEST_DIR)" "$(PG_TEST_PORT)"); \
 	export PARLEY_TEST_DATABASE_URL;
 
-.PHONY: help run cluster cluster-stop db-stop test test-short bench proto proto-check build vet
+.PHONY: help run cluster cluster-stop db-stop test test-short fuzz-short bench proto proto-check build vet
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -70,6 +70,21 @@ test: ## all tests with -race against a throwaway Postgres (installs PostgreSQL 
 test-short: ## all tests without -race (quicker) against a throwaway Postgres
 	@scripts/deps.sh
 	@$(WITH_TEST_PG) $(GO) test -count=1 -timeout 15m ./...
+
+# Time each fuzz target of `make fuzz-short` gets.
+FUZZTIME ?= 3s
+
+fuzz-short: ## run every fuzz target (func Fuzz... in a _test.go file) for FUZZTIME (3s) each
+	@targets=$$(grep -rE --include='*_test.go' --exclude-dir=.git --exclude-dir=.pgdata --exclude-dir=testdata \
+		-o '^func Fuzz[A-Za-z0-9_]*\(' . | sed -E 's/:func /:/; s/\($$//' | sort || true); \
+	if [[ -z "$$targets" ]]; then echo "fuzz-short: no fuzz targets found" >&2; exit 1; fi; \
+	failed=; \
+	for t in $$targets; do \
+		dir=$$(dirname "$${t%%:*}"); name=$${t##*:}; \
+		echo "# $$name in $$dir"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$dir" || failed="$$failed $$name"; \
+	done; \
+	if [[ -n "$$failed" ]]; then echo "fuzz-short: failed:$$failed (inputs saved under the package's testdata/fuzz/)" >&2; exit 1; fi
 
 bench: PG_TEST_OPTS =
 bench: ## Go benchmarks and a short load scenario against a throwaway durable Postgres; saved in bench/results/DATE.md

@@ -147,7 +147,8 @@ func EncodeMessage(enc Encoding, m *parleypb.Message, seq uint64) ([]byte, error
 
 // encodeMessageProto writes ServerFrame{message: m with seq}. With m's own seq unset
 // (or equal), the seq field is written before m's encoding, which has only the fields
-// after it: the same bytes as marshalling the frame, with no copy of m.
+// after it: the same bytes as marshalling the frame, with no copy of m. A seq of 0 is
+// not written, as marshalling leaves it out.
 func encodeMessageProto(m *parleypb.Message, seq uint64) ([]byte, error) {
 	if s := m.GetSeq(); s != 0 && s != seq {
 		c := proto.Clone(m).(*parleypb.Message)
@@ -158,7 +159,7 @@ func encodeMessageProto(m *parleypb.Message, seq uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.GetSeq() != 0 { // == seq: it is in body already
+	if m.GetSeq() == seq { // in body already, or 0 and left out
 		return protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(body)+4), messageField, protowire.BytesType), body), nil
 	}
 	inner := protowire.SizeTag(seqField) + protowire.SizeVarint(seq) + len(body)
