@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|soak|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
 # scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
@@ -22,6 +22,15 @@
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each
 #   steady    1:1 at STEADY_RATE msgs/s (default 3000) over 400 connections on one node
 #             for STEADY_MINUTES (default 10), node RSS and Go heap every 10 s
+#   soak      (not in `all`) SOAK_MINUTES (default 30) of mixed 1:1, group, reconnecting
+#             and slow-reader load on 3 nodes that bench/cmd/soak starts itself (loopback
+#             ports 27101-27163, mutual TLS), one SIGKILLed and started again every
+#             KILL_EVERY (default 5m); at the end every acked message must be in each
+#             recipient's sync queue exactly once and each node process's RSS flat within
+#             ±10 % after the warm-up. Its own durable PostgreSQL in .pgdata/soak/pg on
+#             port 55461 (PG_SOAK_DIR, PG_SOAK_PORT) when it runs alone; node logs and
+#             result.json in .pgdata/soak. SOAK_REV=<commit> builds the node from that
+#             commit (git archive) instead of the working tree. Exits 1 if a check failed.
 #
 # Every run scrapes the nodes' GET /metrics before and after its measured phase
 # (loadgen -metrics auto; set PARLEY_ADMIN_TOKEN if the nodes need one).
@@ -30,6 +39,13 @@ cd "$(dirname "$0")/.."
 
 PG_DIR=${PG_BENCH_DIR:-$PWD/.pgdata/bench}
 PG_PORT=${PG_BENCH_PORT:-55434}
+SOAK_DIR=$PWD/.pgdata/soak
+if [[ " $* " == " soak " && -z ${DATABASE_URL:-} ]]; then
+	# The soak alone gets a PostgreSQL of its own, stopped when it ends (its data is kept).
+	PG_DIR=${PG_SOAK_DIR:-$SOAK_DIR/pg}
+	PG_PORT=${PG_SOAK_PORT:-55461}
+	trap 'scripts/pg.sh stop "$PG_DIR" || true' EXIT
+fi
 OUT=${BENCH_OUT:-bench/results/$(date +%F)-scale.md}
 BIN=bin
 export PARLEY_TOKEN_SECRET=${PARLEY_TOKEN_SECRET:-bench-secret-0123456789abcdef0123456789}
@@ -166,14 +182,44 @@ steady() {
 		-warmup 2m -register-par 64
 }
 
-trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true' EXIT
+soak() {
+	local minutes=${SOAK_MINUTES:-30} every=${KILL_EVERY:-5m} node=$BIN/node yaml=cluster.yaml src="" status=0
+	section "Soak: $minutes min of mixed load on 3 nodes, a node SIGKILLed every $every"
+	if [[ -n ${SOAK_REV:-} ]]; then # the node of one commit, not of the working tree
+		src=$(mktemp -d)
+		git archive "$SOAK_REV" | tar -x -C "$src"
+		(cd "$src" && go build -o bin/node ./cmd/node)
+		node=$src/bin/node yaml=$src/cluster.yaml
+		printf 'Node built from %s (%s).\n\n' "$SOAK_REV" "$(git rev-parse --short "$SOAK_REV")" | tee -a "$OUT"
+	fi
+	go build -o "$BIN/soak" ./bench/cmd/soak
+	go build -o "$BIN/parley-certs" ./cmd/parley-certs
+	mkdir -p "$SOAK_DIR"
+	"$BIN/parley-certs" -dir "$SOAK_DIR/certs" -n 3
+	# Cheap password hashes for the registrations; every limit keeps its default.
+	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' "$yaml" >"$BIN/soak.yaml"
+	"$BIN/soak" -node-bin "$node" -node-config "$BIN/soak.yaml" -nodes 3 -certs "$SOAK_DIR/certs" \
+		-logs "$SOAK_DIR/logs" -duration "${minutes}m" -kill-every "$every" -md "$SOAK_DIR/result.md" \
+		-json "$SOAK_DIR/result.json" >/dev/null || status=$?
+	[[ -z $src ]] || rm -rf "$src"
+	if [[ -s $SOAK_DIR/result.md ]]; then
+		tee -a "$OUT" <"$SOAK_DIR/result.md"
+		rm -f "$SOAK_DIR/result.md"
+	fi
+	return "$status"
+}
+
+# Every scenario but the soak (which starts its own nodes) uses scripts/cluster.sh's nodes.
+for what in "$@"; do
+	[[ $what == soak ]] || { trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true' EXIT; break; }
+done
+(($# > 0)) || { trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true' EXIT; set -- all; }
 setup
-(($# > 0)) || set -- all
 for what in "$@"; do
 	case $what in
-	quick | ceilings | idle | cluster | dm | sustain | group | storm | catchup | steady) "$what" ;;
+	quick | ceilings | idle | cluster | dm | sustain | group | storm | catchup | steady | soak) "$what" ;;
 	all) ceilings; idle; cluster; dm; sustain; group; storm; catchup; steady ;;
-	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|all]..." >&2; exit 2 ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2

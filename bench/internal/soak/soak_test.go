@@ -1,0 +1,107 @@
+package soak
+
+import (
+	"testing"
+	"time"
+)
+
+// The soak's verdicts decide whether a 30-minute run passes; these tests hold
+// them against queues and RSS series made by hand.
+
+func TestCheckQueue(t *testing.T) {
+	a1, a2, a3 := msgKey{"ann", "c1"}, msgKey{"ann", "c2"}, msgKey{"bob", "c1"}
+	want := []ackedMsg{{a1, 101}, {a2, 102}, {a3, 103}}
+	for _, tc := range []struct {
+		name    string
+		entries []entry
+		unacked map[msgKey]bool
+		check   queueCheck // Entries and Expected are filled in
+	}{
+		{"every message once", []entry{{1, 101, a1, "g"}, {2, 102, a2, "g"}, {3, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 3}},
+		{"one missing", []entry{{1, 101, a1, "g"}, {2, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 2, Missing: 1, MissingIDs: []int64{102}}},
+		{"a copy under a second seq", []entry{{1, 101, a1, "g"}, {2, 101, a1, "g"}, {3, 102, a2, "g"}, {4, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 2, Duplicated: 1, DuplicatedIDs: []int64{101}}},
+		{"one send, two message ids", []entry{{1, 101, a1, "g"}, {2, 999, a1, "g"}, {3, 102, a2, "g"}, {4, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 3, Duplicated: 1, DuplicatedIDs: []int64{999}}},
+		{"a gap in seq", []entry{{1, 101, a1, "g"}, {3, 102, a2, "g"}, {4, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 3, SeqGaps: 1}},
+		{"seq not starting at 1", []entry{{2, 101, a1, "g"}, {3, 102, a2, "g"}, {4, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 3, SeqGaps: 1}},
+		{"a page read twice is no copy", []entry{{1, 101, a1, "g"}, {2, 102, a2, "g"}, {2, 102, a2, "g"}, {3, 103, a3, "g"}}, nil,
+			queueCheck{Verified: 3, Reread: 1}},
+		{"an unanswered send", []entry{{1, 101, a1, "g"}, {2, 102, a2, "g"}, {3, 103, a3, "g"}, {4, 104, msgKey{"bob", "c9"}, "g"}},
+			map[msgKey]bool{{"bob", "c9"}: true}, queueCheck{Verified: 3, Unacked: 1}},
+		{"something else", []entry{{1, 101, a1, "g"}, {2, 102, a2, "g"}, {3, 103, a3, "g"}, {4, 104, msgKey{"eve", "x"}, "g"}}, nil,
+			queueCheck{Verified: 3, Foreign: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := checkQueue(tc.entries, want, tc.unacked)
+			exp := tc.check
+			exp.Entries, exp.Expected = len(tc.entries), len(want)
+			if !sameCheck(got, exp) {
+				t.Fatalf("got %+v\nwant %+v", got, exp)
+			}
+		})
+	}
+}
+
+func sameCheck(a, b queueCheck) bool {
+	ids := func(x, y []int64) bool {
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	return ids(a.MissingIDs, b.MissingIDs) && ids(a.DuplicatedIDs, b.DuplicatedIDs) &&
+		a.Entries == b.Entries && a.Expected == b.Expected && a.Verified == b.Verified &&
+		a.Missing == b.Missing && a.Duplicated == b.Duplicated && a.Unacked == b.Unacked &&
+		a.Foreign == b.Foreign && a.SeqGaps == b.SeqGaps && a.Reread == b.Reread
+}
+
+func TestFlatness(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	series := func(start time.Duration, mib ...int64) memSeries {
+		s := memSeries{Node: 1, Process: 1, Started: t0.Add(start)}
+		for i, m := range mib {
+			s.Samples = append(s.Samples, memSample{At: t0.Add(start + time.Duration(i)*10*time.Second), RSSKiB: m << 10})
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		s    memSeries
+		flat *bool // nil: no verdict
+	}{
+		// The first 6 samples (a minute) are warm-up and left out.
+		{"flat after a warm-up climb", series(0, 10, 30, 60, 90, 95, 99, 100, 102, 98, 101, 100, 99), ptr(true)},
+		{"growing 5 % a sample", series(0, 100, 100, 100, 100, 100, 100, 100, 105, 110, 115, 120, 125, 130), ptr(false)},
+		{"one spike past 10 %", series(0, 1, 1, 1, 1, 1, 1, 100, 100, 100, 125, 100, 100), ptr(false)},
+		{"too short to judge", series(0, 1, 1, 1, 1, 1, 1, 100, 100, 100), nil},
+		// A process started late: its own minute of warm-up, not the run's.
+		{"a restarted process", series(5*time.Minute, 10, 20, 40, 80, 90, 95, 100, 101, 100, 99, 100, 101), ptr(true)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := flatness(tc.s, t0, time.Minute, time.Minute)
+			switch {
+			case tc.flat == nil && v.Flat != nil:
+				t.Fatalf("a verdict (%t) on %d samples", *v.Flat, v.Used)
+			case tc.flat != nil && v.Flat == nil:
+				t.Fatalf("no verdict on %d samples", v.Used)
+			case tc.flat != nil && *v.Flat != *tc.flat:
+				t.Fatalf("flat %t, want %t (deviation %.1f %% of %.1f MiB)", *v.Flat, *tc.flat, v.DevPct, v.MeanMiB)
+			}
+		})
+	}
+	if flat, judged := allFlat([]MemVerdict{{Node: 1, Flat: ptr(true)}, {Node: 2}, {Node: 3, Flat: ptr(false)}}); flat || judged != 2 {
+		t.Fatalf("allFlat: %t of %d judged, want false of 2", flat, judged)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
