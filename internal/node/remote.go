@@ -37,8 +37,14 @@ import (
 //     research/protoactor.md §6), and 10 s to finish a handshake.
 
 const (
-	remoteRecvLimit  = 16 << 20
-	remoteBatchSize  = 100
+	remoteRecvLimit = 16 << 20
+	remoteBatchSize = 100
+	// remoteQueueSize is the first size of the queue of messages waiting for each
+	// peer's stream; it doubles when full. The library's default, 1,000,000 slots
+	// (16 MB per peer), is allocated at each (re)connect and its pages are touched
+	// one by one as messages pass: in the soak a node's RSS rose by ~32 MB over the
+	// first 15 minutes after a start, with two peers, and again after each reconnect.
+	remoteQueueSize  = 4096
 	handshakeTimeout = 10 * time.Second
 	// remoteLogEvery bounds the guard's log lines of each kind (a peer can repeat
 	// what gets it refused as fast as it can connect).
@@ -59,7 +65,8 @@ func remoteOptions(cfg config.Cluster, log *slog.Logger) ([]remote.ConfigOption,
 		grpc.UnaryInterceptor(rejectUnary),
 		grpc.StreamInterceptor(g.intercept),
 	}
-	opts := []remote.ConfigOption{remote.WithEndpointWriterBatchSize(remoteBatchSize)}
+	opts := []remote.ConfigOption{remote.WithEndpointWriterBatchSize(remoteBatchSize),
+		remote.WithEndpointWriterQueueSize(remoteQueueSize)}
 	if cfg.TLS.Enabled() {
 		m, err := certs.Load(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA)
 		if err != nil {

@@ -116,3 +116,19 @@ func TestRemoteOptionsTLSFiles(t *testing.T) {
 		t.Fatalf("got %v, want an error naming cluster.tls", err)
 	}
 }
+
+// TestRemoteOptionsQueueSize: each peer's send queue starts small (the library's
+// 1,000,000 slots cost 16 MB per peer and grow a node's RSS as they are touched).
+func TestRemoteOptionsQueueSize(t *testing.T) {
+	opts, err := remoteOptions(config.Cluster{}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := remote.Configure("127.0.0.1", 0, opts...)
+	if c.EndpointWriterQueueSize != remoteQueueSize || c.EndpointWriterQueueSize > 1<<16 {
+		t.Fatalf("endpoint writer queue size %d, want %d", c.EndpointWriterQueueSize, remoteQueueSize)
+	}
+	if c.EndpointWriterBatchSize != remoteBatchSize {
+		t.Fatalf("endpoint writer batch size %d, want %d", c.EndpointWriterBatchSize, remoteBatchSize)
+	}
+}
