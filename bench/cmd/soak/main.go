@@ -39,7 +39,7 @@ func run() int {
 	fs.DurationVar(&cfg.KillEvery, "kill-every", 0, "SIGKILL a node this often, then start it again (default 5m; negative = never)")
 	fs.DurationVar(&cfg.RestartDelay, "restart-delay", 0, "between a kill and the node's new process (default 2s)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "RSS samples from the first this of traffic are left out (default 5m, at most a third of -duration)")
-	fs.DurationVar(&cfg.ProcWarmup, "proc-warmup", 0, "and each process's samples from its first this (default 1m, at most a third of -kill-every)")
+	fs.DurationVar(&cfg.ProcWarmup, "proc-warmup", 0, "and each process's samples from its first this (default -warmup, at most a third of -nodes × -kill-every)")
 	fs.DurationVar(&cfg.SampleEvery, "sample-every", 0, "RSS sampling interval (default 10s)")
 	fs.DurationVar(&cfg.Drain, "drain", 0, "after the traffic, the longest wait for unanswered sends (default 1m)")
 	fs.IntVar(&cfg.Pairs, "pairs", 0, "1:1 pairs (default 100)")

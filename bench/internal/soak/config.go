@@ -60,7 +60,7 @@ type Config struct {
 	KillEvery     time.Duration // a node is SIGKILLed this often (default 5m; < 0 = never)
 	RestartDelay  time.Duration // between the kill and the new process (default 2s)
 	Warmup        time.Duration // RSS samples before this (from traffic start) are left out (default 5m, at most Duration/3)
-	ProcWarmup    time.Duration // and a process's samples before it is this old (default 1m, at most KillEvery/3)
+	ProcWarmup    time.Duration // and a process's samples before it is this old (default Warmup, at most Nodes×KillEvery/3)
 	SampleEvery   time.Duration // RSS sampling interval (default 10s)
 	Drain         time.Duration // after Duration, the longest wait for unanswered sends (default 60s)
 	ProgressEvery time.Duration // a progress line this often (default 30s)
@@ -108,10 +108,13 @@ func (c *Config) defaults() {
 	defDur(&c.KillEvery, 5*time.Minute)
 	defDur(&c.RestartDelay, 2*time.Second)
 	defDur(&c.Warmup, min(5*time.Minute, c.Duration/3))
+	// A restarted process is a fresh node: its users come back as they reconnect
+	// (ReconnectEvery) and its grains as they are used, so it gets the run's warm-up
+	// too, at most a third of its life (each node is killed every Nodes×KillEvery).
 	if c.KillEvery > 0 {
-		defDur(&c.ProcWarmup, min(time.Minute, c.KillEvery/3))
+		defDur(&c.ProcWarmup, min(c.Warmup, time.Duration(c.Nodes)*c.KillEvery/3))
 	}
-	defDur(&c.ProcWarmup, time.Minute)
+	defDur(&c.ProcWarmup, c.Warmup)
 	defDur(&c.SampleEvery, 10*time.Second)
 	defDur(&c.Drain, time.Minute)
 	defDur(&c.ProgressEvery, 30*time.Second)

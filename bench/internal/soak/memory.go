@@ -139,3 +139,19 @@ func allFlat(vs []MemVerdict) (flat bool, judged int) {
 	}
 	return flat, judged
 }
+
+// RSSSeries is one process's samples as the JSON result keeps them.
+type RSSSeries struct {
+	Node     int          `json:"node"`
+	Process  int          `json:"process"`
+	StartSec float64      `json:"startSec"` // since traffic started
+	Samples  [][2]float64 `json:"samples"`  // [seconds since traffic started, RSS MiB]
+}
+
+func rssSeries(s memSeries, t0 time.Time) RSSSeries {
+	out := RSSSeries{Node: s.Node, Process: s.Process, StartSec: s.Started.Sub(t0).Seconds()}
+	for _, m := range s.Samples {
+		out.Samples = append(out.Samples, [2]float64{m.At.Sub(t0).Seconds(), float64(m.RSSKiB) / 1024})
+	}
+	return out
+}

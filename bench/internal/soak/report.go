@@ -36,6 +36,7 @@ type Result struct {
 	Judged      int          `json:"memoryJudged"` // processes with enough samples after their warm-up
 	WarmupSec   float64      `json:"warmupSec"`
 	ProcWarmSec float64      `json:"procWarmupSec"`
+	RSS         []RSSSeries  `json:"rss"` // every sample, to judge again with another warm-up
 
 	SlowEnds     []SlowEnd    `json:"slowEnds"` // how the slow readers' connections ended
 	Logs         []LogSummary `json:"logs"`
@@ -178,6 +179,7 @@ func (r *run) result(started, trafficEnd time.Time, q queueCheck, problems []str
 		Reread: q.Reread, Sec: verifySec, Problems: problems}
 	for _, s := range r.nodes.series() {
 		res.Memory = append(res.Memory, flatness(s, r.t0, cfg.Warmup, cfg.ProcWarmup))
+		res.RSS = append(res.RSS, rssSeries(s, r.t0))
 	}
 	res.Self = flatness(r.nodes.selfSeries(), r.t0, cfg.Warmup, 0)
 	res.MemoryFlat, res.Judged = allFlat(res.Memory)
