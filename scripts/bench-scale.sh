@@ -26,7 +26,7 @@
 #             and slow-reader load on 3 nodes that bench/cmd/soak starts itself (loopback
 #             ports 27101-27163, mutual TLS), one SIGKILLed and started again every
 #             KILL_EVERY (default 5m); at the end every acked message must be in each
-#             recipient's sync queue exactly once and each node process's RSS flat within
+#             recipient's sync queue exactly once and the nodes' summed RSS flat within
 #             ±10 % after the warm-up. Its own durable PostgreSQL in .pgdata/soak/pg on
 #             port 55461 (PG_SOAK_DIR, PG_SOAK_PORT) when it runs alone; node logs and
 #             result.json in .pgdata/soak. SOAK_REV=<commit> builds the node from that

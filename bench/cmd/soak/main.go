@@ -10,12 +10,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/parleychat/parley/bench/internal/soak"
 )
@@ -57,6 +59,7 @@ func run() int {
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "bound on the whole run (default duration + 30m)")
 	fs.StringVar(&jsonTo, "json", "", "write the result as JSON to this file")
 	fs.StringVar(&mdTo, "md", "", "write the result as Markdown to this file")
+	judge := fs.String("judge", "", "judge the RSS samples of this JSON result again (with -warmup, -proc-warmup) and print it; runs nothing")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -64,6 +67,9 @@ func run() int {
 		return 2
 	}
 	cfg.TokenSecret = os.Getenv("PARLEY_TOKEN_SECRET") // not a flag: -h would print it
+	if *judge != "" {
+		return rejudge(*judge, cfg.Warmup, cfg.ProcWarmup)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -86,6 +92,30 @@ func run() int {
 			return 2
 		}
 	}
+	if !res.Pass {
+		return 1
+	}
+	return 0
+}
+
+// rejudge prints the result in file judged again from its RSS samples.
+func rejudge(file string, warmup, procWarmup time.Duration) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var res soak.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		fmt.Fprintln(os.Stderr, file+":", err)
+		return 2
+	}
+	if len(res.RSS) == 0 {
+		fmt.Fprintln(os.Stderr, file+": no RSS samples to judge")
+		return 2
+	}
+	soak.Rejudge(&res, warmup, procWarmup)
+	fmt.Print(res.Markdown())
 	if !res.Pass {
 		return 1
 	}

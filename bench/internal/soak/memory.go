@@ -2,12 +2,17 @@ package soak
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
 // Memory: each node process's RSS is a series of its own (a restarted node is a
-// new process with an empty heap). After the warm-up, every sample of a series
-// must lie within ±FlatTolerance of the series' mean.
+// new process with an empty heap), and the cluster's is their sum at each round of
+// sampling in which every node was up. The check is on the sum: after the
+// warm-up, every sample of it must lie within ±FlatTolerance of its mean. A
+// process's own RSS moves with its load, which the kills move between nodes (a
+// survivor takes a share of the dead node's users and grains, +10-15 % of its
+// RSS), so the per-process verdicts are reported but judge nothing.
 
 // FlatTolerance is the largest deviation from the mean, as a fraction, that
 // still counts as flat.
@@ -154,4 +159,40 @@ func rssSeries(s memSeries, t0 time.Time) RSSSeries {
 		out.Samples = append(out.Samples, [2]float64{m.At.Sub(t0).Seconds(), float64(m.RSSKiB) / 1024})
 	}
 	return out
+}
+
+// clusterTotal sums series sampled in rounds (every apart) into one series: a
+// round's samples lie within every/2 of its first; a round counts only when it
+// has a sample of each of the nodes.
+func clusterTotal(series []memSeries, nodes int, every time.Duration) memSeries {
+	type tagged struct {
+		node int
+		m    memSample
+	}
+	var all []tagged
+	for _, s := range series {
+		for _, m := range s.Samples {
+			all = append(all, tagged{s.Node, m})
+		}
+	}
+	slices.SortFunc(all, func(a, b tagged) int { return a.m.At.Compare(b.m.At) })
+	total := memSeries{}
+	for i := 0; i < len(all); {
+		first := all[i].m.At
+		seen := map[int]bool{}
+		var sum memSample
+		for ; i < len(all) && all[i].m.At.Sub(first) < every/2; i++ {
+			seen[all[i].node] = true
+			sum.RSSKiB += all[i].m.RSSKiB
+			sum.CPUSec += all[i].m.CPUSec
+		}
+		if len(seen) == nodes {
+			sum.At = first
+			total.Samples = append(total.Samples, sum)
+		}
+	}
+	if len(total.Samples) > 0 {
+		total.Started = total.Samples[0].At
+	}
+	return total
 }

@@ -105,3 +105,45 @@ func TestFlatness(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestClusterTotal(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(sec int, ms int) time.Time {
+		return t0.Add(time.Duration(sec)*time.Second + time.Duration(ms)*time.Millisecond)
+	}
+	series := []memSeries{
+		{Node: 1, Samples: []memSample{{At: at(0, 1), RSSKiB: 100}, {At: at(10, 2), RSSKiB: 110}}}, // killed after 10 s
+		{Node: 1, Process: 2, Samples: []memSample{{At: at(30, 1), RSSKiB: 50}}},                   // its next process
+		{Node: 2, Samples: []memSample{{At: at(0, 3), RSSKiB: 200}, {At: at(10, 4), RSSKiB: 210}, {At: at(20, 3), RSSKiB: 230}, {At: at(30, 5), RSSKiB: 240}}},
+	}
+	got := clusterTotal(series, 2, 10*time.Second)
+	// The round at 20 s had node 1 down: no total.
+	want := []int64{300, 320, 290}
+	if len(got.Samples) != len(want) {
+		t.Fatalf("%d rounds summed, want %d: %+v", len(got.Samples), len(want), got.Samples)
+	}
+	for i, w := range want {
+		if got.Samples[i].RSSKiB != w {
+			t.Fatalf("round %d: %d KiB, want %d", i, got.Samples[i].RSSKiB, w)
+		}
+	}
+	if !got.Started.Equal(at(0, 1)) {
+		t.Fatalf("started %v", got.Started)
+	}
+}
+
+// TestJudgeMemory: the nodes' summed RSS is what passes or fails a run.
+func TestJudgeMemory(t *testing.T) {
+	flat := &Result{Verify: Verify{}, Total: MemVerdict{Used: 10, Flat: ptr(true)}}
+	if flat.judge(); !flat.Pass {
+		t.Fatalf("a flat total failed: %v", flat.Failures)
+	}
+	growing := &Result{Total: MemVerdict{Used: 10, Flat: ptr(false), DevPct: 14}, Memory: []MemVerdict{{Node: 1, Flat: ptr(true)}}}
+	if growing.judge(); growing.Pass {
+		t.Fatal("a growing total passed")
+	}
+	short := &Result{Total: MemVerdict{Used: 3}}
+	if short.judge(); short.Pass {
+		t.Fatal("a total too short to judge passed")
+	}
+}
