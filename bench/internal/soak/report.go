@@ -186,7 +186,7 @@ func (r *run) result(started, trafficEnd time.Time, q queueCheck, problems []str
 	}
 	res.SampleSec = cfg.SampleEvery.Seconds()
 	res.memory(series, r.t0)
-	res.Self = flatness(r.nodes.selfSeries(), r.t0, cfg.Warmup, 0)
+	res.Self = flatness(trafficOnly([]memSeries{r.nodes.selfSeries()}, trafficEnd)[0], r.t0, cfg.Warmup, 0)
 	for i := range cfg.Nodes {
 		if s, err := summarizeLog(i+1, r.nodes.logPath(i)); err == nil {
 			res.Logs = append(res.Logs, s)
@@ -414,6 +414,7 @@ func median(xs []float64) float64 {
 // memory gives the RSS verdicts of series (t0: traffic start): each process's and
 // the cluster total's.
 func (res *Result) memory(series []memSeries, t0 time.Time) {
+	series = trafficOnly(series, t0.Add(secs(res.TrafficSec)))
 	res.Memory = res.Memory[:0]
 	for _, s := range series {
 		res.Memory = append(res.Memory, flatness(s, t0, secs(res.WarmupSec), secs(res.ProcWarmSec)))
@@ -453,4 +454,16 @@ func Rejudge(res *Result, warmup, procWarmup time.Duration) {
 	res.memory(series, t0)
 	res.Failures, res.Pass = nil, false
 	res.judge()
+}
+
+// trafficOnly is series without the samples taken after end, when the traffic
+// was over: the drain and the verification (every queue read from its start)
+// are not the load whose memory is judged.
+func trafficOnly(series []memSeries, end time.Time) []memSeries {
+	out := make([]memSeries, len(series))
+	for i, s := range series {
+		out[i] = s
+		out[i].Samples = slices.DeleteFunc(slices.Clone(s.Samples), func(m memSample) bool { return m.At.After(end) })
+	}
+	return out
 }

@@ -147,3 +147,12 @@ func TestJudgeMemory(t *testing.T) {
 		t.Fatal("a total too short to judge passed")
 	}
 }
+
+func TestTrafficOnly(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	s := memSeries{Node: 1, Samples: []memSample{{At: t0, RSSKiB: 1}, {At: t0.Add(time.Minute), RSSKiB: 2}, {At: t0.Add(2 * time.Minute), RSSKiB: 3}}}
+	got := trafficOnly([]memSeries{s}, t0.Add(time.Minute))
+	if len(got[0].Samples) != 2 || got[0].Samples[1].RSSKiB != 2 || len(s.Samples) != 3 {
+		t.Fatalf("kept %+v (the original: %d samples)", got[0].Samples, len(s.Samples))
+	}
+}
