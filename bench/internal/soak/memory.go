@@ -196,3 +196,64 @@ func clusterTotal(series []memSeries, nodes int, every time.Duration) memSeries 
 	}
 	return total
 }
+
+// CycleVerdict compares the nodes' summed RSS cycle by cycle: a cycle is the
+// time from one kill to the next (5 minutes without kills), its figure the mean of
+// its rounds, so that each cycle's sawtooth (a killed process's RSS replaced by a
+// fresh one's, which climbs back as its users return) is held against the same
+// sawtooth, not against its own low point.
+type CycleVerdict struct {
+	Cycles   int       `json:"cycles"`
+	MeansMiB []float64 `json:"meansMiB"`
+	PeaksMiB []float64 `json:"peaksMiB"` // the highest round of each cycle
+	DevPct   float64   `json:"devPct"`   // the largest distance of a cycle's mean from their mean, in %
+	Flat     *bool     `json:"flat"`     // DevPct <= 10; nil with fewer than 2 cycles
+}
+
+// cycles splits total (already past the warm-up) into cycles of length every,
+// starting at from; a cycle with fewer than minFlatSamples rounds is left out.
+func cycles(total []memSample, from time.Time, every time.Duration) CycleVerdict {
+	var v CycleVerdict
+	if every <= 0 {
+		return v
+	}
+	byCycle := map[int][]memSample{}
+	last := -1
+	for _, m := range total {
+		if m.At.Before(from) {
+			continue
+		}
+		k := int(m.At.Sub(from) / every)
+		byCycle[k] = append(byCycle[k], m)
+		last = max(last, k)
+	}
+	for k := 0; k <= last; k++ {
+		ms := byCycle[k]
+		if len(ms) < minFlatSamples {
+			continue
+		}
+		sum, peak := 0.0, 0.0
+		for _, m := range ms {
+			x := float64(m.RSSKiB) / 1024
+			sum += x
+			peak = math.Max(peak, x)
+		}
+		v.MeansMiB = append(v.MeansMiB, sum/float64(len(ms)))
+		v.PeaksMiB = append(v.PeaksMiB, peak)
+	}
+	v.Cycles = len(v.MeansMiB)
+	if v.Cycles < 2 {
+		return v
+	}
+	mean := 0.0
+	for _, x := range v.MeansMiB {
+		mean += x
+	}
+	mean /= float64(v.Cycles)
+	for _, x := range v.MeansMiB {
+		v.DevPct = math.Max(v.DevPct, 100*math.Abs(x-mean)/mean)
+	}
+	flat := v.DevPct <= 100*FlatTolerance
+	v.Flat = &flat
+	return v
+}

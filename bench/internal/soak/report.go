@@ -32,14 +32,16 @@ type Result struct {
 
 	Memory []MemVerdict `json:"memory"`
 	Self   MemVerdict   `json:"self"` // the soak process's own RSS
-	// Total is the verdict on the nodes' summed RSS, the one that is judged.
-	Total       MemVerdict  `json:"total"`
-	MemoryFlat  bool        `json:"memoryFlat"`   // every per-process verdict given is flat (reported, not judged)
-	Judged      int         `json:"memoryJudged"` // processes with enough samples after their warm-up
-	WarmupSec   float64     `json:"warmupSec"`
-	ProcWarmSec float64     `json:"procWarmupSec"`
-	RSS         []RSSSeries `json:"rss"` // every sample, to judge again (soak -judge)
-	SampleSec   float64     `json:"sampleSec"`
+	// Total is the verdict on the nodes' summed RSS over all its rounds after the
+	// warm-up (reported), Cycles its cycle-by-cycle verdict (judged).
+	Total       MemVerdict   `json:"total"`
+	Cycles      CycleVerdict `json:"cycles"`
+	MemoryFlat  bool         `json:"memoryFlat"`   // every per-process verdict given is flat (reported, not judged)
+	Judged      int          `json:"memoryJudged"` // processes with enough samples after their warm-up
+	WarmupSec   float64      `json:"warmupSec"`
+	ProcWarmSec float64      `json:"procWarmupSec"`
+	RSS         []RSSSeries  `json:"rss"` // every sample, to judge again (soak -judge)
+	SampleSec   float64      `json:"sampleSec"`
 
 	SlowEnds     []SlowEnd    `json:"slowEnds"` // how the slow readers' connections ended
 	Logs         []LogSummary `json:"logs"`
@@ -255,9 +257,9 @@ func (res *Result) judge() {
 	fail(s.Rejected == 0, "%d sends refused for good", s.Rejected)
 	fail(res.Crashes == 0, "%d node processes exited by themselves", res.Crashes)
 	fail(len(res.StopProblems) == 0, "nodes did not stop cleanly: %s", strings.Join(res.StopProblems, "; "))
-	fail(res.Total.Flat != nil, "too few samples after the warm-up to judge the nodes' RSS")
-	fail(res.Total.Flat == nil || *res.Total.Flat, "the nodes' summed RSS not flat within ±%.0f %% after the warm-up (%.1f %%)",
-		100*FlatTolerance, res.Total.DevPct)
+	fail(res.Cycles.Flat != nil, "fewer than two whole cycles after the warm-up to judge the nodes' RSS")
+	fail(res.Cycles.Flat == nil || *res.Cycles.Flat, "the nodes' summed RSS not flat from cycle to cycle within ±%.0f %% (%.1f %%)",
+		100*FlatTolerance, res.Cycles.DevPct)
 	for _, l := range res.Logs {
 		fail(len(l.Crashes) == 0, "node %d's log shows a panic, fatal error or data race", l.Node)
 	}
@@ -317,9 +319,17 @@ func (res *Result) Markdown() string {
 		if t.Flat != nil {
 			flat = map[bool]string{true: "flat", false: "**not flat**"}[*t.Flat]
 		}
-		w("\nThe nodes' summed RSS (the judged figure), after the first %s of traffic, %d rounds with every node up: "+
+		w("\nThe nodes' summed RSS, after the first %s of traffic, %d rounds with every node up: "+
 			"first %.1f, min %.1f, max %.1f, last %.1f, mean %.1f MiB; largest deviation %.1f %% of the mean, trend %+.1f %% per 10 min: %s (±%.0f %%).\n",
 			dur(res.WarmupSec), t.Used, t.FirstMiB, t.MinMiB, t.MaxMiB, t.LastMiB, t.MeanMiB, t.DevPct, t.SlopePct, flat, 100*FlatTolerance)
+	}
+	if c := res.Cycles; c.Cycles > 0 {
+		flat := "too few cycles"
+		if c.Flat != nil {
+			flat = map[bool]string{true: "flat", false: "**not flat**"}[*c.Flat]
+		}
+		w("\nThe judged figure: the nodes' summed RSS cycle by cycle (kill to kill), means %s MiB, peaks %s MiB; "+
+			"largest deviation of a cycle's mean %.1f %%: %s (±%.0f %%).\n", mibs(c.MeansMiB), mibs(c.PeaksMiB), c.DevPct, flat, 100*FlatTolerance)
 	}
 	w("\nRSS per node process, after the first %s of traffic and each process's first %s (reported, not judged: "+
 		"a survivor takes on a share of a killed node's load):\n\n", dur(res.WarmupSec), dur(res.ProcWarmSec))
@@ -420,8 +430,18 @@ func (res *Result) memory(series []memSeries, t0 time.Time) {
 		res.Memory = append(res.Memory, flatness(s, t0, secs(res.WarmupSec), secs(res.ProcWarmSec)))
 	}
 	res.MemoryFlat, res.Judged = allFlat(res.Memory)
-	res.Total = flatness(clusterTotal(series, res.Nodes, secs(res.SampleSec)), t0, secs(res.WarmupSec), 0)
+	total := clusterTotal(series, res.Nodes, secs(res.SampleSec))
+	res.Total = flatness(total, t0, secs(res.WarmupSec), 0)
 	res.Total.Node = -1
+	// Cycles run from kill to kill, the first one starting at the first kill after
+	// the warm-up; without kills they are 5 minutes long from the warm-up's end.
+	every, from := secs(res.Load.KillEverySec), t0.Add(secs(res.WarmupSec))
+	if every > 0 {
+		from = t0.Add(every * ((secs(res.WarmupSec) + every - 1) / every))
+	} else {
+		every = 5 * time.Minute
+	}
+	res.Cycles = cycles(total.Samples, from, every)
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -466,4 +486,12 @@ func trafficOnly(series []memSeries, end time.Time) []memSeries {
 		out[i].Samples = slices.DeleteFunc(slices.Clone(s.Samples), func(m memSample) bool { return m.At.After(end) })
 	}
 	return out
+}
+
+func mibs(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.1f", x)
+	}
+	return strings.Join(parts, ", ")
 }

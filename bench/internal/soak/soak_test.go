@@ -132,19 +132,49 @@ func TestClusterTotal(t *testing.T) {
 	}
 }
 
-// TestJudgeMemory: the nodes' summed RSS is what passes or fails a run.
+// TestJudgeMemory: the nodes' summed RSS, cycle by cycle, is what passes or fails a run.
 func TestJudgeMemory(t *testing.T) {
-	flat := &Result{Verify: Verify{}, Total: MemVerdict{Used: 10, Flat: ptr(true)}}
+	flat := &Result{Cycles: CycleVerdict{Cycles: 3, Flat: ptr(true)}, Total: MemVerdict{Flat: ptr(false)}}
 	if flat.judge(); !flat.Pass {
-		t.Fatalf("a flat total failed: %v", flat.Failures)
+		t.Fatalf("flat cycles failed: %v", flat.Failures)
 	}
-	growing := &Result{Total: MemVerdict{Used: 10, Flat: ptr(false), DevPct: 14}, Memory: []MemVerdict{{Node: 1, Flat: ptr(true)}}}
+	growing := &Result{Cycles: CycleVerdict{Cycles: 3, Flat: ptr(false), DevPct: 14}, Total: MemVerdict{Flat: ptr(true)}}
 	if growing.judge(); growing.Pass {
-		t.Fatal("a growing total passed")
+		t.Fatal("growing cycles passed")
 	}
-	short := &Result{Total: MemVerdict{Used: 3}}
+	short := &Result{Cycles: CycleVerdict{Cycles: 1}}
 	if short.judge(); short.Pass {
-		t.Fatal("a total too short to judge passed")
+		t.Fatal("one cycle passed")
+	}
+}
+
+// TestCycles: a sawtooth that repeats is flat; one whose every cycle sits higher
+// is not, though each cycle's own spread is the same.
+func TestCycles(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	saw := func(grow int64) []memSample {
+		var ms []memSample
+		for c := range int64(4) {
+			for i := range int64(30) { // 5 minutes of 10 s rounds: 170 climbing to 199
+				ms = append(ms, memSample{At: t0.Add(time.Duration(c*30+i) * 10 * time.Second), RSSKiB: (170 + i + c*grow) << 10})
+			}
+		}
+		return ms
+	}
+	v := cycles(saw(0), t0, 5*time.Minute)
+	if v.Cycles != 4 || v.Flat == nil || !*v.Flat || v.DevPct > 0.01 {
+		t.Fatalf("a repeating sawtooth: %+v", v)
+	}
+	if v.PeaksMiB[0] != 199 {
+		t.Fatalf("peak %.1f, want 199", v.PeaksMiB[0])
+	}
+	v = cycles(saw(20), t0, 5*time.Minute) // +20 MiB a cycle
+	if v.Flat == nil || *v.Flat {
+		t.Fatalf("a sawtooth rising by 20 MiB a cycle: %+v", v)
+	}
+	v = cycles(saw(0), t0.Add(19*time.Minute), 5*time.Minute) // the last minute only: one cycle
+	if v.Cycles != 1 || v.Flat != nil {
+		t.Fatalf("too little left: %+v", v)
 	}
 }
 
