@@ -148,11 +148,7 @@ func TestMaxConns(t *testing.T) {
 	cfg.MaxConns = 2
 	ln := serve(t, cfg, http.HandlerFunc(okHandler))
 	a, b := mustDial(t, ln), mustDial(t, ln)
-	for _, c := range []net.Conn{a, b} {
-		status, err := request(c, 5*time.Second)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, status)
-	}
+	requireServed(t, a, b)
 	require.Equal(t, 2, ln.open())
 
 	third := mustDial(t, ln) // the kernel completes the handshake; the server does not take it
@@ -174,11 +170,7 @@ func TestConnsPerAddress(t *testing.T) {
 	cfg.ConnsPerAddress = 2
 	ln := serve(t, cfg, http.HandlerFunc(okHandler))
 	a, b := mustDial(t, ln), mustDial(t, ln)
-	for _, c := range []net.Conn{a, b} {
-		status, err := request(c, 5*time.Second)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, status)
-	}
+	requireServed(t, a, b)
 	third := mustDial(t, ln)
 	_, err := request(third, 5*time.Second)
 	require.Error(t, err, "a third connection from 127.0.0.1 is closed")
@@ -206,4 +198,14 @@ func TestConnsPerAddress(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// requireServed asks one request on each connection and requires a 200.
+func requireServed(t *testing.T, conns ...net.Conn) {
+	t.Helper()
+	for _, c := range conns {
+		status, err := request(c, 5*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status)
+	}
 }
