@@ -39,6 +39,8 @@ type (
 	badFrame     struct{ err error }
 	socketClosed struct{}
 	shutdown     struct{}
+	// wake runs f in the actor: what after scheduled.
+	wake struct{ f func() }
 )
 
 // Frame hands a decoded client frame to the actor.
@@ -183,7 +185,23 @@ func (c *Connection) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *shutdown:
 		c.close(ctx, wire.CloseGoingAway, "server shutting down")
+	case *wake:
+		m.f()
 	}
+}
+
+// after runs f in the actor once d has passed (at once when d is 0). A timer
+// sends the actor a message: unlike a future, it registers no process, so the
+// read pacing and the gap waits, which run many times a second, add nothing to
+// the process registry. If the actor has stopped by then, the message is a dead
+// letter and f never runs.
+func (c *Connection) after(ctx actor.Context, d time.Duration, f func()) {
+	if d <= 0 {
+		f()
+		return
+	}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	time.AfterFunc(d, func() { root.Send(self, &wake{f: f}) })
 }
 
 // attach registers with the user grain: at start (attempt 0), and again (attempt
@@ -210,7 +228,7 @@ func (c *Connection) attach(ctx actor.Context, attempt int) {
 				c.close(ctx, wire.CloseInternalError, "unavailable")
 				return
 			}
-			after(ctx, time.Duration(attempt*attempt)*100*time.Millisecond, func() { c.attach(ctx, attempt+1) })
+			c.after(ctx, time.Duration(attempt*attempt)*100*time.Millisecond, func() { c.attach(ctx, attempt+1) })
 			return
 		}
 		if pid, ok := c.deps.Cluster.PidCache.Get(c.user, KindUser); ok {
@@ -264,7 +282,7 @@ func (c *Connection) pace(ctx actor.Context) {
 		return
 	}
 	c.pacing = true
-	after(ctx, c.reads.wait(), func() {
+	c.after(ctx, c.reads.wait(), func() {
 		c.pacing = false
 		for len(c.paced) > 0 && c.reads.ready() && !c.closed {
 			run := c.paced[0]
@@ -460,7 +478,7 @@ func (c *Connection) deliver(ctx actor.Context, d *parleypb.Deliver) {
 		c.fillAhead()
 	case len(c.ahead) > 0 && !c.checking:
 		c.checking = true
-		after(ctx, gapWait, func() {
+		c.after(ctx, gapWait, func() {
 			c.checking = false
 			if len(c.ahead) > 0 && c.live {
 				c.fillAhead()
