@@ -281,6 +281,7 @@ func startCluster(cfg config.Config, log *slog.Logger, deps *actors.Deps, m *mem
 	system := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet(libLog) }),
 		actor.WithDeadLetterRequestLogging(false))
+	resizeRegistry(system, registryBuckets)
 	ropts, err := remoteOptions(cfg.Cluster, log)
 	if err != nil {
 		return nil, err
