@@ -58,7 +58,8 @@ type MemVerdict struct {
 	SlopePct float64 `json:"slopePctPer10Min"`
 	// CPUPct is the process's CPU (user + system) over the samples used, in % of
 	// one core.
-	CPUPct float64 `json:"cpuPct"`
+	// nil when the samples have no CPU (a result re-judged from an older file).
+	CPUPct *float64 `json:"cpuPct,omitempty"`
 	// Flat is DevPct <= 10; nil when fewer than minFlatSamples were left.
 	Flat *bool `json:"flat"`
 }
@@ -103,8 +104,9 @@ func flatness(s memSeries, t0 time.Time, warmup, procWarmup time.Duration) MemVe
 		v.DevPct = 100 * math.Max(v.MaxMiB-v.MeanMiB, v.MeanMiB-v.MinMiB) / v.MeanMiB
 		v.SlopePct = 100 * slopePerSec(used) * 600 / v.MeanMiB
 	}
-	if span := used[len(used)-1].At.Sub(used[0].At).Seconds(); span > 0 {
-		v.CPUPct = 100 * (used[len(used)-1].CPUSec - used[0].CPUSec) / span
+	if span := used[len(used)-1].At.Sub(used[0].At).Seconds(); span > 0 && used[len(used)-1].CPUSec > 0 {
+		cpu := 100 * (used[len(used)-1].CPUSec - used[0].CPUSec) / span
+		v.CPUPct = &cpu
 	}
 	if len(used) >= minFlatSamples {
 		flat := v.DevPct <= 100*FlatTolerance
@@ -150,13 +152,15 @@ type RSSSeries struct {
 	Node     int          `json:"node"`
 	Process  int          `json:"process"`
 	StartSec float64      `json:"startSec"` // since traffic started
-	Samples  [][2]float64 `json:"samples"`  // [seconds since traffic started, RSS MiB]
+	// Samples: [seconds since traffic started, RSS MiB, CPU seconds since the
+	// process started]; results written before the CPU was kept have two.
+	Samples [][]float64 `json:"samples"`
 }
 
 func rssSeries(s memSeries, t0 time.Time) RSSSeries {
 	out := RSSSeries{Node: s.Node, Process: s.Process, StartSec: s.Started.Sub(t0).Seconds()}
 	for _, m := range s.Samples {
-		out.Samples = append(out.Samples, [2]float64{m.At.Sub(t0).Seconds(), float64(m.RSSKiB) / 1024})
+		out.Samples = append(out.Samples, []float64{m.At.Sub(t0).Seconds(), float64(m.RSSKiB) / 1024, m.CPUSec})
 	}
 	return out
 }

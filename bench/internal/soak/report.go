@@ -348,9 +348,13 @@ func (res *Result) Markdown() string {
 			w("| %s | %d | %d | %.0f–%.0f | 0 of %d | | | | | | | | | %s |\n", name, m.Process, m.PID, m.StartSec, m.EndSec, m.Samples, flat)
 			continue
 		}
-		w("| %s | %d | %d | %.0f–%.0f | %d of %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f %% | %+.1f %% | %.0f %% | %s |\n",
+		cpu := "—"
+		if m.CPUPct != nil {
+			cpu = fmt.Sprintf("%.0f %%", *m.CPUPct)
+		}
+		w("| %s | %d | %d | %.0f–%.0f | %d of %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f %% | %+.1f %% | %s | %s |\n",
 			name, m.Process, m.PID, m.StartSec, m.EndSec, m.Used, m.Samples, m.FirstMiB, m.MinMiB, m.MaxMiB, m.LastMiB, m.MeanMiB,
-			m.DevPct, m.SlopePct, m.CPUPct, flat)
+			m.DevPct, m.SlopePct, cpu, flat)
 	}
 	w("\nNode logs:\n\n")
 	for _, lg := range res.Logs {
@@ -467,7 +471,14 @@ func Rejudge(res *Result, warmup, procWarmup time.Duration) {
 	for _, r := range res.RSS {
 		s := memSeries{Node: r.Node, Process: r.Process, PID: pids[[2]int{r.Node, r.Process}], Started: t0.Add(secs(r.StartSec))}
 		for _, x := range r.Samples {
-			s.Samples = append(s.Samples, memSample{At: t0.Add(secs(x[0])), RSSKiB: int64(x[1] * 1024)})
+			if len(x) < 2 {
+				continue
+			}
+			m := memSample{At: t0.Add(secs(x[0])), RSSKiB: int64(x[1] * 1024)}
+			if len(x) > 2 {
+				m.CPUSec = x[2]
+			}
+			s.Samples = append(s.Samples, m)
 		}
 		series = append(series, s)
 	}

@@ -1,6 +1,7 @@
 package soak
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -184,5 +185,31 @@ func TestTrafficOnly(t *testing.T) {
 	got := trafficOnly([]memSeries{s}, t0.Add(time.Minute))
 	if len(got[0].Samples) != 2 || got[0].Samples[1].RSSKiB != 2 || len(s.Samples) != 3 {
 		t.Fatalf("kept %+v (the original: %d samples)", got[0].Samples, len(s.Samples))
+	}
+}
+
+// A saved result keeps each process's CPU with its RSS, so `soak -judge` reports
+// it again; an older result without it says so instead of 0 %.
+func TestRejudgeKeepsCPU(t *testing.T) {
+	var withCPU, without [][]float64
+	for i := range 13 {
+		at := float64(i * 10)
+		withCPU = append(withCPU, []float64{at, 50, 100 + at/10}) // 1 CPU-s per 10 s: 10 %
+		without = append(without, []float64{at, 50})
+	}
+	res := &Result{Nodes: 2, TrafficSec: 130, WarmupSec: 60, SampleSec: 10,
+		RSS: []RSSSeries{{Node: 1, Process: 1, Samples: withCPU}, {Node: 2, Process: 1, Samples: without}}}
+	Rejudge(res, 0, 0)
+	if len(res.Memory) != 2 {
+		t.Fatalf("%d verdicts, want 2", len(res.Memory))
+	}
+	if c := res.Memory[0].CPUPct; c == nil || *c < 9.9 || *c > 10.1 {
+		t.Fatalf("node 1's CPU: %v, want 10 %%", c)
+	}
+	if c := res.Memory[1].CPUPct; c != nil {
+		t.Fatalf("node 2's CPU: %v from samples without it, want none", *c)
+	}
+	if md := res.Markdown(); !strings.Contains(md, "| 10 % |") || !strings.Contains(md, "| — |") {
+		t.Fatalf("the report does not show 10 %% and — for the CPU:\n%s", md)
 	}
 }
