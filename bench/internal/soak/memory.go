@@ -149,9 +149,9 @@ func allFlat(vs []MemVerdict) (flat bool, judged int) {
 
 // RSSSeries is one process's samples as the JSON result keeps them.
 type RSSSeries struct {
-	Node     int          `json:"node"`
-	Process  int          `json:"process"`
-	StartSec float64      `json:"startSec"` // since traffic started
+	Node     int     `json:"node"`
+	Process  int     `json:"process"`
+	StartSec float64 `json:"startSec"` // since traffic started
 	// Samples: [seconds since traffic started, RSS MiB, CPU seconds since the
 	// process started]; results written before the CPU was kept have two.
 	Samples [][]float64 `json:"samples"`
