@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -95,14 +96,39 @@ func DoWith(hc *http.Client, req *http.Request, out any) error {
 // Conn is a WebSocket connection to a node.
 type Conn struct {
 	conn net.Conn
-	src  io.Reader // conn, or a reader holding bytes read past the handshake
+	src  io.Reader // in, counting conn or a reader holding bytes read past the handshake
+	in   counter
 	enc  wire.Encoding
 	mu   sync.Mutex // writes
+}
+
+// counter counts the bytes read through it.
+type counter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// DialOptions are Dial's settings beyond the defaults.
+type DialOptions struct {
+	// NetDial opens the TCP connection (nil: a net.Dialer's), for example with
+	// socket options set before the connect.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Dial opens /v1/ws with a token. A refused upgrade returns ws.ConnectionRejectedError
 // (or the handshake error with the HTTP status).
 func Dial(ctx context.Context, base, token string, enc wire.Encoding) (*Conn, error) {
+	return DialWith(ctx, base, token, enc, DialOptions{})
+}
+
+// DialWith is Dial with o.
+func DialWith(ctx context.Context, base, token string, enc wire.Encoding, o DialOptions) (*Conn, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, err
@@ -111,17 +137,23 @@ func Dial(ctx context.Context, base, token string, enc wire.Encoding) (*Conn, er
 	u.Path = "/v1/ws"
 	q := url.Values{"encoding": {enc.String()}}
 	u.RawQuery = q.Encode()
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}})}
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}}), NetDial: o.NetDial}
 	conn, br, _, err := d.Dial(ctx, u.String())
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{conn: conn, src: conn, enc: enc}
+	c := &Conn{conn: conn, enc: enc}
+	c.in.r = conn
 	if br != nil {
-		c.src = br // it holds bytes the server sent right after the handshake
+		c.in.r = br // it holds bytes the server sent right after the handshake
 	}
+	c.src = &c.in
 	return c, nil
 }
+
+// BytesRead is how many bytes the connection has read since the handshake
+// (frame headers included).
+func (c *Conn) BytesRead() int64 { return c.in.n.Load() }
 
 // Write sends one client frame.
 func (c *Conn) Write(f *parleypb.ClientFrame) error {
@@ -216,6 +248,15 @@ func (c *Conn) Close() error {
 
 // Drop closes the TCP connection without a close frame (a vanished client).
 func (c *Conn) Drop() error { return c.conn.Close() }
+
+// Reset drops the TCP connection with a reset (RST), as a client that lost its
+// network does to the server's next write.
+func (c *Conn) Reset() error {
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return c.conn.Close()
+}
 
 // IsClose reports whether err is a close frame with code.
 func IsClose(err error, code int) bool {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/wire"
 	"github.com/parleychat/parley/proto/parleypb"
 )
@@ -63,7 +64,7 @@ type session struct {
 	next    int
 	pos     uint64 // the highest seq read
 	ackPos  uint64 // the highest received upTo written
-	conn    *wsConn
+	conn    *client.Conn
 	node    int
 	live    bool // the current connection's sync reached the end
 	liveAt  time.Time
@@ -167,7 +168,7 @@ func (s *session) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *session) dial(ctx context.Context, node int) (*wsConn, error) {
+func (s *session) dial(ctx context.Context, node int) (*client.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	s.r.ctr.dials.Add(1)
@@ -175,12 +176,12 @@ func (s *session) dial(ctx context.Context, node int) (*wsConn, error) {
 	if s.u.kind == kindSlow {
 		rcvbuf = slowRcvBuf
 	}
-	return dialWS(ctx, s.r.cfg.nodeURL(node), s.u.token, s.u.enc, rcvbuf)
+	return client.DialWith(ctx, s.r.cfg.nodeURL(node), s.u.token, s.u.enc, client.DialOptions{NetDial: rcvbufDial(rcvbuf)})
 }
 
 // serve runs one connection: sync from the position, send what is unanswered,
 // then heartbeats, acknowledgements and resends until it ends.
-func (s *session) serve(ctx context.Context, c *wsConn, node int) endReason {
+func (s *session) serve(ctx context.Context, c *client.Conn, node int) endReason {
 	done := make(chan error, 1)
 	go s.read(c, done)
 	now := time.Now()
@@ -195,8 +196,8 @@ func (s *session) serve(ctx context.Context, c *wsConn, node int) endReason {
 	s.mu.Unlock()
 	s.r.online.Add(1)
 	defer s.r.online.Add(-1)
-	if c.write(syncFrame(after)) != nil {
-		c.drop()
+	if c.Write(syncFrame(after)) != nil {
+		c.Reset()
 	}
 	for _, rec := range resend {
 		if rec.writes > 1 {
@@ -213,8 +214,8 @@ func (s *session) serve(ctx context.Context, c *wsConn, node int) endReason {
 		planned = time.After(time.Duration(f * float64(s.r.cfg.ReconnectEvery)))
 	}
 	lastPing := now
-	end := func(how func(), r endReason) endReason {
-		how()
+	end := func(how func() error, r endReason) endReason {
+		_ = how()
 		<-done
 		s.detach()
 		return r
@@ -224,7 +225,7 @@ func (s *session) serve(ctx context.Context, c *wsConn, node int) endReason {
 		case err := <-done:
 			s.detach()
 			if s.u.kind == kindSlow {
-				s.r.slowEnded(s.u, node, err, time.Since(now), c.in.n.Load())
+				s.r.slowEnded(s.u, node, err, time.Since(now), c.BytesRead())
 			}
 			return s.lost(err, node)
 		case now := <-tick.C:
@@ -234,8 +235,8 @@ func (s *session) serve(ctx context.Context, c *wsConn, node int) endReason {
 			s.tick(c, now)
 			if now.Sub(lastPing) >= pingEvery {
 				lastPing = now
-				if c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Ping{Ping: &parleypb.Ping{}}}) != nil {
-					c.drop()
+				if c.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Ping{Ping: &parleypb.Ping{}}}) != nil {
+					c.Reset()
 				}
 			}
 			if rehome == nil && node != s.u.home && !s.r.draining.Load() && s.r.nodes.up(s.u.home) {
@@ -247,21 +248,21 @@ func (s *session) serve(ctx context.Context, c *wsConn, node int) endReason {
 			}
 			s.r.ctr.planned.Add(1)
 			if rand.IntN(2) == 0 {
-				return end(c.close, endPlanned)
+				return end(c.Close, endPlanned)
 			}
-			return end(c.drop, endPlanned)
+			return end(c.Reset, endPlanned)
 		case <-rehome:
 			if s.r.draining.Load() || !s.r.nodes.up(s.u.home) {
 				rehome = nil
 				continue
 			}
 			s.r.ctr.rehomes.Add(1)
-			return end(c.close, endRehome)
+			return end(c.Close, endRehome)
 		case <-s.r.stopAll:
 			s.ack(c)
-			return end(c.close, endStop)
+			return end(c.Close, endStop)
 		case <-ctx.Done():
-			return end(c.drop, endStop)
+			return end(c.Reset, endStop)
 		}
 	}
 }
@@ -308,7 +309,7 @@ func (s *session) unanswered() []*sendRec {
 
 // tick resends what is due, acknowledges what was read, and syncs again when
 // the server asked for it.
-func (s *session) tick(c *wsConn, now time.Time) {
+func (s *session) tick(c *client.Conn, now time.Time) {
 	var due []*sendRec
 	s.mu.Lock()
 	for _, rec := range s.pending {
@@ -331,14 +332,14 @@ func (s *session) tick(c *wsConn, now time.Time) {
 	for _, rec := range due {
 		s.writeSend(c, rec)
 	}
-	if resync && c.write(syncFrame(after)) != nil {
-		c.drop()
+	if resync && c.Write(syncFrame(after)) != nil {
+		c.Reset()
 	}
 	s.ack(c)
 }
 
 // ack writes received up to the position, when it moved.
-func (s *session) ack(c *wsConn) {
+func (s *session) ack(c *client.Conn) {
 	s.mu.Lock()
 	up := s.pos
 	moved := up > s.ackPos
@@ -346,8 +347,8 @@ func (s *session) ack(c *wsConn) {
 		s.ackPos = up
 	}
 	s.mu.Unlock()
-	if moved && c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Received{Received: &parleypb.Received{UpTo: up}}}) != nil {
-		c.drop()
+	if moved && c.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Received{Received: &parleypb.Received{UpTo: up}}}) != nil {
+		c.Reset()
 	}
 }
 
@@ -396,14 +397,14 @@ func (s *session) newSend() {
 	}
 }
 
-func (s *session) writeSend(c *wsConn, rec *sendRec) {
+func (s *session) writeSend(c *client.Conn, rec *sendRec) {
 	size := 64
 	if s.u.kind == kindGroup {
 		size = s.r.cfg.GroupText
 	}
 	send := &parleypb.Send{Id: rec.id, To: s.u.to, Group: s.u.group, Text: messageText(rec.at, size)}
-	if c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: send}}) != nil {
-		c.drop() // the reader ends, and serve with it
+	if c.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: send}}) != nil {
+		c.Reset() // the reader ends, and serve with it
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -13,9 +14,9 @@ import (
 // pages are followed, sent and error frames settle sends.
 
 // read reads c until it fails, and hands the error to done.
-func (s *session) read(c *wsConn, done chan<- error) {
+func (s *session) read(c *client.Conn, done chan<- error) {
 	for {
-		f, err := c.read(readTimeout)
+		f, err := c.Read(readTimeout)
 		if err != nil {
 			done <- err
 			return
@@ -24,7 +25,7 @@ func (s *session) read(c *wsConn, done chan<- error) {
 	}
 }
 
-func (s *session) handle(c *wsConn, f *parleypb.ServerFrame) {
+func (s *session) handle(c *client.Conn, f *parleypb.ServerFrame) {
 	switch b := f.Body.(type) {
 	case *parleypb.ServerFrame_Message:
 		s.message(b.Message)
@@ -61,7 +62,7 @@ func (s *session) message(m *parleypb.Message) {
 	}
 }
 
-func (s *session) synced(c *wsConn, sy *parleypb.Synced) {
+func (s *session) synced(c *client.Conn, sy *parleypb.Synced) {
 	s.mu.Lock()
 	if sy.More {
 		s.pos = max(s.pos, sy.UpTo)
@@ -76,8 +77,8 @@ func (s *session) synced(c *wsConn, sy *parleypb.Synced) {
 	}
 	after := s.pos
 	s.mu.Unlock()
-	if sy.More && c.write(syncFrame(after)) != nil {
-		c.drop()
+	if sy.More && c.Write(syncFrame(after)) != nil {
+		c.Reset()
 	}
 }
 

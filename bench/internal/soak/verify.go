@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -225,19 +226,19 @@ func (r *run) readQueue(ctx context.Context, u *user, node int) ([]entry, error)
 
 func (r *run) readQueueOnce(ctx context.Context, base, token string, u *user) ([]entry, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := dialWS(dctx, base, token, u.enc, 0)
+	c, err := client.Dial(dctx, base, token, u.enc)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	defer c.close()
+	defer c.Close()
 	var entries []entry
 	after := uint64(0)
-	if err := c.write(syncFrame(after)); err != nil {
+	if err := c.Write(syncFrame(after)); err != nil {
 		return nil, err
 	}
 	for {
-		f, err := c.read(30 * time.Second)
+		f, err := c.Read(30 * time.Second)
 		if err != nil {
 			return nil, err
 		}
@@ -250,7 +251,7 @@ func (r *run) readQueueOnce(ctx context.Context, base, token string, u *user) ([
 				return entries, nil
 			}
 			after = b.Synced.UpTo
-			if err := c.write(syncFrame(after)); err != nil {
+			if err := c.Write(syncFrame(after)); err != nil {
 				return nil, err
 			}
 		case *parleypb.ServerFrame_Error:
@@ -258,7 +259,7 @@ func (r *run) readQueueOnce(ctx context.Context, base, token string, u *user) ([
 				return nil, fmt.Errorf("sync answered %s: %s", b.Error.Code, b.Error.Message)
 			}
 			time.Sleep(time.Second) // the read failed: ask again from where it was
-			if err := c.write(syncFrame(after)); err != nil {
+			if err := c.Write(syncFrame(after)); err != nil {
 				return nil, err
 			}
 		}
