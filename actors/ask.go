@@ -93,6 +93,9 @@ func orUnreachable(gerr error, kind, identity string, err error) error {
 }
 
 // after continues in ctx's actor after d (at once when d is 0), without blocking it.
+// It waits on a future, so it works in any actor without a message case of its
+// own; ask's retries are rare. Connection.after, for the waits a connection runs
+// many times a second, sends the actor a message instead.
 func after(ctx actor.Context, d time.Duration, f func()) {
 	if d <= 0 {
 		f()

@@ -52,16 +52,12 @@ func TestRegistryResized(t *testing.T) {
 	}
 
 	// The registry's memory is paid once, not map by map as ids churn through it:
-	// 400k futures touch nearly all of the default's 32,768 maps (~9 MiB).
+	// 400k futures touch nearly all of the default's 32,768 maps (+9.00 MiB of live
+	// heap measured with 1,024 buckets; +0.56 MiB with registryBuckets).
 	const n = 400_000
 	grown := heapAfter(func() { churn(system, n) })
-	def := actor.NewActorSystem()
-	grownDefault := heapAfter(func() { churn(def, n) })
-	t.Logf("live heap after %d futures: resized %+.2f MiB, Proto.Actor's default %+.2f MiB",
-		n, float64(grown)/(1<<20), float64(grownDefault)/(1<<20))
 	if grown > 2<<20 {
 		t.Errorf("the registry grew by %.2f MiB over %d futures; want under 2 MiB", float64(grown)/(1<<20), n)
 	}
-	runtime.KeepAlive(def)
 	runtime.KeepAlive(system)
 }
