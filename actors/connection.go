@@ -22,6 +22,9 @@ type Socket interface {
 	// WriteMessage writes a message frame with seq, without changing m (one message
 	// may be written to many sockets at once).
 	WriteMessage(m *parleypb.Message, seq uint64) error
+	// Cork holds the frames written until Uncork, which writes them together.
+	Cork()
+	Uncork()
 	Close(code int, reason string)
 }
 
@@ -41,6 +44,8 @@ type (
 	shutdown     struct{}
 	// wake runs f in the actor: what after scheduled.
 	wake struct{ f func() }
+	// uncork writes what the actor wrote since it corked its socket.
+	uncork struct{}
 )
 
 // Frame hands a decoded client frame to the actor.
@@ -92,6 +97,8 @@ func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 type Connection struct {
 	deps     *Deps
 	sock     Socket
+	self     *actor.PID
+	corked   bool // the socket holds frames until this actor's uncork message
 	user     string
 	device   string
 	cursor   uint64 // the device's cursor, as far as this connection knows
@@ -139,6 +146,7 @@ func (c *Connection) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *connInit:
 		c.deps, c.sock, c.user, c.device = m.deps, m.sock, m.user, m.device
+		c.self = ctx.Self()
 		c.attach(ctx, 0)
 	case *inbound:
 		c.handle(ctx, m)
@@ -187,8 +195,26 @@ func (c *Connection) Receive(ctx actor.Context) {
 		c.close(ctx, wire.CloseGoingAway, "server shutting down")
 	case *wake:
 		m.f()
+	case *uncork:
+		c.corked = false
+		c.sock.Uncork()
 	}
 }
+
+// cork holds this actor's frames in its socket until the messages already in its
+// mailbox are handled: it corks the socket and sends itself uncork, which comes
+// after them. A commit's `sent` answers and its messages for this socket then go
+// out in one write, where each took its own.
+func (c *Connection) cork() {
+	if c.corked {
+		return
+	}
+	c.corked = true
+	c.sock.Cork()
+	c.deps.Cluster.ActorSystem.Root.Send(c.self, uncorkMsg)
+}
+
+var uncorkMsg = &uncork{}
 
 // after runs f in the actor once d has passed (at once when d is 0). A timer
 // sends the actor a message: unlike a future, it registers no process, so the
@@ -675,6 +701,7 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 	if c.closed {
 		return
 	}
+	c.cork()
 	if err := c.sock.WriteMessage(m, seq); err != nil {
 		c.closed = true // the gateway closes the socket and reports it
 	}
@@ -702,6 +729,7 @@ func (c *Connection) write(f *parleypb.ServerFrame) {
 	if c.closed {
 		return
 	}
+	c.cork()
 	if err := c.sock.Write(f); err != nil {
 		c.closed = true // the gateway closes the socket and reports it
 	}

@@ -33,6 +33,9 @@
 #             result.json in .pgdata/soak. SOAK_REV=<commit> builds the node from that
 #             commit (git archive) instead of the working tree. Exits 1 if a check failed.
 #
+# BENCH_SED, if set, is one more sed expression applied to the nodes' config (e.g.
+# 's/^  committers: .*/  committers: 1/') to compare settings.
+#
 # Every run scrapes the nodes' GET /metrics before and after its measured phase
 # (loadgen -metrics auto; set PARLEY_ADMIN_TOKEN if the nodes need one).
 set -euo pipefail
@@ -62,7 +65,8 @@ setup() {
 	# a user send budget that let one sender post hundreds of messages/s, and quiet logs.
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
 		-e 's/^  userSends: .*/  userSends: {rate: 5000, burst: 10000}/' \
-		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' cluster.yaml >"$PARLEY_CONFIG"
+		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' \
+		${BENCH_SED:+-e "$BENCH_SED"} cluster.yaml >"$PARLEY_CONFIG"
 	DATABASE_URL=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
 	export DATABASE_URL
 	[[ -s $OUT ]] || printf '# Scale benchmarks %s: %s, %s CPUs, %s GiB, %s\n' "$(date +%F)" "$(uname -m)" \

@@ -7,3 +7,6 @@ func PrefixLen(s *Socket) int { return len(s.prefix) }
 
 // FdOf is the file descriptor the gateway polls for s.
 func FdOf(s *Socket) int { return s.fd }
+
+// Writes is how many write(2) calls srv's sockets made at once (not the flusher's).
+func Writes(srv *Server) int64 { return srv.writes.Load() }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -989,4 +990,41 @@ func TestReadTimeout(t *testing.T) {
 	_, err = ws.ReadFrame(c.r)
 	require.ErrorIs(t, err, io.EOF, "dropped without a close frame")
 	require.Zero(t, r.frameCount())
+}
+
+// Frames written while a socket is corked go out together, in order, with one
+// write(2) at Uncork; none before it. A Close while corked writes them before the
+// close frame.
+func TestCorkedFramesGoInOneWrite(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, defaultConfig(), nil)
+	c := h.dialRaw(t, wire.JSON)
+	r := h.handler(t, 0)
+	sent := func(id string) *parleypb.ServerFrame {
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Sent{Sent: &parleypb.Sent{Id: id, MessageId: 7}}}
+	}
+	r.sock.Cork()
+	before := gateway.Writes(h.srv)
+	for _, id := range []string{"a", "b", "c"} {
+		require.NoError(t, r.sock.Write(sent(id)))
+	}
+	require.Equal(t, before, gateway.Writes(h.srv), "no write(2) while corked")
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err := c.r.Read(make([]byte, 1))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "nothing reaches the peer while corked")
+	require.NoError(t, c.SetDeadline(time.Now().Add(waitTimeout)))
+
+	r.sock.Uncork()
+	require.Equal(t, before+1, gateway.Writes(h.srv), "the three frames in one write(2)")
+	for _, id := range []string{"a", "b", "c"} {
+		f := c.readFrame(t)
+		require.Contains(t, string(f.Payload), `"id":"`+id+`"`)
+	}
+
+	r.sock.Cork()
+	require.NoError(t, r.sock.Write(sent("d")))
+	r.sock.Close(int(ws.StatusNormalClosure), "bye") // still corked
+	f := c.readFrame(t)
+	require.Contains(t, string(f.Payload), `"id":"d"`, "the corked frame goes before the close frame")
+	c.expectClose(t, int(ws.StatusNormalClosure))
 }

@@ -60,6 +60,7 @@ type Server struct {
 	poll   *poller
 	ready  chan readyEvent
 	tags   atomic.Int32 // tells the sockets that used the same fd apart
+	writes atomic.Int64 // write(2) calls that took frames, for tests
 
 	mu       sync.Mutex
 	sockets  map[int]*Socket

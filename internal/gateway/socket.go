@@ -41,6 +41,11 @@ type Handler interface {
 // OutboundBytes, and written by a flusher goroutine that exists only while the
 // socket is behind. A reader that falls further behind is closed with 1013 (what it
 // was sent stays in its sync queue).
+//
+// A writer that has several frames for a socket at once corks it (Cork): frames
+// queue until Uncork writes them with one write(2). On loopback a write costs the
+// sender the receiver's TCP work too, so a connection that writes a `sent` and the
+// messages of a commit in one write costs a fraction of one write each.
 type Socket struct {
 	srv     *Server
 	conn    net.Conn
@@ -63,6 +68,7 @@ type Socket struct {
 	out      []byte // queued for the flusher
 	pending  int    // bytes queued or in the flusher's hands
 	flushing bool   // a flusher goroutine writes; new frames queue behind it
+	corked   bool   // frames queue in out until Uncork
 	closing  atomic.Bool
 	goneOnce sync.Once // the handler hears Closed once
 	prefix   []byte    // bytes the HTTP server read past the handshake (read state)
@@ -120,7 +126,7 @@ func (s *Socket) send(frame []byte) error {
 }
 
 func (s *Socket) sendLocked(frame []byte) error {
-	if !s.flushing {
+	if !s.flushing && !s.corked {
 		n, err := s.writeNow(frame)
 		if err != nil {
 			go s.Close(CloseNone, "")
@@ -137,9 +143,62 @@ func (s *Socket) sendLocked(frame []byte) error {
 		go s.overflow()
 		return errSlowConsumer
 	}
+	if s.out == nil {
+		s.out = (*corkPool.Get().(*[]byte))[:0]
+	}
 	s.out = append(s.out, frame...)
 	s.pending += len(frame)
 	return nil
+}
+
+// corkPool holds the buffers of corked sockets between uses: a socket holds one
+// only while it has frames queued.
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxPooled bounds the buffers kept in corkPool.
+const maxPooled = 64 << 10
+
+// Cork makes the frames written until Uncork queue, to go to the kernel together.
+func (s *Socket) Cork() {
+	s.mu.Lock()
+	s.corked = true
+	s.mu.Unlock()
+}
+
+// Uncork writes what was queued while corked, with one write(2) when the kernel
+// takes it all (what it does not take goes to the flusher, as for any frame).
+func (s *Socket) Uncork() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.uncorkLocked()
+}
+
+func (s *Socket) uncorkLocked() {
+	if !s.corked {
+		return
+	}
+	s.corked = false
+	if s.flushing || len(s.out) == 0 {
+		return
+	}
+	n, err := s.writeNow(s.out)
+	if err != nil {
+		s.out, s.pending = nil, 0
+		go s.Close(CloseNone, "")
+		return
+	}
+	if n == len(s.out) {
+		if cap(s.out) <= maxPooled {
+			b := s.out[:0]
+			corkPool.Put(&b)
+		}
+		s.out, s.pending = nil, 0
+		return
+	}
+	s.out = s.out[n:]
+	s.pending -= n
+	s.flushing = true
+	go s.flush()
 }
 
 // writeNow writes what the kernel takes without waiting; EAGAIN is 0 bytes.
@@ -154,6 +213,7 @@ func (s *Socket) writeNow(b []byte) (int, error) {
 			}
 		}
 	})
+	s.srv.writes.Add(1)
 	switch {
 	case err != nil:
 		return 0, err
@@ -220,6 +280,7 @@ func (s *Socket) Close(code int, reason string) {
 	buf := compileFrame(ws.OpClose, body)
 	defer buf.free()
 	s.mu.Lock()
+	s.uncorkLocked() // the frames queued go before the close frame
 	err := s.sendLocked(buf.b)
 	behind := s.flushing
 	s.mu.Unlock()
