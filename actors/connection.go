@@ -44,8 +44,6 @@ type (
 	shutdown     struct{}
 	// wake runs f in the actor: what after scheduled.
 	wake struct{ f func() }
-	// uncork writes what the actor wrote since it corked its socket.
-	uncork struct{}
 )
 
 // Frame hands a decoded client frame to the actor.
@@ -97,8 +95,6 @@ func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 type Connection struct {
 	deps     *Deps
 	sock     Socket
-	self     *actor.PID
-	corked   bool // the socket holds frames until this actor's uncork message
 	user     string
 	device   string
 	cursor   uint64 // the device's cursor, as far as this connection knows
@@ -146,7 +142,6 @@ func (c *Connection) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *connInit:
 		c.deps, c.sock, c.user, c.device = m.deps, m.sock, m.user, m.device
-		c.self = ctx.Self()
 		c.attach(ctx, 0)
 	case *inbound:
 		c.handle(ctx, m)
@@ -158,7 +153,9 @@ func (c *Connection) Receive(ctx actor.Context) {
 			c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "bad frame")
 		}
 	case *parleypb.Deliver:
+		c.sock.Cork() // the entries of a commit go out in one write
 		c.deliver(ctx, m)
+		c.sock.Uncork()
 	case *parleypb.Notify:
 		if m.Typing != nil {
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Typing{Typing: m.Typing}})
@@ -195,26 +192,8 @@ func (c *Connection) Receive(ctx actor.Context) {
 		c.close(ctx, wire.CloseGoingAway, "server shutting down")
 	case *wake:
 		m.f()
-	case *uncork:
-		c.corked = false
-		c.sock.Uncork()
 	}
 }
-
-// cork holds this actor's frames in its socket until the messages already in its
-// mailbox are handled: it corks the socket and sends itself uncork, which comes
-// after them. A commit's `sent` answers and its messages for this socket then go
-// out in one write, where each took its own.
-func (c *Connection) cork() {
-	if c.corked {
-		return
-	}
-	c.corked = true
-	c.sock.Cork()
-	c.deps.Cluster.ActorSystem.Root.Send(c.self, uncorkMsg)
-}
-
-var uncorkMsg = &uncork{}
 
 // after runs f in the actor once d has passed (at once when d is 0). A timer
 // sends the actor a message: unlike a future, it registers no process, so the
@@ -448,6 +427,8 @@ func (c *Connection) sync(s *parleypb.Sync) int {
 		// becomes the end, so that live entries after it are not skipped.
 		upTo = min(after, page.End)
 	}
+	c.sock.Cork() // the page and its synced go out in one write
+	defer c.sock.Uncork()
 	for _, m := range page.Entries {
 		c.writeMessage(m, m.Seq)
 		upTo = m.Seq
@@ -565,10 +546,12 @@ func (c *Connection) fill(upTo uint64) {
 			c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "live delivery interrupted; send sync to resume")
 			return
 		}
+		c.sock.Cork() // a page in one write
 		for _, m := range page.Entries {
 			c.writeMessage(m, m.Seq)
 			c.lastSent = m.Seq
 		}
+		c.sock.Uncork()
 		if upTo == 0 && len(page.Entries) < limit {
 			return
 		}
@@ -701,7 +684,6 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 	if c.closed {
 		return
 	}
-	c.cork()
 	if err := c.sock.WriteMessage(m, seq); err != nil {
 		c.closed = true // the gateway closes the socket and reports it
 	}
@@ -729,7 +711,6 @@ func (c *Connection) write(f *parleypb.ServerFrame) {
 	if c.closed {
 		return
 	}
-	c.cork()
 	if err := c.sock.Write(f); err != nil {
 		c.closed = true // the gateway closes the socket and reports it
 	}

@@ -44,8 +44,8 @@ type Handler interface {
 //
 // A writer that has several frames for a socket at once corks it (Cork): frames
 // queue until Uncork writes them with one write(2). On loopback a write costs the
-// sender the receiver's TCP work too, so a connection that writes a `sent` and the
-// messages of a commit in one write costs a fraction of one write each.
+// sender the receiver's TCP work too, so the messages of one commit or a sync page
+// written with one write cost a fraction of one write each.
 type Socket struct {
 	srv     *Server
 	conn    net.Conn

@@ -69,7 +69,7 @@ func startCommitter(pool *pgxpool.Pool, o Options) *committer {
 	}
 	n := o.Committers
 	if n <= 0 {
-		n = 4
+		n = 1
 	}
 	for range n {
 		c.wg.Add(1)

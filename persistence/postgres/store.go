@@ -38,7 +38,7 @@ type Options struct {
 	MaxConns   int32            // pool size; zero means 16
 	BatchDelay time.Duration    // how long a commit waits for more appends; zero means none
 	BatchMax   int              // appends per commit at most; zero means 512
-	Committers int              // transactions in flight at once; zero means 4
+	Committers int              // transactions in flight at once; zero means 1
 	Metrics    *metrics.Metrics // commit latency, sizes and failures; may be nil
 }
 

@@ -304,7 +304,10 @@ func TestNodeLeases(t *testing.T) {
 // appends that reach the same queues in different orders never deadlock, and every
 // queue stays gapless with each message once.
 func TestConcurrentCommitsDoNotDeadlock(t *testing.T) {
-	s := mustOpen(t)
+	// Four committers, so that commits do run side by side (as they do across nodes).
+	s, err := postgres.Open(context.Background(), testenv.DatabaseURL(t), postgres.Options{Committers: 4})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
 	ctx := context.Background()
 	users := []string{"u0", "u1", "u2", "u3"}
 	for _, u := range users { // a user's queue stream row is made with the user
