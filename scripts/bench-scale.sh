@@ -62,11 +62,12 @@ setup() {
 	go build -o "$BIN/loadgen" ./bench/cmd/loadgen
 	go build -o "$BIN/pgceiling" ./bench/cmd/pgceiling
 	# Cheap password hashes (the runs register thousands of users), a frame rate and
-	# a user send budget that let one sender post hundreds of messages/s, and quiet logs.
+	# a user send budget that let one sender post hundreds of messages/s, quiet logs,
+	# and a heartbeat deadline past the longest run (loadgen's clients do not ping).
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
 		-e 's/^  userSends: .*/  userSends: {rate: 5000, burst: 10000}/' \
 		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' \
-		${BENCH_SED:+-e "$BENCH_SED"} cluster.yaml >"$PARLEY_CONFIG"
+		-e 's/^  deadAfter: .*/  deadAfter: 1h/' ${BENCH_SED:+-e "$BENCH_SED"} cluster.yaml >"$PARLEY_CONFIG"
 	DATABASE_URL=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
 	export DATABASE_URL
 	[[ -s $OUT ]] || printf '# Scale benchmarks %s: %s, %s CPUs, %s GiB, %s\n' "$(date +%F)" "$(uname -m)" \

@@ -27,6 +27,7 @@ type Config struct {
 	Limits   Limits   `yaml:"limits"`
 	Grains   Grains   `yaml:"grains"`
 	Gateway  Gateway  `yaml:"gateway"`
+	Presence Presence `yaml:"presence"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -317,6 +318,14 @@ type Gateway struct {
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 }
 
+// Presence configures liveness: when a connection counts as gone.
+type Presence struct {
+	// DeadAfter closes a connection that nothing arrived on for this long (no
+	// frame, no ping, no WebSocket ping frame) with 1001 "no heartbeat": a peer
+	// that vanished without closing. Clients ping more often than this. Default 30s.
+	DeadAfter time.Duration `yaml:"deadAfter"`
+}
+
 // Log configures the node's slog logger.
 type Log struct {
 	// Level is the minimum level logged: debug, info, warn or error. Default "info".
@@ -374,6 +383,7 @@ func Default() Config {
 			IdleTimeout:    10 * time.Minute,
 			DedupeCache:    256,
 		},
+		Presence: Presence{DeadAfter: 30 * time.Second},
 		Gateway: Gateway{
 			Workers:       128,
 			ReadTimeout:   10 * time.Second,

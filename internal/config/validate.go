@@ -27,6 +27,7 @@ func (c *Config) Validate() error {
 	c.Limits.validate(v)
 	c.Grains.validate(v)
 	c.Gateway.validate(v)
+	v.duration("presence.deadAfter", c.Presence.DeadAfter)
 	c.Log.validate(v)
 	return errors.Join(v.errs...)
 }

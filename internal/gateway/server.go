@@ -39,7 +39,12 @@ type Config struct {
 	// message and each control frame. A socket past them is closed with 1008.
 	FrameRate  float64
 	FrameBurst int
-	Metrics    *metrics.Metrics // may be nil
+	// DeadAfter closes a socket that nothing arrived on for this long (any frame,
+	// a ping, a WebSocket ping frame: any byte) with 1001 "no heartbeat"; the
+	// handler hears Closed, and the socket's LastHeard says when it went quiet.
+	// Zero means never.
+	DeadAfter time.Duration
+	Metrics   *metrics.Metrics // may be nil
 }
 
 // Identity is an authenticated client.
@@ -153,6 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	// connection, and a socket must not time out for being idle.
 	_ = conn.SetDeadline(time.Time{})
 	sock := &Socket{srv: s, conn: conn, enc: enc, tag: s.tags.Add(1)}
+	sock.heard.Store(time.Now().UnixNano())
 	if n := rw.Reader.Buffered(); n > 0 {
 		sock.prefix, _ = rw.Reader.Peek(n)
 		sock.prefix = append([]byte(nil), sock.prefix...)
@@ -266,30 +272,48 @@ func (s *Server) untrack(sock *Socket) {
 	s.mu.Unlock()
 }
 
-// sweep closes, without a close frame, the sockets whose partial frame began more
-// than ReadTimeout ago: a frame must arrive whole within it, an idle socket never
-// times out.
+// sweep is the one goroutine that times sockets out, so that an idle socket costs
+// no timer: it closes, without a close frame, the sockets whose partial frame began
+// more than ReadTimeout ago (a frame must arrive whole within it), and, with 1001,
+// those that nothing arrived on for DeadAfter (a peer that went away without a
+// FIN). A look at every socket is one atomic load each.
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	every := min(max(s.cfg.ReadTimeout/4, 10*time.Millisecond), time.Second)
+	if d := s.cfg.DeadAfter; d > 0 {
+		every = min(every, max(d/8, 10*time.Millisecond))
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var late, dead []*Socket
 	for {
 		select {
 		case <-s.quit:
 			return
 		case now := <-t.C:
-			var late []*Socket
+			late, dead = late[:0], dead[:0]
 			s.mu.Lock()
 			for sock := range s.partial {
 				if since := sock.since.Load(); since != 0 && now.UnixNano()-since > int64(s.cfg.ReadTimeout) {
 					late = append(late, sock)
 				}
 			}
+			if d := s.cfg.DeadAfter; d > 0 {
+				for _, sock := range s.sockets {
+					if now.UnixNano()-sock.heard.Load() > int64(d) {
+						dead = append(dead, sock)
+					}
+				}
+			}
 			s.mu.Unlock()
 			for _, sock := range late {
 				sock.Close(CloseNone, "")
 			}
+			for _, sock := range dead {
+				sock.Close(CloseNoHeartbeat, "no heartbeat")
+			}
+			clear(late)
+			clear(dead)
 		}
 	}
 }

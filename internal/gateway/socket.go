@@ -62,6 +62,7 @@ type Socket struct {
 	frag   []byte       // a fragmented message being assembled
 	fragOp ws.OpCode
 	frames bucket // inbound frame rate: every frame takes a token, each fragment too
+	heard  atomic.Int64 // Unix ns when the last bytes arrived (or the socket opened)
 
 	// Write state, under mu.
 	mu       sync.Mutex
@@ -264,6 +265,14 @@ func (s *Socket) flush() {
 // CloseNone closes without a close frame (the peer is gone).
 const CloseNone = 0
 
+// CloseNoHeartbeat is the code of a socket closed because nothing arrived on it for
+// Config.DeadAfter: the peer is gone, as far as the server can tell.
+const CloseNoHeartbeat = wire.CloseGoingAway
+
+// LastHeard is when bytes last arrived on the socket (when it opened, if none did):
+// when a socket closed for silence went quiet.
+func (s *Socket) LastHeard() time.Time { return time.Unix(0, s.heard.Load()) }
+
 // Close sends a close frame with code (unless CloseNone), after the frames queued
 // before it, and closes the socket; the handler hears Closed once. Safe to call more
 // than once, from any goroutine.
@@ -376,8 +385,11 @@ func (s *Socket) readable() bool {
 			s.fail(err)
 			return false
 		}
-		if n > 0 && !s.handle(buf[:n]) {
-			return false
+		if n > 0 {
+			s.heard.Store(time.Now().UnixNano())
+			if !s.handle(buf[:n]) {
+				return false
+			}
 		}
 		if n < len(buf) { // drained (readiness is level-triggered: more data re-fires)
 			return true

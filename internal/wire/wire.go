@@ -69,7 +69,7 @@ var (
 // Close codes of PROTOCOL.md and RFC 6455 that the server sends.
 const (
 	CloseNormal        = 1000 // the device logged out
-	CloseGoingAway     = 1001 // server shutting down
+	CloseGoingAway     = 1001 // server shutting down, or no heartbeat for presence.deadAfter (reason "no heartbeat")
 	CloseProtocolError = 1002 // the client broke RFC 6455's framing
 	CloseInvalidData   = 1007 // a text frame or close reason that is not UTF-8
 	ClosePolicy        = 1008 // abuse: over a rate limit
