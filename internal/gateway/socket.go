@@ -61,7 +61,7 @@ type Socket struct {
 	since  atomic.Int64 // Unix ns when in's frame began (0: no partial frame)
 	frag   []byte       // a fragmented message being assembled
 	fragOp ws.OpCode
-	frames bucket // inbound frame rate: every frame takes a token, each fragment too
+	frames bucket       // inbound frame rate: every frame takes a token, each fragment too
 	heard  atomic.Int64 // Unix ns when the last bytes arrived (or the socket opened)
 
 	// Write state, under mu.
