@@ -25,6 +25,8 @@ type Socket interface {
 	// Cork holds the frames written until Uncork, which writes them together.
 	Cork()
 	Uncork()
+	// LastHeard is when bytes last arrived from the client.
+	LastHeard() time.Time
 	Close(code int, reason string)
 }
 
@@ -301,7 +303,7 @@ func (c *Connection) pace(ctx actor.Context) {
 }
 
 func (c *Connection) detach(ctx actor.Context) {
-	c.deps.tell(ctx, c.user, KindUser, &parleypb.DetachRequest{Conn: ctx.Self()})
+	c.deps.tell(ctx, c.user, KindUser, &parleypb.DetachRequest{Conn: ctx.Self(), LastHeard: c.sock.LastHeard().UnixMilli()})
 }
 
 func (c *Connection) close(ctx actor.Context, code int, reason string) {

@@ -21,7 +21,7 @@ type User struct {
 	deps     *Deps
 	id       string
 	conns    []*actor.PID // a user has few: a slice costs less than a map
-	lastSeen int64        // when the last connection went (Unix ms), in this activation
+	lastSeen int64        // when a connection of the user last heard it (Unix ms), in this activation
 	timing   bool         // the idle timeout is set
 	spend    map[parleypb.SpendRequest_Kind]*bucket
 }
@@ -45,7 +45,7 @@ func (u *User) Receive(ctx actor.Context) {
 	case *parleypb.AttachRequest:
 		u.attach(ctx, m)
 	case *parleypb.DetachRequest:
-		if u.detach(m.Conn) {
+		if u.detach(m.Conn, m.LastHeard) {
 			u.reshare(ctx, nil)
 		}
 	case *parleypb.StatusRequest:
@@ -54,7 +54,7 @@ func (u *User) Receive(ctx actor.Context) {
 		ctx.Respond(u.spendOne(m.Kind))
 	case *membersChanged:
 		for i := len(u.conns) - 1; i >= 0; i-- { // connections on a member that is gone
-			if m.gone(u.conns[i]) && u.detach(u.conns[i]) {
+			if m.gone(u.conns[i]) && u.detach(u.conns[i], 0) {
 				u.reshare(ctx, nil)
 			}
 		}
@@ -178,16 +178,23 @@ func (u *User) find(pid *actor.PID) int {
 	return -1
 }
 
-// detach removes a connection; it reports whether it had it.
-func (u *User) detach(pid *actor.PID) bool {
+// detach removes a connection, which last heard its client at heard (Unix ms; 0:
+// now); it reports whether it had it. When the last goes, the user's lastSeen is
+// the latest that any of its connections heard it: for a device that went silent
+// and was closed as dead, when it went quiet, not when the sweep noticed.
+func (u *User) detach(pid *actor.PID, heard int64) bool {
 	i := u.find(pid)
 	if pid == nil || i < 0 {
 		return false
 	}
+	now := nowMillis()
+	if heard <= 0 || heard > now {
+		heard = now
+	}
+	u.lastSeen = max(u.lastSeen, heard)
 	u.conns = append(u.conns[:i], u.conns[i+1:]...)
 	if len(u.conns) == 0 {
 		u.conns = nil
-		u.lastSeen = nowMillis()
 		u.deps.Store.SetLastSeen(u.id, u.lastSeen, nil)
 	}
 	return true

@@ -876,8 +876,11 @@ func (x *SpendResponse) GetError() *GrainError {
 
 // DetachRequest removes a connection (sent when its socket closes).
 type DetachRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Conn          *actor.PID             `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Conn  *actor.PID             `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`
+	// When the connection's socket last heard its client (Unix ms; 0: now): a
+	// socket closed for silence went quiet before the sweep noticed.
+	LastHeard     int64 `protobuf:"varint,2,opt,name=last_heard,json=lastHeard,proto3" json:"last_heard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -917,6 +920,13 @@ func (x *DetachRequest) GetConn() *actor.PID {
 		return x.Conn
 	}
 	return nil
+}
+
+func (x *DetachRequest) GetLastHeard() int64 {
+	if x != nil {
+		return x.LastHeard
+	}
+	return 0
 }
 
 // AckRequest moves a device's cursor (the client's received frame).
@@ -1747,10 +1757,12 @@ const file_grains_proto_rawDesc = "" +
 	"\x05GROUP\x10\x01\x12\x10\n" +
 	"\fCONVERSATION\x10\x02\"<\n" +
 	"\rSpendResponse\x12+\n" +
-	"\x05error\x18\x01 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"/\n" +
+	"\x05error\x18\x01 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"N\n" +
 	"\rDetachRequest\x12\x1e\n" +
 	"\x04conn\x18\x01 \x01(\v2\n" +
-	".actor.PIDR\x04conn\">\n" +
+	".actor.PIDR\x04conn\x12\x1d\n" +
+	"\n" +
+	"last_heard\x18\x02 \x01(\x03R\tlastHeard\">\n" +
 	"\n" +
 	"AckRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x13\n" +
