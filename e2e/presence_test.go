@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -58,4 +59,93 @@ func TestDeadSocketGoesOffline(t *testing.T) {
 	seen := time.UnixMilli(st.User.LastSeen)
 	require.WithinDuration(t, quiet, seen, 300*time.Millisecond, "lastSeen is when bob went quiet")
 	require.Less(t, seen, closed.Add(-deadAfter/2), "lastSeen is not when the sweep noticed")
+}
+
+type contactsBody struct {
+	Contacts []struct {
+		ID       string `json:"id"`
+		Status   string `json:"status"`
+		LastSeen *int64 `json:"lastSeen"`
+	} `json:"contacts"`
+}
+
+// Issue 11, contacts and acceptance 4 (REST): PUT/DELETE /v1/contacts/{id} are
+// idempotent, a user that does not exist is 404 and oneself 400, limits.maxContacts
+// caps them; GET /v1/contacts gives each contact's status; a user's presence setting
+// hides its status and lastSeen from who it should, in GET /v1/contacts and in
+// GET /v1/users/{id}.
+func TestContactsAndPrivacy(t *testing.T) {
+	n := startNode(t, fastConfig+"  maxContacts: 2\n")
+	alice, bob, carol, dave := newUser(t, n, "alice"), newUser(t, n, "bob"), newUser(t, n, "carol"), newUser(t, n, "dave")
+	api := func(s client.Session, method, path string, body, out any) error {
+		return groupAPI(t, n, s, method, path, body, out)
+	}
+	status := func(err error) int {
+		var e *client.APIError
+		if errors.As(err, &e) {
+			return e.Status
+		}
+		require.NoError(t, err)
+		return http.StatusOK
+	}
+	require.NoError(t, api(alice, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+	require.NoError(t, api(alice, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil), "twice")
+	require.NoError(t, api(carol, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+	require.Equal(t, http.StatusNotFound, status(api(alice, http.MethodPut, "/v1/contacts/no"+bob.UserID, nil, nil)))
+	require.Equal(t, http.StatusBadRequest, status(api(alice, http.MethodPut, "/v1/contacts/"+alice.UserID, nil, nil)))
+	require.NoError(t, api(alice, http.MethodPut, "/v1/contacts/"+carol.UserID, nil, nil))
+	require.Equal(t, http.StatusBadRequest, status(api(alice, http.MethodPut, "/v1/contacts/"+dave.UserID, nil, nil)),
+		"past limits.maxContacts")
+
+	bc := dial(t, n, bob)
+	syncNow(t, bc, startReader(bc), nil)
+	seen := func(viewer client.Session) (contact, user string, lastSeen bool) {
+		t.Helper()
+		var cs contactsBody
+		require.NoError(t, api(viewer, http.MethodGet, "/v1/contacts", nil, &cs))
+		for _, c := range cs.Contacts {
+			if c.ID == bob.UserID {
+				contact = c.Status
+				lastSeen = c.LastSeen != nil
+			}
+		}
+		var u userBody
+		require.NoError(t, api(viewer, http.MethodGet, "/v1/users/"+bob.UserID, nil, &u))
+		return contact, u.User.Status, lastSeen
+	}
+	c, u, ls := seen(alice)
+	require.Equal(t, []any{"online", "online", true}, []any{c, u, ls}, "everyone (the default)")
+
+	var st struct {
+		Settings struct {
+			Presence string `json:"presence"`
+		} `json:"settings"`
+	}
+	require.NoError(t, api(bob, http.MethodPut, "/v1/me/settings", map[string]string{"presence": "contacts"}, &st))
+	require.Equal(t, "contacts", st.Settings.Presence)
+	c, u, ls = seen(alice)
+	require.Equal(t, []any{"offline", "offline", false}, []any{c, u, ls}, "contacts: bob has not added alice")
+	require.NoError(t, api(bob, http.MethodPut, "/v1/contacts/"+alice.UserID, nil, nil))
+	c, u, ls = seen(alice)
+	require.Equal(t, []any{"online", "online", true}, []any{c, u, ls}, "contacts: bob added alice")
+	c, u, ls = seen(carol)
+	require.Equal(t, []any{"offline", "offline", false}, []any{c, u, ls}, "contacts: carol, not added by bob")
+
+	require.NoError(t, api(bob, http.MethodPut, "/v1/me/settings", map[string]string{"presence": "nobody"}, nil))
+	c, u, ls = seen(alice)
+	require.Equal(t, []any{"offline", "offline", false}, []any{c, u, ls}, "nobody")
+	require.NoError(t, api(bob, http.MethodGet, "/v1/me/settings", nil, &st))
+	require.Equal(t, "nobody", st.Settings.Presence)
+	var self userBody
+	require.NoError(t, api(bob, http.MethodGet, "/v1/users/"+bob.UserID, nil, &self))
+	require.Equal(t, "online", self.User.Status, "a user sees itself")
+	require.Equal(t, http.StatusBadRequest, status(api(bob, http.MethodPut, "/v1/me/settings", map[string]string{"presence": "friends"}, nil)))
+
+	require.NoError(t, api(alice, http.MethodDelete, "/v1/contacts/"+bob.UserID, nil, nil))
+	require.NoError(t, api(alice, http.MethodDelete, "/v1/contacts/"+bob.UserID, nil, nil), "twice")
+	var cs contactsBody
+	require.NoError(t, api(alice, http.MethodGet, "/v1/contacts", nil, &cs))
+	require.Len(t, cs.Contacts, 1)
+	require.Equal(t, carol.UserID, cs.Contacts[0].ID)
+	require.NoError(t, api(alice, http.MethodPut, "/v1/contacts/"+dave.UserID, nil, nil), "room again")
 }

@@ -26,6 +26,8 @@ var (
 	// ErrUnavailable means the store could not be reached or is shutting down; the
 	// same call may succeed later.
 	ErrUnavailable = errors.New("persistence: store unavailable")
+	// ErrLimit means a write would take a count past its configured limit.
+	ErrLimit = errors.New("persistence: over a limit")
 )
 
 // ConversationAppend adds messages to a conversation's stream and, in the same
@@ -78,3 +80,19 @@ func ConversationStream(conv string) string { return "c:" + conv }
 // UserStream is the stream id of a user's sync queue (its row is what an append to
 // the queue locks).
 func UserStream(user string) string { return "u:" + user }
+
+// Presence visibility: who sees a user's status and last-seen time.
+const (
+	VisibleToEveryone = "everyone" // anyone (the default)
+	VisibleToContacts = "contacts" // only the users this user added
+	VisibleToNobody   = "nobody"   // no one: always offline, no last-seen time
+)
+
+// Contact is a user as one of its contacts sees it.
+type Contact struct {
+	ID          string
+	DisplayName string
+	LastSeen    int64  // Unix ms, stored; 0 = never seen
+	Visibility  string // the contact's own setting, one of the Visible* constants
+	AddedMe     bool   // the contact has added the user too (for VisibleToContacts)
+}

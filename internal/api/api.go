@@ -39,6 +39,9 @@ type Options struct {
 	Presence Presence
 	// Groups runs group operations; nil serves no groups.
 	Groups Groups
+	// Contacts keeps contacts and presence settings; nil serves neither (and
+	// shows every user's presence to everyone).
+	Contacts Contacts
 	// LoggedOut is called after a device logged out, to close its live
 	// connections; nil closes none (they end when their socket does).
 	LoggedOut func(user, device string)
@@ -63,6 +66,7 @@ type API struct {
 	sessions  *auth.Sessions
 	presence  Presence
 	groups    Groups
+	contacts  Contacts
 	loggedOut func(user, device string)
 	limits    config.Limits
 	hasher    *auth.Hasher
@@ -99,7 +103,7 @@ func New(o Options) *API {
 	if o.Sessions == nil {
 		o.Sessions = auth.NewSessions(o.Signer, o.Store, auth.SessionsConfig{})
 	}
-	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, limits: o.Limits,
+	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, contacts: o.Contacts, limits: o.Limits,
 		loggedOut: o.LoggedOut, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 
@@ -133,6 +137,19 @@ func (a *API) Register(mux *http.ServeMux) {
 	a.route(mux, "/v1/groups/{id}/members/{user}", map[string]http.HandlerFunc{
 		http.MethodDelete: a.authed(a.removeMember),
 	})
+	if a.contacts != nil {
+		a.route(mux, "/v1/contacts", map[string]http.HandlerFunc{
+			http.MethodGet: a.authed(a.listContacts),
+		})
+		a.route(mux, "/v1/contacts/{id}", map[string]http.HandlerFunc{
+			http.MethodPut:    a.authed(a.putContact),
+			http.MethodDelete: a.authed(a.deleteContact),
+		})
+		a.route(mux, "/v1/me/settings", map[string]http.HandlerFunc{
+			http.MethodGet: a.authed(a.getSettings),
+			http.MethodPut: a.authed(a.putSettings),
+		})
+	}
 }
 
 // route registers "METHOD path" for each handler, and path alone for every

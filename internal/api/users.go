@@ -209,7 +209,7 @@ func newDeviceID() string {
 }
 
 // getUser serves GET /v1/users/{id}.
-func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ auth.Claims) {
+func (a *API) getUser(w http.ResponseWriter, r *http.Request, claims auth.Claims) {
 	id := r.PathValue("id")
 	notFound := errorf(parleypb.ErrorReason_NOT_FOUND, "no such user")
 	if !convid.UserID.MatchString(id) {
@@ -223,6 +223,17 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ auth.Claims) {
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	if a.contacts != nil && id != claims.UserID {
+		v, added, err := a.contacts.Visibility(r.Context(), id, claims.UserID)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if !visible(v, added) { // hidden: offline, no last-seen time
+			writeJSON(w, http.StatusOK, userAnswer{User: userJSON{ID: u.ID, DisplayName: u.DisplayName, Status: "offline"}})
+			return
+		}
 	}
 	status, lastSeen := a.presenceOf(r, u)
 	writeJSON(w, http.StatusOK, userAnswer{User: userJSON{

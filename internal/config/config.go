@@ -260,6 +260,8 @@ type Limits struct {
 	HistoryDefault int `yaml:"historyDefault"`
 	// MaxGroupMembers is the largest group, owner included. Default 500.
 	MaxGroupMembers int `yaml:"maxGroupMembers"`
+	// MaxContacts is how many contacts one user may have. Default 5000.
+	MaxContacts int `yaml:"maxContacts"`
 
 	// Per-user budgets, whatever the number of the user's connections or nodes.
 	//
@@ -371,6 +373,7 @@ func Default() Config {
 			HistoryMax:           100,
 			HistoryDefault:       50,
 			MaxGroupMembers:      500,
+			MaxContacts:          5000,
 			SocketsPerUser:       32,
 			UserSends:            RateLimit{Rate: 100, Burst: 200},
 			UserReads:            RateLimit{Rate: 5000, Burst: 20000},

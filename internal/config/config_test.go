@@ -257,6 +257,7 @@ func TestValidate(t *testing.T) {
 		{"batch max", func(c *Config) { c.Database.BatchMax = -1 }, "database.batchMax"},
 		{"committers", func(c *Config) { c.Database.Committers = 0 }, "database.committers"},
 		{"outbound bytes", func(c *Config) { c.Gateway.OutboundBytes = 100 }, "gateway.outboundBytes"},
+		{"max contacts", func(c *Config) { c.Limits.MaxContacts = 0 }, "limits.maxContacts"},
 		{"dead after", func(c *Config) { c.Presence.DeadAfter = 0 }, "presence.deadAfter"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},

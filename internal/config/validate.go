@@ -289,6 +289,7 @@ func (a Auth) ExemptPrefixes() []netip.Prefix {
 func (l Limits) validate(v *validator) {
 	v.positive("limits.maxFrameBytes", l.MaxFrameBytes)
 	v.between("limits.maxGroupMembers", l.MaxGroupMembers, 2, 100000)
+	v.between("limits.maxContacts", l.MaxContacts, 1, 1000000)
 	v.positive("limits.maxTextBytes", l.MaxTextBytes)
 	if l.MaxTextBytes > 0 && l.MaxFrameBytes > 0 && l.MaxTextBytes >= l.MaxFrameBytes {
 		v.addf("limits.maxTextBytes", "must be < limits.maxFrameBytes (%d), got %d", l.MaxFrameBytes, l.MaxTextBytes)
