@@ -162,6 +162,9 @@ func (c *Connection) Receive(ctx actor.Context) {
 		if m.Typing != nil {
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Typing{Typing: m.Typing}})
 		}
+		if m.Presence != nil { // a contact's status changed
+			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Presence{Presence: m.Presence}})
+		}
 	case *parleypb.Share:
 		c.setShare(m)
 	case *parleypb.LoggedOut:
@@ -336,6 +339,8 @@ func (c *Connection) handle(ctx actor.Context, in *inbound) {
 		c.typing(ctx, b.Typing)
 	case *parleypb.ClientFrame_Ping:
 		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}})
+	case *parleypb.ClientFrame_Presence: // the shape was checked when decoded
+		c.deps.tell(ctx, c.user, KindUser, &parleypb.DeviceStatus{Conn: ctx.Self(), Away: b.Presence.Status == "away"})
 	default:
 		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), wire.TypeOf(in.frame)+" is not available yet")
 	}

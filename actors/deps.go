@@ -35,6 +35,12 @@ type Store interface {
 	UsersExist(ctx context.Context, ids []string) (map[string]bool, error)
 	// SetLastSeen calls done (may be nil) on a store goroutine.
 	SetLastSeen(id string, ms int64, done func(error))
+	// SetOnline calls done (may be nil) on a store goroutine.
+	SetOnline(user, holder string, online bool, since int64, done func(error))
+	OnlineWatchers(ctx context.Context, user string) ([]string, error)
+	OnlineContacts(ctx context.Context, user string) ([]string, error)
+	ContactIDs(ctx context.Context, user string) ([]string, error)
+	Visibility(ctx context.Context, user, viewer string) (visibility string, addedViewer bool, err error)
 }
 
 // Budgets are the per-user limits. A user's sends and reads are split evenly among
@@ -69,6 +75,9 @@ type Settings struct {
 	HistoryDefault  int
 	MaxGroupMembers int
 	Budgets         Budgets
+	// PresenceGrace is how long a user whose last connection went stays shown
+	// online: a reconnect within it shows its watchers nothing.
+	PresenceGrace time.Duration
 	// HoldDelivery is fault injection for tests: committed messages are answered but
 	// never pushed live, as if the node died right after each commit.
 	HoldDelivery bool
@@ -84,6 +93,7 @@ type Deps struct {
 	Grains    *Registry
 	Topology  *Topology
 	Directory *Directory       // who exists, checked before a grain is activated for it; may be nil
+	Holder    string           // this node's node-id lease holder: whose online rows are its users'
 	Metrics   *metrics.Metrics // may be nil
 }
 

@@ -24,6 +24,7 @@ type User struct {
 	lastSeen int64        // when a connection of the user last heard it (Unix ms), in this activation
 	timing   bool         // the idle timeout is set
 	spend    map[parleypb.SpendRequest_Kind]*bucket
+	p        presence
 }
 
 // Receive handles one message.
@@ -47,7 +48,16 @@ func (u *User) Receive(ctx actor.Context) {
 	case *parleypb.DetachRequest:
 		if u.detach(m.Conn, m.LastHeard) {
 			u.reshare(ctx, nil)
+			u.disconnected(ctx)
 		}
+	case *onlineStored:
+		u.onlineWritten(ctx, m)
+	case *parleypb.Watch:
+		u.watch(ctx, m)
+	case *parleypb.DeviceStatus:
+		u.deviceStatus(ctx, m)
+	case *parleypb.PresenceSettingsChanged:
+		u.settingsChanged(ctx)
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
 	case *parleypb.SpendRequest:
@@ -56,6 +66,7 @@ func (u *User) Receive(ctx actor.Context) {
 		for i := len(u.conns) - 1; i >= 0; i-- { // connections on a member that is gone
 			if m.gone(u.conns[i]) && u.detach(u.conns[i], 0) {
 				u.reshare(ctx, nil)
+				u.disconnected(ctx)
 			}
 		}
 		if !u.deps.Topology.Owns(KindUser, u.id) {
@@ -63,12 +74,16 @@ func (u *User) Receive(ctx actor.Context) {
 			ctx.Poison(ctx.Self())
 		}
 	case *actor.ReceiveTimeout:
-		if len(u.conns) == 0 {
+		if len(u.conns) == 0 && u.p.leaving == 0 {
 			ctx.Poison(ctx.Self())
 		}
 	case *actor.Stopping:
+		if len(u.conns) == 0 && u.p.leaving > 0 {
+			u.goOffline(ctx) // within the grace period: watchers hear it now
+		}
 		// Moving to another node: the connections attach to the next activation and
-		// read from the store what they missed meanwhile.
+		// read from the store what they missed meanwhile (and it writes the user
+		// online again, under its node).
 		for _, c := range u.conns {
 			ctx.Send(c, &parleypb.Reattach{})
 		}
@@ -109,6 +124,7 @@ func (u *User) attach(ctx actor.Context, req *parleypb.AttachRequest) {
 		}
 		u.conns = append(u.conns, req.Conn)
 		u.reshare(ctx, req.Conn)
+		u.connected(ctx)
 	}
 	ctx.Respond(&parleypb.AttachResponse{Share: u.share()})
 }
@@ -193,6 +209,7 @@ func (u *User) detach(pid *actor.PID, heard int64) bool {
 	}
 	u.lastSeen = max(u.lastSeen, heard)
 	u.conns = append(u.conns[:i], u.conns[i+1:]...)
+	u.p.away = dropPID(u.p.away, pid)
 	if len(u.conns) == 0 {
 		u.conns = nil
 		u.deps.Store.SetLastSeen(u.id, u.lastSeen, nil)
@@ -201,8 +218,8 @@ func (u *User) detach(pid *actor.PID, heard int64) bool {
 }
 
 func (u *User) status() *parleypb.StatusResponse {
-	if len(u.conns) > 0 {
-		return &parleypb.StatusResponse{Status: "online"}
+	if st := u.statusNow(); st != "offline" {
+		return &parleypb.StatusResponse{Status: st}
 	}
 	return &parleypb.StatusResponse{Status: "offline", LastSeen: u.lastSeen}
 }

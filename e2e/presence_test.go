@@ -10,6 +10,7 @@ import (
 
 	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/proto/parleypb"
 )
 
 type userBody struct {
@@ -148,4 +149,87 @@ func TestContactsAndPrivacy(t *testing.T) {
 	require.Len(t, cs.Contacts, 1)
 	require.Equal(t, carol.UserID, cs.Contacts[0].ID)
 	require.NoError(t, api(alice, http.MethodPut, "/v1/contacts/"+dave.UserID, nil, nil), "room again")
+}
+
+// presences is what a reader got as presence frames, in order.
+func (r *reader) presences() []*parleypb.Presence {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.presencesLocked()
+}
+
+func (r *reader) presencesLocked() []*parleypb.Presence {
+	var out []*parleypb.Presence
+	for _, f := range r.other {
+		if p := f.GetPresence(); p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Issue 11, acceptance 1: alice watches bob. Bob connects: alice sees online; bob
+// says away: away; bob's last device goes: offline, with a lastSeen within a second
+// of it, after presence.grace; a reconnect within the grace shows alice nothing,
+// nor does closing one of two devices. Each change reaches both of alice's devices.
+func TestPresenceReachesWatchers(t *testing.T) {
+	const grace = 400 * time.Millisecond
+	n := startNode(t, fastConfig+"presence:\n  grace: 400ms\n")
+	alice, bob := newUser(t, n, "alice"), newUser(t, n, "bob")
+	require.NoError(t, groupAPI(t, n, alice, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+	var readers []*reader
+	for _, s := range []client.Session{alice, device(t, n, alice, "")} {
+		c := dial(t, n, s)
+		r := startReader(c)
+		syncNow(t, c, r, nil)
+		readers = append(readers, r)
+	}
+	// want waits until both of alice's devices have got the statuses, in order, and no more.
+	want := func(what string, statuses ...string) []*parleypb.Presence {
+		t.Helper()
+		var got []*parleypb.Presence
+		for _, r := range readers {
+			r.waitFor(t, 10*time.Second, what, func(r *reader) bool { return len(r.presencesLocked()) >= len(statuses) })
+			got = r.presences()
+			var have []string
+			for _, p := range got {
+				require.Equal(t, bob.UserID, p.User)
+				have = append(have, p.Status)
+			}
+			require.Equal(t, statuses, have, what)
+		}
+		return got
+	}
+
+	phone := dial(t, n, bob)
+	pr := startReader(phone)
+	syncNow(t, phone, pr, nil)
+	want("bob connects", "online")
+
+	require.NoError(t, phone.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Presence{Presence: &parleypb.SetPresence{Status: "away"}}}))
+	want("bob away", "online", "away")
+	require.NoError(t, phone.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Presence{Presence: &parleypb.SetPresence{Status: "online"}}}))
+	want("bob back", "online", "away", "online")
+
+	laptop := dial(t, n, device(t, n, bob, ""))
+	syncNow(t, laptop, startReader(laptop), nil)
+	require.NoError(t, laptop.Close()) // one of two devices goes
+	time.Sleep(2 * grace)
+	want("one device of two closed", "online", "away", "online")
+
+	require.NoError(t, phone.Close()) // bob's last device, then back within the grace
+	time.Sleep(grace / 4)
+	again := dial(t, n, bob)
+	syncNow(t, again, startReader(again), nil)
+	time.Sleep(2 * grace)
+	want("reconnect within the grace", "online", "away", "online")
+
+	require.NoError(t, again.Close())
+	gone := time.Now()
+	got := want("bob's last device goes", "online", "away", "online", "offline")
+	seen := time.UnixMilli(got[3].LastSeen)
+	require.WithinDuration(t, gone, seen, time.Second, "lastSeen is when bob's last device went")
+	var st userBody
+	require.NoError(t, groupAPI(t, n, alice, http.MethodGet, "/v1/users/"+bob.UserID, nil, &st))
+	require.Equal(t, "offline", st.User.Status)
 }

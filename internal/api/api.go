@@ -42,6 +42,9 @@ type Options struct {
 	// Contacts keeps contacts and presence settings; nil serves neither (and
 	// shows every user's presence to everyone).
 	Contacts Contacts
+	// SettingsChanged is called after a user's presence setting changed, so that
+	// its watchers see what they may now; nil tells no one.
+	SettingsChanged func(user string)
 	// LoggedOut is called after a device logged out, to close its live
 	// connections; nil closes none (they end when their socket does).
 	LoggedOut func(user, device string)
@@ -67,6 +70,7 @@ type API struct {
 	presence  Presence
 	groups    Groups
 	contacts  Contacts
+	changed   func(user string)
 	loggedOut func(user, device string)
 	limits    config.Limits
 	hasher    *auth.Hasher
@@ -103,7 +107,7 @@ func New(o Options) *API {
 	if o.Sessions == nil {
 		o.Sessions = auth.NewSessions(o.Signer, o.Store, auth.SessionsConfig{})
 	}
-	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, contacts: o.Contacts, limits: o.Limits,
+	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, contacts: o.Contacts, changed: o.SettingsChanged, limits: o.Limits,
 		loggedOut: o.LoggedOut, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 

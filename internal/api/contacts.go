@@ -154,5 +154,8 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request, claims auth.Cl
 		a.fail(w, r, err)
 		return
 	}
+	if a.changed != nil {
+		a.changed(claims.UserID)
+	}
 	writeJSON(w, http.StatusOK, settingsAnswer{Settings: body})
 }

@@ -259,6 +259,7 @@ func TestValidate(t *testing.T) {
 		{"outbound bytes", func(c *Config) { c.Gateway.OutboundBytes = 100 }, "gateway.outboundBytes"},
 		{"max contacts", func(c *Config) { c.Limits.MaxContacts = 0 }, "limits.maxContacts"},
 		{"dead after", func(c *Config) { c.Presence.DeadAfter = 0 }, "presence.deadAfter"},
+		{"grace", func(c *Config) { c.Presence.Grace = 0 }, "presence.grace"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},
 		{"http bad port", func(c *Config) { c.Listen.HTTP = "localhost:99999" }, "listen.http"},

@@ -28,6 +28,7 @@ func (c *Config) Validate() error {
 	c.Grains.validate(v)
 	c.Gateway.validate(v)
 	v.duration("presence.deadAfter", c.Presence.DeadAfter)
+	v.duration("presence.grace", c.Presence.Grace)
 	c.Log.validate(v)
 	return errors.Join(v.errs...)
 }

@@ -112,13 +112,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	}
 
 	deps := &actors.Deps{Store: n.store, IDs: n.lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
-		Directory: actors.NewDirectory(n.store),
+		Directory: actors.NewDirectory(n.store), Holder: n.lease.Holder,
 		Settings: actors.Settings{
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			DedupeCache: cfg.Grains.DedupeCache, MaxTextBytes: cfg.Limits.MaxTextBytes,
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
 			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
 			Budgets:         budgets(cfg.Limits),
+			PresenceGrace:   cfg.Presence.Grace,
 			HoldDelivery:    os.Getenv(FaultHoldDelivery) == "1",
 		}}
 	for _, kind := range []string{actors.KindUser, actors.KindConversation} {
@@ -154,6 +155,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	mux := http.NewServeMux()
 	rest := api.New(api.Options{Store: n.store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
 		Throttle: loginThrottle(cfg.Auth), Log: log, Presence: presence(deps), Groups: groups(deps), Contacts: n.store,
+		SettingsChanged: func(user string) { actors.Tell(deps, user, actors.KindUser, &parleypb.PresenceSettingsChanged{}) },
 		LoggedOut: func(user, device string) {
 			actors.Tell(deps, user, actors.KindUser, &parleypb.LoggedOut{DeviceId: device})
 		}})

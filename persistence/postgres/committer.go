@@ -25,6 +25,7 @@ const (
 	kindConversation opKind = iota // a conversation append and its queue ranges (arg *convWrite)
 	kindCursor                     // a device cursor moved (arg *cursorWrite)
 	kindLastSeen                   // a user's last-seen time moved (arg *lastSeenWrite)
+	kindPresence                   // a user came online or went offline (arg *presenceWrite)
 	numKinds
 )
 

@@ -102,3 +102,43 @@ func (s *Store) SetVisibility(ctx context.Context, user, visibility string) erro
 	}
 	return nil
 }
+
+// SetOnline records, in the next group commit, that user is online (online true,
+// since Unix ms) with its connections held by holder's node, or that it went offline
+// there (online false: the row goes only if it is still holder's). done (may be nil)
+// is called on a committer goroutine.
+func (s *Store) SetOnline(user, holder string, online bool, since int64, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.committer.submit(op{kind: kindPresence, key: user,
+		arg: &presenceWrite{user: user, holder: holder, since: since, online: online}, done: done})
+}
+
+// onlineJoin keeps the online rows of nodes that still hold their lease.
+const onlineJoin = `JOIN presence_online o ON o.user_id = %s
+	JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()`
+
+// OnlineWatchers lists the users who added user and are online now.
+func (s *Store) OnlineWatchers(ctx context.Context, user string) ([]string, error) {
+	return s.ids(ctx, `SELECT c.user_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.user_id")+` WHERE c.contact_id = $1`, user)
+}
+
+// OnlineContacts lists the contacts of user who are online now.
+func (s *Store) OnlineContacts(ctx context.Context, user string) ([]string, error) {
+	return s.ids(ctx, `SELECT c.contact_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.contact_id")+` WHERE c.user_id = $1`, user)
+}
+
+// ContactIDs lists the ids of user's contacts.
+func (s *Store) ContactIDs(ctx context.Context, user string) ([]string, error) {
+	return s.ids(ctx, `SELECT contact_id FROM contacts WHERE user_id = $1`, user)
+}
+
+func (s *Store) ids(ctx context.Context, query, arg string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, query, arg)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, mapErr(err)
+}

@@ -14,6 +14,7 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 	kindConversation: queueConversations,
 	kindCursor:       queueCursors,
 	kindLastSeen:     queueLastSeen,
+	kindPresence:     queuePresence,
 }
 
 // appendConversationsSQL appends to many conversation streams and, in the same
@@ -187,5 +188,39 @@ func queueLastSeen(b *pgx.Batch, ops []op) int {
 	}
 	b.Queue(`UPDATE users u SET last_seen = GREATEST(u.last_seen, s.ms)
 		FROM unnest($1::text[], $2::bigint[]) AS s(id, ms) WHERE u.id = s.id`, users, ms)
+	return len(ops)
+}
+
+type presenceWrite struct {
+	user, holder string
+	since        int64
+	online       bool
+}
+
+func (*presenceWrite) reset() {}
+
+// queuePresence writes the online rows of users that came online, and deletes those
+// of users that went offline, if the row is still this holder's (the user may be
+// online on another node already).
+func queuePresence(b *pgx.Batch, ops []op) int {
+	var on, onHolders, off, offHolders []string
+	var since []int64
+	for _, o := range ops {
+		w := o.arg.(*presenceWrite)
+		if w.online {
+			on, onHolders, since = append(on, w.user), append(onHolders, w.holder), append(since, w.since)
+		} else {
+			off, offHolders = append(off, w.user), append(offHolders, w.holder)
+		}
+	}
+	if len(on) > 0 {
+		b.Queue(`INSERT INTO presence_online (user_id, holder, since)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+			ON CONFLICT (user_id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since`, on, onHolders, since)
+	}
+	if len(off) > 0 {
+		b.Queue(`DELETE FROM presence_online p USING unnest($1::text[], $2::text[]) AS s(id, holder)
+			WHERE p.user_id = s.id AND p.holder = s.holder`, off, offHolders)
+	}
 	return len(ops)
 }

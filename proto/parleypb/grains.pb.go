@@ -1658,10 +1658,12 @@ func (x *TypingRequest) GetFrom() string {
 	return ""
 }
 
-// Notify is a transient frame a user grain pushes to its live connections (typing).
+// Notify is a transient frame a user grain pushes to its live connections (typing,
+// a contact's presence).
 type Notify struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Typing        *TypingNotice          `protobuf:"bytes,1,opt,name=typing,proto3" json:"typing,omitempty"`
+	Presence      *Presence              `protobuf:"bytes,2,opt,name=presence,proto3" json:"presence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1701,6 +1703,158 @@ func (x *Notify) GetTyping() *TypingNotice {
 		return x.Typing
 	}
 	return nil
+}
+
+func (x *Notify) GetPresence() *Presence {
+	if x != nil {
+		return x.Presence
+	}
+	return nil
+}
+
+// Watch tells a user grain that watcher, an online user who added it, starts
+// (watching) or stops watching its presence.
+type Watch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Watcher       string                 `protobuf:"bytes,1,opt,name=watcher,proto3" json:"watcher,omitempty"`
+	Watching      bool                   `protobuf:"varint,2,opt,name=watching,proto3" json:"watching,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Watch) Reset() {
+	*x = Watch{}
+	mi := &file_grains_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Watch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Watch) ProtoMessage() {}
+
+func (x *Watch) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Watch.ProtoReflect.Descriptor instead.
+func (*Watch) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Watch) GetWatcher() string {
+	if x != nil {
+		return x.Watcher
+	}
+	return ""
+}
+
+func (x *Watch) GetWatching() bool {
+	if x != nil {
+		return x.Watching
+	}
+	return false
+}
+
+// DeviceStatus tells a user grain that one of its connections' devices set its
+// status (the client's presence frame): away, or back online.
+type DeviceStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conn          *actor.PID             `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`
+	Away          bool                   `protobuf:"varint,2,opt,name=away,proto3" json:"away,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceStatus) Reset() {
+	*x = DeviceStatus{}
+	mi := &file_grains_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceStatus) ProtoMessage() {}
+
+func (x *DeviceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceStatus.ProtoReflect.Descriptor instead.
+func (*DeviceStatus) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DeviceStatus) GetConn() *actor.PID {
+	if x != nil {
+		return x.Conn
+	}
+	return nil
+}
+
+func (x *DeviceStatus) GetAway() bool {
+	if x != nil {
+		return x.Away
+	}
+	return false
+}
+
+// PresenceSettingsChanged tells a user grain that who may see its presence changed.
+type PresenceSettingsChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceSettingsChanged) Reset() {
+	*x = PresenceSettingsChanged{}
+	mi := &file_grains_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceSettingsChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceSettingsChanged) ProtoMessage() {}
+
+func (x *PresenceSettingsChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceSettingsChanged.ProtoReflect.Descriptor instead.
+func (*PresenceSettingsChanged) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{26}
 }
 
 var File_grains_proto protoreflect.FileDescriptor
@@ -1830,9 +1984,18 @@ const file_grains_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"G\n" +
 	"\rTypingRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
-	"\x04from\x18\x02 \x01(\tR\x04from\"9\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"j\n" +
 	"\x06Notify\x12/\n" +
-	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingNoticeR\x06typing*\xba\x01\n" +
+	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingNoticeR\x06typing\x12/\n" +
+	"\bpresence\x18\x02 \x01(\v2\x13.parley.v1.PresenceR\bpresence\"=\n" +
+	"\x05Watch\x12\x18\n" +
+	"\awatcher\x18\x01 \x01(\tR\awatcher\x12\x1a\n" +
+	"\bwatching\x18\x02 \x01(\bR\bwatching\"B\n" +
+	"\fDeviceStatus\x12\x1e\n" +
+	"\x04conn\x18\x01 \x01(\v2\n" +
+	".actor.PIDR\x04conn\x12\x12\n" +
+	"\x04away\x18\x02 \x01(\bR\x04away\"\x19\n" +
+	"\x17PresenceSettingsChanged*\xba\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\x10\n" +
@@ -1858,64 +2021,70 @@ func file_grains_proto_rawDescGZIP() []byte {
 }
 
 var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_grains_proto_goTypes = []any{
-	(ErrorReason)(0),             // 0: parley.v1.ErrorReason
-	(SpendRequest_Kind)(0),       // 1: parley.v1.SpendRequest.Kind
-	(GroupEvent_Kind)(0),         // 2: parley.v1.GroupEvent.Kind
-	(GroupRequest_Op)(0),         // 3: parley.v1.GroupRequest.Op
-	(*GrainError)(nil),           // 4: parley.v1.GrainError
-	(*PostRequest)(nil),          // 5: parley.v1.PostRequest
-	(*PostResponse)(nil),         // 6: parley.v1.PostResponse
-	(*EnqueueRequest)(nil),       // 7: parley.v1.EnqueueRequest
-	(*EnqueueResponse)(nil),      // 8: parley.v1.EnqueueResponse
-	(*AttachRequest)(nil),        // 9: parley.v1.AttachRequest
-	(*AttachResponse)(nil),       // 10: parley.v1.AttachResponse
-	(*Share)(nil),                // 11: parley.v1.Share
-	(*SpendRequest)(nil),         // 12: parley.v1.SpendRequest
-	(*SpendResponse)(nil),        // 13: parley.v1.SpendResponse
-	(*DetachRequest)(nil),        // 14: parley.v1.DetachRequest
-	(*AckRequest)(nil),           // 15: parley.v1.AckRequest
-	(*Deliver)(nil),              // 16: parley.v1.Deliver
-	(*StatusRequest)(nil),        // 17: parley.v1.StatusRequest
-	(*StatusResponse)(nil),       // 18: parley.v1.StatusResponse
-	(*ConversationSnapshot)(nil), // 19: parley.v1.ConversationSnapshot
-	(*LoggedOut)(nil),            // 20: parley.v1.LoggedOut
-	(*Reattach)(nil),             // 21: parley.v1.Reattach
-	(*Wake)(nil),                 // 22: parley.v1.Wake
-	(*GroupEvent)(nil),           // 23: parley.v1.GroupEvent
-	(*GroupRequest)(nil),         // 24: parley.v1.GroupRequest
-	(*GroupResponse)(nil),        // 25: parley.v1.GroupResponse
-	(*TypingRequest)(nil),        // 26: parley.v1.TypingRequest
-	(*Notify)(nil),               // 27: parley.v1.Notify
-	nil,                          // 28: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),              // 29: parley.v1.Message
-	(*actor.PID)(nil),            // 30: actor.PID
-	(*TypingNotice)(nil),         // 31: parley.v1.TypingNotice
+	(ErrorReason)(0),                // 0: parley.v1.ErrorReason
+	(SpendRequest_Kind)(0),          // 1: parley.v1.SpendRequest.Kind
+	(GroupEvent_Kind)(0),            // 2: parley.v1.GroupEvent.Kind
+	(GroupRequest_Op)(0),            // 3: parley.v1.GroupRequest.Op
+	(*GrainError)(nil),              // 4: parley.v1.GrainError
+	(*PostRequest)(nil),             // 5: parley.v1.PostRequest
+	(*PostResponse)(nil),            // 6: parley.v1.PostResponse
+	(*EnqueueRequest)(nil),          // 7: parley.v1.EnqueueRequest
+	(*EnqueueResponse)(nil),         // 8: parley.v1.EnqueueResponse
+	(*AttachRequest)(nil),           // 9: parley.v1.AttachRequest
+	(*AttachResponse)(nil),          // 10: parley.v1.AttachResponse
+	(*Share)(nil),                   // 11: parley.v1.Share
+	(*SpendRequest)(nil),            // 12: parley.v1.SpendRequest
+	(*SpendResponse)(nil),           // 13: parley.v1.SpendResponse
+	(*DetachRequest)(nil),           // 14: parley.v1.DetachRequest
+	(*AckRequest)(nil),              // 15: parley.v1.AckRequest
+	(*Deliver)(nil),                 // 16: parley.v1.Deliver
+	(*StatusRequest)(nil),           // 17: parley.v1.StatusRequest
+	(*StatusResponse)(nil),          // 18: parley.v1.StatusResponse
+	(*ConversationSnapshot)(nil),    // 19: parley.v1.ConversationSnapshot
+	(*LoggedOut)(nil),               // 20: parley.v1.LoggedOut
+	(*Reattach)(nil),                // 21: parley.v1.Reattach
+	(*Wake)(nil),                    // 22: parley.v1.Wake
+	(*GroupEvent)(nil),              // 23: parley.v1.GroupEvent
+	(*GroupRequest)(nil),            // 24: parley.v1.GroupRequest
+	(*GroupResponse)(nil),           // 25: parley.v1.GroupResponse
+	(*TypingRequest)(nil),           // 26: parley.v1.TypingRequest
+	(*Notify)(nil),                  // 27: parley.v1.Notify
+	(*Watch)(nil),                   // 28: parley.v1.Watch
+	(*DeviceStatus)(nil),            // 29: parley.v1.DeviceStatus
+	(*PresenceSettingsChanged)(nil), // 30: parley.v1.PresenceSettingsChanged
+	nil,                             // 31: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),                 // 32: parley.v1.Message
+	(*actor.PID)(nil),               // 33: actor.PID
+	(*TypingNotice)(nil),            // 34: parley.v1.TypingNotice
+	(*Presence)(nil),                // 35: parley.v1.Presence
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
 	4,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	29, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	32, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
 	4,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	30, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	33, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
 	4,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
 	11, // 6: parley.v1.AttachResponse.share:type_name -> parley.v1.Share
 	1,  // 7: parley.v1.SpendRequest.kind:type_name -> parley.v1.SpendRequest.Kind
 	4,  // 8: parley.v1.SpendResponse.error:type_name -> parley.v1.GrainError
-	30, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	29, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	33, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	32, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
 	4,  // 11: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	28, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	31, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
 	2,  // 13: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
 	3,  // 14: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
 	4,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
-	31, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	34, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
+	35, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
+	33, // 18: parley.v1.DeviceStatus.conn:type_name -> actor.PID
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
@@ -1930,7 +2099,7 @@ func file_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

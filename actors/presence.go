@@ -1,0 +1,269 @@
+package actors
+
+import (
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// A user's presence, kept by its user grain.
+//
+// The user is online while one of its connections is attached and its device has not
+// said away, away while every attached device has, and offline when none is
+// attached. Who is online is also a row per user in the store (written when the user
+// comes online and when it goes), so that:
+//   - a user coming online reads which of the users who added it are online (its
+//     watchers) and tells them;
+//   - and which of its own contacts are online, and tells each that it watches it
+//     (Watch), so that their changes reach it.
+//
+// No message goes to, and nothing is written for, a watcher that is offline. The
+// row is written before those reads, so of two users coming online at once the
+// later one's read sees the other. A user whose last connection goes stays shown
+// online for Settings.PresenceGrace: a reconnect within it shows watchers nothing.
+type presence struct {
+	shown    string              // the status watchers were last told ("" none yet)
+	away     []*actor.PID        // attached connections whose device said away
+	watchers map[string]struct{} // online users who added this one
+	watching []string            // online contacts this one told it watches
+	online   bool                // the online row is written (or being written)
+	leaving  int                 // > 0: the last connection went; the grace timer's generation
+	graces   int                 // grace timers started
+	gen      int                 // online rows written or removed, for onlineStored
+	rules    *presenceRules      // who may see it; nil until needed
+}
+
+// presenceRules are who may see a user's presence: its setting, and its own
+// contacts (whom "contacts" shows it to).
+type presenceRules struct {
+	visibility string
+	contacts   map[string]struct{}
+}
+
+func (r *presenceRules) shows(viewer string) bool {
+	switch r.visibility {
+	case persistence.VisibleToEveryone:
+		return true
+	case persistence.VisibleToContacts:
+		_, ok := r.contacts[viewer]
+		return ok
+	default:
+		return false
+	}
+}
+
+// onlineStored continues coming online once the online row is committed.
+type onlineStored struct{ gen int }
+
+// status is what the user's devices make it now.
+func (u *User) statusNow() string {
+	switch {
+	case len(u.conns) == 0 && u.p.leaving == 0:
+		return "offline"
+	case len(u.conns) > 0 && len(u.p.away) == len(u.conns):
+		return "away"
+	}
+	return "online"
+}
+
+// connected follows an attach: the first connection brings the user online (or
+// cancels a pending offline, which watchers then never see).
+func (u *User) connected(ctx actor.Context) {
+	if len(u.conns) != 1 {
+		return
+	}
+	if u.p.leaving > 0 {
+		u.p.leaving = 0
+		u.announce(ctx)
+		return
+	}
+	if u.p.online {
+		u.announce(ctx)
+		return
+	}
+	u.p.online = true
+	u.p.gen++
+	gen, self, root := u.p.gen, ctx.Self(), u.deps.Cluster.ActorSystem.Root
+	u.deps.Store.SetOnline(u.id, u.deps.Holder, true, nowMillis(), func(err error) {
+		if err != nil {
+			u.deps.Log.Warn("presence: writing online", slog.String("user", u.id), slog.Any("err", err))
+		}
+		root.Send(self, &onlineStored{gen: gen})
+	})
+}
+
+// onlineWritten reads the online watchers and contacts, tells the watchers and
+// watches the contacts.
+func (u *User) onlineWritten(ctx actor.Context, m *onlineStored) {
+	if m.gen != u.p.gen || !u.p.online {
+		return // offline again meanwhile
+	}
+	cx, cancel := u.deps.timeout()
+	watchers, err := u.deps.Store.OnlineWatchers(cx, u.id)
+	var contacts []string
+	if err == nil {
+		contacts, err = u.deps.Store.OnlineContacts(cx, u.id)
+	}
+	cancel()
+	if err != nil {
+		u.deps.Log.Warn("presence: reading who is online", slog.String("user", u.id), slog.Any("err", err))
+	}
+	if u.p.watchers == nil {
+		u.p.watchers = make(map[string]struct{}, len(watchers))
+	}
+	for _, w := range watchers {
+		u.p.watchers[w] = struct{}{}
+	}
+	u.p.watching = contacts
+	for _, c := range contacts {
+		u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: true})
+	}
+	u.p.shown = "" // everyone found now hears the status
+	u.announce(ctx)
+}
+
+// disconnected follows a detach: with no connection left the user goes offline
+// after the grace period, unless one attaches first.
+func (u *User) disconnected(ctx actor.Context) {
+	if len(u.conns) > 0 {
+		u.announce(ctx) // the away devices may be all that is left
+		return
+	}
+	if !u.p.online || u.p.leaving > 0 {
+		return
+	}
+	u.p.graces++
+	u.p.leaving = u.p.graces
+	gen := u.p.graces
+	after(ctx, u.deps.Settings.PresenceGrace, func() {
+		if u.p.leaving == gen {
+			u.goOffline(ctx)
+		}
+	})
+}
+
+// goOffline tells the watchers, stops watching, and removes the online row.
+func (u *User) goOffline(ctx actor.Context) {
+	u.p.leaving = 0
+	u.p.online = false
+	u.p.gen++
+	u.announce(ctx)
+	for _, c := range u.p.watching {
+		u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: false})
+	}
+	u.p.watching, u.p.watchers = nil, nil
+	u.deps.Store.SetOnline(u.id, u.deps.Holder, false, 0, nil)
+}
+
+// watch adds or removes a watcher; a new one hears the current status at once (if
+// the user is not offline and shows it to that watcher).
+func (u *User) watch(ctx actor.Context, m *parleypb.Watch) {
+	if !m.Watching {
+		delete(u.p.watchers, m.Watcher)
+		return
+	}
+	if u.p.watchers == nil {
+		u.p.watchers = map[string]struct{}{}
+	}
+	u.p.watchers[m.Watcher] = struct{}{}
+	if st := u.statusNow(); st != "offline" && u.presenceRules().shows(m.Watcher) {
+		u.deps.tell(ctx, m.Watcher, KindUser, u.presenceNotify(st))
+	}
+}
+
+// deviceStatus records a connection's device going away or coming back.
+func (u *User) deviceStatus(ctx actor.Context, m *parleypb.DeviceStatus) {
+	if u.find(m.Conn) < 0 {
+		return
+	}
+	u.p.away = dropPID(u.p.away, m.Conn)
+	if m.Away {
+		u.p.away = append(u.p.away, m.Conn)
+	}
+	u.announce(ctx)
+}
+
+// settingsChanged reloads who may see the user and tells each watcher what it may
+// see now (a watcher that may no longer see it is told offline).
+func (u *User) settingsChanged(ctx actor.Context) {
+	u.p.rules = nil
+	rules := u.presenceRules()
+	st := u.statusNow()
+	for w := range u.p.watchers {
+		if rules.shows(w) {
+			u.deps.tell(ctx, w, KindUser, u.presenceNotify(st))
+		} else {
+			u.deps.tell(ctx, w, KindUser, &parleypb.Notify{Presence: &parleypb.Presence{User: u.id, Status: "offline"}})
+		}
+	}
+	u.p.shown = st
+}
+
+// announce tells every watcher the user may be seen by a change of status: one
+// message to each watcher's grain, which writes one presence frame to each of its
+// connections.
+func (u *User) announce(ctx actor.Context) {
+	st := u.statusNow()
+	if st == u.p.shown {
+		return
+	}
+	u.p.shown = st
+	if len(u.p.watchers) == 0 {
+		return
+	}
+	rules := u.presenceRules()
+	n := u.presenceNotify(st)
+	for w := range u.p.watchers {
+		if rules.shows(w) {
+			u.deps.tell(ctx, w, KindUser, n)
+		}
+	}
+}
+
+func (u *User) presenceNotify(status string) *parleypb.Notify {
+	p := &parleypb.Presence{User: u.id, Status: status}
+	if status == "offline" {
+		p.LastSeen = u.lastSeen
+	}
+	return &parleypb.Notify{Presence: p}
+}
+
+// presenceRules loads who may see the user, once per activation (and again after
+// settingsChanged). If the store cannot say, the user is shown to no one.
+func (u *User) presenceRules() *presenceRules {
+	if u.p.rules != nil {
+		return u.p.rules
+	}
+	cx, cancel := u.deps.timeout()
+	defer cancel()
+	r := &presenceRules{visibility: persistence.VisibleToNobody}
+	v, _, err := u.deps.Store.Visibility(cx, u.id, u.id)
+	if err == nil && v == persistence.VisibleToContacts {
+		var ids []string
+		if ids, err = u.deps.Store.ContactIDs(cx, u.id); err == nil {
+			r.contacts = make(map[string]struct{}, len(ids))
+			for _, id := range ids {
+				r.contacts[id] = struct{}{}
+			}
+		}
+	}
+	if err != nil {
+		u.deps.Log.Warn("presence: reading who may see it", slog.String("user", u.id), slog.Any("err", err))
+		return r // not kept: the next change reads again
+	}
+	r.visibility = v
+	u.p.rules = r
+	return r
+}
+
+func dropPID(pids []*actor.PID, pid *actor.PID) []*actor.PID {
+	for i, p := range pids {
+		if p.Equal(pid) {
+			return append(pids[:i], pids[i+1:]...)
+		}
+	}
+	return pids
+}
