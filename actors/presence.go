@@ -186,17 +186,20 @@ func (u *User) deviceStatus(ctx actor.Context, m *parleypb.DeviceStatus) {
 	u.announce(ctx)
 }
 
-// settingsChanged reloads who may see the user and tells each watcher what it may
-// see now (a watcher that may no longer see it is told offline).
+// settingsChanged reloads who may see the user and tells each watcher whose view
+// changed what it may see now: one that may no longer see it is told offline (no
+// lastSeen), one that may see it again its status.
 func (u *User) settingsChanged(ctx actor.Context) {
+	before := u.presenceRules()
 	u.p.rules = nil
 	rules := u.presenceRules()
 	st := u.statusNow()
 	for w := range u.p.watchers {
-		if rules.shows(w) {
-			u.deps.tell(ctx, w, KindUser, u.presenceNotify(st))
-		} else {
+		switch was, is := before.shows(w), rules.shows(w); {
+		case was && !is:
 			u.deps.tell(ctx, w, KindUser, &parleypb.Notify{Presence: &parleypb.Presence{User: u.id, Status: "offline"}})
+		case !was && is && st != "offline":
+			u.deps.tell(ctx, w, KindUser, u.presenceNotify(st))
 		}
 	}
 	u.p.shown = st

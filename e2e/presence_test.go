@@ -1,15 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/testenv"
 	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/persistence/postgres"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -232,4 +237,117 @@ func TestPresenceReachesWatchers(t *testing.T) {
 	var st userBody
 	require.NoError(t, groupAPI(t, n, alice, http.MethodGet, "/v1/users/"+bob.UserID, nil, &st))
 	require.Equal(t, "offline", st.User.Status)
+}
+
+// Issue 11, acceptance 3: bob is the contact of 1,000 users, 10 of them online. Bob
+// coming online sends exactly 10 presence frames (counted at the clients, and at
+// the node), activates no offline watcher's grain (no message to it), and writes a
+// handful of rows, not one per watcher.
+func TestPresenceFansOutToOnlineWatchersOnly(t *testing.T) {
+	const offline, online = 990, 10
+	db := testenv.DatabaseURL(t)
+	n := testenv.StartNode(t, db, fastConfig)
+	bob := newUser(t, n, "bob")
+	ctx := context.Background()
+	store, err := postgres.Open(ctx, db, postgres.Options{}) // to make the offline watchers quickly
+	require.NoError(t, err)
+	defer store.Close()
+	for range offline {
+		w := testenv.Name("w")
+		require.NoError(t, store.CreateUser(ctx, persistence.User{ID: w, DisplayName: w, PasswordHash: "x"}))
+		require.NoError(t, store.AddContact(ctx, w, bob.UserID, 1, 0))
+	}
+	var readers []*reader
+	for range online {
+		w := newUser(t, n, "w")
+		require.NoError(t, groupAPI(t, n, w, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+		c := dial(t, n, w)
+		r := startReader(c)
+		syncNow(t, c, r, nil)
+		readers = append(readers, r)
+	}
+	time.Sleep(300 * time.Millisecond) // the watchers' own online rows are committed
+	rows := func(f map[string]*dto.MetricFamily) float64 {
+		var sum float64
+		for _, m := range f["parley_commit_rows"].GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+		}
+		return sum
+	}
+	before := scrape(t, n)
+
+	bc := dial(t, n, bob)
+	syncNow(t, bc, startReader(bc), nil)
+	for _, r := range readers {
+		r.waitFor(t, 10*time.Second, "bob online", func(r *reader) bool { return len(r.presencesLocked()) > 0 })
+	}
+	time.Sleep(300 * time.Millisecond) // any frame more would arrive by now
+	total := 0
+	for _, r := range readers {
+		ps := r.presences()
+		require.Len(t, ps, 1)
+		require.Equal(t, "online", ps[0].Status)
+		total += len(ps)
+	}
+	require.Equal(t, online, total)
+	after := scrape(t, n)
+	require.Equal(t, float64(online), value(after, "parley_frames_out_total", "type", "presence")-
+		value(before, "parley_frames_out_total", "type", "presence"), "presence frames the node wrote")
+	grains := value(after, "parley_grains_active", "kind", "user") - value(before, "parley_grains_active", "kind", "user")
+	require.LessOrEqual(t, grains, float64(1), "user grains activated: bob's at most, no offline watcher's")
+	written := rows(after) - rows(before)
+	require.Less(t, written, float64(20), "rows written when bob came online (not one per watcher)")
+	t.Logf("bob online: %d presence frames, %.0f rows written", total, written)
+}
+
+// Issue 11, acceptance 4 (frames): a watcher that bob's setting excludes gets no
+// presence frame from him; a change of setting that hides bob from a watcher tells
+// it offline without lastSeen, and one that shows him again tells his status.
+func TestPresencePrivacyInFrames(t *testing.T) {
+	n := startNode(t, fastConfig+"presence:\n  grace: 200ms\n")
+	alice, carol, bob := newUser(t, n, "alice"), newUser(t, n, "carol"), newUser(t, n, "bob")
+	for _, w := range []client.Session{alice, carol} {
+		require.NoError(t, groupAPI(t, n, w, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+	}
+	require.NoError(t, groupAPI(t, n, bob, http.MethodPut, "/v1/contacts/"+alice.UserID, nil, nil))
+	require.NoError(t, groupAPI(t, n, bob, http.MethodPut, "/v1/me/settings", map[string]string{"presence": "contacts"}, nil))
+	watch := func(s client.Session) *reader {
+		c := dial(t, n, s)
+		r := startReader(c)
+		syncNow(t, c, r, nil)
+		return r
+	}
+	ar, cr := watch(alice), watch(carol)
+	statuses := func(r *reader) []string {
+		var out []string
+		for _, p := range r.presences() {
+			out = append(out, p.Status)
+		}
+		return out
+	}
+
+	bc := dial(t, n, bob)
+	syncNow(t, bc, startReader(bc), nil)
+	ar.waitFor(t, 10*time.Second, "alice sees bob", func(r *reader) bool { return len(r.presencesLocked()) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, []string{"online"}, statuses(ar), "bob added alice")
+	require.Empty(t, statuses(cr), "contacts: carol is not bob's contact")
+
+	require.NoError(t, groupAPI(t, n, bob, http.MethodPut, "/v1/me/settings", map[string]string{"presence": "nobody"}, nil))
+	ar.waitFor(t, 10*time.Second, "hidden from alice", func(r *reader) bool { return len(r.presencesLocked()) == 2 })
+	hidden := ar.presences()[1]
+	require.Equal(t, "offline", hidden.Status)
+	require.Zero(t, hidden.LastSeen, "no lastSeen when hidden")
+	require.NoError(t, bc.Close())
+	time.Sleep(600 * time.Millisecond) // past the grace
+	require.Equal(t, []string{"online", "offline"}, statuses(ar), "nobody: bob going offline shows nothing more")
+	require.Empty(t, statuses(cr))
+
+	bc = dial(t, n, bob)
+	syncNow(t, bc, startReader(bc), nil)
+	require.NoError(t, groupAPI(t, n, bob, http.MethodPut, "/v1/me/settings", map[string]string{"presence": "everyone"}, nil))
+	cr.waitFor(t, 10*time.Second, "carol sees bob", func(r *reader) bool { return len(r.presencesLocked()) == 1 })
+	ar.waitFor(t, 10*time.Second, "alice sees bob", func(r *reader) bool { return len(r.presencesLocked()) == 3 })
+	require.Equal(t, []string{"online"}, statuses(cr))
+	require.Equal(t, []string{"online", "offline", "online"}, statuses(ar))
 }
