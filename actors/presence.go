@@ -102,11 +102,7 @@ func (u *User) onlineWritten(ctx actor.Context, m *onlineStored) {
 		return // offline again meanwhile
 	}
 	cx, cancel := u.deps.timeout()
-	watchers, err := u.deps.Store.OnlineWatchers(cx, u.id)
-	var contacts []string
-	if err == nil {
-		contacts, err = u.deps.Store.OnlineContacts(cx, u.id)
-	}
+	watchers, contacts, err := u.deps.Store.OnlinePeers(cx, u.id)
 	cancel()
 	if err != nil {
 		u.deps.Log.Warn("presence: reading who is online", slog.String("user", u.id), slog.Any("err", err))

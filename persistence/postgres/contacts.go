@@ -119,14 +119,30 @@ func (s *Store) SetOnline(user, holder string, online bool, since int64, done fu
 const onlineJoin = `JOIN presence_online o ON o.user_id = %s
 	JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()`
 
-// OnlineWatchers lists the users who added user and are online now.
-func (s *Store) OnlineWatchers(ctx context.Context, user string) ([]string, error) {
-	return s.ids(ctx, `SELECT c.user_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.user_id")+` WHERE c.contact_id = $1`, user)
-}
-
-// OnlineContacts lists the contacts of user who are online now.
-func (s *Store) OnlineContacts(ctx context.Context, user string) ([]string, error) {
-	return s.ids(ctx, `SELECT c.contact_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.contact_id")+` WHERE c.user_id = $1`, user)
+// OnlinePeers lists, in one round trip, the users who added user and are online
+// now (its watchers) and the contacts of user who are online now.
+func (s *Store) OnlinePeers(ctx context.Context, user string) (watchers, contacts []string, err error) {
+	rows, err := s.pool.Query(ctx, `SELECT true, c.user_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.user_id")+`
+		WHERE c.contact_id = $1
+		UNION ALL
+		SELECT false, c.contact_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.contact_id")+` WHERE c.user_id = $1`, user)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading who is online for %s: %w", user, mapErr(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var watcher bool
+		var id string
+		if err := rows.Scan(&watcher, &id); err != nil {
+			return nil, nil, mapErr(err)
+		}
+		if watcher {
+			watchers = append(watchers, id)
+		} else {
+			contacts = append(contacts, id)
+		}
+	}
+	return watchers, contacts, mapErr(rows.Err())
 }
 
 // ContactIDs lists the ids of user's contacts.

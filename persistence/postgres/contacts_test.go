@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"sync"
+	"time"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -86,4 +87,42 @@ func TestVisibility(t *testing.T) {
 	require.True(t, added)
 	require.Error(t, s.SetVisibility(ctx, u[0], "friends"), "not a setting")
 	require.ErrorIs(t, s.SetVisibility(ctx, "nobody-"+u[0], persistence.VisibleToNobody), persistence.ErrNotFound)
+}
+
+// Who is online is read back through the node leases: a row whose holder's lease
+// lapsed counts as offline; a user going offline removes only its own holder's row.
+func TestOnlinePeers(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	u := mustUsers(t, s, "o", 4)
+	a, b, c, d := u[0], u[1], u[2], u[3]
+	require.NoError(t, s.AddContact(ctx, a, b, 1, 0)) // a watches b
+	require.NoError(t, s.AddContact(ctx, c, a, 2, 0)) // c watches a
+	require.NoError(t, s.AddContact(ctx, a, d, 3, 0)) // a watches d
+	live, err := s.AcquireNodeID(ctx, testenv.Name("live"), -1, time.Minute)
+	require.NoError(t, err)
+	lapsed, err := s.AcquireNodeID(ctx, testenv.Name("lapsed"), -1, time.Millisecond)
+	require.NoError(t, err)
+	set := func(user, holder string, online bool) {
+		done := make(chan error, 1)
+		s.SetOnline(user, holder, online, 5, func(err error) { done <- err })
+		require.NoError(t, <-done)
+	}
+	set(b, live.Holder, true)
+	set(c, live.Holder, true)
+	set(d, lapsed.Holder, true) // its node died
+	time.Sleep(5 * time.Millisecond)
+	watchers, contacts, err := s.OnlinePeers(ctx, a)
+	require.NoError(t, err)
+	require.Equal(t, []string{c}, watchers)
+	require.Equal(t, []string{b}, contacts, "d's row is its dead node's")
+
+	set(b, lapsed.Holder, false) // not the holder of b's row
+	_, contacts, err = s.OnlinePeers(ctx, a)
+	require.NoError(t, err)
+	require.Equal(t, []string{b}, contacts)
+	set(b, live.Holder, false)
+	_, contacts, err = s.OnlinePeers(ctx, a)
+	require.NoError(t, err)
+	require.Empty(t, contacts)
 }
