@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -350,4 +351,36 @@ func TestPresencePrivacyInFrames(t *testing.T) {
 	ar.waitFor(t, 10*time.Second, "alice sees bob", func(r *reader) bool { return len(r.presencesLocked()) == 3 })
 	require.Equal(t, []string{"online"}, statuses(cr))
 	require.Equal(t, []string{"online", "offline", "online"}, statuses(ar))
+}
+
+// Presence crosses nodes: on three nodes, watchers connected to each see bob,
+// connected to another, come online and go offline, each once.
+func TestPresenceAcrossNodes(t *testing.T) {
+	c := testenv.StartCluster(t, testenv.DatabaseURL(t), fastConfig+"presence:\n  grace: 200ms\n", 3, 3)
+	waitMembers(t, c, 3)
+	bob := newUser(t, c.Nodes[2], "bob")
+	var readers []*reader
+	for i := range 6 {
+		n := c.Nodes[i%3]
+		w := newUser(t, n, "w")
+		require.NoError(t, groupAPI(t, n, w, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+		conn := dial(t, n, w)
+		r := startReader(conn)
+		syncNow(t, conn, r, nil)
+		readers = append(readers, r)
+	}
+	bc := dial(t, c.Nodes[1], bob)
+	syncNow(t, bc, startReader(bc), nil)
+	for i, r := range readers {
+		r.waitFor(t, 20*time.Second, fmt.Sprint("watcher ", i, " sees bob online"), func(r *reader) bool { return len(r.presencesLocked()) >= 1 })
+	}
+	require.NoError(t, bc.Close())
+	for i, r := range readers {
+		r.waitFor(t, 20*time.Second, fmt.Sprint("watcher ", i, " sees bob offline"), func(r *reader) bool { return len(r.presencesLocked()) >= 2 })
+		var got []string
+		for _, p := range r.presences() {
+			got = append(got, p.Status)
+		}
+		require.Equal(t, []string{"online", "offline"}, got, "watcher %d", i)
+	}
 }
