@@ -7,6 +7,10 @@
 //
 //	/to NAME   send to NAME from now on
 //	/history   ask the history of the conversation with the current recipient
+//	/away      show this user away to its contacts (/online: back)
+//
+// It pings every 15 seconds, so that the node does not take a quiet session for a
+// dead one (presence.deadAfter), and prints contacts' presence changes and typing.
 //
 // After each batch of message frames it sends received with the highest seq,
 // which moves this device's cursor (-device reuses a device, and so resumes
@@ -41,6 +45,7 @@ const syncKey = ""
 // chat is the state of one session; only run's goroutine touches it.
 type chat struct {
 	conn    *client.Conn
+	pings   int // heartbeat pings whose pong is still due
 	user    string
 	to      string
 	prefix  string // random: client ids are deduped per sender, so each run needs new ones
@@ -70,7 +75,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
 		return 1
 	}
-	fmt.Printf("connected as %s (device %s); commands: /to NAME, /history\n", s.UserID, s.DeviceID)
+	fmt.Printf("connected as %s (device %s); commands: /to NAME, /history, /away, /online\n", s.UserID, s.DeviceID)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	c := &chat{conn: conn, user: s.UserID, to: *to, prefix: hex.EncodeToString(b[:]), pending: map[string]bool{}}
@@ -89,8 +94,15 @@ func run() int {
 	c.request(syncKey, &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{}}})
 
 	var grace <-chan time.Time
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
 	for {
 		select {
+		case <-ping.C: // a heartbeat; its pong is not printed
+			c.pings++
+			if err := c.conn.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Ping{Ping: &parleypb.Ping{}}}); err != nil {
+				fmt.Fprintf(os.Stderr, "chat: writing: %v\n", err)
+			}
 		case f, ok := <-frames:
 			if !ok {
 				fmt.Fprintf(os.Stderr, "chat: connection ended: %v\n", <-readErr)
@@ -166,8 +178,14 @@ func (c *chat) input(line string) {
 	case strings.HasPrefix(line, "/to "):
 		c.to = strings.TrimSpace(strings.TrimPrefix(line, "/to "))
 		fmt.Printf("now sending to %s\n", c.to)
+	case line == "/away" || line == "/online":
+		status := strings.TrimPrefix(line, "/")
+		if err := c.conn.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Presence{Presence: &parleypb.SetPresence{Status: status}}}); err != nil {
+			fmt.Fprintf(os.Stderr, "chat: writing: %v\n", err)
+		}
+		fmt.Printf("shown %s\n", status)
 	case strings.HasPrefix(line, "/") && line != "/history":
-		fmt.Fprintln(os.Stderr, "chat: commands are /to NAME and /history")
+		fmt.Fprintln(os.Stderr, "chat: commands are /to NAME, /history, /away and /online")
 	case c.to == "":
 		fmt.Fprintln(os.Stderr, "chat: no recipient: start with -to NAME or type /to NAME")
 	case line == "/history":
@@ -223,8 +241,22 @@ func (c *chat) show(f *parleypb.ServerFrame) {
 		delete(c.pending, b.Error.Id)
 		fmt.Printf("error %s: %s%s\n", b.Error.Code, b.Error.Message, when(b.Error.Id != "", " (id "+b.Error.Id+")"))
 	case *parleypb.ServerFrame_Pong:
+		if c.pings > 0 {
+			c.pings-- // a heartbeat's
+			return
+		}
 		fmt.Println("pong")
-	default: // receipt, typing, presence: not sent by the server yet
+	case *parleypb.ServerFrame_Presence:
+		p := b.Presence
+		switch {
+		case p.Status == "offline" && p.LastSeen > 0:
+			fmt.Printf("%s is offline (last seen %s)\n", p.User, time.UnixMilli(p.LastSeen).Format(time.Kitchen))
+		default:
+			fmt.Printf("%s is %s\n", p.User, p.Status)
+		}
+	case *parleypb.ServerFrame_Typing:
+		fmt.Printf("%s is typing in %s\n", b.Typing.From, b.Typing.Conversation)
+	default: // receipt: not sent by the server yet
 		fmt.Printf("%v\n", f)
 	}
 }
