@@ -46,7 +46,11 @@ type (
 	shutdown     struct{}
 	// wake runs f in the actor: what after scheduled.
 	wake struct{ f func() }
+	// idle: only heartbeats came for presence.awayAfter.
+	idle struct{}
 )
+
+var idleNotice = &idle{}
 
 // Frame hands a decoded client frame to the actor.
 func (s *Session) Frame(f *parleypb.ClientFrame) {
@@ -61,6 +65,10 @@ func (s *Session) Closed() { s.root.Send(s.pid, &socketClosed{}) }
 
 // Shutdown asks the actor to write what it has queued, then close with 1001.
 func (s *Session) Shutdown() { s.root.Send(s.pid, &shutdown{}) }
+
+// Idle tells the actor that only heartbeats came for presence.awayAfter: its device
+// shows away until it sends another frame.
+func (s *Session) Idle() { s.root.Send(s.pid, idleNotice) }
 
 // connProps is the one Props of every connection actor (a Props per socket cost
 // each idle connection a third of a KiB). The actor gets its socket in its first
@@ -105,6 +113,8 @@ type Connection struct {
 	live     bool
 	closed   bool
 	attached bool
+	away     bool // the device said away (presence frame)
+	idle     bool // only heartbeats came for presence.awayAfter, and nothing since
 	waiting  []*parleypb.Sync  // syncs that came before the first attach was done
 	grain    *actor.PID        // the user grain activation this connection attached to
 	ahead    map[uint64]*entry // live entries past a gap
@@ -146,7 +156,16 @@ func (c *Connection) Receive(ctx actor.Context) {
 		c.deps, c.sock, c.user, c.device = m.deps, m.sock, m.user, m.device
 		c.attach(ctx, 0)
 	case *inbound:
+		if _, ping := m.frame.Body.(*parleypb.ClientFrame_Ping); !ping && c.idle {
+			c.idle = false // active again: away only if the device says so
+			c.tellStatus(ctx)
+		}
 		c.handle(ctx, m)
+	case *idle:
+		if !c.idle {
+			c.idle = true
+			c.tellStatus(ctx)
+		}
 	case *badFrame:
 		var fe *wire.FrameError
 		if errors.As(m.err, &fe) {
@@ -305,6 +324,12 @@ func (c *Connection) pace(ctx actor.Context) {
 	})
 }
 
+// tellStatus tells the user grain whether this device shows away: it said so, or
+// only heartbeats came from it for presence.awayAfter.
+func (c *Connection) tellStatus(ctx actor.Context) {
+	c.deps.tell(ctx, c.user, KindUser, &parleypb.DeviceStatus{Conn: ctx.Self(), Away: c.away || c.idle})
+}
+
 func (c *Connection) detach(ctx actor.Context) {
 	c.deps.tell(ctx, c.user, KindUser, &parleypb.DetachRequest{Conn: ctx.Self(), LastHeard: c.sock.LastHeard().UnixMilli()})
 }
@@ -340,7 +365,8 @@ func (c *Connection) handle(ctx actor.Context, in *inbound) {
 	case *parleypb.ClientFrame_Ping:
 		c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}})
 	case *parleypb.ClientFrame_Presence: // the shape was checked when decoded
-		c.deps.tell(ctx, c.user, KindUser, &parleypb.DeviceStatus{Conn: ctx.Self(), Away: b.Presence.Status == "away"})
+		c.away = b.Presence.Status == "away"
+		c.tellStatus(ctx)
 	default:
 		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), wire.TypeOf(in.frame)+" is not available yet")
 	}

@@ -384,3 +384,30 @@ func TestPresenceAcrossNodes(t *testing.T) {
 		require.Equal(t, []string{"online", "offline"}, got, "watcher %d", i)
 	}
 }
+
+// A device that sends only pings for presence.awayAfter shows away to watchers; its
+// next other frame shows it online again.
+func TestPingOnlyDeviceShowsAway(t *testing.T) {
+	n := startNode(t, fastConfig+"presence:\n  awayAfter: 400ms\n")
+	alice, bob := newUser(t, n, "alice"), newUser(t, n, "bob")
+	require.NoError(t, groupAPI(t, n, alice, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+	ac := dial(t, n, alice)
+	ar := startReader(ac)
+	syncNow(t, ac, ar, nil)
+	bc := dial(t, n, bob)
+	br := startReader(bc)
+	syncNow(t, bc, br, nil)
+	ar.waitFor(t, 10*time.Second, "bob online", func(r *reader) bool { return len(r.presencesLocked()) == 1 })
+	for range 10 { // 1.5 s of pings only
+		time.Sleep(150 * time.Millisecond)
+		require.NoError(t, bc.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Ping{Ping: &parleypb.Ping{}}}))
+	}
+	ar.waitFor(t, 10*time.Second, "bob away", func(r *reader) bool { return len(r.presencesLocked()) == 2 })
+	syncNow(t, bc, br, nil) // a frame that is not a heartbeat
+	ar.waitFor(t, 10*time.Second, "bob back", func(r *reader) bool { return len(r.presencesLocked()) == 3 })
+	var got []string
+	for _, p := range ar.presences() {
+		got = append(got, p.Status)
+	}
+	require.Equal(t, []string{"online", "away", "online"}, got)
+}

@@ -326,6 +326,9 @@ type Presence struct {
 	// frame, no ping, no WebSocket ping frame) with 1001 "no heartbeat": a peer
 	// that vanished without closing. Clients ping more often than this. Default 30s.
 	DeadAfter time.Duration `yaml:"deadAfter"`
+	// AwayAfter shows a device away once only heartbeats (pings) came from it for
+	// this long; its next other frame shows it online again. Default 5m.
+	AwayAfter time.Duration `yaml:"awayAfter"`
 	// Grace is how long a user whose last connection went still shows online to
 	// its watchers: a reconnect within it shows them nothing. Default 5s.
 	Grace time.Duration `yaml:"grace"`
@@ -389,7 +392,7 @@ func Default() Config {
 			IdleTimeout:    10 * time.Minute,
 			DedupeCache:    256,
 		},
-		Presence: Presence{DeadAfter: 30 * time.Second, Grace: 5 * time.Second},
+		Presence: Presence{DeadAfter: 30 * time.Second, AwayAfter: 5 * time.Minute, Grace: 5 * time.Second},
 		Gateway: Gateway{
 			Workers:       128,
 			ReadTimeout:   10 * time.Second,

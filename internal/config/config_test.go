@@ -260,6 +260,7 @@ func TestValidate(t *testing.T) {
 		{"max contacts", func(c *Config) { c.Limits.MaxContacts = 0 }, "limits.maxContacts"},
 		{"dead after", func(c *Config) { c.Presence.DeadAfter = 0 }, "presence.deadAfter"},
 		{"grace", func(c *Config) { c.Presence.Grace = 0 }, "presence.grace"},
+		{"away after", func(c *Config) { c.Presence.AwayAfter = 0 }, "presence.awayAfter"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},
 		{"http bad port", func(c *Config) { c.Listen.HTTP = "localhost:99999" }, "listen.http"},

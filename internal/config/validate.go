@@ -29,6 +29,7 @@ func (c *Config) Validate() error {
 	c.Gateway.validate(v)
 	v.duration("presence.deadAfter", c.Presence.DeadAfter)
 	v.duration("presence.grace", c.Presence.Grace)
+	v.duration("presence.awayAfter", c.Presence.AwayAfter)
 	c.Log.validate(v)
 	return errors.Join(v.errs...)
 }

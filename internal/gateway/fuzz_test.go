@@ -130,6 +130,7 @@ func (e *parseEvents) BadFrame(err error) {
 }
 func (e *parseEvents) Closed()   {}
 func (e *parseEvents) Shutdown() {}
+func (e *parseEvents) Idle()     {}
 
 func (e *parseEvents) equal(o *parseEvents) bool {
 	if len(e.frames) != len(o.frames) || len(e.bad) != len(o.bad) {

@@ -49,6 +49,7 @@ type recorder struct {
 	bad       []error
 	closed    int
 	shutdowns int
+	idles     int
 }
 
 func (r *recorder) Frame(f *parleypb.ClientFrame) {
@@ -87,6 +88,20 @@ func (r *recorder) Shutdown() {
 	if !ignore {
 		go r.sock.Close(1001, "server shutting down")
 	}
+}
+
+// Idle records that the gateway said only heartbeats came.
+func (r *recorder) Idle() {
+	r.mu.Lock()
+	r.events = append(r.events, "idle")
+	r.idles++
+	r.mu.Unlock()
+}
+
+func (r *recorder) idleCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.idles
 }
 
 func (r *recorder) snapshot() (frames []*parleypb.ClientFrame, bad []error, closed int, events []string) {

@@ -67,3 +67,35 @@ func TestIdleSocketsAddNoGoroutines(t *testing.T) {
 	require.Equal(t, n+1, h.srv.Count())
 	_ = gateway.CloseNoHeartbeat
 }
+
+// A socket that only pings (WebSocket ping frames and ping frames) is reported Idle
+// once, after IdleAfter; one that sends other frames is not; a frame after Idle
+// makes it active again, and it can be reported idle again later.
+func TestPingOnlySocketReportedIdle(t *testing.T) {
+	t.Parallel()
+	cfg := defaultConfig()
+	cfg.IdleAfter = 300 * time.Millisecond
+	h := newHarness(t, cfg, nil)
+	pinger := h.dialRaw(t, wire.JSON)
+	rp := h.handler(t, 0)
+	talker := h.dialRaw(t, wire.JSON)
+	rt := h.handler(t, 1)
+	deadline := time.Now().Add(3 * cfg.IdleAfter)
+	for i := 0; time.Now().Before(deadline); i++ {
+		time.Sleep(cfg.IdleAfter / 4)
+		if i%2 == 0 {
+			pinger.send(t, true, ws.OpPing, []byte{byte(i)})
+			require.Equal(t, ws.OpPong, pinger.readFrame(t).Header.OpCode)
+		} else {
+			pinger.send(t, true, ws.OpText, []byte(`{"type":"ping"}`))
+		}
+		talker.send(t, true, ws.OpText, sendJSON("s", "x"))
+	}
+	require.Equal(t, 1, rp.idleCount(), "the pinging socket, once")
+	require.Zero(t, rt.idleCount(), "the talking socket")
+
+	pinger.send(t, true, ws.OpText, sendJSON("back", "x"))
+	time.Sleep(cfg.IdleAfter / 2)
+	require.Equal(t, 1, rp.idleCount(), "active again")
+	waitFor(t, "idle again", func() bool { return rp.idleCount() == 2 })
+}

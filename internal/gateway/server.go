@@ -44,6 +44,9 @@ type Config struct {
 	// handler hears Closed, and the socket's LastHeard says when it went quiet.
 	// Zero means never.
 	DeadAfter time.Duration
+	// IdleAfter tells a socket's handler Idle once only heartbeats (ping frames,
+	// `ping`) arrived on it for this long. Zero means never.
+	IdleAfter time.Duration
 	Metrics   *metrics.Metrics // may be nil
 }
 
@@ -159,6 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	_ = conn.SetDeadline(time.Time{})
 	sock := &Socket{srv: s, conn: conn, enc: enc, tag: s.tags.Add(1)}
 	sock.heard.Store(time.Now().UnixNano())
+	sock.active.Store(sock.heard.Load())
 	if n := rw.Reader.Buffered(); n > 0 {
 		sock.prefix, _ = rw.Reader.Peek(n)
 		sock.prefix = append([]byte(nil), sock.prefix...)
@@ -276,32 +280,44 @@ func (s *Server) untrack(sock *Socket) {
 // no timer: it closes, without a close frame, the sockets whose partial frame began
 // more than ReadTimeout ago (a frame must arrive whole within it), and, with 1001,
 // those that nothing arrived on for DeadAfter (a peer that went away without a
-// FIN). A look at every socket is one atomic load each.
+// FIN); and it tells the handler of a socket that only pinged for IdleAfter that it
+// is idle. A look at every socket is an atomic load or two.
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	every := min(max(s.cfg.ReadTimeout/4, 10*time.Millisecond), time.Second)
-	if d := s.cfg.DeadAfter; d > 0 {
-		every = min(every, max(d/8, 10*time.Millisecond))
+	for _, d := range []time.Duration{s.cfg.DeadAfter, s.cfg.IdleAfter} {
+		if d > 0 {
+			every = min(every, max(d/8, 10*time.Millisecond))
+		}
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var late, dead []*Socket
+	var late, dead, idle []*Socket
 	for {
 		select {
 		case <-s.quit:
 			return
 		case now := <-t.C:
-			late, dead = late[:0], dead[:0]
+			late, dead, idle = late[:0], dead[:0], idle[:0]
 			s.mu.Lock()
 			for sock := range s.partial {
 				if since := sock.since.Load(); since != 0 && now.UnixNano()-since > int64(s.cfg.ReadTimeout) {
 					late = append(late, sock)
 				}
 			}
-			if d := s.cfg.DeadAfter; d > 0 {
+			if deadAfter, idleAfter := s.cfg.DeadAfter, s.cfg.IdleAfter; deadAfter > 0 || idleAfter > 0 {
 				for _, sock := range s.sockets {
-					if now.UnixNano()-sock.heard.Load() > int64(d) {
+					switch {
+					case deadAfter > 0 && now.UnixNano()-sock.heard.Load() > int64(deadAfter):
 						dead = append(dead, sock)
+					case idleAfter > 0 && !sock.idle.Load():
+						if a := sock.active.Load(); now.UnixNano()-a > int64(idleAfter) && sock.idle.CompareAndSwap(false, true) {
+							if sock.active.Load() == a { // no frame came meanwhile
+								idle = append(idle, sock)
+							} else {
+								sock.idle.Store(false)
+							}
+						}
 					}
 				}
 			}
@@ -312,8 +328,12 @@ func (s *Server) sweep() {
 			for _, sock := range dead {
 				sock.Close(CloseNoHeartbeat, "no heartbeat")
 			}
+			for _, sock := range idle {
+				sock.handler.Idle()
+			}
 			clear(late)
 			clear(dead)
+			clear(idle)
 		}
 	}
 }

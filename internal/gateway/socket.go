@@ -25,6 +25,9 @@ type Handler interface {
 	BadFrame(err error)
 	Closed()
 	Shutdown()
+	// Idle says that only heartbeats (pings) arrived for Config.IdleAfter; the next
+	// other frame comes to Frame as usual.
+	Idle()
 }
 
 // Socket is one WebSocket connection.
@@ -63,6 +66,8 @@ type Socket struct {
 	fragOp ws.OpCode
 	frames bucket       // inbound frame rate: every frame takes a token, each fragment too
 	heard  atomic.Int64 // Unix ns when the last bytes arrived (or the socket opened)
+	active atomic.Int64 // Unix ns when the last frame other than a ping arrived (or the socket opened)
+	idle   atomic.Bool  // the handler heard Idle, and no other frame came since
 
 	// Write state, under mu.
 	mu       sync.Mutex
@@ -690,6 +695,10 @@ func (s *Socket) dispatch(op ws.OpCode, msg []byte) error {
 		return nil
 	}
 	s.srv.cfg.Metrics.FrameIn(wire.TypeOf(f))
+	if _, ping := f.Body.(*parleypb.ClientFrame_Ping); !ping {
+		s.active.Store(time.Now().UnixNano())
+		s.idle.Store(false)
+	}
 	s.handler.Frame(f)
 	return nil
 }

@@ -86,3 +86,4 @@ func (nopHandler) Frame(*parleypb.ClientFrame) {}
 func (nopHandler) BadFrame(error)              {}
 func (nopHandler) Closed()                     {}
 func (nopHandler) Shutdown()                   {}
+func (nopHandler) Idle()                       {}

@@ -144,7 +144,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 		Workers: cfg.Gateway.Workers, ReadTimeout: cfg.Gateway.ReadTimeout, WriteTimeout: cfg.Gateway.WriteTimeout,
 		OutboundBytes: cfg.Gateway.OutboundBytes,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes, FrameRate: cfg.Limits.FrameRate, FrameBurst: cfg.Limits.FrameBurst,
-		DeadAfter: cfg.Presence.DeadAfter, Metrics: met,
+		DeadAfter: cfg.Presence.DeadAfter, IdleAfter: cfg.Presence.AwayAfter, Metrics: met,
 	}, log, authenticator(sessions), func(s *gateway.Socket, id gateway.Identity) gateway.Handler {
 		return actors.SpawnConnection(deps, s, id.User, id.Device)
 	})
