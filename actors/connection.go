@@ -113,8 +113,8 @@ type Connection struct {
 	live     bool
 	closed   bool
 	attached bool
-	away     bool // the device said away (presence frame)
-	idle     bool // only heartbeats came for presence.awayAfter, and nothing since
+	away     bool              // the device said away (presence frame)
+	idle     bool              // only heartbeats came for presence.awayAfter, and nothing since
 	waiting  []*parleypb.Sync  // syncs that came before the first attach was done
 	grain    *actor.PID        // the user grain activation this connection attached to
 	ahead    map[uint64]*entry // live entries past a gap
