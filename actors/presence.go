@@ -25,15 +25,52 @@ import (
 // later one's read sees the other. A user whose last connection goes stays shown
 // online for Settings.PresenceGrace: a reconnect within it shows watchers nothing.
 type presence struct {
-	shown    string              // the status watchers were last told ("" none yet)
+	shown   status // the status watchers were last told (unknown: none yet)
+	online  bool   // the online row is written (or being written)
+	leaving int32  // > 0: the last connection went; the grace timer's generation
+	graces  int32  // grace timers started
+	gen     int32  // online rows written or removed, for onlineStored
+	peers   *peers // nil until the user has a watcher, a watched contact or an away device
+}
+
+// peers is the part of a user's presence that most users (no contacts online, no
+// device away) do not need: allocated when first needed, so that an idle
+// connection's user grain stays small.
+type peers struct {
 	away     []*actor.PID        // attached connections whose device said away
 	watchers map[string]struct{} // online users who added this one
 	watching []string            // online contacts this one told it watches
-	online   bool                // the online row is written (or being written)
-	leaving  int                 // > 0: the last connection went; the grace timer's generation
-	graces   int                 // grace timers started
-	gen      int                 // online rows written or removed, for onlineStored
 	rules    *presenceRules      // who may see it; nil until needed
+}
+
+// more returns the peers, allocating them.
+func (p *presence) more() *peers {
+	if p.peers == nil {
+		p.peers = &peers{}
+	}
+	return p.peers
+}
+
+// A status as watchers see it.
+type status uint8
+
+const (
+	unknown status = iota
+	statusOnline
+	statusAway
+	statusOffline
+)
+
+func (s status) String() string {
+	switch s {
+	case statusOnline:
+		return "online"
+	case statusAway:
+		return "away"
+	case statusOffline:
+		return "offline"
+	}
+	return ""
 }
 
 // presenceRules are who may see a user's presence: its setting, and its own
@@ -56,17 +93,17 @@ func (r *presenceRules) shows(viewer string) bool {
 }
 
 // onlineStored continues coming online once the online row is committed.
-type onlineStored struct{ gen int }
+type onlineStored struct{ gen int32 }
 
-// status is what the user's devices make it now.
-func (u *User) statusNow() string {
+// statusNow is what the user's devices make it now.
+func (u *User) statusNow() status {
 	switch {
 	case len(u.conns) == 0 && u.p.leaving == 0:
-		return "offline"
-	case len(u.conns) > 0 && len(u.p.away) == len(u.conns):
-		return "away"
+		return statusOffline
+	case len(u.conns) > 0 && u.p.peers != nil && len(u.p.peers.away) == len(u.conns):
+		return statusAway
 	}
-	return "online"
+	return statusOnline
 }
 
 // connected follows an attach: the first connection brings the user online (or
@@ -107,17 +144,20 @@ func (u *User) onlineWritten(ctx actor.Context, m *onlineStored) {
 	if err != nil {
 		u.deps.Log.Warn("presence: reading who is online", slog.String("user", u.id), slog.Any("err", err))
 	}
-	if u.p.watchers == nil {
-		u.p.watchers = make(map[string]struct{}, len(watchers))
+	if len(watchers) > 0 || len(contacts) > 0 {
+		m := u.p.more()
+		if m.watchers == nil && len(watchers) > 0 {
+			m.watchers = make(map[string]struct{}, len(watchers))
+		}
+		for _, w := range watchers {
+			m.watchers[w] = struct{}{}
+		}
+		m.watching = contacts
 	}
-	for _, w := range watchers {
-		u.p.watchers[w] = struct{}{}
-	}
-	u.p.watching = contacts
 	for _, c := range contacts {
 		u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: true})
 	}
-	u.p.shown = "" // everyone found now hears the status
+	u.p.shown = unknown // everyone found now hears the status
 	u.announce(ctx)
 }
 
@@ -147,10 +187,15 @@ func (u *User) goOffline(ctx actor.Context) {
 	u.p.online = false
 	u.p.gen++
 	u.announce(ctx)
-	for _, c := range u.p.watching {
-		u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: false})
+	if m := u.p.peers; m != nil {
+		for _, c := range m.watching {
+			u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: false})
+		}
+		m.watching, m.watchers = nil, nil
+		if len(m.away) == 0 && m.rules == nil {
+			u.p.peers = nil
+		}
 	}
-	u.p.watching, u.p.watchers = nil, nil
 	u.deps.Store.SetOnline(u.id, u.deps.Holder, false, 0, nil)
 }
 
@@ -158,14 +203,17 @@ func (u *User) goOffline(ctx actor.Context) {
 // the user is not offline and shows it to that watcher).
 func (u *User) watch(ctx actor.Context, m *parleypb.Watch) {
 	if !m.Watching {
-		delete(u.p.watchers, m.Watcher)
+		if u.p.peers != nil {
+			delete(u.p.peers.watchers, m.Watcher)
+		}
 		return
 	}
-	if u.p.watchers == nil {
-		u.p.watchers = map[string]struct{}{}
+	p := u.p.more()
+	if p.watchers == nil {
+		p.watchers = map[string]struct{}{}
 	}
-	u.p.watchers[m.Watcher] = struct{}{}
-	if st := u.statusNow(); st != "offline" && u.presenceRules().shows(m.Watcher) {
+	p.watchers[m.Watcher] = struct{}{}
+	if st := u.statusNow(); st != statusOffline && u.presenceRules().shows(m.Watcher) {
 		u.deps.tell(ctx, m.Watcher, KindUser, u.presenceNotify(st))
 	}
 }
@@ -175,9 +223,10 @@ func (u *User) deviceStatus(ctx actor.Context, m *parleypb.DeviceStatus) {
 	if u.find(m.Conn) < 0 {
 		return
 	}
-	u.p.away = dropPID(u.p.away, m.Conn)
+	p := u.p.more()
+	p.away = dropPID(p.away, m.Conn)
 	if m.Away {
-		u.p.away = append(u.p.away, m.Conn)
+		p.away = append(p.away, m.Conn)
 	}
 	u.announce(ctx)
 }
@@ -187,14 +236,14 @@ func (u *User) deviceStatus(ctx actor.Context, m *parleypb.DeviceStatus) {
 // lastSeen), one that may see it again its status.
 func (u *User) settingsChanged(ctx actor.Context) {
 	before := u.presenceRules()
-	u.p.rules = nil
+	u.p.more().rules = nil
 	rules := u.presenceRules()
 	st := u.statusNow()
-	for w := range u.p.watchers {
+	for w := range u.p.peers.watchers {
 		switch was, is := before.shows(w), rules.shows(w); {
 		case was && !is:
 			u.deps.tell(ctx, w, KindUser, &parleypb.Notify{Presence: &parleypb.Presence{User: u.id, Status: "offline"}})
-		case !was && is && st != "offline":
+		case !was && is && st != statusOffline:
 			u.deps.tell(ctx, w, KindUser, u.presenceNotify(st))
 		}
 	}
@@ -210,21 +259,21 @@ func (u *User) announce(ctx actor.Context) {
 		return
 	}
 	u.p.shown = st
-	if len(u.p.watchers) == 0 {
+	if u.p.peers == nil || len(u.p.peers.watchers) == 0 {
 		return
 	}
 	rules := u.presenceRules()
 	n := u.presenceNotify(st)
-	for w := range u.p.watchers {
+	for w := range u.p.peers.watchers {
 		if rules.shows(w) {
 			u.deps.tell(ctx, w, KindUser, n)
 		}
 	}
 }
 
-func (u *User) presenceNotify(status string) *parleypb.Notify {
-	p := &parleypb.Presence{User: u.id, Status: status}
-	if status == "offline" {
+func (u *User) presenceNotify(st status) *parleypb.Notify {
+	p := &parleypb.Presence{User: u.id, Status: st.String()}
+	if st == statusOffline {
 		p.LastSeen = u.lastSeen
 	}
 	return &parleypb.Notify{Presence: p}
@@ -233,8 +282,8 @@ func (u *User) presenceNotify(status string) *parleypb.Notify {
 // presenceRules loads who may see the user, once per activation (and again after
 // settingsChanged). If the store cannot say, the user is shown to no one.
 func (u *User) presenceRules() *presenceRules {
-	if u.p.rules != nil {
-		return u.p.rules
+	if u.p.peers != nil && u.p.peers.rules != nil {
+		return u.p.peers.rules
 	}
 	cx, cancel := u.deps.timeout()
 	defer cancel()
@@ -254,7 +303,7 @@ func (u *User) presenceRules() *presenceRules {
 		return r // not kept: the next change reads again
 	}
 	r.visibility = v
-	u.p.rules = r
+	u.p.more().rules = r
 	return r
 }
 

@@ -209,7 +209,9 @@ func (u *User) detach(pid *actor.PID, heard int64) bool {
 	}
 	u.lastSeen = max(u.lastSeen, heard)
 	u.conns = append(u.conns[:i], u.conns[i+1:]...)
-	u.p.away = dropPID(u.p.away, pid)
+	if u.p.peers != nil {
+		u.p.peers.away = dropPID(u.p.peers.away, pid)
+	}
 	if len(u.conns) == 0 {
 		u.conns = nil
 		u.deps.Store.SetLastSeen(u.id, u.lastSeen, nil)
@@ -218,8 +220,8 @@ func (u *User) detach(pid *actor.PID, heard int64) bool {
 }
 
 func (u *User) status() *parleypb.StatusResponse {
-	if st := u.statusNow(); st != "offline" {
-		return &parleypb.StatusResponse{Status: st}
+	if st := u.statusNow(); st != statusOffline {
+		return &parleypb.StatusResponse{Status: st.String()}
 	}
 	return &parleypb.StatusResponse{Status: "offline", LastSeen: u.lastSeen}
 }

@@ -3,7 +3,12 @@ package gateway
 // PrefixLen is how many bytes the HTTP server had read past the handshake for s.
 // Valid only inside Attach (before the gateway consumes them), so that tests can
 // tell that they exercised the prefix path.
-func PrefixLen(s *Socket) int { return len(s.prefix) }
+func PrefixLen(s *Socket) int {
+	if s.prefix == nil {
+		return 0
+	}
+	return len(*s.prefix)
+}
 
 // FdOf is the file descriptor the gateway polls for s.
 func FdOf(s *Socket) int { return s.fd }

@@ -164,8 +164,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	sock.heard.Store(time.Now().UnixNano())
 	sock.active.Store(sock.heard.Load())
 	if n := rw.Reader.Buffered(); n > 0 {
-		sock.prefix, _ = rw.Reader.Peek(n)
-		sock.prefix = append([]byte(nil), sock.prefix...)
+		b, _ := rw.Reader.Peek(n)
+		b = append([]byte(nil), b...)
+		sock.prefix = &b
 	}
 	if sock.fd, sock.raw, err = fdOf(conn); err != nil {
 		_ = conn.Close()
@@ -176,7 +177,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, onError func(
 	s.sockets[sock.fd] = sock
 	s.mu.Unlock()
 	s.cfg.Metrics.Connected(1)
-	if len(sock.prefix) > 0 && !sock.readable() {
+	if sock.prefix != nil && !sock.readable() {
 		return
 	}
 	if err := s.arm(sock, s.poll.add); err != nil {

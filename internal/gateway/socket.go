@@ -77,7 +77,7 @@ type Socket struct {
 	corked   bool   // frames queue in out until Uncork
 	closing  atomic.Bool
 	goneOnce sync.Once // the handler hears Closed once
-	prefix   []byte    // bytes the HTTP server read past the handshake (read state)
+	prefix   *[]byte   // bytes the HTTP server read past the handshake (read state; a pointer: most sockets have none)
 }
 
 var (
@@ -374,8 +374,8 @@ func (s *Socket) readable() bool {
 	if s.closing.Load() {
 		return false
 	}
-	if len(s.prefix) > 0 {
-		data := s.prefix
+	if s.prefix != nil {
+		data := *s.prefix
 		s.prefix = nil
 		if !s.handle(data) {
 			return false

@@ -115,17 +115,23 @@ func (s *Store) SetOnline(user, holder string, online bool, since int64, done fu
 		arg: &presenceWrite{user: user, holder: holder, since: since, online: online}, done: done})
 }
 
-// onlineJoin keeps the online rows of nodes that still hold their lease.
-const onlineJoin = `JOIN presence_online o ON o.user_id = %s
-	JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()`
+// onlineCheck is whether the user in column %s is online: it has a row, and the row's
+// node still holds its lease. A scalar subquery, not EXISTS: Postgres turns an
+// EXISTS into a join, which it may start from the online rows.
+const onlineCheck = `(SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder
+	AND l.expires_at >= now() WHERE o.user_id = %s LIMIT 1) IS NOT NULL`
 
 // OnlinePeers lists, in one round trip, the users who added user and are online
-// now (its watchers) and the contacts of user who are online now.
+// now (its watchers) and the contacts of user who are online now. It starts from the
+// user's own contact rows and probes each peer's online row: the number of users
+// online does not enter (a plan that scanned the online rows would cost every
+// connect a look at every user online: 19k idle connections set up at 318 a second).
 func (s *Store) OnlinePeers(ctx context.Context, user string) (watchers, contacts []string, err error) {
-	rows, err := s.pool.Query(ctx, `SELECT true, c.user_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.user_id")+`
-		WHERE c.contact_id = $1
+	rows, err := s.pool.Query(ctx, `SELECT true, c.user_id FROM contacts c
+		WHERE c.contact_id = $1 AND `+fmt.Sprintf(onlineCheck, "c.user_id")+`
 		UNION ALL
-		SELECT false, c.contact_id FROM contacts c `+fmt.Sprintf(onlineJoin, "c.contact_id")+` WHERE c.user_id = $1`, user)
+		SELECT false, c.contact_id FROM contacts c
+		WHERE c.user_id = $1 AND `+fmt.Sprintf(onlineCheck, "c.contact_id"), user)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading who is online for %s: %w", user, mapErr(err))
 	}
