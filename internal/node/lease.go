@@ -84,6 +84,11 @@ func (l *nodeLease) renew(ctx context.Context, log *slog.Logger) error {
 			t.Reset(time.Second)
 		default:
 			t.Reset(leaseRenew)
+			cx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := l.store.DeleteStaleOnline(cx); err != nil && ctx.Err() == nil {
+				log.Warn("removing the online rows of dead nodes", slog.Any("error", err))
+			}
+			cancel()
 		}
 	}
 }

@@ -164,3 +164,15 @@ func (s *Store) ids(ctx context.Context, query, arg string) ([]string, error) {
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return out, mapErr(err)
 }
+
+// DeleteStaleOnline removes the online rows of nodes whose id lease lapsed (they
+// died without taking their users offline). Readers ignore such rows already; this
+// keeps the table the size of who is online.
+func (s *Store) DeleteStaleOnline(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM presence_online p WHERE NOT EXISTS (
+		SELECT 1 FROM node_leases l WHERE l.holder = p.holder AND l.expires_at >= now())`)
+	if err != nil {
+		return fmt.Errorf("removing stale online rows: %w", mapErr(err))
+	}
+	return nil
+}

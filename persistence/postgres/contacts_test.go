@@ -125,4 +125,14 @@ func TestOnlinePeers(t *testing.T) {
 	_, contacts, err = s.OnlinePeers(ctx, a)
 	require.NoError(t, err)
 	require.Empty(t, contacts)
+
+	// The dead node's rows go; the live node's stay.
+	set(b, live.Holder, true)
+	require.NoError(t, s.DeleteStaleOnline(ctx))
+	n := func(user string) (count int) {
+		require.NoError(t, s.QueryRowForTest(ctx, `SELECT count(*) FROM presence_online WHERE user_id = $1`, user).Scan(&count))
+		return count
+	}
+	require.Zero(t, n(d), "the lapsed holder's row")
+	require.Equal(t, 1, n(b), "the live holder's row")
 }
