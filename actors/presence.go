@@ -25,12 +25,13 @@ import (
 // later one's read sees the other. A user whose last connection goes stays shown
 // online for Settings.PresenceGrace: a reconnect within it shows watchers nothing.
 type presence struct {
-	shown   status // the status watchers were last told (unknown: none yet)
-	online  bool   // the online row is written (or being written)
-	leaving int32  // > 0: the last connection went; the grace timer's generation
-	graces  int32  // grace timers started
-	gen     int32  // online rows written or removed, for onlineStored
-	peers   *peers // nil until the user has a watcher, a watched contact or an away device
+	shown     status // the status watchers were last told (unknown: none yet)
+	online    bool   // the online row is written (or being written)
+	announced bool   // this online period's read of who is online answered: watchers hear changes
+	leaving   int32  // > 0: the last connection went; the grace timer's generation
+	graces    int32  // grace timers started
+	gen       int32  // online rows written or removed, for onlineStored
+	peers     *peers // nil until the user has a watcher, a watched contact or an away device
 }
 
 // peers is the part of a user's presence that most users (no contacts online, no
@@ -121,7 +122,7 @@ func (u *User) connected(ctx actor.Context) {
 		u.announce(ctx)
 		return
 	}
-	u.p.online = true
+	u.p.online, u.p.announced = true, false
 	u.p.gen++
 	gen, self, root := u.p.gen, ctx.Self(), u.deps.Cluster.ActorSystem.Root
 	u.deps.Store.SetOnline(u.id, u.deps.Holder, true, nowMillis(), func(err error) {
@@ -157,7 +158,7 @@ func (u *User) onlineWritten(ctx actor.Context, m *onlineStored) {
 	for _, c := range contacts {
 		u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: true})
 	}
-	u.p.shown = unknown // everyone found now hears the status
+	u.p.shown, u.p.announced = unknown, true // everyone found now hears the status
 	u.announce(ctx)
 }
 
@@ -186,7 +187,8 @@ func (u *User) goOffline(ctx actor.Context) {
 	u.p.leaving = 0
 	u.p.online = false
 	u.p.gen++
-	u.announce(ctx)
+	u.announce(ctx) // nothing if no watcher heard this period's online yet
+	u.p.announced = false
 	if m := u.p.peers; m != nil {
 		for _, c := range m.watching {
 			u.deps.tell(ctx, c, KindUser, &parleypb.Watch{Watcher: u.id, Watching: false})
@@ -200,7 +202,8 @@ func (u *User) goOffline(ctx actor.Context) {
 }
 
 // watch adds or removes a watcher; a new one hears the current status at once (if
-// the user is not offline and shows it to that watcher).
+// the user is not offline and shows it to that watcher), once: a watcher found by
+// both the user's read and its own gets one frame.
 func (u *User) watch(ctx actor.Context, m *parleypb.Watch) {
 	if !m.Watching {
 		if u.p.peers != nil {
@@ -212,8 +215,13 @@ func (u *User) watch(ctx actor.Context, m *parleypb.Watch) {
 	if p.watchers == nil {
 		p.watchers = map[string]struct{}{}
 	}
+	if _, had := p.watchers[m.Watcher]; had {
+		return // it has heard the status already
+	}
 	p.watchers[m.Watcher] = struct{}{}
-	if st := u.statusNow(); st != statusOffline && u.presenceRules().shows(m.Watcher) {
+	// Until its own read of who is online has answered, the user has told no one:
+	// that announcement will include this watcher. After it, the watcher is told now.
+	if st := u.statusNow(); u.p.announced && st != statusOffline && u.presenceRules().shows(m.Watcher) {
 		u.deps.tell(ctx, m.Watcher, KindUser, u.presenceNotify(st))
 	}
 }
@@ -238,6 +246,9 @@ func (u *User) settingsChanged(ctx actor.Context) {
 	before := u.presenceRules()
 	u.p.more().rules = nil
 	rules := u.presenceRules()
+	if !u.p.announced {
+		return // no watcher has heard anything in this online period
+	}
 	st := u.statusNow()
 	for w := range u.p.peers.watchers {
 		switch was, is := before.shows(w), rules.shows(w); {
@@ -254,6 +265,9 @@ func (u *User) settingsChanged(ctx actor.Context) {
 // message to each watcher's grain, which writes one presence frame to each of its
 // connections.
 func (u *User) announce(ctx actor.Context) {
+	if !u.p.announced {
+		return // onlineWritten tells everyone, once it knows who
+	}
 	st := u.statusNow()
 	if st == u.p.shown {
 		return
