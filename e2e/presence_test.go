@@ -38,8 +38,9 @@ func TestDeadSocketGoesOffline(t *testing.T) {
 
 	bc := dial(t, n, bob)
 	br := startReader(bc)
-	syncNow(t, bc, br, nil) // bob's last frame
 	quiet := time.Now()
+	syncNow(t, bc, br, nil) // bob's last frame, written after quiet
+	answered := time.Now()
 
 	var st userBody
 	require.NoError(t, groupAPI(t, n, alice, http.MethodGet, "/v1/users/"+bob.UserID, nil, &st))
@@ -53,6 +54,7 @@ func TestDeadSocketGoesOffline(t *testing.T) {
 	closed := time.Now()
 	require.True(t, client.IsClose(br.err, wire.CloseGoingAway), "closed with %v", br.err)
 	require.GreaterOrEqual(t, closed.Sub(quiet), deadAfter, "closed before deadAfter")
+	require.Less(t, quiet, answered)
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {

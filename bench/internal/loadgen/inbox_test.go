@@ -99,7 +99,12 @@ func TestServerCloseEndsReading(t *testing.T) {
 	require.Equal(t, uint64(1), w.closes.Load())
 	require.Contains(t, w.firstErr, "1001")
 	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
-	h, err := ws.ReadHeader(server)
-	require.NoError(t, err)
-	require.Equal(t, ws.OpClose, h.OpCode, "the close is answered")
+	for { // frames the client wrote before it read the close (a sync after synced) may come first
+		f, err := ws.ReadFrame(server)
+		require.NoError(t, err, "the close is answered")
+		if f.Header.OpCode == ws.OpClose {
+			break
+		}
+		require.NotEqual(t, ws.OpClose, f.Header.OpCode)
+	}
 }
