@@ -82,15 +82,8 @@ type presenceRules struct {
 }
 
 func (r *presenceRules) shows(viewer string) bool {
-	switch r.visibility {
-	case persistence.VisibleToEveryone:
-		return true
-	case persistence.VisibleToContacts:
-		_, ok := r.contacts[viewer]
-		return ok
-	default:
-		return false
-	}
+	_, added := r.contacts[viewer]
+	return persistence.Shows(r.visibility, added)
 }
 
 // onlineStored continues coming online once the online row is committed.

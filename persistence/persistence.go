@@ -88,6 +88,20 @@ const (
 	VisibleToNobody   = "nobody"   // no one: always offline, no last-seen time
 )
 
+// Shows reports whether a user whose setting is visibility shows its presence to a
+// viewer; addedViewer is whether the user added the viewer (what VisibleToContacts
+// asks). The one rule for REST answers and presence frames.
+func Shows(visibility string, addedViewer bool) bool {
+	switch visibility {
+	case VisibleToEveryone:
+		return true
+	case VisibleToContacts:
+		return addedViewer
+	default:
+		return false
+	}
+}
+
 // Contact is a user as one of its contacts sees it.
 type Contact struct {
 	ID          string

@@ -28,19 +28,6 @@ type Contacts interface {
 // flight.
 const presenceLookups = 16
 
-// visible reports whether a user whose setting is visibility shows its presence
-// to a viewer; addedViewer is whether the user added the viewer.
-func visible(visibility string, addedViewer bool) bool {
-	switch visibility {
-	case persistence.VisibleToEveryone:
-		return true
-	case persistence.VisibleToContacts:
-		return addedViewer
-	default:
-		return false
-	}
-}
-
 // contactID reads {id} of a contacts path: a user id other than the caller's.
 func contactID(r *http.Request, claims auth.Claims) (string, error) {
 	id := r.PathValue("id")
@@ -104,7 +91,7 @@ func (a *API) listContacts(w http.ResponseWriter, r *http.Request, claims auth.C
 	var wg sync.WaitGroup
 	for i, c := range list {
 		out.Contacts[i] = userJSON{ID: c.ID, DisplayName: c.DisplayName, Status: "offline"}
-		if !visible(c.Visibility, c.AddedMe) {
+		if !persistence.Shows(c.Visibility, c.AddedMe) {
 			continue
 		}
 		sem <- struct{}{}

@@ -230,7 +230,7 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request, claims auth.Claims
 			a.fail(w, r, err)
 			return
 		}
-		if !visible(v, added) { // hidden: offline, no last-seen time
+		if !persistence.Shows(v, added) { // hidden: offline, no last-seen time
 			writeJSON(w, http.StatusOK, userAnswer{User: userJSON{ID: u.ID, DisplayName: u.DisplayName, Status: "offline"}})
 			return
 		}

@@ -42,7 +42,7 @@ func TestSilentPeerClosedAsDead(t *testing.T) {
 	require.Equal(t, 1, rs.closedCount(), "the silent socket is closed, once")
 	require.Equal(t, 0, rp.closedCount(), "a socket that pings is alive")
 	require.Equal(t, 2, h.srv.Count(), "the pinging and the sending sockets stay")
-	silent.expectClose(t, int(ws.StatusGoingAway))
+	silent.expectClose(t, gateway.CloseNoHeartbeat)
 	heard := rs.sock.LastHeard()
 	require.WithinDuration(t, quiet, heard, 100*time.Millisecond, "LastHeard is when the peer went quiet")
 }
@@ -65,7 +65,6 @@ func TestIdleSocketsAddNoGoroutines(t *testing.T) {
 	after := runtime.NumGoroutine()
 	require.LessOrEqual(t, after-before, 20, "goroutines: %d with 1 socket, %d with %d", before, after, n+1)
 	require.Equal(t, n+1, h.srv.Count())
-	_ = gateway.CloseNoHeartbeat
 }
 
 // A socket that only pings (WebSocket ping frames and ping frames) is reported Idle
