@@ -184,6 +184,9 @@ func (c *Connection) Receive(ctx actor.Context) {
 		if m.Presence != nil { // a contact's status changed
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Presence{Presence: m.Presence}})
 		}
+		if m.Receipt != nil {
+			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Receipt{Receipt: m.Receipt}})
+		}
 	case *parleypb.Share:
 		c.setShare(m)
 	case *parleypb.LoggedOut:
@@ -358,6 +361,8 @@ func (c *Connection) handle(ctx actor.Context, in *inbound) {
 		c.paceSync(ctx, b.Sync)
 	case *parleypb.ClientFrame_Received:
 		c.received(b.Received.UpTo)
+	case *parleypb.ClientFrame_Read:
+		c.markRead(ctx, b.Read)
 	case *parleypb.ClientFrame_History:
 		c.history(ctx, b.History)
 	case *parleypb.ClientFrame_Typing:
@@ -478,11 +483,17 @@ func (c *Connection) sync(s *parleypb.Sync) int {
 
 // received moves the device's cursor: to what this connection sent at most (a
 // device can only have received that), and only forward. It is saved in the next
-// group commit.
+// group commit, with the delivered receipts the move makes, which the node's relay
+// then tells.
 func (c *Connection) received(upTo uint64) {
 	if upTo = min(upTo, c.lastSent); upTo > c.cursor {
+		from, d := c.cursor, c.deps
 		c.cursor = upTo
-		c.deps.Store.SaveCursor(c.user, c.device, upTo, nil)
+		d.Store.SaveCursor(c.user, c.device, from, upTo, func(moves []persistence.ReceiptMove, err error) {
+			if err == nil {
+				d.receipts(moves)
+			}
+		})
 	}
 }
 
@@ -633,12 +644,16 @@ func (c *Connection) readHistory(h *parleypb.HistoryRequest, floor int64) int {
 	cx, cancel := c.deps.timeout()
 	defer cancel()
 	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, floor, limit)
+	var receipts []*parleypb.Receipt
+	if err == nil && h.Before == 0 {
+		receipts, err = c.historyReceipts(h.Conversation)
+	}
 	if err != nil {
 		c.writeError(h.Id, parleypb.ErrorReason_UNAVAILABLE.Code(), "history failed; try again")
 		return 0
 	}
 	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: &parleypb.History{
-		Id: h.Id, Conversation: h.Conversation, Messages: msgs, More: more}}})
+		Id: h.Id, Conversation: h.Conversation, Messages: msgs, More: more, Receipts: receipts}}})
 	return len(msgs)
 }
 

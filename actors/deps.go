@@ -30,8 +30,13 @@ type Store interface {
 	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
 	GroupEvents(ctx context.Context, conv string) ([]*parleypb.GroupEvent, error)
 	FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error)
-	// SaveCursor calls done (may be nil) on a store goroutine.
-	SaveCursor(user, device string, cursor uint64, done func(error))
+	// SaveCursor calls done (may be nil) on a store goroutine, with the delivered
+	// receipts the move made.
+	SaveCursor(user, device string, from, cursor uint64, done func([]persistence.ReceiptMove, error))
+	// SaveRead calls done on a store goroutine: persistence.ErrNotFound if upTo is
+	// no message of conv after floor.
+	SaveRead(user, conv string, upTo, floor int64, done func(*persistence.ReceiptMove, error))
+	Receipts(ctx context.Context, conv string) ([]persistence.Watermark, error)
 	UsersExist(ctx context.Context, ids []string) (map[string]bool, error)
 	// SetLastSeen calls done (may be nil) on a store goroutine.
 	SetLastSeen(id string, ms int64, done func(error))
@@ -94,6 +99,8 @@ type Deps struct {
 	Directory *Directory       // who exists, checked before a grain is activated for it; may be nil
 	Holder    string           // this node's node-id lease holder: whose online rows are its users'
 	Metrics   *metrics.Metrics // may be nil
+
+	relay relay // the receipt relay, started at first use
 }
 
 // Kinds returns the grain kinds to register with the cluster. d.Cluster may be set

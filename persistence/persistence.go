@@ -110,3 +110,46 @@ type Contact struct {
 	Visibility  string // the contact's own setting, one of the Visible* constants
 	AddedMe     bool   // the contact has added the user too (for VisibleToContacts)
 }
+
+// Receipt statuses: a member has a message (on any device), or has read it.
+const (
+	Delivered = "delivered"
+	Read      = "read"
+)
+
+// A ReceiptMove is a member's watermark in a conversation that a commit moved
+// forward.
+type ReceiptMove struct {
+	Conversation string
+	User         string // whose watermark moved
+	Status       string // Delivered or Read
+	UpTo         int64  // the new watermark, a message id
+	// Senders are the senders, other than User, of messages the move newly covers:
+	// the users the receipt is news to.
+	Senders []string
+}
+
+// Watermark is one member's receipts in a conversation (message ids; 0: none).
+type Watermark struct {
+	User      string
+	Delivered int64
+	Read      int64
+}
+
+// ByAll returns the lowest delivered and read watermarks over every member but
+// except: what the other members all have and have all read (0 when there are
+// none).
+func ByAll(ws []Watermark, except string) (delivered, read int64) {
+	first := true
+	for _, w := range ws {
+		if w.User == except {
+			continue
+		}
+		if first {
+			delivered, read, first = w.Delivered, w.Read, false
+			continue
+		}
+		delivered, read = min(delivered, w.Delivered), min(read, w.Read)
+	}
+	return delivered, read
+}

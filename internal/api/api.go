@@ -20,6 +20,7 @@ type Store interface {
 	AddDevice(ctx context.Context, user, device string) error
 	auth.Devices // token generations, for logout
 	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
+	Receipts(ctx context.Context, conv string) ([]persistence.Watermark, error)
 }
 
 // Presence reports a user's live status ("online", "away" or "offline") and
@@ -128,6 +129,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	})
 	a.route(mux, "/v1/conversations/{id}/messages", map[string]http.HandlerFunc{
 		http.MethodGet: a.authed(a.history),
+	})
+	a.route(mux, "/v1/conversations/{id}/receipts", map[string]http.HandlerFunc{
+		http.MethodGet: a.authed(a.receipts),
 	})
 	a.route(mux, "/v1/groups", map[string]http.HandlerFunc{
 		http.MethodPost: a.authed(a.createGroup),

@@ -32,6 +32,9 @@ func (brokenStore) User(context.Context, string) (persistence.User, error) {
 	return persistence.User{}, errSecret
 }
 func (brokenStore) AddDevice(context.Context, string, string) error { return errSecret }
+func (brokenStore) Receipts(context.Context, string) ([]persistence.Watermark, error) {
+	return nil, errSecret
+}
 func (brokenStore) DeviceGeneration(context.Context, string, string) (int64, error) {
 	return 0, errSecret
 }

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/parleychat/parley/internal/auth"
 	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -41,6 +44,56 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims
 		out.Messages[i] = wire.MessageJSON(m)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+type receiptJSON struct {
+	User      string `json:"user"`
+	Delivered string `json:"delivered"`
+	Read      string `json:"read"`
+}
+
+type receiptsAnswer struct {
+	Receipts       []receiptJSON `json:"receipts"`
+	DeliveredToAll string        `json:"deliveredToAll"`
+	ReadByAll      string        `json:"readByAll"`
+}
+
+// receipts serves GET /v1/conversations/{id}/receipts: every member's delivered
+// and read watermarks (message ids as decimal strings, "0" for none) and the lowest
+// of them over the members other than the caller.
+func (a *API) receipts(w http.ResponseWriter, r *http.Request, claims auth.Claims) {
+	conv := r.PathValue("id")
+	if _, err := a.readable(r.Context(), conv, claims.UserID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ws, err := a.store.Receipts(r.Context(), conv)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if id, _ := convid.Parse(conv); id.Kind == convid.Direct {
+		ws = withMembers(ws, id.Members) // a member with no receipt yet has none
+	}
+	out := receiptsAnswer{Receipts: make([]receiptJSON, len(ws))}
+	for i, x := range ws {
+		out.Receipts[i] = receiptJSON{User: x.User, Delivered: strconv.FormatInt(x.Delivered, 10),
+			Read: strconv.FormatInt(x.Read, 10)}
+	}
+	delivered, read := persistence.ByAll(ws, claims.UserID)
+	out.DeliveredToAll, out.ReadByAll = strconv.FormatInt(delivered, 10), strconv.FormatInt(read, 10)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// withMembers adds a zero watermark for each member that ws lacks, in user order.
+func withMembers(ws []persistence.Watermark, members []string) []persistence.Watermark {
+	for _, m := range members {
+		if !slices.ContainsFunc(ws, func(w persistence.Watermark) bool { return w.User == m }) {
+			ws = append(ws, persistence.Watermark{User: m})
+		}
+	}
+	slices.SortFunc(ws, func(a, b persistence.Watermark) int { return strings.Compare(a.User, b.User) })
+	return ws
 }
 
 // readable checks that user may read conv (a member of the direct conversation or

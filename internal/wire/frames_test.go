@@ -91,6 +91,12 @@ func validServerFrames() map[string]*pb.ServerFrame {
 		"history": {Body: &pb.ServerFrame_History{History: &pb.History{
 			Id: "h1", Conversation: "group:g1", More: true,
 			Messages: []*pb.Message{sMessage(0, 1, "", "g1"), sMessage(3, 2, "", "g1")}}}},
+		"receipt all": {Body: &pb.ServerFrame_Receipt{Receipt: &pb.Receipt{
+			Conversation: "group:g1", All: true, Status: "delivered", UpTo: 7}}},
+		"history receipts": {Body: &pb.ServerFrame_History{History: &pb.History{
+			Id: "h3", Conversation: "group:g1", Messages: []*pb.Message{sMessage(0, 1, "", "g1")},
+			Receipts: []*pb.Receipt{{Conversation: "group:g1", All: true, Status: "delivered", UpTo: 1},
+				{Conversation: "dm:a:b", User: "b", Status: "read", UpTo: 1}}}}},
 		"history empty": {Body: &pb.ServerFrame_History{History: &pb.History{Id: "h2", Conversation: "dm:a:b"}}},
 		"typing":        {Body: &pb.ServerFrame_Typing{Typing: &pb.TypingNotice{Conversation: "dm:alice:bob", From: "alice"}}},
 		"presence": {Body: &pb.ServerFrame_Presence{Presence: &pb.Presence{

@@ -27,11 +27,7 @@ func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
 		b = appendUintID(b, "upTo", x.Synced.GetUpTo())
 		b = appendBool(b, "more", x.Synced.GetMore())
 	case *parleypb.ServerFrame_Receipt:
-		r := x.Receipt
-		b = appendStr(b, "conversation", r.GetConversation())
-		b = appendStr(b, "user", r.GetUser())
-		b = appendStr(b, "status", r.GetStatus())
-		b = appendIntID(b, "upTo", r.GetUpTo())
+		b = appendReceiptMembers(b, x.Receipt)
 	case *parleypb.ServerFrame_History:
 		b = appendHistory(b, x.History)
 	case *parleypb.ServerFrame_Typing:
@@ -103,7 +99,34 @@ func appendHistory(b []byte, h *parleypb.History) []byte {
 		b = appendMessageObject(b, m)
 	}
 	b = append(b, ']')
-	return appendBool(b, "more", h.GetMore())
+	b = appendBool(b, "more", h.GetMore())
+	if len(h.GetReceipts()) > 0 {
+		b = append(appendKey(b, "receipts"), '[')
+		for i, r := range h.GetReceipts() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			start := len(b)
+			b = appendReceiptMembers(b, r)
+			b[start] = '{' // the members start with a comma: it becomes the brace
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return b
+}
+
+// appendReceiptMembers appends a receipt's members; a group-wide one has "all":
+// true and no user.
+func appendReceiptMembers(b []byte, r *parleypb.Receipt) []byte {
+	b = appendStr(b, "conversation", r.GetConversation())
+	if r.GetAll() {
+		b = appendBool(b, "all", true)
+	} else {
+		b = appendStr(b, "user", r.GetUser())
+	}
+	b = appendStr(b, "status", r.GetStatus())
+	return appendIntID(b, "upTo", r.GetUpTo())
 }
 
 // ServerTypeOf returns the PROTOCOL.md type of a server frame ("sent", "message",
@@ -177,6 +200,17 @@ type serverJSON struct {
 	Code     string          `json:"code"`
 	Message  string          `json:"message"`
 	Messages []messageJSON   `json:"messages"`
+	All      bool            `json:"all"`
+	Receipts []receiptJSON   `json:"receipts"`
+}
+
+// receiptJSON is a receipt in a history page.
+type receiptJSON struct {
+	Conversation string          `json:"conversation"`
+	User         string          `json:"user"`
+	All          bool            `json:"all"`
+	Status       string          `json:"status"`
+	UpTo         json.RawMessage `json:"upTo"`
 }
 
 func decodeServerJSON(data []byte) (*parleypb.ServerFrame, error) {
@@ -210,7 +244,7 @@ func (j *serverJSON) frame() (*parleypb.ServerFrame, error) {
 	case "receipt":
 		upTo, err := optInt("upTo", j.UpTo)
 		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Receipt{Receipt: &parleypb.Receipt{
-			Conversation: j.Conversation, User: j.User, Status: j.Status, UpTo: upTo}}}, err
+			Conversation: j.Conversation, User: j.User, Status: j.Status, UpTo: upTo, All: j.All}}}, err
 	case "history":
 		return j.history()
 	case "typing":
@@ -239,6 +273,14 @@ func (j *serverJSON) history() (*parleypb.ServerFrame, error) {
 			return nil, fmt.Errorf("messages[%d]: %w", i, err)
 		}
 		h.Messages = append(h.Messages, m)
+	}
+	for i, r := range j.Receipts {
+		upTo, err := optInt("upTo", r.UpTo)
+		if err != nil {
+			return nil, fmt.Errorf("receipts[%d]: %w", i, err)
+		}
+		h.Receipts = append(h.Receipts, &parleypb.Receipt{Conversation: r.Conversation, User: r.User, All: r.All,
+			Status: r.Status, UpTo: upTo})
 	}
 	return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_History{History: h}}, nil
 }

@@ -23,7 +23,8 @@ type opKind int
 
 const (
 	kindConversation opKind = iota // a conversation append and its queue ranges (arg *convWrite)
-	kindCursor                     // a device cursor moved (arg *cursorWrite)
+	kindCursor                     // a device cursor moved, and its delivered receipts (arg *cursorWrite)
+	kindRead                       // a conversation read up to a message (arg *readWrite)
 	kindLastSeen                   // a user's last-seen time moved (arg *lastSeenWrite)
 	kindPresence                   // a user came online or went offline (arg *presenceWrite)
 	numKinds

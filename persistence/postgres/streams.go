@@ -87,6 +87,15 @@ func newConvWrite(a persistence.ConversationAppend) (*convWrite, error) {
 			return nil, fmt.Errorf("encoding event: %w", err)
 		}
 		add(e.EventId, e.By, fmt.Sprint("event:", e.EventId), e.Ts, p, int16(e.Kind))
+		w.event = e.EventId
+		switch e.Kind {
+		case parleypb.GroupEvent_CREATED:
+			w.joined = append([]string{e.User}, e.Members...)
+		case parleypb.GroupEvent_MEMBER_ADDED:
+			w.joined = []string{e.User}
+		case parleypb.GroupEvent_MEMBER_REMOVED:
+			w.left = []string{e.User}
+		}
 	}
 	return w, nil
 }
@@ -228,15 +237,21 @@ func collectMessages(rows pgx.Rows) ([]*parleypb.Message, error) {
 	return out, mapErr(rows.Err())
 }
 
-// SaveCursor moves a device's cursor forward (never back) in the next group commit;
-// done (may be nil) is called once it has committed or failed, on a committer
-// goroutine.
-func (s *Store) SaveCursor(user, device string, cursor uint64, done func(error)) {
-	if done == nil {
-		done = func(error) {}
-	}
-	s.committer.submit(op{kind: kindCursor, key: user + "/" + device,
-		arg: &cursorWrite{user: user, device: device, cursor: int64(cursor)}, done: done})
+// SaveCursor moves a device's cursor forward (never back), from the cursor the
+// caller knew (0: unknown), to cursor, in the next group commit, with the delivered
+// receipts the move makes (see deliveredSQL). done (may be nil) is called once it
+// has committed or failed, on a committer goroutine, with the receipts that moved.
+func (s *Store) SaveCursor(user, device string, from, cursor uint64, done func([]persistence.ReceiptMove, error)) {
+	w := &cursorWrite{user: user, device: device, from: int64(from), cursor: int64(cursor)}
+	s.committer.submit(op{kind: kindCursor, key: user + "/" + device, arg: w, done: func(err error) {
+		if done != nil {
+			if err != nil {
+				done(nil, err)
+				return
+			}
+			done(w.moves, nil)
+		}
+	}})
 }
 
 // Cursors returns a user's device cursors.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parleychat/parley/persistence"
 )
 
 // writers[k] queues the one statement that writes every op of kind k in a round of a
@@ -13,6 +15,7 @@ import (
 var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 	kindConversation: queueConversations,
 	kindCursor:       queueCursors,
+	kindRead:         queueReads,
 	kindLastSeen:     queueLastSeen,
 	kindPresence:     queuePresence,
 }
@@ -95,6 +98,10 @@ type convWrite struct {
 	payloads   [][]byte
 	kinds      []int16
 	recipients []string
+	// A group membership event: the members it adds and removes, whose receipts
+	// rows it writes at its id or deletes (joinReceiptsSQL).
+	event        int64
+	joined, left []string
 
 	version  *int64  // nil: the stream was past expected
 	inserted []int64 // ids written
@@ -133,6 +140,11 @@ func queueConversations(b *pgx.Batch, ops []op) int {
 				r = convWrite{} // pgx may scan the next row into what r still points to
 			})
 		})
+	for _, o := range ops {
+		if w := o.arg.(*convWrite); len(w.joined) > 0 || len(w.left) > 0 {
+			b.Queue(joinReceiptsSQL, w.conv, w.event, w.joined, w.left)
+		}
+	}
 	return len(ids) + len(users)
 }
 
@@ -155,12 +167,17 @@ func scanPerOp(rows pgx.Rows, ops []op, dest []any, set func(o op)) error {
 
 type cursorWrite struct {
 	user, device string
-	cursor       int64
+	from, cursor int64 // the move: from the cursor the mover had (or the stored one, if higher)
+
+	moves []persistence.ReceiptMove // the delivered receipts it made
 }
 
-func (*cursorWrite) reset() {}
+func (w *cursorWrite) reset() { w.moves = nil }
 
+// queueCursors queues the delivered receipts of the moves (which read the cursors
+// before the move), then the cursor upsert.
 func queueCursors(b *pgx.Batch, ops []op) int {
+	queueDelivered(b, ops)
 	users, devices, cursors := make([]string, len(ops)), make([]string, len(ops)), make([]int64, len(ops))
 	for i, o := range ops {
 		w := o.arg.(*cursorWrite)

@@ -1051,11 +1051,14 @@ func (x *Synced) GetMore() bool {
 }
 
 type Receipt struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Conversation  string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	UpTo          int64                  `protobuf:"varint,4,opt,name=up_to,json=upTo,proto3" json:"up_to,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Conversation string                 `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	User         string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Status       string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	UpTo         int64                  `protobuf:"varint,4,opt,name=up_to,json=upTo,proto3" json:"up_to,omitempty"`
+	// all: a group-wide watermark (user empty): every member but the one it is sent
+	// to has the messages up to up_to (delivered), or has read them (read).
+	All           bool `protobuf:"varint,5,opt,name=all,proto3" json:"all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1118,12 +1121,22 @@ func (x *Receipt) GetUpTo() int64 {
 	return 0
 }
 
+func (x *Receipt) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
 type History struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Conversation  string                 `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	Messages      []*Message             `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
-	More          bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Conversation string                 `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	Messages     []*Message             `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	More         bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	// receipts: on the newest page (no before), the conversation's receipts as the
+	// caller sees them: a direct conversation's peer; a group's "by all" watermarks.
+	Receipts      []*Receipt `protobuf:"bytes,5,rep,name=receipts,proto3" json:"receipts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1184,6 +1197,13 @@ func (x *History) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *History) GetReceipts() []*Receipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
 }
 
 type TypingNotice struct {
@@ -1465,17 +1485,19 @@ const file_frames_proto_rawDesc = "" +
 	"\tclient_id\x18\t \x01(\tR\bclientId\"1\n" +
 	"\x06Synced\x12\x13\n" +
 	"\x05up_to\x18\x01 \x01(\x04R\x04upTo\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"n\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\x80\x01\n" +
 	"\aReceipt\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\tR\x06status\x12\x13\n" +
-	"\x05up_to\x18\x04 \x01(\x03R\x04upTo\"\x81\x01\n" +
+	"\x05up_to\x18\x04 \x01(\x03R\x04upTo\x12\x10\n" +
+	"\x03all\x18\x05 \x01(\bR\x03all\"\xb1\x01\n" +
 	"\aHistory\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fconversation\x18\x02 \x01(\tR\fconversation\x12.\n" +
 	"\bmessages\x18\x03 \x03(\v2\x12.parley.v1.MessageR\bmessages\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more\"F\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12.\n" +
+	"\breceipts\x18\x05 \x03(\v2\x12.parley.v1.ReceiptR\breceipts\"F\n" +
 	"\fTypingNotice\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\"S\n" +
@@ -1542,11 +1564,12 @@ var file_frames_proto_depIdxs = []int32{
 	17, // 15: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
 	18, // 16: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
 	11, // 17: parley.v1.History.messages:type_name -> parley.v1.Message
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 18: parley.v1.History.receipts:type_name -> parley.v1.Receipt
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_frames_proto_init() }

@@ -1658,12 +1658,13 @@ func (x *TypingRequest) GetFrom() string {
 	return ""
 }
 
-// Notify is a transient frame a user grain pushes to its live connections (typing,
-// a contact's presence).
+// Notify is a frame a user grain pushes to its live connections (typing, a
+// contact's presence, a receipt).
 type Notify struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Typing        *TypingNotice          `protobuf:"bytes,1,opt,name=typing,proto3" json:"typing,omitempty"`
 	Presence      *Presence              `protobuf:"bytes,2,opt,name=presence,proto3" json:"presence,omitempty"`
+	Receipt       *Receipt               `protobuf:"bytes,3,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1708,6 +1709,13 @@ func (x *Notify) GetTyping() *TypingNotice {
 func (x *Notify) GetPresence() *Presence {
 	if x != nil {
 		return x.Presence
+	}
+	return nil
+}
+
+func (x *Notify) GetReceipt() *Receipt {
+	if x != nil {
+		return x.Receipt
 	}
 	return nil
 }
@@ -1984,10 +1992,11 @@ const file_grains_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"G\n" +
 	"\rTypingRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
-	"\x04from\x18\x02 \x01(\tR\x04from\"j\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"\x98\x01\n" +
 	"\x06Notify\x12/\n" +
 	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingNoticeR\x06typing\x12/\n" +
-	"\bpresence\x18\x02 \x01(\v2\x13.parley.v1.PresenceR\bpresence\"=\n" +
+	"\bpresence\x18\x02 \x01(\v2\x13.parley.v1.PresenceR\bpresence\x12,\n" +
+	"\areceipt\x18\x03 \x01(\v2\x12.parley.v1.ReceiptR\areceipt\"=\n" +
 	"\x05Watch\x12\x18\n" +
 	"\awatcher\x18\x01 \x01(\tR\awatcher\x12\x1a\n" +
 	"\bwatching\x18\x02 \x01(\bR\bwatching\"B\n" +
@@ -2059,6 +2068,7 @@ var file_grains_proto_goTypes = []any{
 	(*actor.PID)(nil),               // 33: actor.PID
 	(*TypingNotice)(nil),            // 34: parley.v1.TypingNotice
 	(*Presence)(nil),                // 35: parley.v1.Presence
+	(*Receipt)(nil),                 // 36: parley.v1.Receipt
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
@@ -2079,12 +2089,13 @@ var file_grains_proto_depIdxs = []int32{
 	4,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
 	34, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
 	35, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
-	33, // 18: parley.v1.DeviceStatus.conn:type_name -> actor.PID
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	36, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
+	33, // 19: parley.v1.DeviceStatus.conn:type_name -> actor.PID
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }

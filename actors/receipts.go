@@ -1,0 +1,148 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// Receipts. A device's received moves its cursor, and the store turns the move, in
+// the same group commit, into a delivered watermark per conversation it covers; a
+// read moves a read watermark. Each watermark that moves is told to the users it is
+// news to: the senders of the messages it newly covers (and, for a read, the
+// reader's own devices, which clear their unread marks). Nothing else is sent per
+// receipt: in a group, a member's receipt reaches the senders of what it covers,
+// not every member.
+
+// receiptsMoved hands the receipts a commit moved to the node's relay.
+type receiptsMoved struct{ moves []persistence.ReceiptMove }
+
+// receiptRelay tells each moved receipt to the user grains it is news to. The store
+// calls back on a committer goroutine, which must not resolve grains (a lookup may
+// wait on the cluster), and the connection that made the receipt may be gone by
+// then (a client acknowledges, then closes): so one actor per node relays them.
+type receiptRelay struct{ deps *Deps }
+
+func (r *receiptRelay) Receive(ctx actor.Context) {
+	m, ok := ctx.Message().(*receiptsMoved)
+	if !ok {
+		return
+	}
+	for _, mv := range m.moves {
+		n := &parleypb.Notify{Receipt: &parleypb.Receipt{Conversation: mv.Conversation, User: mv.User,
+			Status: mv.Status, UpTo: mv.UpTo}}
+		for _, s := range mv.Senders {
+			r.deps.tell(ctx, s, KindUser, n)
+		}
+		if mv.Status == persistence.Read {
+			r.deps.tell(ctx, mv.User, KindUser, n)
+		}
+	}
+}
+
+// relay is this node's receipt relay, started at its first use.
+type relay struct {
+	once sync.Once
+	pid  *actor.PID
+}
+
+// receipts hands moves to the relay; it may be called from any goroutine.
+func (d *Deps) receipts(moves []persistence.ReceiptMove) {
+	if len(moves) == 0 {
+		return
+	}
+	d.relay.once.Do(func() {
+		d.relay.pid = d.Cluster.ActorSystem.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
+			return &receiptRelay{deps: d}
+		}), "receipts")
+	})
+	if d.relay.pid != nil {
+		d.Cluster.ActorSystem.Root.Send(d.relay.pid, &receiptsMoved{moves: moves})
+	}
+}
+
+// markRead saves a read receipt: for a conversation the user is in, up to a
+// message of it that the user has (in a group, one after the user's join). What is
+// refused is answered with an error frame and never stored.
+func (c *Connection) markRead(ctx actor.Context, r *parleypb.Read) {
+	id, err := convid.Parse(r.Conversation)
+	switch {
+	case err != nil:
+		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed conversation id")
+	case r.UpTo <= 0:
+		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "upTo must be a message id")
+	case id.Kind == convid.Group:
+		if e := c.exists("", id.Group); e != nil {
+			c.writeGrainError("", e, "store unavailable; send read again")
+			return
+		}
+		req := &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: c.user}
+		ask(c.deps, ctx, r.Conversation, KindConversation, req, func(g *parleypb.GroupResponse, err error) {
+			if err != nil {
+				c.writeGrainError("", err, "group unavailable; send read again")
+				return
+			}
+			c.saveRead(ctx, r, g.JoinedAt)
+		})
+	case id.Members[0] != c.user && id.Members[1] != c.user:
+		c.writeError("", parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+r.Conversation)
+	default:
+		c.saveRead(ctx, r, 0)
+	}
+}
+
+func (c *Connection) saveRead(ctx actor.Context, r *parleypb.Read, floor int64) {
+	root, self, d := ctx.ActorSystem().Root, ctx.Self(), c.deps
+	c.deps.Store.SaveRead(c.user, r.Conversation, r.UpTo, floor, func(m *persistence.ReceiptMove, err error) {
+		switch {
+		case errors.Is(err, persistence.ErrNotFound):
+			root.Send(self, &wake{f: func() {
+				c.writeError("", parleypb.ErrorReason_NOT_FOUND.Code(),
+					fmt.Sprintf("read: %d is no message of %s that you have", r.UpTo, r.Conversation))
+			}})
+		case err != nil:
+			root.Send(self, &wake{f: func() {
+				c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "read not saved; send it again")
+			}})
+		case m != nil:
+			d.receipts([]persistence.ReceiptMove{*m})
+		}
+	})
+}
+
+// historyReceipts are the receipts a newest history page carries: a direct
+// conversation's peer's watermarks; a group's "by all" watermarks over the members
+// but the caller.
+func (c *Connection) historyReceipts(conv string) ([]*parleypb.Receipt, error) {
+	cx, cancel := c.deps.timeout()
+	defer cancel()
+	ws, err := c.deps.Store.Receipts(cx, conv)
+	if err != nil {
+		return nil, err
+	}
+	var out []*parleypb.Receipt
+	add := func(user string, all bool, status string, upTo int64) {
+		if upTo > 0 {
+			out = append(out, &parleypb.Receipt{Conversation: conv, User: user, All: all, Status: status, UpTo: upTo})
+		}
+	}
+	if id, _ := convid.Parse(conv); id.Kind == convid.Group {
+		delivered, read := persistence.ByAll(ws, c.user)
+		add("", true, persistence.Delivered, delivered)
+		add("", true, persistence.Read, read)
+		return out, nil
+	}
+	for _, w := range ws {
+		if w.User != c.user {
+			add(w.User, false, persistence.Delivered, w.Delivered)
+			add(w.User, false, persistence.Read, w.Read)
+		}
+	}
+	return out, nil
+}
