@@ -61,7 +61,9 @@ func (m *memStore) RevokeDevice(_ context.Context, user, device string) (int64, 
 	return m.devices[user+"/"+device], nil
 }
 
-func (m *memStore) Receipts(context.Context, string) ([]persistence.Watermark, error) { return nil, nil }
+func (m *memStore) Receipts(context.Context, string) ([]persistence.Watermark, error) {
+	return nil, nil
+}
 
 func (m *memStore) History(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
 	return nil, false, nil

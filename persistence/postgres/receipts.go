@@ -138,8 +138,8 @@ type readWrite struct {
 	user, conv  string
 	upTo, floor int64
 
-	ok    bool // the read was accepted
-	moved bool // it moved the watermark
+	ok     bool // the read was accepted
+	moved  bool // it moved the watermark
 	notify []string
 }
 
