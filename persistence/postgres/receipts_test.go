@@ -137,7 +137,9 @@ func TestGroupReceiptsFollowMembership(t *testing.T) {
 	require.Equal(t, map[string][2]int64{owner: {10, 10}, m2: {30, 30}}, watermarks(t, s, conv))
 	_, err = markRead(t, s, m1, conv, 20, 10)
 	require.NoError(t, err)
-	require.NotContains(t, watermarks(t, s, conv), m1, "a member that left gets no row back")
+	require.NotContains(t, watermarks(t, s, conv), m1, "a member that left gets no row back from a read")
+	require.Empty(t, moveCursor(t, s, m1, "d2", 0, 1))
+	require.NotContains(t, watermarks(t, s, conv), m1, "nor from a delivery")
 }
 
 func mustReceipts(t *testing.T, s *postgres.Store, conv string) []persistence.Watermark {
