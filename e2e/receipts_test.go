@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,7 +215,6 @@ func (r *reader) errorsSnapshot() []*parleypb.Error {
 	defer r.mu.Unlock()
 	return append([]*parleypb.Error(nil), r.errors...)
 }
-
 
 // holder returns the index of the node, of those not dead, whose admin endpoint
 // lists grain.
