@@ -120,6 +120,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&c.UsersPrefix, "users-prefix", "", "user name prefix (default: a fresh random one)")
 	fs.Float64Var(&c.Rate, "rate", 100, "messages/s in total (0 = as fast as the window allows)")
 	fs.IntVar(&c.Window, "window", 8, "unanswered sends per sender when -rate 0 (and for the storm's posts)")
+	fs.IntVar(&c.ReadEvery, "read-every", 0, "dm: every recipient acknowledges each message with received, and every N-th with read (the receipts load); 0 = no acknowledgements until the end")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "traffic or holding time; storm: the longest the reconnect may take")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "how long to wait for answers and deliveries after -duration")
 	fs.DurationVar(&c.Settle, "settle", time.Second, "storm: the least wait between posting and reconnecting")

@@ -36,6 +36,7 @@ type lconn struct {
 	after  *uint64 // the position to sync from; nil = the device's stored cursor
 
 	rmu      sync.Mutex // held while the poller reads and handles this connection
+	gotN     int        // messages acknowledged (rmu), for ReadEvery
 	detached bool       // reading has ended (rmu)
 	inbox    inbox      // input not yet handled (rmu)
 

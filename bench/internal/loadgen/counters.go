@@ -52,6 +52,11 @@ type WorkerResult struct {
 	CPUSec      float64 `json:"cpuSec"`
 	FramesIn    uint64  `json:"framesIn"`
 	SlowDecodes uint64  `json:"slowDecodes"` // JSON frames the fast scan left to the full decoder (whole run)
+	// With ReadEvery: received and read frames written, receipt frames received.
+	AcksOut     uint64 `json:"acksOut,omitempty"`
+	ReadsOut    uint64 `json:"readsOut,omitempty"`
+	ReceiptsIn  uint64 `json:"receiptsIn,omitempty"`
+	AcksDropped uint64 `json:"acksDropped,omitempty"`
 }
 
 // counters are a worker's tallies, updated by every connection's goroutines.
@@ -60,6 +65,8 @@ type counters struct {
 	sent, acked, expected, delivered, dups, echoes atomic.Uint64
 	missed, werrs, closes, errFrames, caught       atomic.Uint64
 	resent, framesIn, slowDecodes                  atomic.Uint64
+	acksOut, readsOut, receiptsIn, acksDropped     atomic.Uint64 // receipts load (ReadEvery)
+	acksPending                                    atomic.Int64  // queued, not yet written
 	lastActivity                                   atomic.Uint64 // ns since base
 	sentHist, delivHist, catchHist, ownHist        *Histogram
 	mu                                             sync.Mutex
@@ -109,7 +116,7 @@ func (w *worker) result() WorkerResult {
 		Conns: w.cfg.Conns, ConnsUp: int(w.connsUp.Load()), SetupUp: int(w.setupUp.Load()),
 		SetupErrors: uint64(w.setupErrors.Load()), DialRetries: uint64(w.dialRetries.Load()), Resent: w.resent.Load(), Groups: len(w.groups),
 		Sent: w.sent.Load(), Acked: w.acked.Load(), Expected: w.expected.Load(), Delivered: w.delivered.Load(),
-		Lost: w.lost(), Duplicates: w.dups.Load(), Echoes: w.echoes.Load(), Missed: w.missed.Load(),
+		Lost: w.lost(), Duplicates: w.dups.Load(), Echoes: w.echoes.Load(), AcksOut: w.acksOut.Load(), ReadsOut: w.readsOut.Load(), ReceiptsIn: w.receiptsIn.Load(), AcksDropped: w.acksDropped.Load(), Missed: w.missed.Load(),
 		WriteErrors: w.werrs.Load(), Closes: w.closes.Load(), CaughtUp: w.caught.Load(), ErrorFrames: codes,
 		ActiveSec: (time.Duration(w.lastActivity.Load()) - w.trafficStart).Seconds(),
 		SentHist:  w.sentHist.Snapshot().toJSON(), DeliverHist: w.delivHist.Snapshot().toJSON(),

@@ -134,6 +134,24 @@ func TestEndToEnd(t *testing.T) {
 	requireSamples(t, res, 4) // at 0 s, each second of the 3 s, and at the end
 }
 
+// TestReceiptsRun: the receipts load. Every recipient acknowledges each message
+// with received and every second one with read, and the senders get receipts
+// back.
+func TestReceiptsRun(t *testing.T) {
+	n, pids := startNode(t)
+	res := run(t, Config{URLs: []string{n.URL}, Conns: 20, Rate: 200, Duration: 2 * time.Second,
+		Drain: 10 * time.Second, Procs: 1, NodePIDs: pids, ReadEvery: 2})
+	requireClean(t, res)
+	require.Positive(t, res.Delivered)
+	require.Equal(t, res.Sent, res.Delivered)
+	require.Zero(t, res.AcksDropped)
+	require.Equal(t, res.Delivered, res.AcksOut, "a received per message delivered")
+	require.InDelta(t, float64(res.Delivered)/2, float64(res.ReadsOut), 20, "a read per two messages (per connection, rounded down)")
+	require.Positive(t, res.ReceiptsIn, "the senders hear of them")
+	require.LessOrEqual(t, res.ReceiptsIn, res.AcksOut+2*res.ReadsOut, "at most a receipt per acknowledgement, and a read's to the reader's own devices")
+	require.Contains(t, res.Markdown(), "receipts load")
+}
+
 // requireSamples checks the series of a run sampled every second: at least n
 // samples, each with the node's RSS and Go heap, and a steady-state summary.
 func requireSamples(t *testing.T, res *Result, n int) {

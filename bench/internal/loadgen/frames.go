@@ -20,6 +20,8 @@ func (c *lconn) handle(f *inFrame) {
 		c.message(f)
 	case kindSynced:
 		c.syncedFrame(f.upTo, f.more)
+	case kindReceipt:
+		c.w.receiptsIn.Add(1)
 	case kindError:
 		if string(f.code) == "unavailable" && c.resend(string(f.id)) {
 			return
@@ -74,6 +76,9 @@ func (c *lconn) message(m *inFrame) {
 	}
 	w.delivered.Add(1)
 	raise(&w.lastActivity, uint64(now))
+	if every := w.cfg.ReadEvery; every > 0 {
+		c.acknowledge(m, every)
+	}
 	if caught {
 		w.caughtUp(c, now)
 	}
@@ -247,4 +252,60 @@ func (c *lconn) resend(id string) bool {
 		}
 	})
 	return true
+}
+
+// ackReq is one acknowledgement a recipient owes: received up to seq, and, when
+// conv is set, read up to the message msgID.
+type ackReq struct {
+	c     *lconn
+	seq   uint64
+	msgID uint64
+	conv  string
+}
+
+// acknowledge queues the acknowledgements of message m (poller goroutine, c.rmu
+// held): received for every message, read for every every-th. The writes go to
+// the worker's acknowledger: the poller must never wait on a socket. A queue
+// that is full drops the acknowledgement and counts it.
+func (c *lconn) acknowledge(m *inFrame, every int) {
+	a := ackReq{c: c, seq: m.seq}
+	c.gotN++
+	if c.gotN%every == 0 {
+		a.msgID, a.conv = m.msgID, directID(c.user, string(m.from))
+	}
+	c.w.acksPending.Add(1)
+	select {
+	case c.w.acks <- a:
+	default:
+		c.w.acksPending.Add(-1)
+		c.w.acksDropped.Add(1)
+	}
+}
+
+// acknowledger writes the queued acknowledgements until done is closed.
+func (w *worker) acknowledger(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case a := <-w.acks:
+			if a.c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Received{
+				Received: &parleypb.Received{UpTo: a.seq}}}) == nil {
+				w.acksOut.Add(1)
+			}
+			if a.conv != "" && a.c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Read{
+				Read: &parleypb.Read{Conversation: a.conv, UpTo: int64(a.msgID)}}}) == nil {
+				w.readsOut.Add(1)
+			}
+			w.acksPending.Add(-1)
+		}
+	}
+}
+
+// directID is the id of the direct conversation of a and b.
+func directID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "dm:" + a + ":" + b
 }

@@ -95,6 +95,10 @@ func (r *Result) trafficRows(row rowFunc) {
 	row("delivered msgs/s", "**%.0f** (over %.2f s)", r.DeliveredPerSec, r.TrafficSec)
 	r.latencyRow(row, "send → sent", r.SentLatency)
 	r.latencyRow(row, "send → delivery", r.DeliveryLatency)
+	if r.ReadEvery > 0 {
+		row("receipts load", "received on every message, read on every %d-th: %d received and %d read written, %d receipt frames back (%d not written: loadgen fell behind)",
+			r.ReadEvery, r.AcksOut, r.ReadsOut, r.ReceiptsIn, r.AcksDropped)
+	}
 }
 
 func (r *Result) stormRows(row rowFunc) {

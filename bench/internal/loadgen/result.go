@@ -66,6 +66,11 @@ type Result struct {
 	Lost            uint64            `json:"lost"`
 	Duplicates      uint64            `json:"duplicates"`
 	Echoes          uint64            `json:"echoes"`
+	ReadEvery       int               `json:"readEvery,omitempty"`   // the receipts load: see Config.ReadEvery
+	AcksOut         uint64            `json:"acksOut,omitempty"`     // received frames written
+	ReadsOut        uint64            `json:"readsOut,omitempty"`    // read frames written
+	ReceiptsIn      uint64            `json:"receiptsIn,omitempty"`  // receipt frames received
+	AcksDropped     uint64            `json:"acksDropped,omitempty"` // acknowledgements loadgen could not keep up with
 	Missed          uint64            `json:"missed"`
 	WriteErrors     uint64            `json:"writeErrors"`
 	Closes          uint64            `json:"closes"`
@@ -128,7 +133,8 @@ func (s *SelfStats) finish(measuredSec float64) {
 func newResult(cfg Config) *Result {
 	r := &Result{Started: time.Now(), Scenario: cfg.Scenario, URLs: cfg.URLs, Conns: cfg.Conns, Procs: cfg.Procs,
 		SrcIPs: cfg.SrcIPs, Rate: cfg.Rate, Duration: cfg.Duration.String(), Encoding: cfg.Encoding,
-		UsersPrefix: cfg.UsersPrefix, MintedAuth: cfg.TokenSecret != "", ErrorFrames: map[string]uint64{}}
+		UsersPrefix: cfg.UsersPrefix, MintedAuth: cfg.TokenSecret != "", ErrorFrames: map[string]uint64{},
+		ReadEvery: cfg.ReadEvery}
 	switch cfg.Scenario {
 	case ScenarioGroup:
 		r.Groups, r.Members, r.Senders = cfg.Groups, cfg.Members, cfg.Senders
@@ -191,6 +197,10 @@ func (res *Result) add(w *WorkerResult) {
 	res.Lost += w.Lost
 	res.Duplicates += w.Duplicates
 	res.Echoes += w.Echoes
+	res.AcksOut += w.AcksOut
+	res.ReadsOut += w.ReadsOut
+	res.ReceiptsIn += w.ReceiptsIn
+	res.AcksDropped += w.AcksDropped
 	res.Missed += w.Missed
 	res.WriteErrors += w.WriteErrors
 	res.Closes += w.Closes

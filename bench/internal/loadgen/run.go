@@ -62,6 +62,9 @@ type Config struct {
 	Encoding    string // json (default) or proto
 	RegisterPar int    // concurrent REST calls per worker (default 16)
 	DialPar     int    // concurrent WebSocket dials per worker (default 64)
+	// ReadEvery, when positive (dm only), makes every recipient acknowledge each
+	// message with received, and every ReadEvery-th with read: the receipts load.
+	ReadEvery int
 	// TokenSecret is the nodes' PARLEY_TOKEN_SECRET: tokens are minted here, not
 	// logged in for (registration happens only where accounts are needed).
 	TokenSecret string
@@ -207,7 +210,7 @@ func (cfg *Config) workerConfigs() []WorkerConfig {
 			RunID: hex.EncodeToString(runID[:]), Rate: cfg.Rate * float64(shares[i]) / float64(cfg.Conns),
 			Window: cfg.Window, Duration: Dur(cfg.Duration), Drain: Dur(cfg.Drain), SrcIPs: cfg.SrcIPs,
 			SrcOffset: i * cfg.SrcIPs, Encoding: cfg.Encoding, RegisterPar: cfg.RegisterPar, DialPar: cfg.DialPar,
-			TokenSecret: cfg.TokenSecret}
+			TokenSecret: cfg.TokenSecret, ReadEvery: cfg.ReadEvery}
 	}
 	return out
 }

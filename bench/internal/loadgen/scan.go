@@ -12,11 +12,12 @@ import (
 type frameKind uint8
 
 const (
-	kindOther frameKind = iota // receipt, history, typing, presence, pong: not looked at
+	kindOther frameKind = iota // history, typing, presence, pong: not looked at
 	kindSent
 	kindMessage
 	kindSynced
 	kindError
+	kindReceipt // counted only
 )
 
 // inFrame is the part of a server frame loadgen reads. Its byte slices point
@@ -25,6 +26,7 @@ const (
 type inFrame struct {
 	kind     frameKind
 	seq      uint64 // message
+	msgID    uint64 // message: its message id
 	upTo     uint64 // synced
 	more     bool   // synced
 	id       []byte // sent, error: the client message id
@@ -58,8 +60,11 @@ func fromProto(sf *parleypb.ServerFrame, f *inFrame) {
 	case *parleypb.ServerFrame_Message:
 		m := b.Message
 		f.kind, f.seq, f.from, f.clientID = kindMessage, m.GetSeq(), []byte(m.GetFrom()), []byte(m.GetClientId())
+		f.msgID = uint64(m.GetMessageId())
 	case *parleypb.ServerFrame_Synced:
 		f.kind, f.upTo, f.more = kindSynced, b.Synced.GetUpTo(), b.Synced.GetMore()
+	case *parleypb.ServerFrame_Receipt:
+		f.kind = kindReceipt
 	case *parleypb.ServerFrame_Error:
 		e := b.Error
 		f.kind, f.id, f.code, f.text = kindError, []byte(e.GetId()), []byte(e.GetCode()), []byte(e.GetMessage())
@@ -118,6 +123,8 @@ func (s *jsonScan) member(f *inFrame, key []byte, typ *[]byte) bool {
 		f.text, ok = s.str()
 	case "seq":
 		f.seq, ok = s.uint()
+	case "messageId":
+		f.msgID, ok = s.uint()
 	case "upTo":
 		f.upTo, ok = s.uint()
 	case "more":
@@ -129,7 +136,7 @@ func (s *jsonScan) member(f *inFrame, key []byte, typ *[]byte) bool {
 }
 
 // knownKeys are the members member reads.
-var knownKeys = [...]string{"type", "id", "from", "clientId", "code", "message", "seq", "upTo", "more"}
+var knownKeys = [...]string{"type", "id", "from", "clientId", "code", "message", "seq", "messageId", "upTo", "more"}
 
 // foldsToKnown reports a key that encoding/json would take for one of
 // knownKeys (it matches names case-insensitively, Unicode folding included), so
@@ -157,7 +164,9 @@ func setKind(f *inFrame, typ []byte) bool {
 	case "sent":
 		*f = inFrame{kind: kindSent, id: f.id}
 	case "message":
-		*f = inFrame{kind: kindMessage, seq: f.seq, from: f.from, clientID: f.clientID}
+		*f = inFrame{kind: kindMessage, seq: f.seq, msgID: f.msgID, from: f.from, clientID: f.clientID}
+	case "receipt":
+		*f = inFrame{kind: kindReceipt}
 	case "synced":
 		*f = inFrame{kind: kindSynced, upTo: f.upTo, more: f.more}
 	case "error":

@@ -16,6 +16,11 @@ func (w *worker) traffic(ctx context.Context) error {
 	senders := w.arm(w.cfg.Rate > 0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	if w.cfg.ReadEvery > 0 {
+		done := make(chan struct{})
+		defer close(done) // after the drain: acknowledgements go on until then
+		go w.acknowledger(done)
+	}
 	for _, c := range senders {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.sendLoop(stop, 0) }()
@@ -40,11 +45,12 @@ func (w *worker) traffic(ctx context.Context) error {
 
 // drained tells whether every send is answered, every delivery owed arrived,
 // and every sender got its own messages back (the server pushes a message to
-// the sender's connections too: the result must not be taken before that push).
+// the sender's connections too: the result must not be taken before that push),
+// and every acknowledgement queued is written.
 func (w *worker) drained() bool {
 	acked := w.acked.Load()
 	return acked+w.errFrames.Load() >= w.sent.Load() && w.delivered.Load() >= w.expected.Load() &&
-		w.echoes.Load() >= acked
+		w.echoes.Load() >= acked && w.acksPending.Load() == 0
 }
 
 // arm sets up the connected users that send: what they send to, how many

@@ -33,6 +33,9 @@ type WorkerConfig struct {
 	Encoding    string   `json:"encoding"`
 	RegisterPar int      `json:"registerPar"`
 	DialPar     int      `json:"dialPar"`
+	// ReadEvery, when positive, makes each recipient acknowledge every message it
+	// gets with received, and every ReadEvery-th with read too (dm only).
+	ReadEvery int `json:"readEvery,omitempty"`
 	// TokenSecret, when set, is the nodes' token secret: tokens are minted here
 	// instead of logging in.
 	TokenSecret string `json:"tokenSecret,omitempty"`
@@ -98,11 +101,12 @@ type worker struct {
 	lay     layout
 	http    *http.Client
 	tokens  []string
-	groups  []string // group ids
-	conns   []*lconn // by user index
-	cursors []uint64 // storm: each client's cursor after its first sync
-	readBuf int      // each connection's read buffer, bytes
-	poll    *poller  // reads every connection
+	groups  []string    // group ids
+	conns   []*lconn    // by user index
+	cursors []uint64    // storm: each client's cursor after its first sync
+	readBuf int         // each connection's read buffer, bytes
+	poll    *poller     // reads every connection
+	acks    chan ackReq // receipts load: what the recipients acknowledge (ReadEvery)
 	counters
 }
 
@@ -151,7 +155,7 @@ func newWorker(cfg WorkerConfig) (*worker, error) {
 	w := &worker{cfg: cfg, enc: enc, srcs: NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset), base: time.Now(), lay: lay, poll: poll,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.RegisterPar,
 			DialContext: Dialer(NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset).Next())}},
-		conns: make([]*lconn, lay.users), readBuf: readBufSize(cfg.Scenario)}
+		conns: make([]*lconn, lay.users), readBuf: readBufSize(cfg.Scenario), acks: make(chan ackReq, 1<<16)}
 	w.counters.init()
 	return w, nil
 }
