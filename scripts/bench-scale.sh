@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|soak|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|group|storm|catchup|steady|soak|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
 # scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
@@ -9,6 +9,7 @@
 #
 #   quick     the short scenario of `make bench` (about a minute): Postgres's ceiling,
 #             1:1 at 1,000 msgs/s over 200 connections, a 200-member group at 100 posts/s
+#             and receipts' rows per message (1:1 at 1,000 msgs/s without, then with them)
 #   ceilings  Postgres's insert ceiling on our table shape (COPY, 1000-row INSERT) and a
 #             bare gobwas/ws echo server's frame rate and idle memory
 #   idle      one node holding 5k, 10k and 19k idle connections (fresh node each)
@@ -17,6 +18,10 @@
 #   sustain   the most 1:1 msgs/s one node sustains with p99 send-to-delivery <= 50 ms:
 #             rising fixed rates (400 connections, 10 s each; SUSTAIN_RATES overrides
 #             the list) until p99 exceeds 50 ms or delivered falls under 97 % of offered
+#   receipts  the cost of receipts: the sustain search (RECEIPTS_RATES) without them, then
+#             with every recipient acknowledging each message (received) and reading
+#             every 4th (read); each run's rows written per message delivered, from
+#             PostgreSQL's table statistics (pg_stat_user_tables)
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each, 512 dials
@@ -93,6 +98,33 @@ loadgen() { # args...: one run, its Markdown appended to OUT; $LOADGEN_JSON, if 
 	rm -f "$md"
 }
 
+# rowsWritten: the rows PostgreSQL has inserted, updated and deleted (all tables;
+# receipts and device_cursors), as "all receipts cursors". A backend reports its
+# counts when it goes idle, at most every 10 s: the caller waits 11 s first.
+rowsWritten() {
+	psql "$DATABASE_URL" -Atc "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0),
+		coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del) FILTER (WHERE relname LIKE 'receipts%'), 0),
+		coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del) FILTER (WHERE relname = 'device_cursors'), 0)
+		FROM pg_stat_user_tables" | tr '|' ' '
+}
+
+# receiptsRun label json args...: one dm run, then the rows it wrote per message delivered.
+receiptsRun() {
+	local label=$1 json=$2 before after
+	shift 2
+	sleep 11
+	before=$(rowsWritten)
+	LOADGEN_JSON=$json loadgen "$@"
+	sleep 11
+	after=$(rowsWritten)
+	awk -v label="$label" -v b="$before" -v a="$after" '
+		/^  "delivered":/ { gsub(/,/, "", $2); d = $2 + 0 }
+		END {
+			split(b, x, " "); split(a, y, " ")
+			if (d > 0) printf "%s: %.2f rows written per message delivered (receipts %.2f, cursors %.2f), %d delivered\n", label, (y[1] - x[1]) / d, (y[2] - x[2]) / d, (y[3] - x[3]) / d, d
+		}' "$json" | tee -a "$OUT"
+}
+
 # passes rate json: prints and tells whether a 1:1 run at rate kept p99 send-to-delivery <= 50 ms and
 # delivered >= 97 % of the offered rate (from loadgen's JSON result).
 passes() {
@@ -113,6 +145,12 @@ quick() {
 	url=$(nodes 1)
 	loadgen -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
 	loadgen -url "$url" -scenario group -groups 1 -members 200 -rate 100 -duration 5s -register-par 64
+	local json
+	json=$(mktemp)
+	section "Receipts: 1:1 at 1,000 msgs/s without them, then with received on every message and read on every 4th"
+	receiptsRun "without receipts" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
+	receiptsRun "with receipts" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64 -read-every 4
+	rm -f "$json"
 }
 
 ceilings() {
@@ -159,6 +197,26 @@ sustain() {
 	rm -f "$json"
 	printf '\n**Sustained: %s msgs/s** (the highest rate with p99 send-to-delivery <= 50 ms and >= 97 %% delivered; 0 = none)\n' \
 		"$passed" | tee -a "$OUT"
+}
+
+receipts() {
+	section "Receipts: the sustained 1:1 rate without them and with them"
+	local url json rate best label flags
+	json=$(mktemp)
+	for label in without with; do
+		url=$(nodes 1)
+		flags=()
+		[[ $label == with ]] && flags=(-read-every 4)
+		best=0
+		for rate in ${RECEIPTS_RATES:-1000 2000 3000 4000 5000 6000 8000 10000}; do
+			receiptsRun "$label receipts, $rate msgs/s" "$json" -url "$url" -scenario dm -conns 400 -rate "$rate" \
+				-duration 10s -register-par 64 "${flags[@]}"
+			if ! passes "$rate" "$json" | tee -a "$OUT"; then break; fi
+			best=$rate
+		done
+		printf '\n**Sustained %s receipts: %s msgs/s**\n\n' "$label" "$best" | tee -a "$OUT"
+	done
+	rm -f "$json"
 }
 
 group() {
@@ -226,9 +284,9 @@ done
 setup
 for what in "$@"; do
 	case $what in
-	quick | ceilings | idle | cluster | dm | sustain | group | storm | catchup | steady | soak) "$what" ;;
-	all) ceilings; idle; cluster; dm; sustain; group; storm; catchup; steady ;;
-	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
+	quick | ceilings | idle | cluster | dm | sustain | receipts | group | storm | catchup | steady | soak) "$what" ;;
+	all) ceilings; idle; cluster; dm; sustain; receipts; group; storm; catchup; steady ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2
