@@ -126,6 +126,7 @@ type Connection struct {
 	paced        []func()         // reads waiting for the read budget, in order
 	pacing       bool             // a timer runs for paced
 	typed        map[string]int64 // conversation -> when this connection last told of typing (Unix ns)
+	unacked      *unacked         // messages written and not acknowledged yet: what received covers
 }
 
 // entry is a live queue entry held until the entries before it are written.
@@ -483,13 +484,17 @@ func (c *Connection) sync(s *parleypb.Sync) int {
 
 // received moves the device's cursor: to what this connection sent at most (a
 // device can only have received that), and only forward. It is saved in the next
-// group commit, with the delivered receipts the move makes, which the node's relay
-// then tells.
+// group commit, with a delivered watermark per conversation of the messages it
+// covers; the node's relay tells those that moved.
 func (c *Connection) received(upTo uint64) {
 	if upTo = min(upTo, c.lastSent); upTo > c.cursor {
-		from, d := c.cursor, c.deps
+		d := c.deps
 		c.cursor = upTo
-		d.Store.SaveCursor(c.user, c.device, from, upTo, func(moves []persistence.ReceiptMove, err error) {
+		marks := c.unacked.take(upTo, c.user)
+		if c.unacked != nil && len(c.unacked.sent) == 0 {
+			c.unacked = nil
+		}
+		d.Store.SaveCursor(c.user, c.device, upTo, marks, func(moves []persistence.ReceiptMove, err error) {
 			if err == nil {
 				d.receipts(moves)
 			}
@@ -734,6 +739,13 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 	}
 	if err := c.sock.WriteMessage(m, seq); err != nil {
 		c.closed = true // the gateway closes the socket and reports it
+		return
+	}
+	if seq > c.cursor {
+		if c.unacked == nil {
+			c.unacked = &unacked{}
+		}
+		c.unacked.add(seq, m)
 	}
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,6 +20,58 @@ import (
 // reader's own devices, which clear their unread marks). Nothing else is sent per
 // receipt: in a group, a member's receipt reaches the senders of what it covers,
 // not every member.
+
+// maxUnacked bounds the messages a connection remembers as written and not
+// acknowledged. Past it the oldest are forgotten: an acknowledgement then makes no
+// watermark for a conversation that only they were of (the cumulative watermark of
+// any later message of it covers them).
+const maxUnacked = 4096
+
+// unacked is what a connection wrote and its device has not acknowledged, in seq
+// order: what a received makes delivered watermarks of, without a store read.
+type unacked struct{ sent []sentEntry }
+
+type sentEntry struct {
+	seq uint64
+	m   *parleypb.Message // shared with every socket it was written to: read only
+}
+
+func (u *unacked) add(seq uint64, m *parleypb.Message) {
+	if n := len(u.sent); n > 0 && seq <= u.sent[n-1].seq {
+		return // a page replayed again: its entries are here already, or acknowledged
+	}
+	if len(u.sent) == maxUnacked {
+		u.sent = u.sent[1:]
+	}
+	u.sent = append(u.sent, sentEntry{seq: seq, m: m})
+}
+
+// take removes the entries up to upTo and returns their delivered watermarks: per
+// conversation, the highest message id, with the senders (other than user) of its
+// messages among them.
+func (u *unacked) take(upTo uint64, user string) []persistence.ReceiptMove {
+	if u == nil {
+		return nil
+	}
+	n := 0
+	var out []persistence.ReceiptMove
+	for ; n < len(u.sent) && u.sent[n].seq <= upTo; n++ {
+		m := u.sent[n].m
+		i := slices.IndexFunc(out, func(r persistence.ReceiptMove) bool { return r.Conversation == m.Conversation })
+		if i < 0 {
+			out = append(out, persistence.ReceiptMove{Conversation: m.Conversation, User: user, Status: persistence.Delivered})
+			i = len(out) - 1
+		}
+		r := &out[i]
+		r.UpTo = max(r.UpTo, m.MessageId)
+		if m.From != user && !slices.Contains(r.Senders, m.From) {
+			r.Senders = append(r.Senders, m.From)
+		}
+	}
+	clear(u.sent[:n]) // let the messages go
+	u.sent = u.sent[n:]
+	return out
+}
 
 // receiptsMoved hands the receipts a commit moved to the node's relay.
 type receiptsMoved struct{ moves []persistence.ReceiptMove }

@@ -219,6 +219,10 @@ func (c *chat) show(f *parleypb.ServerFrame) {
 		}
 		c.lastSeq = b.Message.Seq
 		fmt.Printf("[seq %d] %s\n", b.Message.Seq, describe(b.Message))
+		if m := b.Message; m.From != c.user { // printed on a terminal: read
+			c.write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Read{Read: &parleypb.Read{
+				Conversation: m.Conversation, UpTo: m.MessageId}}})
+		}
 	case *parleypb.ServerFrame_Sent:
 		delete(c.pending, b.Sent.Id)
 		fmt.Printf("sent %s -> %d\n", b.Sent.Id, b.Sent.MessageId)
@@ -236,6 +240,9 @@ func (c *chat) show(f *parleypb.ServerFrame) {
 			when(b.History.More, " (older ones exist)"))
 		for _, m := range b.History.Messages {
 			fmt.Printf("  %s\n", describe(m))
+		}
+		for _, r := range b.History.Receipts {
+			fmt.Printf("  %s\n", receipt(r))
 		}
 	case *parleypb.ServerFrame_Error:
 		delete(c.pending, b.Error.Id)
@@ -256,8 +263,32 @@ func (c *chat) show(f *parleypb.ServerFrame) {
 		}
 	case *parleypb.ServerFrame_Typing:
 		fmt.Printf("%s is typing in %s\n", b.Typing.From, b.Typing.Conversation)
-	default: // receipt: not sent by the server yet
+	case *parleypb.ServerFrame_Receipt:
+		fmt.Println(receipt(b.Receipt))
+	default:
 		fmt.Printf("%v\n", f)
+	}
+}
+
+// receipt describes a receipt as ticks: ✓ delivered, ✓✓ read.
+func receipt(r *parleypb.Receipt) string {
+	ticks, who := "✓", r.User
+	if r.Status == "read" {
+		ticks = "✓✓"
+	}
+	if r.All {
+		who = "everyone"
+	}
+	if r.User == "" && !r.All {
+		who = "?"
+	}
+	return fmt.Sprintf("%s %s by %s in %s, up to id %d", ticks, r.Status, who, r.Conversation, r.UpTo)
+}
+
+// write writes a frame that expects no answer.
+func (c *chat) write(f *parleypb.ClientFrame) {
+	if err := c.conn.Write(f); err != nil {
+		fmt.Fprintf(os.Stderr, "chat: writing: %v\n", err)
 	}
 }
 

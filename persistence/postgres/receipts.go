@@ -2,98 +2,68 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parleychat/parley/persistence"
 )
 
-// receiptSpan bounds the seqs before a cursor move that its delivered receipts are
-// computed over: a device that acknowledges a long replay at once costs one bounded
-// statement. Conversations covered only before the span get no receipt from that
-// move (the next message in them gives one).
-const receiptSpan = 10_000
-
-// deliveredSQL turns cursor moves into delivered receipts. Parameters, per move:
-// $1 user, $2 device, $3 the cursor the mover had, $4 the new cursor; $5 is
-// receiptSpan. It runs before the cursor upsert of the same commit, so the stored
-// cursor it reads is the one before the move.
-//
-// The queue's range rows that the move covers ((from, upTo], from being the
-// highest of the mover's old cursor, the stored one and upTo-$5) give, per
-// conversation, the highest message id delivered: a range wholly covered gives its
-// last id; a range that upTo cuts gives the id of its k-th message, read from the
-// conversation's stream. A watermark that moves is written (GREATEST: never back;
-// a group's row only if the member has one, see the migration), and returned with
-// the senders, other than the member, of the messages it newly covers.
+// deliveredSQL writes delivered watermarks. Parameters, per watermark: $1 its op's
+// 1-based ordinal, $2 the member, $3 the conversation, $4 the message id. A
+// watermark is written if it moves the stored one (GREATEST: never back) and, in a
+// group, only if the member has a row (see the migration); the rows returned, (op,
+// conversation), are those that moved. The stored value is read with a subquery in
+// the select list, which probes the primary key of the one partition that can hold
+// the row, where a join would scan the table under the commit's planner settings.
 const deliveredSQL = `
-WITH req AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(user_id, device_id, from_seq, up_to, op)
-), span AS (
-    SELECT r.op, r.user_id, r.up_to, q.conversation, q.last_seq, q.count, q.first_id, q.last_id
-    FROM req r
-    CROSS JOIN LATERAL (SELECT GREATEST(r.from_seq, r.up_to - $5,
-        (SELECT c.cursor FROM device_cursors c WHERE c.user_id = r.user_id AND c.device_id = r.device_id)) AS low) l
-    CROSS JOIN LATERAL (
-        SELECT * FROM queue_ranges q WHERE q.user_id = r.user_id AND q.last_seq > l.low
-        ORDER BY q.last_seq LIMIT GREATEST(r.up_to - l.low + 1, 0)
-    ) q
-    WHERE q.last_seq - q.count < r.up_to
-), top AS (
-    SELECT DISTINCT ON (op, conversation) * FROM span ORDER BY op, conversation, last_seq DESC
-), marks AS (
-    SELECT t.op, t.user_id, t.conversation,
-           (SELECT min(s.first_id) FROM span s WHERE s.op = t.op AND s.conversation = t.conversation) AS from_id,
-           CASE WHEN t.last_seq <= t.up_to THEN t.last_id ELSE (
-               SELECT e.message_id FROM conversation_events e
-               WHERE e.conversation = t.conversation AND e.kind = 0 AND e.message_id >= t.first_id
-               ORDER BY e.message_id OFFSET t.up_to - (t.last_seq - t.count) - 1 LIMIT 1) END AS up_to
-    FROM top t
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS i(op, user_id, conversation, up_to)
+), cur AS (
+    SELECT i.*, (SELECT x.delivered FROM receipts x WHERE x.conversation = i.conversation AND x.user_id = i.user_id) AS was
+    FROM input i
 ), moved AS (
-    SELECT m.*, COALESCE(x.delivered, 0) AS was
-    FROM marks m LEFT JOIN receipts x ON x.conversation = m.conversation AND x.user_id = m.user_id
-    WHERE m.up_to > COALESCE(x.delivered, 0) AND (x.user_id IS NOT NULL OR m.conversation LIKE 'dm:%')
+    SELECT * FROM cur WHERE up_to > COALESCE(was, 0) AND (was IS NOT NULL OR conversation LIKE 'dm:%')
 ), ins AS (
     INSERT INTO receipts (conversation, user_id, delivered, read)
     SELECT DISTINCT ON (conversation, user_id) conversation, user_id, up_to, 0 FROM moved
     ORDER BY conversation, user_id, up_to DESC
     ON CONFLICT (conversation, user_id) DO UPDATE SET delivered = GREATEST(receipts.delivered, EXCLUDED.delivered)
 )
-SELECT m.op, m.conversation, m.up_to, ARRAY(
-    SELECT DISTINCT e.sender FROM conversation_events e
-    WHERE e.conversation = m.conversation AND e.kind = 0 AND e.sender <> m.user_id
-      AND e.message_id > GREATEST(m.was, m.from_id - 1) AND e.message_id <= m.up_to)
-FROM moved m`
+SELECT op, conversation FROM moved`
 
-// queueDelivered queues deliveredSQL for the cursor moves among ops (those that
-// move a cursor from a known position: from < cursor), which collect their moves.
+// queueDelivered queues deliveredSQL for the delivered watermarks of the cursor
+// moves among ops, which collect those that moved.
 func queueDelivered(b *pgx.Batch, ops []op) {
-	var users, devices []string
-	var froms, tos []int64
-	var idx []int // ordinal in the statement -> index in ops
+	var opn, ups []int64
+	var users, convs []string
 	for i, o := range ops {
 		w := o.arg.(*cursorWrite)
-		w.moves = nil
-		if w.from < w.cursor {
-			users, devices = append(users, w.user), append(devices, w.device)
-			froms, tos, idx = append(froms, w.from), append(tos, w.cursor), append(idx, i)
+		w.moved = nil
+		for _, m := range w.delivered {
+			opn, users, convs, ups = append(opn, int64(i+1)), append(users, w.user), append(convs, m.Conversation), append(ups, m.UpTo)
 		}
 	}
-	if len(users) == 0 {
+	if len(opn) == 0 {
 		return
 	}
-	b.Queue(deliveredSQL, users, devices, froms, tos, receiptSpan).Query(func(rows pgx.Rows) error {
-		var n, upTo int64
+	b.Queue(deliveredSQL, opn, users, convs, ups).Query(func(rows pgx.Rows) error {
+		var n int64
 		var conv string
-		var senders []string
 		for rows.Next() {
-			senders = nil
-			if err := rows.Scan(&n, &conv, &upTo, &senders); err != nil {
+			if err := rows.Scan(&n, &conv); err != nil {
 				return err
 			}
-			w := ops[idx[n-1]].arg.(*cursorWrite)
-			w.moves = append(w.moves, persistence.ReceiptMove{Conversation: conv, User: w.user,
-				Status: persistence.Delivered, UpTo: upTo, Senders: senders})
+			if n < 1 || int(n) > len(ops) {
+				return fmt.Errorf("result for op %d of %d", n, len(ops))
+			}
+			w := ops[n-1].arg.(*cursorWrite)
+			for _, m := range w.delivered {
+				if m.Conversation == conv {
+					w.moved = append(w.moved, m)
+					break
+				}
+			}
 		}
 		return rows.Err()
 	})
@@ -103,19 +73,19 @@ func queueDelivered(b *pgx.Batch, ops []op) {
 // $3 the message id read up to, $4 the id the user's part of the conversation starts
 // after (a group member's join; 0). A read is refused (ok false, nothing written)
 // unless its id is a message of the conversation after that floor. A watermark that
-// moves is written (read implies delivered) and returned with the senders, other
-// than the reader, of the last $5 messages it newly covers.
+// moves is written (read implies delivered; a group's only if the member has a row)
+// and returned with the senders, other than the reader, of the last $5 messages it
+// newly covers. Lookups are subqueries in select lists, as in deliveredSQL.
 const readSQL = `
 WITH req AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(user_id, conversation, up_to, floor, op)
-), ok AS (
-    SELECT r.* FROM req r
-    WHERE r.up_to > r.floor AND EXISTS (SELECT 1 FROM conversation_events e
-        WHERE e.conversation = r.conversation AND e.message_id = r.up_to AND e.kind = 0)
+), chk AS (
+    SELECT r.*, r.up_to > r.floor AND EXISTS (SELECT 1 FROM conversation_events e
+               WHERE e.conversation = r.conversation AND e.message_id = r.up_to AND e.kind = 0) AS ok,
+           (SELECT x.read FROM receipts x WHERE x.conversation = r.conversation AND x.user_id = r.user_id) AS was
+    FROM req r
 ), moved AS (
-    SELECT o.*, COALESCE(x.read, 0) AS was
-    FROM ok o LEFT JOIN receipts x ON x.conversation = o.conversation AND x.user_id = o.user_id
-    WHERE o.up_to > COALESCE(x.read, 0) AND (x.user_id IS NOT NULL OR o.conversation LIKE 'dm:%')
+    SELECT * FROM chk WHERE ok AND up_to > COALESCE(was, 0) AND (was IS NOT NULL OR conversation LIKE 'dm:%')
 ), ins AS (
     INSERT INTO receipts (conversation, user_id, delivered, read)
     SELECT DISTINCT ON (conversation, user_id) conversation, user_id, up_to, up_to FROM moved
@@ -123,13 +93,13 @@ WITH req AS (
     ON CONFLICT (conversation, user_id) DO UPDATE
     SET read = GREATEST(receipts.read, EXCLUDED.read), delivered = GREATEST(receipts.delivered, EXCLUDED.read)
 )
-SELECT r.op, ok.op IS NOT NULL, m.op IS NOT NULL, COALESCE(ARRAY(
+SELECT c.op, c.ok, m.op IS NOT NULL, COALESCE(ARRAY(
     SELECT DISTINCT s.sender FROM (
         SELECT e.sender FROM conversation_events e
-        WHERE e.conversation = m.conversation AND e.kind = 0 AND e.message_id > m.was AND e.message_id <= m.up_to
+        WHERE e.conversation = m.conversation AND e.kind = 0 AND e.message_id > COALESCE(m.was, 0) AND e.message_id <= m.up_to
         ORDER BY e.message_id DESC LIMIT $5) s
     WHERE s.sender <> m.user_id), '{}')
-FROM req r LEFT JOIN ok ON ok.op = r.op LEFT JOIN moved m ON m.op = r.op`
+FROM chk c LEFT JOIN moved m ON m.op = c.op`
 
 // readSenders bounds the messages a read's senders are looked up among.
 const readSenders = 1000

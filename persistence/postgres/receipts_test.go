@@ -11,14 +11,21 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-func moveCursor(t *testing.T, s *postgres.Store, user, device string, from, to uint64) []persistence.ReceiptMove {
+// moveCursor saves a cursor move with the delivered watermarks given as
+// "conversation=id" pairs, and returns the conversations of those that moved.
+func moveCursor(t *testing.T, s *postgres.Store, user, device string, cursor uint64, marks ...any) []persistence.ReceiptMove {
 	t.Helper()
+	var in []persistence.ReceiptMove
+	for i := 0; i < len(marks); i += 2 {
+		in = append(in, persistence.ReceiptMove{Conversation: marks[i].(string), User: user, Status: persistence.Delivered,
+			UpTo: int64(marks[i+1].(int)), Senders: []string{"x"}})
+	}
 	type result struct {
 		moves []persistence.ReceiptMove
 		err   error
 	}
 	done := make(chan result, 1)
-	s.SaveCursor(user, device, from, to, func(m []persistence.ReceiptMove, err error) { done <- result{m, err} })
+	s.SaveCursor(user, device, cursor, in, func(m []persistence.ReceiptMove, err error) { done <- result{m, err} })
 	r := <-done
 	require.NoError(t, r.err)
 	return r.moves
@@ -47,14 +54,13 @@ func watermarks(t *testing.T, s *postgres.Store, conv string) map[string][2]int6
 	return out
 }
 
-// A cursor move gives a delivered receipt per conversation it covers, at the
-// highest message id below the new cursor (inside a range, too), and names the
-// senders it is news to; receipts only move forward, and read implies delivered.
-func TestDeliveredReceiptsFromCursorMoves(t *testing.T) {
+// Delivered watermarks move only forward, and only those that moved come back; a
+// read is of a message of the conversation after the floor only, moves only
+// forward, implies delivered, and names the senders it is news to.
+func TestReceiptWatermarks(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
-	p := "rc"
-	alice, bob, carol := p+"a", p+"b", p+"c"
+	alice, bob, carol := "rca", "rcb", "rcc"
 	ab, ac := "dm:"+alice+":"+bob, "dm:"+alice+":"+carol
 	appendTo := func(conv string, expected uint64, to []string, ms ...*parleypb.Message) {
 		t.Helper()
@@ -62,28 +68,22 @@ func TestDeliveredReceiptsFromCursorMoves(t *testing.T) {
 			Messages: ms, Recipients: to})
 		require.NoError(t, err)
 	}
-	// alice's queue: 1-3 from bob (one range of three), 4 from carol, 5 her own to bob.
 	appendTo(ab, 0, []string{alice, bob}, msg(ab, bob, "1", 101), msg(ab, bob, "2", 102), msg(ab, bob, "3", 103))
 	appendTo(ac, 0, []string{alice, carol}, msg(ac, carol, "1", 201))
 	appendTo(ab, 3, []string{alice, bob}, msg(ab, alice, "1", 104))
 
-	// Up to 2 cuts bob's range: the receipt is at its second message, news to bob.
-	moves := moveCursor(t, s, alice, "d1", 0, 2)
+	moves := moveCursor(t, s, alice, "d1", 2, ab, 102)
 	require.Equal(t, []persistence.ReceiptMove{{Conversation: ab, User: alice, Status: persistence.Delivered,
-		UpTo: 102, Senders: []string{bob}}}, moves)
-	// Up to 5: both conversations; alice's own message moves her watermark but
-	// tells no one of it but bob, whose message 103 it covers.
-	moves = moveCursor(t, s, alice, "d1", 2, 5)
-	require.ElementsMatch(t, []persistence.ReceiptMove{
-		{Conversation: ab, User: alice, Status: persistence.Delivered, UpTo: 104, Senders: []string{bob}},
-		{Conversation: ac, User: alice, Status: persistence.Delivered, UpTo: 201, Senders: []string{carol}},
-	}, moves)
-	// Another device acknowledging the same: nothing moves, nothing to tell.
-	require.Empty(t, moveCursor(t, s, alice, "d2", 0, 5))
+		UpTo: 102, Senders: []string{"x"}}}, moves)
+	moves = moveCursor(t, s, alice, "d1", 5, ab, 104, ac, 201)
+	require.Len(t, moves, 2)
+	// Another device: behind or at the watermark, nothing moves.
+	require.Empty(t, moveCursor(t, s, alice, "d2", 5, ab, 103, ac, 201))
 	require.Equal(t, map[string][2]int64{alice: {104, 0}}, watermarks(t, s, ab))
+	c, err := s.Cursors(ctx, alice)
+	require.NoError(t, err)
+	require.Equal(t, map[string]uint64{"d1": 5, "d2": 5}, c, "the cursors move with them")
 
-	// Read: of a message of the conversation only, and only forward; it moves
-	// delivered too.
 	m, err := markRead(t, s, alice, ab, 103, 0)
 	require.NoError(t, err)
 	require.Equal(t, &persistence.ReceiptMove{Conversation: ab, User: alice, Status: persistence.Read, UpTo: 103,
@@ -101,7 +101,7 @@ func TestDeliveredReceiptsFromCursorMoves(t *testing.T) {
 	m, err = markRead(t, s, bob, ab, 104, 0)
 	require.NoError(t, err)
 	require.Equal(t, []string{alice}, m.Senders)
-	require.Equal(t, map[string][2]int64{alice: {104, 103}, bob: {104, 104}}, watermarks(t, s, ab))
+	require.Equal(t, map[string][2]int64{alice: {104, 103}, bob: {104, 104}}, watermarks(t, s, ab), "read implies delivered")
 }
 
 // A group's receipts rows are its members': written at the join event, deleted at
@@ -128,8 +128,7 @@ func TestGroupReceiptsFollowMembership(t *testing.T) {
 	event(2, &parleypb.GroupEvent{Kind: parleypb.GroupEvent_MEMBER_ADDED, EventId: 30, By: owner, User: m2})
 	require.Equal(t, map[string][2]int64{owner: {10, 10}, m1: {10, 10}, m2: {30, 30}}, watermarks(t, s, conv))
 
-	moves := moveCursor(t, s, m1, "d", 0, 1)
-	require.Equal(t, []string{owner}, moves[0].Senders)
+	require.Len(t, moveCursor(t, s, m1, "d", 1, conv, 20), 1)
 	d, r := persistence.ByAll(mustReceipts(t, s, conv), owner)
 	require.Equal(t, [2]int64{20, 10}, [2]int64{d, r}, "m2 joined after 20: it does not hold delivered back")
 
@@ -138,7 +137,7 @@ func TestGroupReceiptsFollowMembership(t *testing.T) {
 	_, err = markRead(t, s, m1, conv, 20, 10)
 	require.NoError(t, err)
 	require.NotContains(t, watermarks(t, s, conv), m1, "a member that left gets no row back from a read")
-	require.Empty(t, moveCursor(t, s, m1, "d2", 0, 1))
+	require.Empty(t, moveCursor(t, s, m1, "d2", 1, conv, 20))
 	require.NotContains(t, watermarks(t, s, conv), m1, "nor from a delivery")
 }
 

@@ -237,19 +237,20 @@ func collectMessages(rows pgx.Rows) ([]*parleypb.Message, error) {
 	return out, mapErr(rows.Err())
 }
 
-// SaveCursor moves a device's cursor forward (never back), from the cursor the
-// caller knew (0: unknown), to cursor, in the next group commit, with the delivered
-// receipts the move makes (see deliveredSQL). done (may be nil) is called once it
-// has committed or failed, on a committer goroutine, with the receipts that moved.
-func (s *Store) SaveCursor(user, device string, from, cursor uint64, done func([]persistence.ReceiptMove, error)) {
-	w := &cursorWrite{user: user, device: device, from: int64(from), cursor: int64(cursor)}
+// SaveCursor moves a device's cursor forward (never back) in the next group commit,
+// with the delivered watermarks the move makes (Status Delivered; see
+// deliveredSQL). done (may be nil) is called once it has committed or failed, on a
+// committer goroutine, with those of delivered that moved.
+func (s *Store) SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove,
+	done func([]persistence.ReceiptMove, error)) {
+	w := &cursorWrite{user: user, device: device, cursor: int64(cursor), delivered: delivered}
 	s.committer.submit(op{kind: kindCursor, key: user + "/" + device, arg: w, done: func(err error) {
 		if done != nil {
 			if err != nil {
 				done(nil, err)
 				return
 			}
-			done(w.moves, nil)
+			done(w.moved, nil)
 		}
 	}})
 }

@@ -167,15 +167,16 @@ func scanPerOp(rows pgx.Rows, ops []op, dest []any, set func(o op)) error {
 
 type cursorWrite struct {
 	user, device string
-	from, cursor int64 // the move: from the cursor the mover had (or the stored one, if higher)
+	cursor       int64
+	delivered    []persistence.ReceiptMove // the delivered watermarks the move makes
 
-	moves []persistence.ReceiptMove // the delivered receipts it made
+	moved []persistence.ReceiptMove // those of delivered that moved
 }
 
-func (w *cursorWrite) reset() { w.moves = nil }
+func (w *cursorWrite) reset() { w.moved = nil }
 
-// queueCursors queues the delivered receipts of the moves (which read the cursors
-// before the move), then the cursor upsert.
+// queueCursors queues the delivered watermarks of the moves, then the cursor
+// upsert.
 func queueCursors(b *pgx.Batch, ops []op) int {
 	queueDelivered(b, ops)
 	users, devices, cursors := make([]string, len(ops)), make([]string, len(ops)), make([]int64, len(ops))
