@@ -57,7 +57,7 @@ func (s *Store) SetLastSeen(id string, ms int64, done func(error)) {
 	if done == nil {
 		done = func(error) {}
 	}
-	s.committer.submit(op{kind: kindLastSeen, key: id, arg: &lastSeenWrite{user: id, ms: ms}, done: done})
+	s.side.submit(op{kind: kindLastSeen, key: id, arg: &lastSeenWrite{user: id, ms: ms}, done: done})
 }
 
 // AddDevice registers a device of a user (idempotent).

@@ -64,7 +64,9 @@ type committer struct {
 	closed bool
 }
 
-func startCommitter(pool *pgxpool.Pool, o Options) *committer {
+// startCommitter starts a group commit of its own (lane names it in the backlog
+// gauge) with o.Committers transactions in flight at most.
+func startCommitter(pool *pgxpool.Pool, o Options, lane string) *committer {
 	c := &committer{met: o.Metrics, pool: pool, ops: make(chan op, 4096), max: o.BatchMax, delay: o.BatchDelay}
 	if c.max <= 0 {
 		c.max = 512
@@ -77,7 +79,7 @@ func startCommitter(pool *pgxpool.Pool, o Options) *committer {
 		c.wg.Add(1)
 		go c.loop()
 	}
-	c.met.GaugeFunc("parley_commit_backlog", "Writes waiting for a committer.", nil,
+	c.met.GaugeFunc("parley_commit_backlog", "Writes waiting for a committer.", map[string]string{"lane": lane},
 		func() float64 { return float64(len(c.ops)) })
 	return c
 }

@@ -111,7 +111,7 @@ func (s *Store) SetOnline(user, holder string, online bool, since int64, done fu
 	if done == nil {
 		done = func(error) {}
 	}
-	s.committer.submit(op{kind: kindPresence, key: user,
+	s.side.submit(op{kind: kindPresence, key: user,
 		arg: &presenceWrite{user: user, holder: holder, since: since, online: online}, done: done})
 }
 

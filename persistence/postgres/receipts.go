@@ -141,7 +141,7 @@ func queueReads(b *pgx.Batch, ops []op) int {
 // there already), or ErrNotFound if upTo is no message of conv after floor.
 func (s *Store) SaveRead(user, conv string, upTo, floor int64, done func(*persistence.ReceiptMove, error)) {
 	w := &readWrite{user: user, conv: conv, upTo: upTo, floor: floor}
-	s.committer.submit(op{kind: kindRead, key: user + "\x00" + conv, arg: w, done: func(err error) {
+	s.side.submit(op{kind: kindRead, key: user + "\x00" + conv, arg: w, done: func(err error) {
 		switch {
 		case err != nil:
 			done(nil, err)

@@ -38,15 +38,16 @@ type Options struct {
 	MaxConns   int32            // pool size; zero means 16
 	BatchDelay time.Duration    // how long a commit waits for more appends; zero means none
 	BatchMax   int              // appends per commit at most; zero means 512
-	Committers int              // transactions in flight at once; zero means 1
+	Committers int              // appends' transactions in flight at once; zero means 1
 	Metrics    *metrics.Metrics // commit latency, sizes and failures; may be nil
 }
 
 // Store is the PostgreSQL store.
 type Store struct {
 	pool      *pgxpool.Pool // reads, accounts, migrations
-	writes    *pgxpool.Pool // the group commit's own connections
-	committer *committer
+	writes    *pgxpool.Pool // the group commits' own connections
+	committer *committer    // conversation appends
+	side      *committer    // cursors and receipts, reads, last-seen times, online rows
 }
 
 // Open connects, applies the migrations and starts the group committer.
@@ -88,14 +89,22 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	// without them took 1.5 s.
 	wcfg := cfg.Copy()
 	wcfg.ConnConfig.RuntimeParams["enable_nestloop"] = "off"
-	wcfg.MaxConns = int32(max(opts.Committers, 4)) + 1
+	wcfg.MaxConns = int32(max(opts.Committers, 4)) + 2 // and the side committer's
 	writes, err := connect(ctx, wcfg)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	s := &Store{pool: pool, writes: writes}
-	s.committer = startCommitter(writes, opts)
+	// Two group commits: the messages' (appends and their queues), and beside it the
+	// small writes that no message waits for (cursor moves with their delivered
+	// receipts, reads, last-seen times, online rows), so that a receipt for every
+	// message does not lengthen the commit each message waits for. One transaction
+	// at a time does for the second.
+	s.committer = startCommitter(writes, opts, "messages")
+	side := opts
+	side.Committers = 1
+	s.side = startCommitter(writes, side, "side")
 	return s, nil
 }
 
@@ -111,9 +120,10 @@ func connect(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// Close stops the committer after the appends already submitted, then closes the pools.
+// Close stops the committers after the writes already submitted, then closes the pools.
 func (s *Store) Close() {
 	s.committer.stop()
+	s.side.stop()
 	s.writes.Close()
 	s.pool.Close()
 }

@@ -244,7 +244,7 @@ func collectMessages(rows pgx.Rows) ([]*parleypb.Message, error) {
 func (s *Store) SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove,
 	done func([]persistence.ReceiptMove, error)) {
 	w := &cursorWrite{user: user, device: device, cursor: int64(cursor), delivered: delivered}
-	s.committer.submit(op{kind: kindCursor, key: user + "/" + device, arg: w, done: func(err error) {
+	s.side.submit(op{kind: kindCursor, key: user + "/" + device, arg: w, done: func(err error) {
 		if done != nil {
 			if err != nil {
 				done(nil, err)
