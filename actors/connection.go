@@ -127,6 +127,7 @@ type Connection struct {
 	pacing       bool             // a timer runs for paced
 	typed        map[string]int64 // conversation -> when this connection last told of typing (Unix ns)
 	unacked      *unacked         // messages written and not acknowledged yet: what received covers
+	acks         *acks            // acknowledged, not written yet (Settings.AckSaveDelay)
 }
 
 // entry is a live queue entry held until the entries before it are written.
@@ -335,6 +336,7 @@ func (c *Connection) tellStatus(ctx actor.Context) {
 }
 
 func (c *Connection) detach(ctx actor.Context) {
+	c.saveAcks()
 	c.deps.tell(ctx, c.user, KindUser, &parleypb.DetachRequest{Conn: ctx.Self(), LastHeard: c.sock.LastHeard().UnixMilli()})
 }
 
@@ -361,7 +363,7 @@ func (c *Connection) handle(ctx actor.Context, in *inbound) {
 		}
 		c.paceSync(ctx, b.Sync)
 	case *parleypb.ClientFrame_Received:
-		c.received(b.Received.UpTo)
+		c.received(ctx, b.Received.UpTo)
 	case *parleypb.ClientFrame_Read:
 		c.markRead(ctx, b.Read)
 	case *parleypb.ClientFrame_History:
@@ -483,22 +485,38 @@ func (c *Connection) sync(s *parleypb.Sync) int {
 }
 
 // received moves the device's cursor: to what this connection sent at most (a
-// device can only have received that), and only forward. It is saved in the next
-// group commit, with a delivered watermark per conversation of the messages it
-// covers; the node's relay tells those that moved.
-func (c *Connection) received(upTo uint64) {
-	if upTo = min(upTo, c.lastSent); upTo > c.cursor {
-		d := c.deps
-		c.cursor = upTo
-		marks := c.unacked.take(upTo, c.user)
-		if c.unacked != nil && len(c.unacked.sent) == 0 {
-			c.unacked = nil
-		}
-		d.Store.SaveCursor(c.user, c.device, upTo, marks, func(moves []persistence.ReceiptMove, err error) {
-			if err == nil {
-				d.receipts(moves)
-			}
-		})
+// device can only have received that), and only forward. Each conversation of the
+// messages it covers gets a delivered watermark, told live at once through the
+// node's relay; the cursor and the watermarks are written together, gathered for
+// Settings.AckSaveDelay (saveAcks).
+func (c *Connection) received(ctx actor.Context, upTo uint64) {
+	if upTo = min(upTo, c.lastSent); upTo <= c.cursor {
+		return
+	}
+	c.cursor = upTo
+	marks := c.unacked.take(upTo, c.user)
+	if c.unacked != nil && len(c.unacked.sent) == 0 {
+		c.unacked = nil
+	}
+	c.deps.receipts(marks)
+	delay := c.deps.Settings.AckSaveDelay
+	if delay <= 0 {
+		c.deps.Store.SaveCursor(c.user, c.device, upTo, marks, nil)
+		return
+	}
+	if c.acks == nil {
+		c.acks = &acks{}
+		c.after(ctx, delay, c.saveAcks)
+	}
+	c.acks.merge(upTo, marks)
+}
+
+// saveAcks writes the gathered cursor and delivered watermarks: when the delay is
+// over, and before the connection ends.
+func (c *Connection) saveAcks() {
+	if a := c.acks; a != nil {
+		c.acks = nil
+		c.deps.Store.SaveCursor(c.user, c.device, a.cursor, a.marks, nil)
 	}
 }
 

@@ -83,6 +83,10 @@ type Settings struct {
 	// PresenceGrace is how long a user whose last connection went stays shown
 	// online: a reconnect within it shows its watchers nothing.
 	PresenceGrace time.Duration
+	// AckSaveDelay is how long a connection gathers received frames before it writes
+	// the cursor and their delivered watermarks (0: at once); their receipts are
+	// told live at once.
+	AckSaveDelay time.Duration
 	// HoldDelivery is fault injection for tests: committed messages are answered but
 	// never pushed live, as if the node died right after each commit.
 	HoldDelivery bool

@@ -73,6 +73,26 @@ func (u *unacked) take(upTo uint64, user string) []persistence.ReceiptMove {
 	return out
 }
 
+// acks are a connection's acknowledgements gathered for one write: the cursor, and
+// per conversation the highest delivered watermark.
+type acks struct {
+	cursor uint64
+	marks  []persistence.ReceiptMove
+}
+
+func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
+	a.cursor = max(a.cursor, cursor)
+	for _, m := range marks {
+		i := slices.IndexFunc(a.marks, func(x persistence.ReceiptMove) bool { return x.Conversation == m.Conversation })
+		if i < 0 {
+			a.marks = append(a.marks, persistence.ReceiptMove{Conversation: m.Conversation, User: m.User,
+				Status: m.Status, UpTo: m.UpTo})
+			continue
+		}
+		a.marks[i].UpTo = max(a.marks[i].UpTo, m.UpTo)
+	}
+}
+
 // receiptsMoved hands the receipts a commit moved to the node's relay.
 type receiptsMoved struct{ moves []persistence.ReceiptMove }
 

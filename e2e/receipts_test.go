@@ -80,6 +80,18 @@ func id(t *testing.T, s string) int64 {
 	return v
 }
 
+// waitStored waits until GET .../receipts shows user's watermarks at delivered
+// and read (a device's acknowledgements are written receipts.saveDelay after it).
+func waitStored(t *testing.T, n *testenv.Node, s client.Session, conv, user string, delivered, read int64) {
+	t.Helper()
+	testenv.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if d, rd := getReceipts(t, n, s, conv).of(t, user); d != delivered || rd != read {
+			return fmt.Errorf("%s's receipts %d %d, want %d %d", user, d, rd, delivered, read)
+		}
+		return nil
+	})
+}
+
 func getReceipts(t *testing.T, n *testenv.Node, s client.Session, conv string) receiptsBody {
 	t.Helper()
 	var b receiptsBody
@@ -168,9 +180,7 @@ func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 		e := br.errorsSnapshot()[before]
 		require.Contains(t, []string{"forbidden", "not_found"}, e.Code, "%v", e)
 	}
-	b := getReceipts(t, n, alice, conv)
-	d, rd := b.of(t, bob.UserID)
-	require.Equal(t, [2]int64{ids[1], ids[0]}, [2]int64{d, rd}, "refused reads stored nothing")
+	waitStored(t, n, alice, conv, bob.UserID, ids[1], ids[0]) // refused reads stored nothing
 	for _, x := range getReceipts(t, n, carol, other).Receipts {
 		require.NotEqual(t, bob.UserID, x.User, "bob's read of a conversation he is not in was stored")
 	}
@@ -180,12 +190,7 @@ func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 	require.NoError(t, a2.Close())
 	require.NoError(t, bc.Write(receivedFrame(3)))
 	require.NoError(t, bc.Write(readFrame(conv, ids[2])))
-	testenv.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if d, rd := getReceipts(t, n, bob, conv).of(t, bob.UserID); d != ids[2] || rd != ids[2] {
-			return fmt.Errorf("bob's receipts %d %d, want %d", d, rd, ids[2])
-		}
-		return nil
-	})
+	waitStored(t, n, bob, conv, bob.UserID, ids[2], ids[2])
 	a3 := dial(t, n, alice)
 	r3 := startReader(a3)
 	syncNow(t, a3, r3, nil)
@@ -197,10 +202,10 @@ func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{bob.UserID + " delivered " + fmt.Sprint(ids[2]), bob.UserID + " read " + fmt.Sprint(ids[2])}, got,
 		"the newest history page carries what alice missed")
-	b = getReceipts(t, n, alice, conv)
+	b := getReceipts(t, n, alice, conv)
 	require.Equal(t, fmt.Sprint(ids[2]), b.DeliveredToAll)
 	require.Equal(t, fmt.Sprint(ids[2]), b.ReadByAll)
-	d, rd = b.of(t, alice.UserID)
+	d, rd := b.of(t, alice.UserID)
 	require.Equal(t, [2]int64{0, 0}, [2]int64{d, rd}, "alice's devices acknowledged nothing")
 }
 
@@ -268,8 +273,9 @@ func TestReceiptsSurviveKillAndGrainMove(t *testing.T) {
 	ar.waitReceipt(t, "read before the kill", conv, bob.UserID, "read", ids[0])
 	ar.waitReceipt(t, "delivered before the kill", conv, bob.UserID, "delivered", ids[1])
 
-	c.Nodes[victim].Kill()
 	n := c.Nodes[aliceNode]
+	waitStored(t, n, alice, conv, bob.UserID, ids[1], ids[0])
+	c.Nodes[victim].Kill()
 	b := getReceipts(t, n, alice, conv)
 	d, rd := b.of(t, bob.UserID)
 	require.Equal(t, [2]int64{ids[1], ids[0]}, [2]int64{d, rd}, "receipts stored before the kill")
@@ -292,16 +298,14 @@ func TestReceiptsSurviveKillAndGrainMove(t *testing.T) {
 	ar.waitReceipt(t, "delivered after the move", conv, bob.UserID, "delivered", more[0])
 	ar.waitReceipt(t, "read after the move", conv, bob.UserID, "read", more[0])
 	require.NotEqual(t, victim, holder(t, c, victim, "User/"+alice.UserID), "alice's grain moved")
-	b = getReceipts(t, c.Nodes[bobNode], bob, conv)
-	d, rd = b.of(t, bob.UserID)
-	require.Equal(t, [2]int64{more[0], more[0]}, [2]int64{d, rd})
+	waitStored(t, c.Nodes[bobNode], bob, conv, bob.UserID, more[0], more[0])
 }
 
 // Issue 11, acceptance 6: in a 20-member group the sender sees each member's
 // delivered and read receipts live, and the group's "delivered to all" and "read by
 // all" move only when the last member does.
 func TestGroupReceiptsByAll(t *testing.T) {
-	n := startNode(t, fastConfig)
+	n := startNode(t, fastConfig+"receipts:\n  saveDelay: 10ms\n")
 	alice := newUser(t, n, "alice")
 	var members []client.Session
 	for range 19 {
@@ -339,6 +343,11 @@ func TestGroupReceiptsByAll(t *testing.T) {
 				require.NoError(t, conns[i].Write(readFrame(conv, msg)))
 			}
 			ar.waitReceipt(t, fmt.Sprint(status, " by member ", i), conv, m.UserID, status, msg)
+			want := [2]int64{msg, msg}
+			if status == "delivered" {
+				_, want[1] = getReceipts(t, n, alice, conv).of(t, m.UserID)
+			}
+			waitStored(t, n, alice, conv, m.UserID, want[0], want[1])
 			b := getReceipts(t, n, alice, conv)
 			all := b.DeliveredToAll
 			if status == "read" {
@@ -349,8 +358,6 @@ func TestGroupReceiptsByAll(t *testing.T) {
 			} else {
 				require.Equal(t, msg, id(t, all), "%s by all after the last member", status)
 			}
-			d, rd := b.of(t, m.UserID)
-			require.Equal(t, msg, map[string]int64{"delivered": d, "read": rd}[status])
 		}
 	}
 	require.Len(t, getReceipts(t, n, alice, conv).Receipts, 20, "one row per member")
@@ -361,4 +368,37 @@ func TestGroupReceiptsByAll(t *testing.T) {
 		got = append(got, fmt.Sprint(x.All, " ", x.Status, " ", x.UpTo))
 	}
 	require.ElementsMatch(t, []string{fmt.Sprint("true delivered ", msg), fmt.Sprint("true read ", msg)}, got)
+}
+
+// receipts.saveDelay: a device's acknowledgements are told live at once, written
+// together once the delay is over, and written at once when the connection ends.
+func TestReceiptSaveDelay(t *testing.T) {
+	n := startNode(t, fastConfig+"receipts:\n  saveDelay: 3s\n")
+	alice, bob := newUser(t, n, "alice"), newUser(t, n, "bob")
+	conv := convid.DirectID(alice.UserID, bob.UserID)
+	ac, bc := dial(t, n, alice), dial(t, n, bob)
+	ar, br := startReader(ac), startReader(bc)
+	syncNow(t, ac, ar, nil)
+	syncNow(t, bc, br, nil)
+	ids := sendAll(t, ac, ar, bob.UserID, "one", "two")
+	br.waitFor(t, 20*time.Second, "bob has two", func(r *reader) bool { return len(r.messages) == 2 })
+
+	start := time.Now()
+	require.NoError(t, bc.Write(receivedFrame(1)))
+	require.NoError(t, bc.Write(receivedFrame(2)))
+	ar.waitReceipt(t, "delivered, live", conv, bob.UserID, "delivered", ids[1])
+	d, _ := getReceipts(t, n, alice, conv).of(t, bob.UserID)
+	require.Less(t, time.Since(start), 3*time.Second, "the checks ran within the delay")
+	require.Zero(t, d, "not written before the delay is over")
+	waitStored(t, n, alice, conv, bob.UserID, ids[1], 0)
+	require.GreaterOrEqual(t, time.Since(start), 3*time.Second, "written once the delay was over")
+
+	more := sendAll(t, ac, ar, bob.UserID, "three")
+	br.waitFor(t, 20*time.Second, "bob has three", func(r *reader) bool { return len(r.messages) == 3 })
+	require.NoError(t, bc.Write(receivedFrame(3)))
+	ar.waitReceipt(t, "delivered three, live", conv, bob.UserID, "delivered", more[0])
+	closed := time.Now()
+	require.NoError(t, bc.Close())
+	waitStored(t, n, alice, conv, bob.UserID, more[0], 0)
+	require.Less(t, time.Since(closed), 2*time.Second, "written when the connection ended, not after the delay")
 }

@@ -28,6 +28,7 @@ type Config struct {
 	Grains   Grains   `yaml:"grains"`
 	Gateway  Gateway  `yaml:"gateway"`
 	Presence Presence `yaml:"presence"`
+	Receipts Receipts `yaml:"receipts"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -334,6 +335,16 @@ type Presence struct {
 	Grace time.Duration `yaml:"grace"`
 }
 
+// Receipts tunes delivered and read receipts.
+type Receipts struct {
+	// SaveDelay is how long a device's received frames are gathered before its
+	// cursor and their delivered watermarks are written (one write for all of them;
+	// the receipts are told live at once). A crash loses at most this much of
+	// acknowledgements: those messages are delivered again, and acknowledged again.
+	// 0 writes each at once. Default 1s.
+	SaveDelay time.Duration `yaml:"saveDelay"`
+}
+
 // Log configures the node's slog logger.
 type Log struct {
 	// Level is the minimum level logged: debug, info, warn or error. Default "info".
@@ -393,6 +404,7 @@ func Default() Config {
 			DedupeCache:    256,
 		},
 		Presence: Presence{DeadAfter: 30 * time.Second, AwayAfter: 5 * time.Minute, Grace: 5 * time.Second},
+		Receipts: Receipts{SaveDelay: time.Second},
 		Gateway: Gateway{
 			Workers:       128,
 			ReadTimeout:   10 * time.Second,

@@ -260,6 +260,8 @@ func TestValidate(t *testing.T) {
 		{"max contacts", func(c *Config) { c.Limits.MaxContacts = 0 }, "limits.maxContacts"},
 		{"dead after", func(c *Config) { c.Presence.DeadAfter = 0 }, "presence.deadAfter"},
 		{"grace", func(c *Config) { c.Presence.Grace = 0 }, "presence.grace"},
+		{"receipt save delay below 0", func(c *Config) { c.Receipts.SaveDelay = -time.Second }, "receipts.saveDelay"},
+		{"receipt save delay past a minute", func(c *Config) { c.Receipts.SaveDelay = 2 * time.Minute }, "receipts.saveDelay"},
 		{"away after", func(c *Config) { c.Presence.AwayAfter = 0 }, "presence.awayAfter"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},

@@ -30,6 +30,9 @@ func (c *Config) Validate() error {
 	v.duration("presence.deadAfter", c.Presence.DeadAfter)
 	v.duration("presence.grace", c.Presence.Grace)
 	v.duration("presence.awayAfter", c.Presence.AwayAfter)
+	if d := c.Receipts.SaveDelay; d < 0 || d > time.Minute {
+		v.addf("receipts.saveDelay", "must be a duration from 0 to 1m, got %s", d)
+	}
 	c.Log.validate(v)
 	return errors.Join(v.errs...)
 }

@@ -120,6 +120,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
 			Budgets:         budgets(cfg.Limits),
 			PresenceGrace:   cfg.Presence.Grace,
+			AckSaveDelay:    cfg.Receipts.SaveDelay,
 			HoldDelivery:    os.Getenv(FaultHoldDelivery) == "1",
 		}}
 	for _, kind := range []string{actors.KindUser, actors.KindConversation} {
