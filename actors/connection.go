@@ -126,8 +126,9 @@ type Connection struct {
 	paced        []func()         // reads waiting for the read budget, in order
 	pacing       bool             // a timer runs for paced
 	typed        map[string]int64 // conversation -> when this connection last told of typing (Unix ns)
-	unacked      *unacked         // messages written and not acknowledged yet: what received covers
-	acks         *acks            // acknowledged, not written yet (Settings.AckSaveDelay)
+	// What was written and not acknowledged yet, and acknowledged and not saved yet;
+	// nil when neither (one pointer: an idle connection stays in its size class).
+	acks *acks
 }
 
 // entry is a live queue entry held until the entries before it are written.
@@ -494,29 +495,37 @@ func (c *Connection) received(ctx actor.Context, upTo uint64) {
 		return
 	}
 	c.cursor = upTo
-	marks := c.unacked.take(upTo, c.user)
-	if c.unacked != nil && len(c.unacked.sent) == 0 {
-		c.unacked = nil
+	if c.acks == nil {
+		c.acks = &acks{} // every message written was acknowledged, or forgotten (maxUnacked)
 	}
-	c.deps.receipts(marks)
-	delay := c.deps.Settings.AckSaveDelay
-	if delay <= 0 {
-		c.deps.Store.SaveCursor(c.user, c.device, upTo, marks, nil)
+	marks := c.acks.take(upTo, c.user)
+	c.deps.receipts(marks, nil)
+	if delay := c.deps.Settings.AckSaveDelay; delay > 0 {
+		if !c.acks.saving {
+			c.acks.saving = true
+			c.after(ctx, delay, c.saveAcks)
+		}
+		c.acks.merge(upTo, marks)
 		return
 	}
-	if c.acks == nil {
-		c.acks = &acks{}
-		c.after(ctx, delay, c.saveAcks)
-	}
-	c.acks.merge(upTo, marks)
+	c.deps.Store.SaveCursor(c.user, c.device, upTo, marks, nil)
+	c.dropAcks()
 }
 
 // saveAcks writes the gathered cursor and delivered watermarks: when the delay is
 // over, and before the connection ends.
 func (c *Connection) saveAcks() {
-	if a := c.acks; a != nil {
-		c.acks = nil
+	if a := c.acks; a != nil && a.saving {
 		c.deps.Store.SaveCursor(c.user, c.device, a.cursor, a.marks, nil)
+		a.saving, a.cursor, a.marks = false, 0, nil
+		c.dropAcks()
+	}
+}
+
+// dropAcks lets the acks go when they hold nothing.
+func (c *Connection) dropAcks() {
+	if a := c.acks; a != nil && len(a.sent) == 0 && !a.saving {
+		c.acks = nil
 	}
 }
 
@@ -760,10 +769,10 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 		return
 	}
 	if seq > c.cursor {
-		if c.unacked == nil {
-			c.unacked = &unacked{}
+		if c.acks == nil {
+			c.acks = &acks{}
 		}
-		c.unacked.add(seq, m)
+		c.acks.add(seq, m)
 	}
 }
 

@@ -13,13 +13,14 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// Receipts. A device's received moves its cursor, and the store turns the move, in
-// the same group commit, into a delivered watermark per conversation it covers; a
-// read moves a read watermark. Each watermark that moves is told to the users it is
-// news to: the senders of the messages it newly covers (and, for a read, the
-// reader's own devices, which clear their unread marks). Nothing else is sent per
-// receipt: in a group, a member's receipt reaches the senders of what it covers,
-// not every member.
+// Receipts. A connection remembers the messages it wrote until its device
+// acknowledges them; a received turns those it covers into a delivered watermark per
+// conversation, told at once to the users it is news to (the senders of those
+// messages) and written with the cursor, gathered for Settings.AckSaveDelay. A read
+// is checked and written by the store first, then told (to the senders of what it
+// newly covers, and to the reader's own devices, which clear their unread marks).
+// Nothing else is sent per receipt: in a group, a member's receipt reaches the
+// senders of what it covers, not every member.
 
 // maxUnacked bounds the messages a connection remembers as written and not
 // acknowledged. Past it the oldest are forgotten: an acknowledgement then makes no
@@ -27,16 +28,23 @@ import (
 // any later message of it covers them).
 const maxUnacked = 4096
 
-// unacked is what a connection wrote and its device has not acknowledged, in seq
-// order: what a received makes delivered watermarks of, without a store read.
-type unacked struct{ sent []sentEntry }
+// acks are a connection's acknowledgements: what it wrote and its device has not
+// acknowledged, in seq order (what a received makes delivered watermarks of,
+// without a store read), and, while saving, what was acknowledged and is gathered
+// for one write: the cursor and, per conversation, the highest watermark.
+type acks struct {
+	sent   []sentEntry
+	saving bool // a write is due (Settings.AckSaveDelay)
+	cursor uint64
+	marks  []persistence.ReceiptMove
+}
 
 type sentEntry struct {
 	seq uint64
 	m   *parleypb.Message // shared with every socket it was written to: read only
 }
 
-func (u *unacked) add(seq uint64, m *parleypb.Message) {
+func (u *acks) add(seq uint64, m *parleypb.Message) {
 	if n := len(u.sent); n > 0 && seq <= u.sent[n-1].seq {
 		return // a page replayed again: its entries are here already, or acknowledged
 	}
@@ -49,7 +57,7 @@ func (u *unacked) add(seq uint64, m *parleypb.Message) {
 // take removes the entries up to upTo and returns their delivered watermarks: per
 // conversation, the highest message id, with the senders (other than user) of its
 // messages among them.
-func (u *unacked) take(upTo uint64, user string) []persistence.ReceiptMove {
+func (u *acks) take(upTo uint64, user string) []persistence.ReceiptMove {
 	if u == nil {
 		return nil
 	}
@@ -73,13 +81,7 @@ func (u *unacked) take(upTo uint64, user string) []persistence.ReceiptMove {
 	return out
 }
 
-// acks are a connection's acknowledgements gathered for one write: the cursor, and
-// per conversation the highest delivered watermark.
-type acks struct {
-	cursor uint64
-	marks  []persistence.ReceiptMove
-}
-
+// merge gathers an acknowledgement for the next write.
 func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
 	a.cursor = max(a.cursor, cursor)
 	for _, m := range marks {
@@ -93,8 +95,12 @@ func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
 	}
 }
 
-// receiptsMoved hands the receipts a commit moved to the node's relay.
-type receiptsMoved struct{ moves []persistence.ReceiptMove }
+// receiptsMoved hands receipts to the node's relay; from is the connection they
+// came from, which is not told its own read.
+type receiptsMoved struct {
+	moves []persistence.ReceiptMove
+	from  *actor.PID
+}
 
 // receiptRelay tells each moved receipt to the user grains it is news to. The store
 // calls back on a committer goroutine, which must not resolve grains (a lookup may
@@ -113,8 +119,8 @@ func (r *receiptRelay) Receive(ctx actor.Context) {
 		for _, s := range mv.Senders {
 			r.deps.tell(ctx, s, KindUser, n)
 		}
-		if mv.Status == persistence.Read {
-			r.deps.tell(ctx, mv.User, KindUser, n)
+		if mv.Status == persistence.Read { // the reader's other devices
+			r.deps.tell(ctx, mv.User, KindUser, &parleypb.Notify{Receipt: n.Receipt, Except: m.from})
 		}
 	}
 }
@@ -125,8 +131,9 @@ type relay struct {
 	pid  *actor.PID
 }
 
-// receipts hands moves to the relay; it may be called from any goroutine.
-func (d *Deps) receipts(moves []persistence.ReceiptMove) {
+// receipts hands moves to the relay; it may be called from any goroutine. from,
+// when set, is the connection they came from.
+func (d *Deps) receipts(moves []persistence.ReceiptMove, from *actor.PID) {
 	if len(moves) == 0 {
 		return
 	}
@@ -136,7 +143,7 @@ func (d *Deps) receipts(moves []persistence.ReceiptMove) {
 		}), "receipts")
 	})
 	if d.relay.pid != nil {
-		d.Cluster.ActorSystem.Root.Send(d.relay.pid, &receiptsMoved{moves: moves})
+		d.Cluster.ActorSystem.Root.Send(d.relay.pid, &receiptsMoved{moves: moves, from: from})
 	}
 }
 
@@ -184,7 +191,7 @@ func (c *Connection) saveRead(ctx actor.Context, r *parleypb.Read, floor int64) 
 				c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "read not saved; send it again")
 			}})
 		case m != nil:
-			d.receipts([]persistence.ReceiptMove{*m})
+			d.receipts([]persistence.ReceiptMove{*m}, self)
 		}
 	})
 }

@@ -13,11 +13,11 @@ import (
 // messages it covers, at the highest id, naming their senders but the member; what
 // it does not cover stays for the next one, and a replayed page is not counted
 // twice.
-func TestUnackedTake(t *testing.T) {
+func TestAcksTake(t *testing.T) {
 	m := func(conv, from string, id int64) *parleypb.Message {
 		return &parleypb.Message{Conversation: conv, From: from, MessageId: id}
 	}
-	u := &unacked{}
+	u := &acks{}
 	u.add(1, m("dm:a:b", "b", 10))
 	u.add(2, m("dm:a:c", "c", 20))
 	u.add(3, m("dm:a:b", "a", 11))
@@ -34,7 +34,7 @@ func TestUnackedTake(t *testing.T) {
 	}, u.take(9, "a"))
 	require.Empty(t, u.sent)
 	require.Nil(t, u.take(10, "a"))
-	var none *unacked
+	var none *acks
 	require.Nil(t, none.take(1, "a"))
 
 	for i := range maxUnacked + 10 { // past the bound, the oldest go

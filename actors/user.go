@@ -40,7 +40,11 @@ func (u *User) Receive(ctx actor.Context) {
 		}
 		u.relay(ctx, m)
 	case *parleypb.Notify: // transient: only to live connections
-		u.relay(ctx, m)
+		for _, c := range u.conns {
+			if m.Except == nil || !c.Equal(m.Except) {
+				ctx.Send(c, m)
+			}
+		}
 	case *parleypb.LoggedOut: // each connection knows its device
 		u.relay(ctx, m)
 	case *parleypb.AttachRequest:

@@ -135,15 +135,15 @@ func sendAll(t *testing.T, c *client.Conn, r *reader, to string, texts ...string
 func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 	n := startNode(t, fastConfig)
 	alice, bob, carol := newUser(t, n, "alice"), newUser(t, n, "bob"), newUser(t, n, "carol")
-	alice2 := device(t, n, alice, "")
+	alice2, bob2 := device(t, n, alice, ""), device(t, n, bob, "")
 	conv := convid.DirectID(alice.UserID, bob.UserID)
 
-	a1, a2, bc := dial(t, n, alice), dial(t, n, alice2), dial(t, n, bob)
-	r1, r2, br := startReader(a1), startReader(a2), startReader(bc)
+	a1, a2, bc, b2 := dial(t, n, alice), dial(t, n, alice2), dial(t, n, bob), dial(t, n, bob2)
+	r1, r2, br, b2r := startReader(a1), startReader(a2), startReader(bc), startReader(b2)
 	for _, x := range []struct {
 		c *client.Conn
 		r *reader
-	}{{a1, r1}, {a2, r2}, {bc, br}} {
+	}{{a1, r1}, {a2, r2}, {bc, br}, {b2, b2r}} {
 		syncNow(t, x.c, x.r, nil)
 	}
 	ids := sendAll(t, a1, r1, bob.UserID, "one", "two", "three")
@@ -158,6 +158,11 @@ func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 	for i, r := range []*reader{r1, r2} {
 		r.waitReceipt(t, fmt.Sprint("read on alice's device ", i+1), conv, bob.UserID, "read", ids[0])
 	}
+	// bob's other device hears of his read (to clear its unread marks); the one
+	// that read does not, and neither hears of bob's delivered.
+	b2r.waitReceipt(t, "read on bob's other device", conv, bob.UserID, "read", ids[0])
+	require.Len(t, b2r.receipts(), 1, "%v", b2r.receipts())
+	require.Empty(t, br.receipts(), "the reading device is not told its own read")
 	for _, x := range r1.receipts() {
 		require.LessOrEqual(t, x.UpTo, ids[1], "no receipt past what bob acknowledged: %v", x)
 	}

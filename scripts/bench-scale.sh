@@ -18,10 +18,11 @@
 #   sustain   the most 1:1 msgs/s one node sustains with p99 send-to-delivery <= 50 ms:
 #             rising fixed rates (400 connections, 10 s each; SUSTAIN_RATES overrides
 #             the list) until p99 exceeds 50 ms or delivered falls under 97 % of offered
-#   receipts  the cost of receipts: the sustain search (RECEIPTS_RATES) without them, then
-#             with every recipient acknowledging each message (received) and reading
-#             every 4th (read); each run's rows written per message delivered, from
-#             PostgreSQL's table statistics (pg_stat_user_tables)
+#   receipts  the cost of receipts, on one node: at each of RECEIPTS_RATES (1000 2000
+#             3000), twice, 1:1 without them, then with every recipient acknowledging
+#             each message (received) and reading every 4th (read); then the capacity
+#             (-rate 0 -window 16) without and with, twice. Each run's rows written per
+#             message delivered, from PostgreSQL's table statistics (pg_stat_user_tables)
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each, 512 dials
@@ -200,23 +201,29 @@ sustain() {
 }
 
 receipts() {
-	section "Receipts: the sustained 1:1 rate without them and with them"
-	local url json rate best label flags
+	section "Receipts: 1:1 without them and with them, alternating on one node"
+	local url json rate round
 	json=$(mktemp)
-	for label in without with; do
-		url=$(nodes 1)
-		flags=()
-		[[ $label == with ]] && flags=(-read-every 4)
-		# Unmeasured: a fresh node's first seconds (grain activations, plan caches).
-		"$BIN/loadgen" -url "$url" -scenario dm -conns 400 -rate 1000 -duration 5s -register-par 64 "${flags[@]}" >/dev/null
-		best=0
-		for rate in ${RECEIPTS_RATES:-1000 2000 3000 4000 5000 6000 8000 10000}; do
-			receiptsRun "$label receipts, $rate msgs/s" "$json" -url "$url" -scenario dm -conns 400 -rate "$rate" \
-				-duration 10s -register-par 64 "${flags[@]}"
-			if ! passes "$rate" "$json" | tee -a "$OUT"; then break; fi
-			best=$rate
+	url=$(nodes 1)
+	# Unmeasured: a fresh node's first seconds (grain activations, plan caches).
+	"$BIN/loadgen" -url "$url" -scenario dm -conns 400 -rate 1000 -duration 5s -register-par 64 -read-every 4 >/dev/null
+	for rate in ${RECEIPTS_RATES:-1000 2000 3000}; do
+		for round in 1 2; do
+			receiptsRun "round $round, without receipts, $rate msgs/s" "$json" -url "$url" -scenario dm -conns 400 \
+				-rate "$rate" -duration 10s -register-par 64
+			passes "$rate" "$json" | tee -a "$OUT" || true
+			receiptsRun "round $round, with receipts, $rate msgs/s" "$json" -url "$url" -scenario dm -conns 400 \
+				-rate "$rate" -duration 10s -register-par 64 -read-every 4
+			passes "$rate" "$json" | tee -a "$OUT" || true
 		done
-		printf '\n**Sustained %s receipts: %s msgs/s**\n\n' "$label" "$best" | tee -a "$OUT"
+	done
+	# Capacity: as fast as a window of 16 unanswered sends per sender allows.
+	for round in 1 2; do
+		for flags in "" "-read-every 4"; do
+			receiptsRun "round $round, capacity${flags:+ with receipts}" "$json" -url "$url" -scenario dm -conns 400 \
+				-rate 0 -window 16 -duration 10s -register-par 64 $flags
+			awk '/^  "ackedPerSec":/ { gsub(/,/, "", $2); printf "acked %.0f msgs/s\n", $2 }' "$json" | tee -a "$OUT"
+		done
 	done
 	rm -f "$json"
 }

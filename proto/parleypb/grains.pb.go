@@ -1665,6 +1665,7 @@ type Notify struct {
 	Typing        *TypingNotice          `protobuf:"bytes,1,opt,name=typing,proto3" json:"typing,omitempty"`
 	Presence      *Presence              `protobuf:"bytes,2,opt,name=presence,proto3" json:"presence,omitempty"`
 	Receipt       *Receipt               `protobuf:"bytes,3,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Except        *actor.PID             `protobuf:"bytes,4,opt,name=except,proto3" json:"except,omitempty"` // a connection not to tell (the one the notice came from)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1716,6 +1717,13 @@ func (x *Notify) GetPresence() *Presence {
 func (x *Notify) GetReceipt() *Receipt {
 	if x != nil {
 		return x.Receipt
+	}
+	return nil
+}
+
+func (x *Notify) GetExcept() *actor.PID {
+	if x != nil {
+		return x.Except
 	}
 	return nil
 }
@@ -1992,11 +2000,13 @@ const file_grains_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"G\n" +
 	"\rTypingRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
-	"\x04from\x18\x02 \x01(\tR\x04from\"\x98\x01\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"\xbc\x01\n" +
 	"\x06Notify\x12/\n" +
 	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingNoticeR\x06typing\x12/\n" +
 	"\bpresence\x18\x02 \x01(\v2\x13.parley.v1.PresenceR\bpresence\x12,\n" +
-	"\areceipt\x18\x03 \x01(\v2\x12.parley.v1.ReceiptR\areceipt\"=\n" +
+	"\areceipt\x18\x03 \x01(\v2\x12.parley.v1.ReceiptR\areceipt\x12\"\n" +
+	"\x06except\x18\x04 \x01(\v2\n" +
+	".actor.PIDR\x06except\"=\n" +
 	"\x05Watch\x12\x18\n" +
 	"\awatcher\x18\x01 \x01(\tR\awatcher\x12\x1a\n" +
 	"\bwatching\x18\x02 \x01(\bR\bwatching\"B\n" +
@@ -2090,12 +2100,13 @@ var file_grains_proto_depIdxs = []int32{
 	34, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
 	35, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
 	36, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
-	33, // 19: parley.v1.DeviceStatus.conn:type_name -> actor.PID
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	33, // 19: parley.v1.Notify.except:type_name -> actor.PID
+	33, // 20: parley.v1.DeviceStatus.conn:type_name -> actor.PID
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
