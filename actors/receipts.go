@@ -134,8 +134,10 @@ type relay struct {
 // receipts hands moves to the relay; it may be called from any goroutine. from,
 // when set, is the connection they came from.
 func (d *Deps) receipts(moves []persistence.ReceiptMove, from *actor.PID) {
-	if len(moves) == 0 {
-		return
+	if !slices.ContainsFunc(moves, func(m persistence.ReceiptMove) bool {
+		return len(m.Senders) > 0 || m.Status == persistence.Read
+	}) {
+		return // news to no one: a device acknowledging its user's own messages
 	}
 	d.relay.once.Do(func() {
 		d.relay.pid = d.Cluster.ActorSystem.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleychat/parley/internal/testenv"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -42,7 +43,8 @@ func TestPositionsPastTheEndStayLive(t *testing.T) {
 // that a client following more never gets a page twice (PROTOCOL.md, 2026-12-01);
 // on a fresh connection it starts after the device's stored cursor.
 func TestSyncWithoutAfterContinues(t *testing.T) {
-	n := startNode(t, fastConfig)
+	db := testenv.DatabaseURL(t)
+	n := testenv.StartNode(t, db, fastConfig)
 	alice, bob := newUser(t, n, "alice"), newUser(t, n, "bob")
 	ac := dial(t, n, alice)
 	ar := startReader(ac)
@@ -72,8 +74,11 @@ func TestSyncWithoutAfterContinues(t *testing.T) {
 	requireStream(t, msgs, 1)
 	require.Len(t, msgs, 5, "every entry once")
 
-	// A new connection of the device starts after its stored cursor (4).
+	// A new connection of the device starts after its stored cursor (4), once it is
+	// stored (at the latest receipts.saveDelay after the received; here when the
+	// connection ends).
 	require.NoError(t, bc.Close())
+	waitCursor(t, db, bob.UserID, bob.DeviceID, 4)
 	bc = dial(t, n, bob)
 	br = startReader(bc)
 	s = syncNowFrame(t, bc, br, &parleypb.Sync{})
