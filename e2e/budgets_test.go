@@ -123,7 +123,10 @@ func TestUserReadBudget(t *testing.T) {
 	bc := dial(t, n, bob)
 	br := startReader(bc)
 	start := time.Now()
-	for range 7 {
+	// A first page, answered, so that the connection is attached: syncs that come
+	// before that are held (at most 4, the oldest dropped), not paced.
+	syncNowFrame(t, bc, br, &parleypb.Sync{Limit: 10})
+	for range 6 { // the second page spends the burst, four wait, the sixth is refused
 		require.NoError(t, bc.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Sync{Sync: &parleypb.Sync{Limit: 10}}}))
 	}
 	br.waitFor(t, 10*time.Second, "the seventh refused", func(r *reader) bool { return len(r.errors) == 1 })
