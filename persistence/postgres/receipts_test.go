@@ -147,3 +147,16 @@ func mustReceipts(t *testing.T, s *postgres.Store, conv string) []persistence.Wa
 	require.NoError(t, err)
 	return ws
 }
+
+// The side commit (cursors, receipts) does not wait for its WAL flush; the
+// messages' commit does.
+func TestSideCommitIsAsynchronous(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	v, err := s.CommitSettingForTest(ctx, true, "synchronous_commit")
+	require.NoError(t, err)
+	require.Equal(t, "off", v)
+	v, err = s.CommitSettingForTest(ctx, false, "synchronous_commit")
+	require.NoError(t, err)
+	require.Equal(t, "on", v, "messages are answered sent only once on disk")
+}

@@ -44,10 +44,12 @@ type Options struct {
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool      *pgxpool.Pool // reads, accounts, migrations
-	writes    *pgxpool.Pool // the group commits' own connections
-	committer *committer    // conversation appends
-	side      *committer    // cursors and receipts, reads, last-seen times, online rows
+	pool   *pgxpool.Pool // reads, accounts, migrations
+	writes *pgxpool.Pool // the messages' group commit's own connections
+	// sideWrites are the side commit's, with synchronous_commit off.
+	sideWrites *pgxpool.Pool
+	committer  *committer // conversation appends
+	side       *committer // cursors and receipts, reads, last-seen times, online rows
 }
 
 // Open connects, applies the migrations and starts the group committer.
@@ -89,13 +91,30 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	// without them took 1.5 s.
 	wcfg := cfg.Copy()
 	wcfg.ConnConfig.RuntimeParams["enable_nestloop"] = "off"
-	wcfg.MaxConns = int32(max(opts.Committers, 4)) + 2 // and the side committer's
+	wcfg.MaxConns = int32(max(opts.Committers, 4)) + 1
 	writes, err := connect(ctx, wcfg)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, writes: writes}
+	// The side commit's connection does not wait for its WAL to reach the disk: a
+	// cursor or receipt commit then costs no fsync of its own, and those commits,
+	// which come as often as reads do, stop queueing the messages' commits behind
+	// their flushes. Its writes survive any crash of a node; a crash of PostgreSQL
+	// itself may lose the last of them (up to 3 × wal_writer_delay, 0.6 s by
+	// default): a cursor a little behind (those messages are delivered again) or a
+	// receipt told and not kept (the next one moves the watermark past it). No
+	// message, and nothing a message's answer depends on, is written there.
+	scfg := wcfg.Copy()
+	scfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	scfg.MaxConns = 2
+	sideWrites, err := connect(ctx, scfg)
+	if err != nil {
+		writes.Close()
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, writes: writes, sideWrites: sideWrites}
 	// Two group commits: the messages' (appends and their queues), and beside it the
 	// small writes that no message waits for (cursor moves with their delivered
 	// receipts, reads, last-seen times, online rows), so that a receipt for every
@@ -104,7 +123,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.committer = startCommitter(writes, opts, "messages")
 	side := opts
 	side.Committers = 1
-	s.side = startCommitter(writes, side, "side")
+	s.side = startCommitter(sideWrites, side, "side")
 	return s, nil
 }
 
@@ -125,6 +144,7 @@ func (s *Store) Close() {
 	s.committer.stop()
 	s.side.stop()
 	s.writes.Close()
+	s.sideWrites.Close()
 	s.pool.Close()
 }
 
