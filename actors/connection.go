@@ -635,27 +635,35 @@ func (c *Connection) fill(upTo uint64) {
 }
 
 func (c *Connection) history(ctx actor.Context, h *parleypb.HistoryRequest) {
-	id, err := convid.Parse(h.Conversation)
+	c.member(ctx, h.Id, h.Conversation, func(floor int64) { c.paceHistory(ctx, h, floor) })
+}
+
+// member runs then with the message id the user's part of conv starts after (a
+// group member's join; 0 for a direct conversation) if the user is a member, and
+// answers the frame with id with an error otherwise: bad_request for a malformed
+// id, forbidden, or the group's not_found or unavailable.
+func (c *Connection) member(ctx actor.Context, id, conv string, then func(floor int64)) {
+	cid, err := convid.Parse(conv)
 	switch {
 	case err != nil:
-		c.writeError(h.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed conversation id")
-	case id.Kind == convid.Group:
-		if e := c.exists("", id.Group); e != nil {
-			c.writeGrainError(h.Id, e, "store unavailable; try again")
+		c.writeError(id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed conversation id")
+	case cid.Kind == convid.Group:
+		if e := c.exists("", cid.Group); e != nil {
+			c.writeGrainError(id, e, "store unavailable; try again")
 			return
 		}
-		req := &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: c.user}
-		ask(c.deps, ctx, h.Conversation, KindConversation, req, func(r *parleypb.GroupResponse, err error) {
+		req := &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: cid.Group, By: c.user}
+		ask(c.deps, ctx, conv, KindConversation, req, func(r *parleypb.GroupResponse, err error) {
 			if err != nil {
-				c.writeGrainError(h.Id, err, "group unavailable; try again")
+				c.writeGrainError(id, err, "group unavailable; try again")
 				return
 			}
-			c.paceHistory(ctx, h, r.JoinedAt)
+			then(r.JoinedAt)
 		})
-	case id.Members[0] != c.user && id.Members[1] != c.user:
-		c.writeError(h.Id, parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+h.Conversation)
+	case cid.Members[0] != c.user && cid.Members[1] != c.user:
+		c.writeError(id, parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+conv)
 	default:
-		c.paceHistory(ctx, h, 0)
+		then(0)
 	}
 }
 

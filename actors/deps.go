@@ -30,10 +30,8 @@ type Store interface {
 	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
 	GroupEvents(ctx context.Context, conv string) ([]*parleypb.GroupEvent, error)
 	FindByClientID(ctx context.Context, conv, sender, clientID string) (*parleypb.Message, error)
-	// SaveCursor calls done (may be nil) on a store goroutine, with those of the
-	// delivered watermarks that moved.
-	SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove,
-		done func([]persistence.ReceiptMove, error))
+	// SaveCursor calls done (may be nil) on a store goroutine.
+	SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove, done func(error))
 	// SaveRead calls done on a store goroutine: persistence.ErrNotFound if upTo is
 	// no message of conv after floor.
 	SaveRead(user, conv string, upTo, floor int64, done func(*persistence.ReceiptMove, error))

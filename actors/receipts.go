@@ -153,30 +153,11 @@ func (d *Deps) receipts(moves []persistence.ReceiptMove, from *actor.PID) {
 // message of it that the user has (in a group, one after the user's join). What is
 // refused is answered with an error frame and never stored.
 func (c *Connection) markRead(ctx actor.Context, r *parleypb.Read) {
-	id, err := convid.Parse(r.Conversation)
-	switch {
-	case err != nil:
-		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed conversation id")
-	case r.UpTo <= 0:
+	if r.UpTo <= 0 {
 		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "upTo must be a message id")
-	case id.Kind == convid.Group:
-		if e := c.exists("", id.Group); e != nil {
-			c.writeGrainError("", e, "store unavailable; send read again")
-			return
-		}
-		req := &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: c.user}
-		ask(c.deps, ctx, r.Conversation, KindConversation, req, func(g *parleypb.GroupResponse, err error) {
-			if err != nil {
-				c.writeGrainError("", err, "group unavailable; send read again")
-				return
-			}
-			c.saveRead(ctx, r, g.JoinedAt)
-		})
-	case id.Members[0] != c.user && id.Members[1] != c.user:
-		c.writeError("", parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+r.Conversation)
-	default:
-		c.saveRead(ctx, r, 0)
+		return
 	}
+	c.member(ctx, "", r.Conversation, func(floor int64) { c.saveRead(ctx, r, floor) })
 }
 
 func (c *Connection) saveRead(ctx actor.Context, r *parleypb.Read, floor int64) {

@@ -108,14 +108,15 @@ func sendAll(t *testing.T, c *client.Conn, r *reader, to string, texts ...string
 		cid := fmt.Sprint("c-", time.Now().UnixNano(), "-", i)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			errs := len(r.errorsSnapshot())
+			_, _, errs0, _ := r.snapshot()
+			errs := len(errs0)
 			require.NoError(t, c.Write(sendFrame(cid, to, text)))
 			r.waitFor(t, 20*time.Second, "sent "+cid, func(r *reader) bool { return r.sent[cid] != nil || len(r.errors) > errs })
 			if r.sentID(cid) {
 				break
 			}
 			e := r.errorOf(cid)
-			require.NotNil(t, e, "an error frame for another frame: %v", r.errorsSnapshot())
+			require.NotNil(t, e, "an error frame for another frame")
 			require.Equal(t, "unavailable", e.Code, "%v", e)
 			require.True(t, time.Now().Before(deadline), "still unavailable: %v", e)
 			time.Sleep(200 * time.Millisecond)
@@ -179,16 +180,22 @@ func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 		readFrame(conv, carolIDs[0]),  // a message of another conversation
 		readFrame(conv, ids[2]+1),     // no such message
 	} {
-		before := len(br.errorsSnapshot())
+		_, _, errs, _ := br.snapshot()
+		before := len(errs)
 		require.NoError(t, bc.Write(bad))
 		br.waitFor(t, 10*time.Second, "refusal", func(r *reader) bool { return len(r.errors) > before })
-		e := br.errorsSnapshot()[before]
+		_, _, errs, _ = br.snapshot()
+		e := errs[before]
 		require.Contains(t, []string{"forbidden", "not_found"}, e.Code, "%v", e)
 	}
 	waitStored(t, n, alice, conv, bob.UserID, ids[1], ids[0]) // refused reads stored nothing
 	for _, x := range getReceipts(t, n, carol, other).Receipts {
 		require.NotEqual(t, bob.UserID, x.User, "bob's read of a conversation he is not in was stored")
 	}
+	var apiErr *client.APIError
+	err := groupAPI(t, n, bob, http.MethodGet, "/v1/conversations/"+other+"/receipts", nil, &receiptsBody{})
+	require.ErrorAs(t, err, &apiErr, "a non-member reads another conversation's receipts")
+	require.Equal(t, http.StatusForbidden, apiErr.Status)
 
 	// alice goes offline; bob receives and reads the rest.
 	require.NoError(t, a1.Close())
@@ -218,12 +225,6 @@ func (r *reader) lastHistory() *parleypb.History {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.history[len(r.history)-1]
-}
-
-func (r *reader) errorsSnapshot() []*parleypb.Error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*parleypb.Error(nil), r.errors...)
 }
 
 // holder returns the index of the node, of those not dead, whose admin endpoint

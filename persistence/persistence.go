@@ -117,8 +117,8 @@ const (
 	Read      = "read"
 )
 
-// A ReceiptMove is a member's watermark in a conversation that a commit moved
-// forward.
+// A ReceiptMove is a member's watermark in a conversation moving forward: what an
+// acknowledgement or a read makes, and what is told to the users it is news to.
 type ReceiptMove struct {
 	Conversation string
 	User         string // whose watermark moved

@@ -279,9 +279,6 @@ func receipt(r *parleypb.Receipt) string {
 	if r.All {
 		who = "everyone"
 	}
-	if r.User == "" && !r.All {
-		who = "?"
-	}
 	return fmt.Sprintf("%s %s by %s in %s, up to id %d", ticks, r.Status, who, r.Conversation, r.UpTo)
 }
 

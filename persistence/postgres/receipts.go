@@ -2,71 +2,44 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parleychat/parley/persistence"
 )
 
-// deliveredSQL writes delivered watermarks. Parameters, per watermark: $1 its op's
-// 1-based ordinal, $2 the member, $3 the conversation, $4 the message id. A
-// watermark is written if it moves the stored one (GREATEST: never back) and, in a
-// group, only if the member has a row (see the migration); the rows returned, (op,
-// conversation), are those that moved. The stored value is read with a subquery in
-// the select list, which probes the primary key of the one partition that can hold
-// the row, where a join would scan the table under the commit's planner settings.
+// deliveredSQL writes delivered watermarks. Parameters, per watermark: $1 the
+// member, $2 the conversation, $3 the message id. A watermark is written if it
+// moves the stored one (GREATEST: never back) and, in a group, only if the member
+// has a row (see the migration). The stored value is read with a subquery in the
+// select list, which probes the primary key of the one partition that can hold
+// the row, where a join would scan the table under the commit's planner settings;
+// the CTE is materialized so that it runs once per row.
 const deliveredSQL = `
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS i(op, user_id, conversation, up_to)
-), cur AS (
+WITH cur AS MATERIALIZED (
     SELECT i.*, (SELECT x.delivered FROM receipts x WHERE x.conversation = i.conversation AND x.user_id = i.user_id) AS was
-    FROM input i
-), moved AS (
-    SELECT * FROM cur WHERE up_to > COALESCE(was, 0) AND (was IS NOT NULL OR conversation LIKE 'dm:%')
-), ins AS (
-    INSERT INTO receipts (conversation, user_id, delivered, read)
-    SELECT DISTINCT ON (conversation, user_id) conversation, user_id, up_to, 0 FROM moved
-    ORDER BY conversation, user_id, up_to DESC
-    ON CONFLICT (conversation, user_id) DO UPDATE SET delivered = GREATEST(receipts.delivered, EXCLUDED.delivered)
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS i(user_id, conversation, up_to)
 )
-SELECT op, conversation FROM moved`
+INSERT INTO receipts (conversation, user_id, delivered, read)
+SELECT DISTINCT ON (conversation, user_id) conversation, user_id, up_to, 0 FROM cur
+WHERE up_to > COALESCE(was, 0) AND (was IS NOT NULL OR conversation LIKE 'dm:%')
+ORDER BY conversation, user_id, up_to DESC
+ON CONFLICT (conversation, user_id) DO UPDATE SET delivered = GREATEST(receipts.delivered, EXCLUDED.delivered)`
 
 // queueDelivered queues deliveredSQL for the delivered watermarks of the cursor
-// moves among ops, which collect those that moved.
+// moves among ops.
 func queueDelivered(b *pgx.Batch, ops []op) {
-	var opn, ups []int64
+	var ups []int64
 	var users, convs []string
-	for i, o := range ops {
+	for _, o := range ops {
 		w := o.arg.(*cursorWrite)
-		w.moved = nil
 		for _, m := range w.delivered {
-			opn, users, convs, ups = append(opn, int64(i+1)), append(users, w.user), append(convs, m.Conversation), append(ups, m.UpTo)
+			users, convs, ups = append(users, w.user), append(convs, m.Conversation), append(ups, m.UpTo)
 		}
 	}
-	if len(opn) == 0 {
-		return
+	if len(users) > 0 {
+		b.Queue(deliveredSQL, users, convs, ups)
 	}
-	b.Queue(deliveredSQL, opn, users, convs, ups).Query(func(rows pgx.Rows) error {
-		var n int64
-		var conv string
-		for rows.Next() {
-			if err := rows.Scan(&n, &conv); err != nil {
-				return err
-			}
-			if n < 1 || int(n) > len(ops) {
-				return fmt.Errorf("result for op %d of %d", n, len(ops))
-			}
-			w := ops[n-1].arg.(*cursorWrite)
-			for _, m := range w.delivered {
-				if m.Conversation == conv {
-					w.moved = append(w.moved, m)
-					break
-				}
-			}
-		}
-		return rows.Err()
-	})
 }
 
 // readSQL writes read receipts. Parameters, per read: $1 user, $2 conversation,
@@ -79,7 +52,7 @@ func queueDelivered(b *pgx.Batch, ops []op) {
 const readSQL = `
 WITH req AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(user_id, conversation, up_to, floor, op)
-), chk AS (
+), chk AS MATERIALIZED (
     SELECT r.*, r.up_to > r.floor AND EXISTS (SELECT 1 FROM conversation_events e
                WHERE e.conversation = r.conversation AND e.message_id = r.up_to AND e.kind = 0) AS ok,
            (SELECT x.read FROM receipts x WHERE x.conversation = r.conversation AND x.user_id = r.user_id) AS was

@@ -181,7 +181,7 @@ func TestAppendFillsRecipientQueues(t *testing.T) {
 
 	// The first page of a connection reads from the device's cursor in the same query.
 	done := make(chan error, 1)
-	s.SaveCursor("bob", "d1", 6, nil, func(_ []persistence.ReceiptMove, err error) { done <- err })
+	s.SaveCursor("bob", "d1", 6, nil, func(err error) { done <- err })
 	require.NoError(t, <-done)
 	page, err = s.ReadQueueAtCursor(ctx, "bob", "d1", 10)
 	require.NoError(t, err)
@@ -248,7 +248,7 @@ func TestCursorsOnlyMoveForward(t *testing.T) {
 
 func saveCursor(s *postgres.Store, user, device string, cursor uint64) error {
 	done := make(chan error, 1)
-	s.SaveCursor(user, device, cursor, nil, func(_ []persistence.ReceiptMove, err error) { done <- err })
+	s.SaveCursor(user, device, cursor, nil, func(err error) { done <- err })
 	return <-done
 }
 

@@ -237,22 +237,16 @@ func collectMessages(rows pgx.Rows) ([]*parleypb.Message, error) {
 	return out, mapErr(rows.Err())
 }
 
-// SaveCursor moves a device's cursor forward (never back) in the next group commit,
+// SaveCursor moves a device's cursor forward (never back) in the next side commit,
 // with the delivered watermarks the move makes (Status Delivered; see
 // deliveredSQL). done (may be nil) is called once it has committed or failed, on a
-// committer goroutine, with those of delivered that moved.
-func (s *Store) SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove,
-	done func([]persistence.ReceiptMove, error)) {
-	w := &cursorWrite{user: user, device: device, cursor: int64(cursor), delivered: delivered}
-	s.side.submit(op{kind: kindCursor, key: user + "/" + device, arg: w, done: func(err error) {
-		if done != nil {
-			if err != nil {
-				done(nil, err)
-				return
-			}
-			done(w.moved, nil)
-		}
-	}})
+// committer goroutine.
+func (s *Store) SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.side.submit(op{kind: kindCursor, key: user + "/" + device,
+		arg: &cursorWrite{user: user, device: device, cursor: int64(cursor), delivered: delivered}, done: done})
 }
 
 // Cursors returns a user's device cursors.

@@ -169,11 +169,9 @@ type cursorWrite struct {
 	user, device string
 	cursor       int64
 	delivered    []persistence.ReceiptMove // the delivered watermarks the move makes
-
-	moved []persistence.ReceiptMove // those of delivered that moved
 }
 
-func (w *cursorWrite) reset() { w.moved = nil }
+func (*cursorWrite) reset() {}
 
 // queueCursors queues the delivered watermarks of the moves, then the cursor
 // upsert.

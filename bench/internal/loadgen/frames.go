@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -271,7 +272,7 @@ func (c *lconn) acknowledge(m *inFrame, every int) {
 	a := ackReq{c: c, seq: m.seq}
 	c.gotN++
 	if c.gotN%every == 0 {
-		a.msgID, a.conv = m.msgID, directID(c.user, string(m.from))
+		a.msgID, a.conv = m.msgID, convid.DirectID(c.user, string(m.from))
 	}
 	c.w.acksPending.Add(1)
 	select {
@@ -300,12 +301,4 @@ func (w *worker) acknowledger(done <-chan struct{}) {
 			w.acksPending.Add(-1)
 		}
 	}
-}
-
-// directID is the id of the direct conversation of a and b.
-func directID(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return "dm:" + a + ":" + b
 }
