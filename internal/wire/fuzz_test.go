@@ -27,6 +27,10 @@ func FuzzDecodeClientJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"sync","after":"0","limit":5}`, `{"type":"received","upTo":42}`,
 		`{"type":"read","conversation":"dm:a:b","upTo":"9"}`, `{"type":"ping","x":[{}]}`,
+		`{"type":"received","upTo":"18446744073709551616"}`, `{"type":"received","upTo":""}`,
+		`{"type":"read","conversation":"dm:a:b","upTo":9223372036854775808}`,
+		`{"type":"read","conversation":"dm:a","upTo":"1","upTo":2}`, `{"type":"received","upTo":"1"}}`,
+		`{"type":"read","conversation":"0","upTo":000000}`, `{"type":"received","upTo":"007"}`,
 		`{"type":"send","id":"\u00e9\ud800","group":"g","text":"\u2028\"\\"}`,
 		`{"TYPE":"send","Id":"c1","TO":"bob","text":"hi"}`, `{"type":"ping","type":"presence","status":"away"}`,
 	} {
@@ -35,7 +39,24 @@ func FuzzDecodeClientJSON(f *testing.F) {
 	addEncoded(f, JSON)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, JSON, data)
+		checkAckFastPath(t, data)
 	})
+}
+
+// checkAckFastPath: what the acknowledgements' fast path decodes, the full decoder
+// decodes the same, and validates.
+func checkAckFastPath(t *testing.T, data []byte) {
+	fast := decodeAckJSON(data)
+	if fast == nil {
+		return
+	}
+	full, err := decodeFullJSON(data)
+	if err != nil {
+		t.Fatalf("%q: the fast path decoded %v, the full decoder refused it: %v", data, fast, err)
+	}
+	if !proto.Equal(fast, full) {
+		t.Fatalf("%q: the fast path decoded %v, the full decoder %v", data, fast, full)
+	}
 }
 
 // FuzzDecodeClientProto feeds arbitrary binary frames to the protobuf decoder;

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -34,6 +35,14 @@ type numField struct {
 }
 
 func decodeClientJSON(data []byte) (*parleypb.ClientFrame, *FrameError) {
+	if f := decodeAckJSON(data); f != nil {
+		return f, nil
+	}
+	return decodeFullJSON(data)
+}
+
+// decodeFullJSON decodes any client frame with encoding/json.
+func decodeFullJSON(data []byte) (*parleypb.ClientFrame, *FrameError) {
 	var j clientJSON
 	if err := json.Unmarshal(data, &j); err != nil {
 		var te *json.UnmarshalTypeError
@@ -57,6 +66,68 @@ func decodeClientJSON(data []byte) (*parleypb.ClientFrame, *FrameError) {
 		return nil, fe
 	}
 	return f, nil
+}
+
+// decodeAckJSON decodes, without encoding/json, the acknowledgements in the shape
+// Parley's clients write them: {"type":"received","upTo":"N"} and
+// {"type":"read","conversation":"C","upTo":"N"}, N quoted or not, C of id
+// characters only. They are the most frequent client frames (a received per
+// message delivered). Anything else, another member order or spacing included, is
+// nil: the full decoder takes it and gives what this would have.
+func decodeAckJSON(data []byte) *parleypb.ClientFrame {
+	const received, read, upTo = `{"type":"received","upTo":`, `{"type":"read","conversation":"`, `","upTo":`
+	if len(data) == 0 || data[len(data)-1] != '}' {
+		return nil
+	}
+	switch {
+	case bytes.HasPrefix(data, []byte(received)):
+		v, ok := ackNum(data[len(received) : len(data)-1])
+		if !ok {
+			return nil
+		}
+		return &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Received{Received: &parleypb.Received{UpTo: v}}}
+	case bytes.HasPrefix(data, []byte(read)):
+		rest := data[len(read) : len(data)-1]
+		i := bytes.Index(rest, []byte(upTo))
+		if i <= 0 || !idChars(rest[:i]) {
+			return nil
+		}
+		v, ok := ackNum(rest[i+len(upTo):])
+		if !ok || v > math.MaxInt64 {
+			return nil
+		}
+		return &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Read{Read: &parleypb.Read{
+			Conversation: string(rest[:i]), UpTo: int64(v)}}}
+	}
+	return nil
+}
+
+// ackNum parses an acknowledgement's upTo: decimal digits, quoted or not.
+func ackNum(raw []byte) (uint64, bool) {
+	digits := raw
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		digits = raw[1 : len(raw)-1]
+	} else if len(raw) > 1 && raw[0] == '0' {
+		return 0, false // no JSON number: the full decoder says so
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	v, err := parseUint(raw)
+	return v, err == nil
+}
+
+// idChars reports b non-empty and made of the characters conversation ids are
+// made of, which a JSON string holds as they are.
+func idChars(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == ':' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 func kindName(t reflect.Type) string {
