@@ -70,8 +70,8 @@ func decodeFullJSON(data []byte) (*parleypb.ClientFrame, *FrameError) {
 
 // decodeAckJSON decodes, without encoding/json, the acknowledgements in the shape
 // Parley's clients write them: {"type":"received","upTo":"N"} and
-// {"type":"read","conversation":"C","upTo":"N"}, N quoted or not, C of id
-// characters only. They are the most frequent client frames (a received per
+// {"type":"read","conversation":"C","upTo":"N"}, N quoted or not, C with nothing
+// escaped. They are the most frequent client frames (a received per
 // message delivered). Anything else, another member order or spacing included, is
 // nil: the full decoder takes it and gives what this would have.
 func decodeAckJSON(data []byte) *parleypb.ClientFrame {
@@ -89,7 +89,7 @@ func decodeAckJSON(data []byte) *parleypb.ClientFrame {
 	case bytes.HasPrefix(data, []byte(read)):
 		rest := data[len(read) : len(data)-1]
 		i := bytes.Index(rest, []byte(upTo))
-		if i <= 0 || !idChars(rest[:i]) {
+		if i < 0 || !plainString(rest[:i]) {
 			return nil
 		}
 		v, ok := ackNum(rest[i+len(upTo):])
@@ -102,28 +102,21 @@ func decodeAckJSON(data []byte) *parleypb.ClientFrame {
 	return nil
 }
 
-// ackNum parses an acknowledgement's upTo: decimal digits, quoted or not.
+// ackNum parses an acknowledgement's upTo as the full decoder would: a decimal
+// string, or a JSON number of plain digits (which has no leading zero).
 func ackNum(raw []byte) (uint64, bool) {
-	digits := raw
-	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
-		digits = raw[1 : len(raw)-1]
-	} else if len(raw) > 1 && raw[0] == '0' {
+	if len(raw) > 1 && raw[0] == '0' {
 		return 0, false // no JSON number: the full decoder says so
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
 	}
 	v, err := parseUint(raw)
 	return v, err == nil
 }
 
-// idChars reports b non-empty and made of the characters conversation ids are
-// made of, which a JSON string holds as they are.
-func idChars(b []byte) bool {
+// plainString reports b non-empty and made of bytes a JSON string holds as they
+// are, so that b is the string's value.
+func plainString(b []byte) bool {
 	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == ':' || c == '_' || c == '-' || c == '.') {
+		if !literal(c) {
 			return false
 		}
 	}

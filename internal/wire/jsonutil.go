@@ -63,7 +63,7 @@ func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if literal(c) {
 				i++
 				continue
 			}
@@ -88,6 +88,9 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// literal reports an ASCII byte that a JSON string holds as it is, unescaped.
+func literal(c byte) bool { return c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' }
 
 func appendEscapedByte(b []byte, c byte) []byte {
 	switch c {

@@ -57,3 +57,27 @@ func benchEncode(b *testing.B, enc Encoding) {
 		}
 	}
 }
+
+// The acknowledgements as Parley's clients encode them take the fast path.
+func BenchmarkDecodeReceivedJSON(b *testing.B) {
+	benchDecode(b, JSON, encodedAck(b, &pb.ClientFrame{Body: &pb.ClientFrame_Received{Received: &pb.Received{UpTo: 1234567}}}))
+}
+
+// The same frame through encoding/json, for the comparison.
+func BenchmarkDecodeReceivedJSONFull(b *testing.B) {
+	data := encodedAck(b, &pb.ClientFrame{Body: &pb.ClientFrame_Received{Received: &pb.Received{UpTo: 1234567}}})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, fe := decodeFullJSON(data); fe != nil {
+			b.Fatal(fe)
+		}
+	}
+}
+
+func encodedAck(b *testing.B, f *pb.ClientFrame) []byte {
+	data, err := EncodeClient(JSON, f)
+	if err != nil || decodeAckJSON(data) == nil {
+		b.Fatalf("%s does not take the fast path (%v)", data, err)
+	}
+	return data
+}

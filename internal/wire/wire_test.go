@@ -209,3 +209,20 @@ func TestEncodeMessageStampsSeq(t *testing.T) {
 		require.True(t, proto.Equal(before, m), "the message is unchanged")
 	}
 }
+
+// What Parley's own clients write for received and read (wire.EncodeClient) takes
+// the acknowledgements' fast path, and decodes to the frame encoded.
+func TestAcksTakeTheFastPath(t *testing.T) {
+	for _, f := range []*pb.ClientFrame{
+		{Body: &pb.ClientFrame_Received{Received: &pb.Received{UpTo: 1234567}}},
+		{Body: &pb.ClientFrame_Received{Received: &pb.Received{}}},
+		{Body: &pb.ClientFrame_Read{Read: &pb.Read{Conversation: "dm:alice:bob", UpTo: 7123456789012345678}}},
+		{Body: &pb.ClientFrame_Read{Read: &pb.Read{Conversation: "group:01J9Z", UpTo: 1}}},
+	} {
+		data, err := EncodeClient(JSON, f)
+		require.NoError(t, err)
+		got := decodeAckJSON(data)
+		require.NotNil(t, got, "%s", data)
+		require.True(t, proto.Equal(f, got), "%s: %v", data, got)
+	}
+}
