@@ -41,6 +41,8 @@ type Store interface {
 	SetLastSeen(id string, ms int64, done func(error))
 	// SetOnline calls done (may be nil) on a store goroutine.
 	SetOnline(user, holder string, online bool, since int64, done func(error))
+	// SetDisconnected calls done (may be nil) on a store goroutine.
+	SetDisconnected(user, holder string, done func(error))
 	OnlinePeers(ctx context.Context, user string) (watchers, contacts []string, err error)
 	ContactIDs(ctx context.Context, user string) ([]string, error)
 	Visibility(ctx context.Context, user, viewer string) (visibility string, addedViewer bool, err error)

@@ -106,12 +106,11 @@ func (u *User) connected(ctx actor.Context) {
 	if len(u.conns) != 1 {
 		return
 	}
-	if u.p.leaving > 0 {
-		u.p.leaving = 0
-		u.announce(ctx)
-		return
-	}
 	if u.p.online {
+		// Back within the grace period: watchers saw nothing, and the row says
+		// connected again (which cancels pushes waiting).
+		u.p.leaving = 0
+		u.deps.Store.SetOnline(u.id, u.deps.Holder, true, nowMillis(), nil)
 		u.announce(ctx)
 		return
 	}

@@ -219,6 +219,9 @@ func (u *User) detach(pid *actor.PID, heard int64) bool {
 	if len(u.conns) == 0 {
 		u.conns = nil
 		u.deps.Store.SetLastSeen(u.id, u.lastSeen, nil)
+		if u.p.online {
+			u.deps.Store.SetDisconnected(u.id, u.deps.Holder, nil) // messages from now on make pushes
+		}
 	}
 	return true
 }

@@ -153,3 +153,27 @@ func ByAll(ws []Watermark, except string) (delivered, read int64) {
 	}
 	return delivered, read
 }
+
+// PushDue is a notification due to one device, claimed from the push outbox by the
+// node that sends it.
+type PushDue struct {
+	User, Device    string
+	Provider, Token string // the device's push target; "" if it has none any more
+	Conversation    string
+	Latest          *parleypb.Message // the latest message it stands for; nil if gone
+	Count           int               // messages it stands for
+	Unread          int64             // the user's queue entries after the device's cursor
+	Attempts        int               // tries before this one
+	CreatedAt       int64             // Unix ms (the store's clock) of its first message
+	Now             int64             // Unix ms (the store's clock) when it was claimed
+}
+
+// PushOutcome is what became of a claimed notification.
+type PushOutcome int
+
+const (
+	PushSent     PushOutcome = iota // accepted by the provider: the row goes (messages since stay)
+	PushRetry                       // try again at the time given
+	PushDropped                     // not sent, never will be: the row goes
+	PushDisabled                    // the target is no longer valid: it is cleared, and the row goes
+)

@@ -17,7 +17,8 @@ import (
 type Store interface {
 	CreateUser(ctx context.Context, u persistence.User) error
 	User(ctx context.Context, id string) (persistence.User, error)
-	AddDevice(ctx context.Context, user, device string) error
+	// AddDevice registers a device for a session that ends at until (Unix ms).
+	AddDevice(ctx context.Context, user, device string, until int64) error
 	auth.Devices // token generations, for logout
 	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
 	Receipts(ctx context.Context, conv string) ([]persistence.Watermark, error)
@@ -49,6 +50,12 @@ type Options struct {
 	// LoggedOut is called after a device logged out, to close its live
 	// connections; nil closes none (they end when their socket does).
 	LoggedOut func(user, device string)
+	// Push keeps devices' push targets and conversations' mute settings; nil
+	// serves neither.
+	Push PushStore
+	// PushCheck refuses a push registration this node cannot serve (a provider
+	// not configured, a token of the wrong shape); nil accepts none.
+	PushCheck func(provider, token string) error
 	// Limits bounds history pages. Zero HistoryDefault and HistoryMax take the
 	// defaults of [config.Default].
 	Limits config.Limits
@@ -73,6 +80,9 @@ type API struct {
 	contacts  Contacts
 	changed   func(user string)
 	loggedOut func(user, device string)
+	push      PushStore
+	pushCheck func(provider, token string) error
+	signer    *auth.Signer
 	limits    config.Limits
 	hasher    *auth.Hasher
 	throttles throttles
@@ -109,7 +119,7 @@ func New(o Options) *API {
 		o.Sessions = auth.NewSessions(o.Signer, o.Store, auth.SessionsConfig{})
 	}
 	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, contacts: o.Contacts, changed: o.SettingsChanged, limits: o.Limits,
-		loggedOut: o.LoggedOut, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
+		loggedOut: o.LoggedOut, push: o.Push, pushCheck: o.PushCheck, signer: o.Signer, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 
 // Register adds the routes of the API to mux. A known path asked with another
@@ -145,6 +155,16 @@ func (a *API) Register(mux *http.ServeMux) {
 	a.route(mux, "/v1/groups/{id}/members/{user}", map[string]http.HandlerFunc{
 		http.MethodDelete: a.authed(a.removeMember),
 	})
+	if a.push != nil {
+		a.route(mux, "/v1/devices/{device}/push", map[string]http.HandlerFunc{
+			http.MethodPut:    a.authed(a.putPush),
+			http.MethodDelete: a.authed(a.deletePush),
+		})
+		a.route(mux, "/v1/conversations/{id}/settings", map[string]http.HandlerFunc{
+			http.MethodGet: a.authed(a.getConversationSettings),
+			http.MethodPut: a.authed(a.putConversationSettings),
+		})
+	}
 	if a.contacts != nil {
 		a.route(mux, "/v1/contacts", map[string]http.HandlerFunc{
 			http.MethodGet: a.authed(a.listContacts),

@@ -31,7 +31,7 @@ func (brokenStore) CreateUser(context.Context, persistence.User) error { return 
 func (brokenStore) User(context.Context, string) (persistence.User, error) {
 	return persistence.User{}, errSecret
 }
-func (brokenStore) AddDevice(context.Context, string, string) error { return errSecret }
+func (brokenStore) AddDevice(context.Context, string, string, int64) error { return errSecret }
 func (brokenStore) Receipts(context.Context, string) ([]persistence.Watermark, error) {
 	return nil, errSecret
 }

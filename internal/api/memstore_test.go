@@ -39,7 +39,7 @@ func (m *memStore) User(_ context.Context, id string) (persistence.User, error) 
 	return u, nil
 }
 
-func (m *memStore) AddDevice(_ context.Context, user, device string) error {
+func (m *memStore) AddDevice(_ context.Context, user, device string, _ int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.devices[user+"/"+device]; !ok {

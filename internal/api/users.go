@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parleychat/parley/internal/auth"
@@ -127,7 +128,8 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 	if device == "" {
 		device = newDeviceID()
 	}
-	if err := a.store.AddDevice(r.Context(), req.Username, device); err != nil {
+	until := time.Now().Add(a.signer.TTL()).UnixMilli() // the token's expiry, or a moment after
+	if err := a.store.AddDevice(r.Context(), req.Username, device, until); err != nil {
 		a.fail(w, r, err)
 		return
 	}

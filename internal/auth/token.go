@@ -122,6 +122,9 @@ func NewSigner(secret []byte, ttl time.Duration, opts ...Option) (*Signer, error
 	return s, nil
 }
 
+// TTL is how long the tokens it issues are valid.
+func (s *Signer) TTL() time.Duration { return s.ttl }
+
 // Issue returns a signed token for userID on deviceID, of token generation 0,
 // expiring after the Signer's TTL.
 func (s *Signer) Issue(userID, deviceID string) (string, error) {

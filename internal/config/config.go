@@ -29,6 +29,7 @@ type Config struct {
 	Gateway  Gateway  `yaml:"gateway"`
 	Presence Presence `yaml:"presence"`
 	Receipts Receipts `yaml:"receipts"`
+	Push     Push     `yaml:"push"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -345,6 +346,109 @@ type Receipts struct {
 	SaveDelay time.Duration `yaml:"saveDelay"`
 }
 
+// Push configures push notifications to devices with no connection. A provider
+// with no settings is off: registering a device with it is refused.
+type Push struct {
+	// Gather is how long the messages to an offline device are gathered into one
+	// notification (the count, and the latest as preview), from the first.
+	// 0..1m. Default 2s.
+	Gather time.Duration `yaml:"gather"`
+	// Poll is how often a node looks for notifications due. 10ms..1m. Default 500ms.
+	Poll time.Duration `yaml:"poll"`
+	// Claim is how long a node holds a notification it is sending before another
+	// node may take it (a node that died while sending). 1s..10m. Default 30s.
+	Claim time.Duration `yaml:"claim"`
+	// Deadline is how long a notification is retried before it is dropped (and
+	// counted failed). 1s..72h. Default 1h.
+	Deadline time.Duration `yaml:"deadline"`
+	// BackoffMin and BackoffMax bound the wait between tries: it doubles from
+	// BackoffMin up to BackoffMax, each wait drawn in [½, 1] of it (jitter); a
+	// provider's Retry-After is waited at least. Defaults 1s and 5m.
+	BackoffMin time.Duration `yaml:"backoffMin"`
+	BackoffMax time.Duration `yaml:"backoffMax"`
+	// Workers is how many notifications one node sends at once, 1..1024. Default 16.
+	Workers int `yaml:"workers"`
+	// Timeout bounds one request to a provider. 100ms..1m. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// Preview puts the latest message's text in notifications (clipped to
+	// PreviewBytes). false sends no text to any provider. Default true.
+	Preview bool `yaml:"preview"`
+	// PreviewBytes is the longest preview, in bytes, 1..1024 (APNs refuses a
+	// payload past 4 KiB). Default 200.
+	PreviewBytes int `yaml:"previewBytes"`
+	// CAFile, when set, is the only CA trusted for every provider's HTTPS
+	// endpoint (a private gateway, tests); "" trusts the system's roots.
+	CAFile string `yaml:"caFile"`
+
+	Webhook Webhook `yaml:"webhook"`
+	FCM     FCM     `yaml:"fcm"`
+	APNs    APNs    `yaml:"apns"`
+	WebPush WebPush `yaml:"webpush"`
+}
+
+// Webhook posts each notification as JSON to one URL of the operator's own push
+// gateway, signed with HMAC-SHA256 (see internal/push).
+type Webhook struct {
+	// URL is where notifications are posted; "" turns the provider off.
+	URL string `yaml:"url"`
+	// Secret is the HMAC key, at least 32 bytes. Env: PARLEY_PUSH_WEBHOOK_SECRET.
+	Secret string `yaml:"-"`
+	// SecretFile holds the key when Secret is not set.
+	SecretFile string `yaml:"secretFile"`
+}
+
+// FCM sends through Firebase Cloud Messaging's HTTP v1 API, with an OAuth2
+// token from a service account.
+type FCM struct {
+	// CredentialsFile is the service account's JSON key; "" turns the provider
+	// off. Its project_id names the project unless ProjectID does. Env:
+	// PARLEY_PUSH_FCM_CREDENTIALS.
+	CredentialsFile string `yaml:"credentialsFile"`
+	// ProjectID overrides the key file's project_id.
+	ProjectID string `yaml:"projectId"`
+	// Endpoint is the API's base URL. Default "https://fcm.googleapis.com".
+	Endpoint string `yaml:"endpoint"`
+}
+
+// APNs sends to Apple's push service over HTTP/2 with token-based auth (an ES256
+// JWT signed with the team's .p8 key).
+type APNs struct {
+	// KeyFile is the .p8 signing key (PEM, PKCS#8 EC P-256); "" turns the provider
+	// off. Env: PARLEY_PUSH_APNS_KEY.
+	KeyFile string `yaml:"keyFile"`
+	// KeyID and TeamID name the key and the team (the JWT's kid and iss).
+	KeyID  string `yaml:"keyId"`
+	TeamID string `yaml:"teamId"`
+	// Topic is the app's bundle id (apns-topic).
+	Topic string `yaml:"topic"`
+	// Endpoint is the service's base URL. Default "https://api.push.apple.com"
+	// (the sandbox is https://api.sandbox.push.apple.com).
+	Endpoint string `yaml:"endpoint"`
+}
+
+// WebPush sends RFC 8030 pushes with VAPID (RFC 8292) and RFC 8291 payload
+// encryption, to browsers' push services.
+type WebPush struct {
+	// PublicKey is the VAPID public key (uncompressed P-256 point, base64url);
+	// "" turns the provider off. Clients subscribe with it.
+	PublicKey string `yaml:"publicKey"`
+	// PrivateKeyFile holds the VAPID private key (base64url scalar). Env:
+	// PARLEY_PUSH_VAPID_PRIVATE_KEY (the key itself).
+	PrivateKeyFile string `yaml:"privateKeyFile"`
+	PrivateKey     string `yaml:"-"`
+	// Subscriber is the VAPID contact, a mailto: or https: URL.
+	Subscriber string `yaml:"subscriber"`
+	// AllowedHosts are the push services a subscription's endpoint may name
+	// (exact host names, or ".example.com" for any subdomain). A registration
+	// naming another host is refused: a client must not make the node post to an
+	// address of its choice. Default: the push services of Chrome, Firefox,
+	// Edge and Safari.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// TTL is how long the push service keeps an undelivered push, 0..28d.
+	// Default 24h.
+	TTL time.Duration `yaml:"ttl"`
+}
+
 // Log configures the node's slog logger.
 type Log struct {
 	// Level is the minimum level logged: debug, info, warn or error. Default "info".
@@ -405,6 +509,13 @@ func Default() Config {
 		},
 		Presence: Presence{DeadAfter: 30 * time.Second, AwayAfter: 5 * time.Minute, Grace: 5 * time.Second},
 		Receipts: Receipts{SaveDelay: time.Second},
+		Push: Push{Gather: 2 * time.Second, Poll: 500 * time.Millisecond, Claim: 30 * time.Second,
+			Deadline: time.Hour, BackoffMin: time.Second, BackoffMax: 5 * time.Minute, Workers: 16,
+			Timeout: 10 * time.Second, Preview: true, PreviewBytes: 200,
+			FCM:  FCM{Endpoint: "https://fcm.googleapis.com"},
+			APNs: APNs{Endpoint: "https://api.push.apple.com"},
+			WebPush: WebPush{TTL: 24 * time.Hour, AllowedHosts: []string{"fcm.googleapis.com",
+				".push.services.mozilla.com", ".notify.windows.com", ".push.apple.com"}}},
 		Gateway: Gateway{
 			Workers:       128,
 			ReadTimeout:   10 * time.Second,

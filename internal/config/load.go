@@ -97,6 +97,10 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		{"PARLEY_TOKEN_SECRET_FILE", &c.Auth.TokenSecretFile},
 		{"PARLEY_ADMIN_TOKEN", &c.Admin.Token},
 		{"PARLEY_LOG_LEVEL", &c.Log.Level},
+		{"PARLEY_PUSH_WEBHOOK_SECRET", &c.Push.Webhook.Secret},
+		{"PARLEY_PUSH_FCM_CREDENTIALS", &c.Push.FCM.CredentialsFile},
+		{"PARLEY_PUSH_APNS_KEY", &c.Push.APNs.KeyFile},
+		{"PARLEY_PUSH_VAPID_PRIVATE_KEY", &c.Push.WebPush.PrivateKey},
 	}
 	for _, s := range strs {
 		if v, ok := lookup(s.name); ok {

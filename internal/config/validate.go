@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 	if d := c.Receipts.SaveDelay; d < 0 || d > time.Minute {
 		v.addf("receipts.saveDelay", "must be a duration from 0 to 1m, got %s", d)
 	}
+	c.Push.validate(v)
 	c.Log.validate(v)
 	return errors.Join(v.errs...)
 }
@@ -336,4 +337,51 @@ func (g Gateway) validate(v *validator) {
 func (l Log) validate(v *validator) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", l.Format, "text", "json")
+}
+
+func (p *Push) validate(v *validator) {
+	between := func(key string, d, lo, hi time.Duration) {
+		if d < lo || d > hi {
+			v.addf(key, "must be a duration from %s to %s, got %s", lo, hi, d)
+		}
+	}
+	between("push.gather", p.Gather, 0, time.Minute)
+	between("push.poll", p.Poll, 10*time.Millisecond, time.Minute)
+	between("push.claim", p.Claim, time.Second, 10*time.Minute)
+	between("push.deadline", p.Deadline, time.Second, 72*time.Hour)
+	between("push.backoffMin", p.BackoffMin, time.Millisecond, time.Hour)
+	between("push.backoffMax", p.BackoffMax, p.BackoffMin, 24*time.Hour)
+	between("push.timeout", p.Timeout, 100*time.Millisecond, time.Minute)
+	if p.Workers < 1 || p.Workers > 1024 {
+		v.addf("push.workers", "must be from 1 to 1024, got %d", p.Workers)
+	}
+	if p.PreviewBytes < 1 || p.PreviewBytes > 1024 {
+		v.addf("push.previewBytes", "must be from 1 to 1024, got %d", p.PreviewBytes)
+	}
+	if p.Claim <= p.Timeout {
+		v.addf("push.claim", "must be longer than push.timeout (%s), got %s", p.Timeout, p.Claim)
+	}
+	for key, u := range map[string]string{"push.webhook.url": p.Webhook.URL, "push.fcm.endpoint": p.FCM.Endpoint,
+		"push.apns.endpoint": p.APNs.Endpoint} {
+		if u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			v.addf(key, "must be an http(s) URL, got %q", u)
+		}
+	}
+	if p.Webhook.URL != "" && p.Webhook.Secret == "" && p.Webhook.SecretFile == "" {
+		v.addf("push.webhook.secretFile", "required with push.webhook.url (or PARLEY_PUSH_WEBHOOK_SECRET)")
+	}
+	if a := p.APNs; a.KeyFile != "" && (a.KeyID == "" || a.TeamID == "" || a.Topic == "") {
+		v.addf("push.apns", "keyId, teamId and topic are required with keyFile")
+	}
+	if w := p.WebPush; w.PublicKey != "" {
+		if w.PrivateKey == "" && w.PrivateKeyFile == "" {
+			v.addf("push.webpush.privateKeyFile", "required with push.webpush.publicKey (or PARLEY_PUSH_VAPID_PRIVATE_KEY)")
+		}
+		if !strings.HasPrefix(w.Subscriber, "mailto:") && !strings.HasPrefix(w.Subscriber, "https://") {
+			v.addf("push.webpush.subscriber", "must be a mailto: or https: URL, got %q", w.Subscriber)
+		}
+		if w.TTL < 0 || w.TTL > 28*24*time.Hour {
+			v.addf("push.webpush.ttl", "must be a duration from 0 to 672h, got %s", w.TTL)
+		}
+	}
 }

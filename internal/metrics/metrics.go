@@ -60,7 +60,24 @@ type Metrics struct {
 	commitOps     prometheus.Observer
 	commitRows    prometheus.Observer
 	commitErrors  prometheus.Counter
+
+	pushes [numPushEvents]prometheus.Counter
 }
+
+// PushEvent is what happened to a push notification.
+type PushEvent int
+
+const (
+	PushDecided   PushEvent = iota // due to a device (a collapsed burst counts once), taken to be sent
+	PushSent                       // accepted by its provider
+	PushRetried                    // failed, to be tried again
+	PushFailed                     // given up: past the deadline, or refused by the provider
+	PushDisabled                   // its target said invalid or unregistered, and was cleared
+	PushCancelled                  // not sent: a device of the user was connected by then
+	numPushEvents
+)
+
+var pushNames = [numPushEvents]string{"decided", "sent", "retried", "failed", "disabled", "cancelled"}
 
 // latencyBuckets go from 50 µs to about 19 s in steps of √2, so that a quantile
 // interpolated within a bucket is off by at most that factor.
@@ -94,6 +111,9 @@ func New() *Metrics {
 	m.framesIn, m.framesOut = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
 	for _, t := range frameTypes {
 		m.framesIn[t], m.framesOut[t] = in.WithLabelValues(t), out.WithLabelValues(t)
+	}
+	for e := range numPushEvents {
+		m.pushes[e] = f.counter("parley_push_"+pushNames[e]+"_total", "Push notifications "+pushNames[e]+" by this node.")
 	}
 	stages := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "parley_stage_seconds",
 		Help: "Duration of each stage of a message's path (see internal/metrics.Stage).", Buckets: latencyBuckets},
@@ -219,3 +239,10 @@ func (m *Metrics) CommitWait(d time.Duration) {
 
 // Now is the clock the stage timestamps use (Unix ns).
 func Now() int64 { return time.Now().UnixNano() }
+
+// Push counts n push notifications that met event e.
+func (m *Metrics) Push(e PushEvent, n int) {
+	if m != nil && n > 0 {
+		m.pushes[e].Add(float64(n))
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/parleychat/parley/internal/gateway"
 	"github.com/parleychat/parley/internal/membership"
 	"github.com/parleychat/parley/internal/metrics"
+	"github.com/parleychat/parley/internal/push"
 	"github.com/parleychat/parley/persistence/postgres"
 	"github.com/parleychat/parley/proto/parleypb"
 )
@@ -84,7 +85,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	met := metrics.New()
 	n.store, err = postgres.Open(ctx, cfg.Database.URL, postgres.Options{Metrics: met,
 		MaxConns: cfg.Database.MaxConns, BatchDelay: cfg.Database.BatchDelay, BatchMax: cfg.Database.BatchMax,
-		Committers: cfg.Database.Committers})
+		Committers: cfg.Database.Committers, PushGather: cfg.Push.Gather})
+	if err != nil {
+		return nil, err
+	}
+	providers, err := pushProviders(cfg.Push)
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +164,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 		SettingsChanged: func(user string) { actors.Tell(deps, user, actors.KindUser, &parleypb.PresenceSettingsChanged{}) },
 		LoggedOut: func(user, device string) {
 			actors.Tell(deps, user, actors.KindUser, &parleypb.LoggedOut{DeviceId: device})
-		}})
+		},
+		Push: n.store, PushCheck: pushCheck(providers)})
 	rest.Register(mux)
 	mux.HandleFunc("/v1/ws", rest.PerAddress(func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
+
+	if len(providers) > 0 {
+		sender := push.NewSender(n.store, providers, cfg.Push, met, log)
+		n.goBG(func() { sender.Run(n.bg) })
+	}
 
 	servers := []*http.Server{newServer(cfg.Listen, mux)}
 	if cfg.Listen.Admin != "" {

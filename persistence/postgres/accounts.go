@@ -60,10 +60,12 @@ func (s *Store) SetLastSeen(id string, ms int64, done func(error)) {
 	s.side.submit(op{kind: kindLastSeen, key: id, arg: &lastSeenWrite{user: id, ms: ms}, done: done})
 }
 
-// AddDevice registers a device of a user (idempotent).
-func (s *Store) AddDevice(ctx context.Context, user, device string) error {
+// AddDevice registers a device of a user for a new session that ends at the Unix
+// ms until (idempotent): a push target the device has lasts until then too.
+func (s *Store) AddDevice(ctx context.Context, user, device string, until int64) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO devices (user_id, device_id) VALUES ($1, $2)
-		ON CONFLICT DO NOTHING`, user, device)
+		ON CONFLICT (user_id, device_id) DO UPDATE SET push_until = GREATEST(devices.push_until, $3)
+		WHERE devices.push_provider <> ''`, user, device, until)
 	if err != nil {
 		return fmt.Errorf("adding device of %s: %w", user, mapErr(err))
 	}
@@ -87,13 +89,18 @@ func (s *Store) DeviceGeneration(ctx context.Context, user, device string) (int6
 
 // RevokeDevice moves the token generation of a user's device on (registering the
 // device if it was not) and returns the new generation: the tokens issued for it
-// so far stop being valid. persistence.ErrNotFound if the user does not exist.
+// so far stop being valid, and its push target ends. persistence.ErrNotFound if the user does not exist.
 func (s *Store) RevokeDevice(ctx context.Context, user, device string) (int64, error) {
 	var gen int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO devices (user_id, device_id, token_generation)
-		SELECT id, $2, 1 FROM users WHERE id = $1
-		ON CONFLICT (user_id, device_id) DO UPDATE SET token_generation = devices.token_generation + 1
-		RETURNING token_generation`, user, device).Scan(&gen)
+	err := s.pool.QueryRow(ctx, `WITH d AS (
+			INSERT INTO devices (user_id, device_id, token_generation)
+			SELECT id, $2, 1 FROM users WHERE id = $1
+			ON CONFLICT (user_id, device_id) DO UPDATE SET token_generation = devices.token_generation + 1,
+				push_provider = '', push_token = '', push_until = 0
+			RETURNING token_generation
+		), p AS (
+			DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2
+		) SELECT token_generation FROM d`, user, device).Scan(&gen)
 	if err != nil {
 		return 0, fmt.Errorf("revoking tokens of %s: %w", user, mapErr(err))
 	}

@@ -20,7 +20,7 @@ func TestDeviceGenerations(t *testing.T) {
 	gen, err := s.DeviceGeneration(ctx, "alice", "phone")
 	require.NoError(t, err)
 	require.Zero(t, gen, "an unknown device is at generation 0")
-	require.NoError(t, s.AddDevice(ctx, "alice", "phone"))
+	require.NoError(t, s.AddDevice(ctx, "alice", "phone", 0))
 	gen, err = s.DeviceGeneration(ctx, "alice", "phone")
 	require.NoError(t, err)
 	require.Zero(t, gen)
@@ -30,7 +30,7 @@ func TestDeviceGenerations(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, gen)
 	}
-	require.NoError(t, s.AddDevice(ctx, "alice", "phone"), "a login again keeps the generation")
+	require.NoError(t, s.AddDevice(ctx, "alice", "phone", 0), "a login again keeps the generation")
 	gen, err = s.DeviceGeneration(ctx, "alice", "phone")
 	require.NoError(t, err)
 	require.EqualValues(t, 2, gen)

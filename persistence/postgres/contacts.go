@@ -115,6 +115,17 @@ func (s *Store) SetOnline(user, holder string, online bool, since int64, done fu
 		arg: &presenceWrite{user: user, holder: holder, since: since, online: online}, done: done})
 }
 
+// SetDisconnected records, in the next group commit, that user's last connection
+// on holder's node went: the online row stays for the presence grace, but a message
+// now makes a push. done (may be nil) is called on a committer goroutine.
+func (s *Store) SetDisconnected(user, holder string, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.side.submit(op{kind: kindPresence, key: user,
+		arg: &presenceWrite{user: user, holder: holder, disconnected: true}, done: done})
+}
+
 // onlineCheck is whether the user in column %s is online: it has a row, and the row's
 // node still holds its lease. A scalar subquery, not EXISTS: Postgres turns an
 // EXISTS into a join, which it may start from the online rows.

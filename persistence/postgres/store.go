@@ -40,6 +40,9 @@ type Options struct {
 	BatchMax   int              // appends per commit at most; zero means 512
 	Committers int              // appends' transactions in flight at once; zero means 1
 	Metrics    *metrics.Metrics // commit latency, sizes and failures; may be nil
+	// PushGather is how long a push decided by an append waits for more messages to
+	// the same device, to go as one notification; zero means none.
+	PushGather time.Duration
 }
 
 // Store is the PostgreSQL store.
@@ -50,6 +53,7 @@ type Store struct {
 	sideWrites *pgxpool.Pool
 	committer  *committer // conversation appends
 	side       *committer // cursors and receipts, reads, last-seen times, online rows
+	pushGather time.Duration
 }
 
 // Open connects, applies the migrations and starts the group committer.
@@ -114,7 +118,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, writes: writes, sideWrites: sideWrites}
+	s := &Store{pool: pool, writes: writes, sideWrites: sideWrites, pushGather: opts.PushGather}
 	// Two group commits: the messages' (appends and their queues), and beside it the
 	// small writes that no message waits for (cursor moves with their delivered
 	// receipts, reads, last-seen times, online rows), so that a receipt for every

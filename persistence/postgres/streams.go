@@ -38,6 +38,7 @@ func (s *Store) AppendConversationAsync(a persistence.ConversationAppend, done f
 		done(persistence.ConversationAppended{}, err)
 		return
 	}
+	w.pushGather = s.pushGather.Milliseconds()
 	locks := make([]string, len(a.Recipients))
 	for i, u := range a.Recipients {
 		locks[i] = persistence.UserStream(u)

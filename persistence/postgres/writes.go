@@ -42,6 +42,12 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 // The outcome is computed from what the inserts were given: a RETURNING list on a
 // partitioned table is mapped anew for every partition the statement routes to.
 //
+// In the same statement, each recipient whose queue the messages make a push for
+// (see package push: it has a push target, no connection, and has not muted the
+// conversation) gets a row per target device in the push outbox, due after $12 ms,
+// or the row it has already counts them too. A recipient with no push target costs
+// one index probe.
+//
 // It returns, per op: the new version (NULL on a version conflict), the ids written,
 // and the recipients with the last seq each got.
 const appendConversationsSQL = `
@@ -75,6 +81,26 @@ WITH ops AS (
 ), ranges AS (
     INSERT INTO queue_ranges (user_id, last_seq, count, conversation, first_id, last_id)
     SELECT user_id, last_seq, n, conversation, first_id, last_id FROM entries
+), pushed AS (
+    -- The queue entries that make a push: to a recipient that has a push target, is
+    -- not connected and has not muted the conversation, of messages it did not send.
+    SELECT e.user_id, count(*) AS n, max(s.message_id) AS message_id, max(e.last_seq) AS seq,
+           (array_agg(s.conversation ORDER BY s.message_id DESC))[1] AS conversation
+    FROM (SELECT * FROM entries e WHERE (SELECT 1 FROM devices d
+            WHERE d.user_id = e.user_id AND d.push_provider <> '' LIMIT 1) IS NOT NULL) e
+        JOIN stored s ON s.op = e.op AND s.kind = 0 AND s.sender <> e.user_id
+    WHERE (SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
+            WHERE o.user_id = e.user_id AND o.connected LIMIT 1) IS NULL
+      AND (SELECT 1 FROM conversation_settings c
+            WHERE c.user_id = e.user_id AND c.conversation = e.conversation AND c.muted) IS NULL
+    GROUP BY e.user_id
+), outbox AS (
+    INSERT INTO push_outbox AS p (user_id, device_id, conversation, message_id, count, seq, created_at, next_at)
+    SELECT d.user_id, d.device_id, x.conversation, x.message_id, x.n, x.seq, parley_now_ms(), parley_now_ms() + $12
+    FROM pushed x JOIN devices d ON d.user_id = x.user_id AND d.push_provider <> '' AND d.push_until > parley_now_ms()
+    ON CONFLICT (user_id, device_id) DO UPDATE SET count = p.count + EXCLUDED.count,
+        message_id = GREATEST(p.message_id, EXCLUDED.message_id), seq = GREATEST(p.seq, EXCLUDED.seq),
+        conversation = CASE WHEN EXCLUDED.message_id > p.message_id THEN EXCLUDED.conversation ELSE p.conversation END
 ), versions AS (
     SELECT ok.op, COALESCE(max(s.version), ok.expected) AS version,
            COALESCE(array_agg(s.message_id ORDER BY s.message_id) FILTER (WHERE s.op IS NOT NULL), '{}') AS ids
@@ -102,6 +128,7 @@ type convWrite struct {
 	// rows it writes at its id or deletes (joinReceiptsSQL).
 	event        int64
 	joined, left []string
+	pushGather   int64 // ms a push waits for more messages to collapse with (Options.PushGather)
 
 	version  *int64  // nil: the stream was past expected
 	inserted []int64 // ids written
@@ -131,7 +158,7 @@ func queueConversations(b *pgx.Batch, ops []op) int {
 		clients, payloads, kinds = append(clients, w.clients...), append(payloads, w.payloads...), append(kinds, w.kinds...)
 	}
 	b.Queue(appendConversationsSQL, convs, expected, rowOps, ids, senders, clients, ts, payloads, kinds,
-		userOps, users).
+		userOps, users, ops[0].arg.(*convWrite).pushGather).
 		Query(func(rows pgx.Rows) error {
 			var r convWrite
 			return scanPerOp(rows, ops, []any{&r.version, &r.inserted, &r.queued, &r.lastSeqs}, func(o op) {
@@ -211,28 +238,38 @@ type presenceWrite struct {
 	user, holder string
 	since        int64
 	online       bool
+	disconnected bool // the last connection went; the row stays (online is false)
 }
 
 func (*presenceWrite) reset() {}
 
-// queuePresence writes the online rows of users that came online, and deletes those
-// of users that went offline, if the row is still this holder's (the user may be
-// online on another node already).
+// queuePresence writes the online rows of users that came online (connected, and
+// with no push left waiting: a device online cancels them), marks those whose last
+// connection went, and deletes those of users that went offline, if the row is
+// still this holder's (the user may be online on another node already).
 func queuePresence(b *pgx.Batch, ops []op) int {
-	var on, onHolders, off, offHolders []string
+	var on, onHolders, gone, goneHolders, off, offHolders []string
 	var since []int64
 	for _, o := range ops {
-		w := o.arg.(*presenceWrite)
-		if w.online {
+		switch w := o.arg.(*presenceWrite); {
+		case w.online:
 			on, onHolders, since = append(on, w.user), append(onHolders, w.holder), append(since, w.since)
-		} else {
+		case w.disconnected:
+			gone, goneHolders = append(gone, w.user), append(goneHolders, w.holder)
+		default:
 			off, offHolders = append(off, w.user), append(offHolders, w.holder)
 		}
 	}
 	if len(on) > 0 {
-		b.Queue(`INSERT INTO presence_online (user_id, holder, since)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-			ON CONFLICT (user_id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since`, on, onHolders, since)
+		b.Queue(`WITH up AS (
+			INSERT INTO presence_online (user_id, holder, since, connected)
+			SELECT id, holder, since, true FROM unnest($1::text[], $2::text[], $3::bigint[]) AS s(id, holder, since)
+			ON CONFLICT (user_id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since, connected = true
+		) DELETE FROM push_outbox WHERE user_id = ANY($1)`, on, onHolders, since)
+	}
+	if len(gone) > 0 {
+		b.Queue(`UPDATE presence_online p SET connected = false FROM unnest($1::text[], $2::text[]) AS s(id, holder)
+			WHERE p.user_id = s.id AND p.holder = s.holder`, gone, goneHolders)
 	}
 	if len(off) > 0 {
 		b.Queue(`DELETE FROM presence_online p USING unnest($1::text[], $2::text[]) AS s(id, holder)

@@ -1,0 +1,176 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/metrics"
+	"github.com/parleychat/parley/persistence"
+)
+
+// Store is what a Sender needs of the store; *postgres.Store satisfies it.
+type Store interface {
+	// ClaimPushes takes up to limit notifications due, held for claim, and says
+	// how many it cancelled instead (their user is connected).
+	ClaimPushes(ctx context.Context, limit int, claim time.Duration) ([]persistence.PushDue, int, error)
+	// FinishPush records an outcome; next is when to retry (store-clock Unix ms).
+	FinishPush(ctx context.Context, p persistence.PushDue, outcome persistence.PushOutcome, next int64) error
+}
+
+// Sender sends the notifications the store's outbox has due, with up to
+// cfg.Workers at once: it polls every cfg.Poll (at once again while it finds a
+// full batch), and retries a failed send with exponential backoff and jitter until
+// cfg.Deadline from the notification's first message. Every node runs one; the
+// store's claim keeps two from sending the same notification.
+type Sender struct {
+	store     Store
+	providers map[string]Provider
+	cfg       config.Push
+	met       *metrics.Metrics
+	log       *slog.Logger
+	jitter    func() float64 // in [0, 1)
+}
+
+// NewSender returns a Sender over providers (by provider name).
+func NewSender(store Store, providers map[string]Provider, cfg config.Push, met *metrics.Metrics, log *slog.Logger) *Sender {
+	return &Sender{store: store, providers: providers, cfg: cfg, met: met, log: log, jitter: rand.Float64}
+}
+
+// Run sends until ctx ends, then waits for the sends under way (each bounded by
+// cfg.Timeout).
+func (s *Sender) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, s.cfg.Workers)
+	tick := time.NewTicker(s.cfg.Poll)
+	defer tick.Stop()
+	for {
+		if free := cap(slots) - len(slots); free > 0 {
+			due, cancelled, err := s.store.ClaimPushes(ctx, free, s.cfg.Claim)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("push: claiming notifications", slog.Any("error", err))
+			}
+			s.met.Push(metrics.PushCancelled, cancelled)
+			for _, p := range due {
+				slots <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-slots; wg.Done() }()
+					s.send(context.WithoutCancel(ctx), p)
+				}()
+			}
+			if len(due) == free && ctx.Err() == nil {
+				continue // more may be due
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// send tries one claimed notification and records what became of it.
+func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
+	start := time.Now()
+	if p.Attempts == 0 {
+		s.met.Push(metrics.PushDecided, 1)
+	}
+	outcome, next, err := s.try(ctx, p)
+	switch outcome {
+	case persistence.PushSent:
+		s.met.Push(metrics.PushSent, 1)
+	case persistence.PushRetry:
+		next += time.Since(start).Milliseconds() // p.Now was the store's clock at the claim
+		if next > p.CreatedAt+s.cfg.Deadline.Milliseconds() {
+			outcome = persistence.PushDropped
+			s.met.Push(metrics.PushFailed, 1)
+			s.log.Warn("push: giving up past the deadline", slog.String("user", p.User), slog.String("device", p.Device),
+				slog.Int("attempts", p.Attempts+1), slog.Any("error", err))
+			break
+		}
+		s.met.Push(metrics.PushRetried, 1)
+	case persistence.PushDisabled:
+		s.met.Push(metrics.PushDisabled, 1)
+		s.log.Info("push: target no longer valid; disabled", slog.String("user", p.User), slog.String("device", p.Device),
+			slog.String("provider", p.Provider), slog.Any("error", err))
+	case persistence.PushDropped:
+		s.met.Push(metrics.PushFailed, 1)
+		if err != nil {
+			s.log.Warn("push: refused by the provider", slog.String("user", p.User), slog.String("device", p.Device),
+				slog.String("provider", p.Provider), slog.Any("error", err))
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	if err := s.store.FinishPush(fctx, p, outcome, next); err != nil {
+		// The claim runs out and the notification is tried again (a repeat, with the
+		// same id, if it was sent).
+		s.log.Warn("push: recording the outcome", slog.String("user", p.User), slog.Any("error", err))
+	}
+}
+
+// try sends p once: the outcome, and for PushRetry when (store-clock Unix ms, as
+// of the claim).
+func (s *Sender) try(ctx context.Context, p persistence.PushDue) (persistence.PushOutcome, int64, error) {
+	prov := s.providers[p.Provider]
+	switch {
+	case p.Provider == "" || p.Latest == nil:
+		return persistence.PushDropped, 0, nil // the target was removed, or the message is gone
+	case prov == nil:
+		return persistence.PushDropped, 0, fmt.Errorf("provider %q is not configured on this node", p.Provider)
+	}
+	cx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	err := prov.Send(cx, Target{Provider: p.Provider, Token: p.Token}, s.notification(p))
+	if err == nil {
+		return persistence.PushSent, 0, nil
+	}
+	switch kind, after := KindOf(err); kind {
+	case Gone:
+		return persistence.PushDisabled, 0, err
+	case Drop:
+		return persistence.PushDropped, 0, err
+	default:
+		return persistence.PushRetry, p.Now + max(s.backoff(p.Attempts), after).Milliseconds(), err
+	}
+}
+
+// backoff is the wait after the attempts+1-th failure: BackoffMin doubled per
+// failure before, capped at BackoffMax, and drawn in [½, 1] of that.
+func (s *Sender) backoff(attempts int) time.Duration {
+	d := s.cfg.BackoffMin
+	for i := 0; i < attempts && d < s.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.BackoffMax)
+	return d/2 + time.Duration(s.jitter()*float64(d/2))
+}
+
+func (s *Sender) notification(p persistence.PushDue) Notification {
+	m := p.Latest
+	n := Notification{ID: fmt.Sprintf("%s/%s/%d", p.User, p.Device, m.MessageId), User: p.User, Device: p.Device,
+		Conversation: m.Conversation, MessageID: m.MessageId, From: m.From, Count: p.Count, Unread: p.Unread, Ts: m.Ts}
+	if s.cfg.Preview {
+		n.Preview = clip(m.Text, s.cfg.PreviewBytes)
+	}
+	return n
+}
+
+// clip cuts s to at most n bytes, at a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

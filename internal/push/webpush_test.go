@@ -1,0 +1,521 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	webpush "github.com/SherClockHolmes/webpush-go"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/internal/config"
+)
+
+var b64 = base64.RawURLEncoding.EncodeToString
+
+// browser is the user agent's side of a subscription: its ECDH key and auth secret.
+type browser struct {
+	key  *ecdh.PrivateKey
+	auth []byte
+}
+
+func newBrowser(t *testing.T) browser {
+	t.Helper()
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	auth := make([]byte, 16)
+	_, _ = rand.Read(auth)
+	return browser{key: key, auth: auth}
+}
+
+// subscription is the browser's PushSubscription.toJSON() for endpoint.
+func (b browser) subscription(endpoint string) string {
+	return subscriptionJSON(endpoint, b64(b.key.PublicKey().Bytes()), b64(b.auth))
+}
+
+func subscriptionJSON(endpoint, p256dh, auth string) string {
+	j, _ := json.Marshal(map[string]any{"endpoint": endpoint, "expirationTime": nil,
+		"keys": map[string]string{"p256dh": p256dh, "auth": auth}})
+	return string(j)
+}
+
+// decryptAES128GCM opens a push message as the user agent does (RFC 8291 over
+// the aes128gcm coding of RFC 8188).
+func decryptAES128GCM(body []byte, ua *ecdh.PrivateKey, auth []byte) ([]byte, error) {
+	if len(body) < 21 {
+		return nil, errors.New("short header")
+	}
+	salt, rs, idlen := body[:16], binary.BigEndian.Uint32(body[16:20]), int(body[20])
+	if idlen != 65 || len(body) <= 21+idlen || rs < 18 {
+		return nil, fmt.Errorf("bad header: rs %d, idlen %d, %d bytes", rs, idlen, len(body))
+	}
+	asPub, err := ecdh.P256().NewPublicKey(body[21 : 21+idlen])
+	if err != nil {
+		return nil, fmt.Errorf("keyid: %w", err)
+	}
+	secret, err := ua.ECDH(asPub)
+	if err != nil {
+		return nil, err
+	}
+	info := "WebPush: info\x00" + string(ua.PublicKey().Bytes()) + string(asPub.Bytes())
+	ikm, err := hkdf.Key(sha256.New, secret, auth, info, 32)
+	if err != nil {
+		return nil, err
+	}
+	cek, err := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: aes128gcm\x00", 16)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: nonce\x00", 12)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(cek)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	var plain []byte
+	rest := body[21+idlen:]
+	for seq := uint64(0); len(rest) > 0; seq++ {
+		rec := rest[:min(int(rs), len(rest))]
+		rest = rest[len(rec):]
+		iv := bytes.Clone(nonce)
+		for i := range 8 {
+			iv[4+i] ^= byte(seq >> (56 - 8*i))
+		}
+		p, err := gcm.Open(nil, iv, rec, nil)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", seq, err)
+		}
+		p = bytes.TrimRight(p, "\x00")
+		delim := byte(1)
+		if len(rest) == 0 {
+			delim = 2
+		}
+		if len(p) == 0 || p[len(p)-1] != delim {
+			return nil, fmt.Errorf("record %d: no padding delimiter %d", seq, delim)
+		}
+		plain = append(plain, p[:len(p)-1]...)
+	}
+	return plain, nil
+}
+
+// verifyVAPID checks an Authorization header "vapid t=<jwt>, k=<key>": k is
+// vapidPub, and the JWT is ES256-signed by it for aud and sub, expiring within 24h.
+func verifyVAPID(header, vapidPub, aud, sub string) error {
+	rest, ok := strings.CutPrefix(header, "vapid ")
+	if !ok {
+		return fmt.Errorf("not a vapid header: %q", header)
+	}
+	params := map[string]string{}
+	for part := range strings.SplitSeq(rest, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return fmt.Errorf("bad parameter %q", part)
+		}
+		params[k] = v
+	}
+	if params["k"] != vapidPub {
+		return fmt.Errorf("k = %q, want %q", params["k"], vapidPub)
+	}
+	kb, err := base64.RawURLEncoding.DecodeString(params["k"])
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), kb)
+	if err != nil {
+		return err
+	}
+	tok, err := jwt.Parse(params["t"], func(*jwt.Token) (any, error) { return key, nil },
+		jwt.WithValidMethods([]string{"ES256"}), jwt.WithAudience(aud), jwt.WithSubject(sub),
+		jwt.WithExpirationRequired())
+	if err != nil {
+		return err
+	}
+	exp, err := tok.Claims.GetExpirationTime()
+	if err != nil {
+		return err
+	}
+	if exp.After(time.Now().Add(24 * time.Hour)) {
+		return fmt.Errorf("exp %s is more than 24h away", exp)
+	}
+	return nil
+}
+
+type pushRequest struct {
+	method, path string
+	header       http.Header
+	body         []byte
+}
+
+// startPushService is a stand-in push service on loopback TLS: it hands every
+// request to the returned channel, then answers with reply.
+func startPushService(t *testing.T, reply func(http.ResponseWriter, *http.Request)) (*httptest.Server, <-chan pushRequest) {
+	t.Helper()
+	reqs := make(chan pushRequest, 8)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case reqs <- pushRequest{method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: body}:
+		default:
+			t.Errorf("push service: too many requests")
+		}
+		reply(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, reqs
+}
+
+func status(code int) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
+}
+
+func mustReceive(t *testing.T, reqs <-chan pushRequest) pushRequest {
+	t.Helper()
+	select {
+	case r := <-reqs:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("no request at the push service")
+		return pushRequest{}
+	}
+}
+
+func mustVAPIDKeys(t *testing.T) (priv, pub string) {
+	t.Helper()
+	priv, pub, err := webpush.GenerateVAPIDKeys()
+	require.NoError(t, err)
+	return priv, pub
+}
+
+// mustWebPush is a provider that may push to srv, and its VAPID public key.
+func mustWebPush(t *testing.T, srv *httptest.Server, subscriber string) (*WebPushProvider, string) {
+	t.Helper()
+	priv, pub := mustVAPIDKeys(t)
+	p, err := NewWebPush(config.WebPush{PublicKey: pub, PrivateKey: priv, Subscriber: subscriber,
+		AllowedHosts: []string{"127.0.0.1"}, TTL: time.Hour}, srv.Client())
+	require.NoError(t, err)
+	return p, pub
+}
+
+func sendCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testNotification(conv string) Notification {
+	return Notification{ID: "u1:d1:42", User: "u1", Device: "d1", Conversation: conv, MessageID: 1234567890123,
+		From: "u2", Preview: "hello <b>&</b> \"world\" ✓", Count: 3, Unread: 7, Ts: 1700000000123}
+}
+
+var topicRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+func TestWebPushSendDecrypts(t *testing.T) {
+	for _, sub := range []string{"mailto:ops@parley.test", "https://parley.test/contact"} {
+		t.Run(sub, func(t *testing.T) {
+			srv, reqs := startPushService(t, status(http.StatusCreated))
+			p, vapidPub := mustWebPush(t, srv, sub)
+			b := newBrowser(t)
+			target := Target{Provider: WebPush, Token: b.subscription(srv.URL + "/push/abc")}
+			n := testNotification("c:alice:bob")
+			require.NoError(t, p.Send(sendCtx(t), target, n))
+
+			req := mustReceive(t, reqs)
+			require.Equal(t, http.MethodPost, req.method)
+			require.Equal(t, "/push/abc", req.path)
+			require.Equal(t, "3600", req.header.Get("TTL"))
+			require.Equal(t, "aes128gcm", req.header.Get("Content-Encoding"))
+			require.Equal(t, "high", req.header.Get("Urgency"))
+			require.Regexp(t, topicRE, req.header.Get("Topic"))
+			require.NoError(t, verifyVAPID(req.header.Get("Authorization"), vapidPub, srv.URL, sub))
+			require.Error(t, verifyVAPID(req.header.Get("Authorization"), vapidPub, srv.URL, sub+"x"))
+			require.Error(t, verifyVAPID(req.header.Get("Authorization"), vapidPub, "https://evil.test", sub))
+
+			plain, err := decryptAES128GCM(req.body, b.key, b.auth)
+			require.NoError(t, err)
+			var got Notification
+			require.NoError(t, json.Unmarshal(plain, &got))
+			require.Equal(t, n, got)
+
+			// Each part of the decryption can fail.
+			_, err = decryptAES128GCM(req.body, b.key, make([]byte, 16))
+			require.Error(t, err, "wrong auth secret")
+			_, err = decryptAES128GCM(req.body, newBrowser(t).key, b.auth)
+			require.Error(t, err, "wrong user agent key")
+			tampered := bytes.Clone(req.body)
+			tampered[len(tampered)-1] ^= 1
+			_, err = decryptAES128GCM(tampered, b.key, b.auth)
+			require.Error(t, err, "tampered body")
+		})
+	}
+}
+
+func TestWebPushSendTopic(t *testing.T) {
+	srv, reqs := startPushService(t, status(http.StatusCreated))
+	p, _ := mustWebPush(t, srv, "mailto:ops@parley.test")
+	target := Target{Provider: WebPush, Token: newBrowser(t).subscription(srv.URL + "/push/abc")}
+	topic := func(conv string, msg int64) string {
+		n := testNotification(conv)
+		n.MessageID = msg
+		require.NoError(t, p.Send(sendCtx(t), target, n))
+		return mustReceive(t, reqs).header.Get("Topic")
+	}
+	first, newer, other := topic("c:alice:bob", 1), topic("c:alice:bob", 2), topic("g:team", 3)
+	require.Equal(t, first, newer, "a newer push of a conversation replaces the older")
+	require.NotEqual(t, first, other)
+	for _, conv := range []string{"", "c:alice:bob", strings.Repeat("é", 500)} {
+		require.Regexp(t, topicRE, webPushTopic(conv))
+	}
+}
+
+func TestWebPushSendStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reply  func(http.ResponseWriter, *http.Request)
+		ok     bool
+		kind   Kind
+		status int
+		after  time.Duration
+	}{
+		{name: "201", reply: status(http.StatusCreated), ok: true},
+		{name: "200", reply: status(http.StatusOK), ok: true},
+		{name: "202", reply: status(http.StatusAccepted), ok: true},
+		{name: "410", reply: status(http.StatusGone), kind: Gone, status: 410},
+		{name: "404", reply: status(http.StatusNotFound), kind: Gone, status: 404},
+		{name: "429", reply: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}, kind: Retry, status: 429, after: 7 * time.Second},
+		{name: "503", reply: status(http.StatusServiceUnavailable), kind: Retry, status: 503},
+		{name: "413", reply: status(http.StatusRequestEntityTooLarge), kind: Drop, status: 413},
+		{name: "400", reply: func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "UnauthorizedRegistration\n\tbad\x00jwt", http.StatusBadRequest)
+		}, kind: Drop, status: 400},
+		{name: "redirect not followed", reply: func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/elsewhere" {
+				w.WriteHeader(http.StatusCreated)
+				return
+			}
+			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+		}, kind: Drop, status: 307},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, reqs := startPushService(t, tc.reply)
+			p, _ := mustWebPush(t, srv, "mailto:ops@parley.test")
+			target := Target{Provider: WebPush, Token: newBrowser(t).subscription(srv.URL + "/push/abc")}
+			err := p.Send(sendCtx(t), target, testNotification("c:alice:bob"))
+			require.Equal(t, "/push/abc", mustReceive(t, reqs).path)
+			require.Empty(t, reqs, "one request only")
+			if tc.ok {
+				require.NoError(t, err)
+				return
+			}
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			require.Equal(t, tc.kind, e.Kind)
+			require.Equal(t, tc.status, e.Status)
+			require.Equal(t, tc.after, e.RetryAfter)
+			require.NotContains(t, e.Reason, "\x00")
+		})
+	}
+}
+
+func TestWebPushSendFailures(t *testing.T) {
+	srv, reqs := startPushService(t, status(http.StatusCreated))
+	p, _ := mustWebPush(t, srv, "mailto:ops@parley.test")
+	b := newBrowser(t)
+
+	t.Run("refused subscription is gone", func(t *testing.T) {
+		err := p.Send(sendCtx(t), Target{Provider: WebPush, Token: b.subscription("https://evil.test/push")}, testNotification("c"))
+		kind, _ := KindOf(err)
+		require.Equal(t, Gone, kind)
+		require.ErrorContains(t, err, "not allowed")
+		require.Empty(t, reqs)
+	})
+	t.Run("network error retries and hides the endpoint", func(t *testing.T) {
+		down := httptest.NewTLSServer(http.NotFoundHandler())
+		endpoint := down.URL + "/push/secret-path"
+		down.Close()
+		err := p.Send(sendCtx(t), Target{Provider: WebPush, Token: b.subscription(endpoint)}, testNotification("c"))
+		require.Error(t, err)
+		kind, _ := KindOf(err)
+		require.Equal(t, Retry, kind)
+		require.NotContains(t, err.Error(), "secret-path")
+	})
+	t.Run("long preview is clipped to fit", func(t *testing.T) {
+		n := testNotification("c")
+		n.Preview = strings.Repeat("é<", 3000)
+		require.NoError(t, p.Send(sendCtx(t), Target{Provider: WebPush, Token: b.subscription(srv.URL + "/p")}, n))
+		plain, err := decryptAES128GCM(mustReceive(t, reqs).body, b.key, b.auth)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(plain), maxWebPushPayload)
+		var got Notification
+		require.NoError(t, json.Unmarshal(plain, &got))
+		require.NotEmpty(t, got.Preview)
+		require.Less(t, len(got.Preview), len(n.Preview))
+		require.True(t, strings.HasPrefix(n.Preview, got.Preview) && utf8.ValidString(got.Preview))
+		got.Preview = n.Preview
+		require.Equal(t, n, got)
+	})
+}
+
+func TestWebPushCheck(t *testing.T) {
+	allowed := []string{"127.0.0.1", ".push.example"}
+	b := newBrowser(t)
+	dh, auth := b64(b.key.PublicKey().Bytes()), b64(b.auth)
+	compressed := append([]byte{2 | b.key.PublicKey().Bytes()[64]&1}, b.key.PublicKey().Bytes()[1:33]...)
+	offCurve := append([]byte{4}, make([]byte, 64)...)
+	for _, tc := range []struct {
+		name, token string
+		ok          bool
+	}{
+		{"valid", b.subscription("https://127.0.0.1/push/x"), true},
+		{"port ignored", b.subscription("https://127.0.0.1:8443/push/x"), true},
+		{"subdomain", b.subscription("https://a.push.example/x"), true},
+		{"subdomain in capitals", b.subscription("https://A.B.Push.Example/x"), true},
+		{"padded keys", subscriptionJSON("https://127.0.0.1/x", base64.URLEncoding.EncodeToString(b.key.PublicKey().Bytes()),
+			base64.URLEncoding.EncodeToString(b.auth)), true},
+		{"http", b.subscription("http://127.0.0.1/push/x"), false},
+		{"no scheme", b.subscription("//127.0.0.1/push/x"), false},
+		{"opaque", b.subscription("https:127.0.0.1"), false},
+		{"no endpoint", subscriptionJSON("", dh, auth), false},
+		{"host not allowed", b.subscription("https://evil.test/x"), false},
+		{"allowed host as a prefix", b.subscription("https://127.0.0.1.evil.test/x"), false},
+		{"userinfo to another host", b.subscription("https://127.0.0.1@evil.test/"), false},
+		{"userinfo", b.subscription("https://user:pw@127.0.0.1/x"), false},
+		{"bare domain of a subdomain entry", b.subscription("https://push.example/x"), false},
+		{"suffix without the dot", b.subscription("https://evilpush.example/x"), false},
+		{"allowed domain as a prefix", b.subscription("https://a.push.example.evil.test/x"), false},
+		{"fragment trick", b.subscription("https://evil.test#.push.example"), false},
+		{"backslash trick", b.subscription(`https://evil.test\.push.example/`), false},
+		{"empty label", b.subscription("https://a..push.example/x"), false},
+		{"bad JSON", `{"endpoint":`, false},
+		{"not an object", `"https://127.0.0.1/x"`, false},
+		{"too long", b.subscription("https://127.0.0.1/" + strings.Repeat("x", 4096)), false},
+		{"p256dh missing", subscriptionJSON("https://127.0.0.1/x", "", auth), false},
+		{"p256dh not base64url", subscriptionJSON("https://127.0.0.1/x", "!!"+dh[2:], auth), false},
+		{"p256dh 64 bytes", subscriptionJSON("https://127.0.0.1/x", b64(b.key.PublicKey().Bytes()[1:]), auth), false},
+		{"p256dh compressed", subscriptionJSON("https://127.0.0.1/x", b64(compressed), auth), false},
+		{"p256dh off the curve", subscriptionJSON("https://127.0.0.1/x", b64(offCurve), auth), false},
+		{"auth missing", subscriptionJSON("https://127.0.0.1/x", dh, ""), false},
+		{"auth 15 bytes", subscriptionJSON("https://127.0.0.1/x", dh, b64(b.auth[:15])), false},
+		{"auth 17 bytes", subscriptionJSON("https://127.0.0.1/x", dh, b64(append(bytes.Clone(b.auth), 0))), false},
+		{"auth not base64url", subscriptionJSON("https://127.0.0.1/x", dh, "*"+auth[1:]), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sub, err := ParseSubscription(tc.token, allowed)
+			if !tc.ok {
+				require.ErrorIs(t, err, ErrBadSubscription)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, dh, sub.Keys.P256dh)
+			require.Equal(t, auth, sub.Keys.Auth)
+		})
+	}
+
+	srv, _ := startPushService(t, status(http.StatusCreated))
+	p, _ := mustWebPush(t, srv, "mailto:ops@parley.test")
+	require.NoError(t, p.Check(b.subscription(srv.URL+"/push/x")))
+	require.ErrorIs(t, p.Check(b.subscription(strings.Replace(srv.URL, "https:", "http:", 1)+"/push/x")), ErrBadSubscription)
+	require.ErrorIs(t, p.Check(b.subscription("https://a.push.example/x")), ErrBadSubscription)
+}
+
+func TestWebPushNewWebPush(t *testing.T) {
+	priv, pub := mustVAPIDKeys(t)
+	otherPriv, otherPub := mustVAPIDKeys(t)
+	pubBytes, err := base64.RawURLEncoding.DecodeString(pub)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "vapid.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte(priv+"\n"), 0o600))
+
+	for _, tc := range []struct {
+		name    string
+		cfg     config.WebPush
+		wantErr string
+	}{
+		{"pair", config.WebPush{PublicKey: pub, PrivateKey: priv}, ""},
+		{"padded pair", config.WebPush{PublicKey: pub + "=", PrivateKey: priv + "="}, ""},
+		{"private key file", config.WebPush{PublicKey: pub, PrivateKeyFile: keyFile}, ""},
+		{"mismatched", config.WebPush{PublicKey: pub, PrivateKey: otherPriv}, "does not match"},
+		{"mismatched the other way", config.WebPush{PublicKey: otherPub, PrivateKey: priv}, "does not match"},
+		{"mismatched file", config.WebPush{PublicKey: otherPub, PrivateKeyFile: keyFile}, "does not match"},
+		{"no public key", config.WebPush{PrivateKey: priv}, "public key"},
+		{"public key not base64url", config.WebPush{PublicKey: "!" + pub[1:], PrivateKey: priv}, "public key"},
+		{"public key 64 bytes", config.WebPush{PublicKey: b64(pubBytes[1:]), PrivateKey: priv}, "public key"},
+		{"public key off the curve", config.WebPush{PublicKey: b64(append([]byte{4}, make([]byte, 64)...)), PrivateKey: priv}, "public key"},
+		{"no private key", config.WebPush{PublicKey: pub}, "private key"},
+		{"private key 31 bytes", config.WebPush{PublicKey: pub, PrivateKey: b64(make([]byte, 31))}, "private key"},
+		{"private key zero", config.WebPush{PublicKey: pub, PrivateKey: b64(make([]byte, 32))}, "private key"},
+		{"private key file missing", config.WebPush{PublicKey: pub, PrivateKeyFile: filepath.Join(dir, "none")}, "reading"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewWebPush(tc.cfg, nil)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, pub, p.publicKey)
+			require.Equal(t, priv, p.privateKey)
+		})
+	}
+}
+
+// TestWebPushVAPIDVerifier shows that the test's VAPID check refuses a forged
+// signature and an expired token.
+func TestWebPushVAPIDVerifier(t *testing.T) {
+	_, pub := mustVAPIDKeys(t)
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	claims := jwt.MapClaims{"aud": "https://127.0.0.1", "sub": "mailto:ops@parley.test",
+		"exp": time.Now().Add(time.Hour).Unix()}
+	forged, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(other)
+	require.NoError(t, err)
+	require.Error(t, verifyVAPID("vapid t="+forged+", k="+pub, pub, "https://127.0.0.1", "mailto:ops@parley.test"))
+
+	otherPub, err := other.PublicKey.Bytes()
+	require.NoError(t, err)
+	require.NoError(t, verifyVAPID("vapid t="+forged+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
+	claims["exp"] = time.Now().Add(-time.Minute).Unix()
+	expired, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(other)
+	require.NoError(t, err)
+	require.Error(t, verifyVAPID("vapid t="+expired+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
+	claims["exp"] = time.Now().Add(48 * time.Hour).Unix()
+	far, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(other)
+	require.NoError(t, err)
+	require.Error(t, verifyVAPID("vapid t="+far+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
+}

@@ -1,0 +1,175 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// SetPushTarget makes provider and token where a user's device is pushed while it
+// has no connection, until the Unix ms until (the registering session's expiry;
+// later sessions of the device move it on). It replaces the device's previous
+// target; persistence.ErrNotFound if the user has no such device.
+func (s *Store) SetPushTarget(ctx context.Context, user, device, provider, token string, until int64) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE devices SET push_provider = $3, push_token = $4, push_until = $5
+		WHERE user_id = $1 AND device_id = $2`, user, device, provider, token, until)
+	if err != nil {
+		return fmt.Errorf("setting push target of %s: %w", user, mapErr(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("setting push target of %s/%s: %w", user, device, persistence.ErrNotFound)
+	}
+	return nil
+}
+
+// ClearPushTarget ends a device's push target, and drops what was waiting for it
+// (idempotent).
+func (s *Store) ClearPushTarget(ctx context.Context, user, device string) error {
+	_, err := s.pool.Exec(ctx, `WITH c AS (
+			UPDATE devices SET push_provider = '', push_token = '', push_until = 0 WHERE user_id = $1 AND device_id = $2
+		) DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2`, user, device)
+	if err != nil {
+		return fmt.Errorf("clearing push target of %s: %w", user, mapErr(err))
+	}
+	return nil
+}
+
+// PushTarget is a device's push target ("" "" if none, or expired).
+func (s *Store) PushTarget(ctx context.Context, user, device string) (provider, token string, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT push_provider, push_token FROM devices
+		WHERE user_id = $1 AND device_id = $2 AND push_provider <> '' AND push_until > parley_now_ms()`,
+		user, device).Scan(&provider, &token)
+	if err = mapErr(err); errors.Is(err, persistence.ErrNotFound) {
+		return "", "", nil
+	}
+	return provider, token, err
+}
+
+// SetMuted mutes or unmutes a conversation for a user: a muted one makes it no push.
+func (s *Store) SetMuted(ctx context.Context, user, conv string, muted bool) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO conversation_settings (user_id, conversation, muted) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, conversation) DO UPDATE SET muted = EXCLUDED.muted`, user, conv, muted)
+	if err != nil {
+		return fmt.Errorf("setting %s muted for %s: %w", conv, user, mapErr(err))
+	}
+	return nil
+}
+
+// Muted reports whether a user muted a conversation.
+func (s *Store) Muted(ctx context.Context, user, conv string) (bool, error) {
+	var muted bool
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE((SELECT muted FROM conversation_settings
+		WHERE user_id = $1 AND conversation = $2), false)`, user, conv).Scan(&muted)
+	return muted, mapErr(err)
+}
+
+// claimPushesSQL takes up to $1 notifications due and not held by another node,
+// and holds them for $2 ms. Those of users with a connection now are deleted
+// instead (a device online cancels them). Each comes with its device's target,
+// the latest message and the device's cursor (for the unread count).
+const claimPushesSQL = `
+WITH due AS (
+    SELECT p.user_id, p.device_id,
+           (SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
+            WHERE o.user_id = p.user_id AND o.connected LIMIT 1) IS NOT NULL AS online
+    FROM push_outbox p
+    WHERE p.next_at <= parley_now_ms() AND p.claimed_until <= parley_now_ms()
+    ORDER BY p.next_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), cancelled AS (
+    DELETE FROM push_outbox p USING due WHERE due.online AND p.user_id = due.user_id AND p.device_id = due.device_id
+    RETURNING 1
+), claimed AS (
+    UPDATE push_outbox p SET claimed_until = parley_now_ms() + $2 FROM due
+    WHERE NOT due.online AND p.user_id = due.user_id AND p.device_id = due.device_id
+    RETURNING p.*
+)
+SELECT c.user_id, c.device_id, c.conversation, c.count, c.seq, c.attempts, c.created_at, parley_now_ms(),
+       COALESCE(d.push_provider, ''), COALESCE(d.push_token, ''),
+       COALESCE((SELECT cursor FROM device_cursors k WHERE k.user_id = c.user_id AND k.device_id = c.device_id), 0),
+       (SELECT payload FROM conversation_events e WHERE e.conversation = c.conversation AND e.message_id = c.message_id)
+FROM claimed c LEFT JOIN devices d ON d.user_id = c.user_id AND d.device_id = c.device_id
+    AND d.push_provider <> '' AND d.push_until > parley_now_ms()
+UNION ALL -- and one row with no user: how many were cancelled
+SELECT '', '', '', count(*)::integer, 0, 0, 0, 0, '', '', 0, NULL FROM cancelled`
+
+// ClaimPushes takes up to limit notifications that are due, holding them for
+// claim (another node may take one back after that: this one died sending it), and
+// returns them, with how many were cancelled because their user is connected.
+func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration) ([]persistence.PushDue, int, error) {
+	rows, err := s.pool.Query(ctx, claimPushesSQL, limit, claim.Milliseconds())
+	if err != nil {
+		return nil, 0, fmt.Errorf("claiming pushes: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var out []persistence.PushDue
+	cancelled := 0
+	for rows.Next() {
+		var p persistence.PushDue
+		var count, attempts int32
+		var cursor int64
+		var payload []byte
+		if err := rows.Scan(&p.User, &p.Device, &p.Conversation, &count, &p.Unread, &attempts, &p.CreatedAt, &p.Now,
+			&p.Provider, &p.Token, &cursor, &payload); err != nil {
+			return nil, 0, mapErr(err)
+		}
+		if p.User == "" {
+			cancelled = int(count)
+			continue
+		}
+		p.Count, p.Attempts, p.Unread = int(count), int(attempts), max(p.Unread-cursor, 0)
+		if payload != nil {
+			m := &parleypb.Message{}
+			if err := proto.Unmarshal(payload, m); err != nil {
+				return nil, 0, fmt.Errorf("decoding stored message: %w", err)
+			}
+			p.Latest = m
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, mapErr(err)
+	}
+	return out, cancelled, nil
+}
+
+// FinishPush records what became of a claimed notification p. PushSent removes it,
+// unless messages came meanwhile: then they stay, due gather from now. PushRetry
+// makes it due at the store-clock Unix ms next. PushDisabled clears the device's
+// target too, if it is still the one that failed.
+func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome persistence.PushOutcome, next int64) error {
+	var err error
+	latest := int64(0)
+	if p.Latest != nil {
+		latest = p.Latest.MessageId
+	}
+	switch outcome {
+	case persistence.PushSent:
+		_, err = s.pool.Exec(ctx, `WITH gone AS (
+				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 AND message_id <= $3
+			) UPDATE push_outbox SET count = GREATEST(count - $4, 1), attempts = 0, claimed_until = 0,
+				created_at = parley_now_ms(), next_at = parley_now_ms() + $5
+			WHERE user_id = $1 AND device_id = $2 AND message_id > $3`,
+			p.User, p.Device, latest, p.Count, s.pushGather.Milliseconds())
+	case persistence.PushRetry:
+		_, err = s.pool.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
+			WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, next)
+	case persistence.PushDropped:
+		_, err = s.pool.Exec(ctx, `DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 AND message_id <= $3`,
+			p.User, p.Device, latest)
+	case persistence.PushDisabled:
+		_, err = s.pool.Exec(ctx, `WITH c AS (
+				UPDATE devices SET push_provider = '', push_token = '', push_until = 0
+				WHERE user_id = $1 AND device_id = $2 AND push_provider = $3 AND push_token = $4
+			) DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, p.Provider, p.Token)
+	}
+	if err != nil {
+		return fmt.Errorf("finishing push to %s/%s: %w", p.User, p.Device, mapErr(err))
+	}
+	return nil
+}
