@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|group|storm|catchup|steady|soak|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|push|group|storm|catchup|steady|soak|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
 # scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
@@ -23,6 +23,10 @@
 #             each message (received) and reading every 4th (read); then the capacity
 #             (-rate 0 -window 16) without and with, twice. Each run's rows written per
 #             message delivered, from PostgreSQL's table statistics (pg_stat_user_tables)
+#   push      the cost of push, on one node: one-way 1:1 where each recipient has a
+#             webhook push target (loadgen -push-sink is the gateway), at each of
+#             PUSH_RATES (1000 2000 3000), twice, recipients online, then offline (every
+#             message makes a push); then the capacity both ways, twice
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each, 512 dials
@@ -60,6 +64,9 @@ OUT=${BENCH_OUT:-bench/results/$(date +%F)-scale.md}
 BIN=bin
 export PARLEY_TOKEN_SECRET=${PARLEY_TOKEN_SECRET:-bench-secret-0123456789abcdef0123456789}
 export PARLEY_CONFIG=$BIN/bench.yaml
+# The nodes' webhook push gateway: loadgen -push-sink serves it during the push runs.
+PUSH_SINK=127.0.0.1:8199
+export PARLEY_PUSH_WEBHOOK_SECRET=${PARLEY_PUSH_WEBHOOK_SECRET:-bench-webhook-secret-0123456789abcdef}
 
 setup() {
 	scripts/deps.sh
@@ -73,7 +80,8 @@ setup() {
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
 		-e 's/^  userSends: .*/  userSends: {rate: 5000, burst: 10000}/' \
 		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' \
-		-e 's/^  deadAfter: .*/  deadAfter: 1h/' ${BENCH_SED:+-e "$BENCH_SED"} cluster.yaml >"$PARLEY_CONFIG"
+		-e 's/^  deadAfter: .*/  deadAfter: 1h/' -e "s|^    url: \"\"|    url: http://$PUSH_SINK/push|" \
+		${BENCH_SED:+-e "$BENCH_SED"} cluster.yaml >"$PARLEY_CONFIG"
 	DATABASE_URL=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
 	export DATABASE_URL
 	[[ -s $OUT ]] || printf '# Scale benchmarks %s: %s, %s CPUs, %s GiB, %s\n' "$(date +%F)" "$(uname -m)" \
@@ -139,6 +147,19 @@ passes() {
 		}' "$2"
 }
 
+# pushRun label json args...: one one-way dm run with push targets, then its
+# acknowledged rate and p99 send-to-sent.
+pushRun() {
+	local label=$1 json=$2
+	shift 2
+	LOADGEN_JSON=$json loadgen -push webhook -push-sink "$PUSH_SINK" "$@"
+	awk -v label="$label" '
+		/^  "ackedPerSec":/ { gsub(/,/, "", $2); acked = $2 + 0 }
+		/^  "sentLatency": \{/ { lat = 1 }
+		lat && /"p99Ms":/ { gsub(/,/, "", $2); p99 = $2 + 0; lat = 0 }
+		END { printf "%s: acked %.0f msgs/s, p99 send-to-sent %.1f ms\n", label, acked, p99 }' "$json" | tee -a "$OUT"
+}
+
 quick() {
 	section "Load: Postgres ceiling, then one node under bench/cmd/loadgen"
 	"$BIN/pgceiling" -db "$DATABASE_URL" -method both -writers 4 -duration 5s | tee -a "$OUT"
@@ -151,6 +172,32 @@ quick() {
 	section "Receipts: 1:1 at 1,000 msgs/s without them, then with received on every message and read on every 4th"
 	receiptsRun "without receipts" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
 	receiptsRun "with receipts" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64 -read-every 4
+	section "Push: one-way 1:1 at 1,000 msgs/s to recipients online, then offline with a webhook target"
+	pushRun "recipients online" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
+	pushRun "recipients offline" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64 -push-offline
+	rm -f "$json"
+}
+
+push() {
+	section "Push: one-way 1:1, recipients online against offline with a webhook target, alternating on one node"
+	local url json rate round
+	json=$(mktemp)
+	url=$(nodes 1)
+	"$BIN/loadgen" -url "$url" -scenario dm -conns 400 -rate 1000 -duration 5s -register-par 64 >/dev/null
+	for rate in ${PUSH_RATES:-1000 2000 3000}; do
+		for round in 1 2; do
+			pushRun "round $round, online, $rate msgs/s" "$json" -url "$url" -scenario dm -conns 400 -rate "$rate" \
+				-duration 10s -register-par 64
+			pushRun "round $round, offline, $rate msgs/s" "$json" -url "$url" -scenario dm -conns 400 -rate "$rate" \
+				-duration 10s -register-par 64 -push-offline
+		done
+	done
+	for round in 1 2; do
+		pushRun "round $round, capacity, online" "$json" -url "$url" -scenario dm -conns 400 -rate 0 -window 16 \
+			-duration 10s -register-par 64
+		pushRun "round $round, capacity, offline" "$json" -url "$url" -scenario dm -conns 400 -rate 0 -window 16 \
+			-duration 10s -register-par 64 -push-offline
+	done
 	rm -f "$json"
 }
 
@@ -293,9 +340,9 @@ done
 setup
 for what in "$@"; do
 	case $what in
-	quick | ceilings | idle | cluster | dm | sustain | receipts | group | storm | catchup | steady | soak) "$what" ;;
-	all) ceilings; idle; cluster; dm; sustain; receipts; group; storm; catchup; steady ;;
-	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
+	quick | ceilings | idle | cluster | dm | sustain | receipts | push | group | storm | catchup | steady | soak) "$what" ;;
+	all) ceilings; idle; cluster; dm; sustain; receipts; push; group; storm; catchup; steady ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|push|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2

@@ -13,7 +13,7 @@ import (
 // PushStore is what push registrations and mute settings need of the store;
 // *postgres.Store satisfies it.
 type PushStore interface {
-	SetPushTarget(ctx context.Context, user, device, provider, token string, until int64) error
+	SetPushTarget(ctx context.Context, user, device, provider, token string, until int64, create bool) error
 	ClearPushTarget(ctx context.Context, user, device string) error
 	SetMuted(ctx context.Context, user, conv string, muted bool) error
 	Muted(ctx context.Context, user, conv string) (bool, error)
@@ -66,7 +66,8 @@ func (a *API) putPush(w http.ResponseWriter, r *http.Request, claims auth.Claims
 		}
 	}
 	if err == nil {
-		err = a.push.SetPushTarget(r.Context(), claims.UserID, device, req.Provider, req.Token, claims.Expires.UnixMilli())
+		err = a.push.SetPushTarget(r.Context(), claims.UserID, device, req.Provider, req.Token, claims.Expires.UnixMilli(),
+			device == claims.DeviceID)
 		if errors.Is(err, persistence.ErrNotFound) {
 			err = errorf(parleypb.ErrorReason_NOT_FOUND, "no such device")
 		}

@@ -48,26 +48,41 @@ func (s *Sender) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, s.cfg.Workers)
+	freed := make(chan struct{}, 1) // a send ended
 	tick := time.NewTicker(s.cfg.Poll)
 	defer tick.Stop()
 	for {
-		if free := cap(slots) - len(slots); free > 0 {
-			due, cancelled, err := s.store.ClaimPushes(ctx, free, s.cfg.Claim)
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("push: claiming notifications", slog.Any("error", err))
+		// Claim in batches: once half the workers (at least one) are free.
+		for cap(slots)-len(slots) < max(1, cap(slots)/2) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-freed:
 			}
-			s.met.Push(metrics.PushCancelled, cancelled)
-			for _, p := range due {
-				slots <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer func() { <-slots; wg.Done() }()
-					s.send(context.WithoutCancel(ctx), p)
+		}
+		free := cap(slots) - len(slots)
+		due, cancelled, err := s.store.ClaimPushes(ctx, free, s.cfg.Claim)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("push: claiming notifications", slog.Any("error", err))
+		}
+		s.met.Push(metrics.PushCancelled, cancelled)
+		for _, p := range due {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() {
+					<-slots
+					wg.Done()
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
 				}()
-			}
-			if len(due) == free && ctx.Err() == nil {
-				continue // more may be due
-			}
+				s.send(context.WithoutCancel(ctx), p)
+			}()
+		}
+		if len(due) == free && ctx.Err() == nil {
+			continue // more may be due: claim again as workers free up
 		}
 		select {
 		case <-ctx.Done():

@@ -15,10 +15,16 @@ import (
 // SetPushTarget makes provider and token where a user's device is pushed while it
 // has no connection, until the Unix ms until (the registering session's expiry;
 // later sessions of the device move it on). It replaces the device's previous
-// target; persistence.ErrNotFound if the user has no such device.
-func (s *Store) SetPushTarget(ctx context.Context, user, device, provider, token string, until int64) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE devices SET push_provider = $3, push_token = $4, push_until = $5
-		WHERE user_id = $1 AND device_id = $2`, user, device, provider, token, until)
+// target. With create, a device the store does not know is registered (the
+// caller's own, whose token was minted without a login); without,
+// persistence.ErrNotFound if the user has no such device.
+func (s *Store) SetPushTarget(ctx context.Context, user, device, provider, token string, until int64, create bool) error {
+	q := `UPDATE devices SET push_provider = $3, push_token = $4, push_until = $5 WHERE user_id = $1 AND device_id = $2`
+	if create {
+		q = `INSERT INTO devices (user_id, device_id, push_provider, push_token, push_until) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (user_id, device_id) DO UPDATE SET push_provider = $3, push_token = $4, push_until = $5`
+	}
+	tag, err := s.pool.Exec(ctx, q, user, device, provider, token, until)
 	if err != nil {
 		return fmt.Errorf("setting push target of %s: %w", user, mapErr(err))
 	}

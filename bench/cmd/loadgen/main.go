@@ -9,6 +9,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -93,15 +96,16 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // options are the command line: the run, and where its result goes.
 type options struct {
-	cfg     loadgen.Config
-	urls    listFlag
-	pids    listFlag
-	metrics listFlag
-	idle    bool
-	worker  bool
-	jsonTo  string
-	mdTo    string
-	cpuTo   string
+	cfg      loadgen.Config
+	urls     listFlag
+	pids     listFlag
+	metrics  listFlag
+	idle     bool
+	worker   bool
+	jsonTo   string
+	mdTo     string
+	pushSink string
+	cpuTo    string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -120,6 +124,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&c.UsersPrefix, "users-prefix", "", "user name prefix (default: a fresh random one)")
 	fs.Float64Var(&c.Rate, "rate", 100, "messages/s in total (0 = as fast as the window allows)")
 	fs.IntVar(&c.Window, "window", 8, "unanswered sends per sender when -rate 0 (and for the storm's posts)")
+	fs.StringVar(&c.Push, "push", "", "dm: one-way traffic, the second user of each pair registering a push target of this provider (webhook, ...; token: its user name)")
+	fs.BoolVar(&c.PushOffline, "push-offline", false, "with -push: the receiving users stay offline, so every message makes a push (the push load)")
+	fs.StringVar(&o.pushSink, "push-sink", "", "serve a webhook push gateway on this loopback host:port for the run, answering every POST 204 (point the nodes' push.webhook.url at it)")
 	fs.IntVar(&c.ReadEvery, "read-every", 0, "dm: every recipient acknowledges each message with received, and every N-th with read (the receipts load); 0 = no acknowledgements until the end")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "traffic or holding time; storm: the longest the reconnect may take")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "how long to wait for answers and deliveries after -duration")
@@ -252,6 +259,13 @@ func (o *options) run(ctx context.Context) error {
 		}
 		defer stop()
 	}
+	if o.pushSink != "" {
+		stop, err := servePushSink(o.pushSink)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	res, err := loadgen.Run(ctx, o.cfg)
 	if err != nil {
 		return err
@@ -267,4 +281,23 @@ func (o *options) run(ctx context.Context) error {
 		return os.WriteFile(o.mdTo, []byte(md), 0o644)
 	}
 	return nil
+}
+
+// servePushSink answers every request on addr (loopback only) with 204: a push
+// gateway that takes whatever it is sent. The nodes' metrics count the pushes.
+func servePushSink(addr string) (stop func(), err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("loadgen: -push-sink %q is not a loopback host:port", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: -push-sink: %w", err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }

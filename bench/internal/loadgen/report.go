@@ -99,6 +99,13 @@ func (r *Result) trafficRows(row rowFunc) {
 		row("receipts load", "received on every message, read on every %d-th: %d received and %d read written, %d receipt frames back (%d not written: loadgen fell behind)",
 			r.ReadEvery, r.AcksOut, r.ReadsOut, r.ReceiptsIn, r.AcksDropped)
 	}
+	if r.Push != "" {
+		where := "online"
+		if r.PushOffline {
+			where = "offline (every message makes a push)"
+		}
+		row("push load", "one-way; each recipient has a %s push target and is %s", r.Push, where)
+	}
 }
 
 func (r *Result) stormRows(row rowFunc) {

@@ -67,6 +67,8 @@ type Result struct {
 	Duplicates      uint64            `json:"duplicates"`
 	Echoes          uint64            `json:"echoes"`
 	ReadEvery       int               `json:"readEvery,omitempty"`   // the receipts load: see Config.ReadEvery
+	Push            string            `json:"push,omitempty"`        // the push load: see Config.Push
+	PushOffline     bool              `json:"pushOffline,omitempty"` // the recipients stayed offline
 	AcksOut         uint64            `json:"acksOut,omitempty"`     // received frames written
 	ReadsOut        uint64            `json:"readsOut,omitempty"`    // read frames written
 	ReceiptsIn      uint64            `json:"receiptsIn,omitempty"`  // receipt frames received
@@ -134,7 +136,7 @@ func newResult(cfg Config) *Result {
 	r := &Result{Started: time.Now(), Scenario: cfg.Scenario, URLs: cfg.URLs, Conns: cfg.Conns, Procs: cfg.Procs,
 		SrcIPs: cfg.SrcIPs, Rate: cfg.Rate, Duration: cfg.Duration.String(), Encoding: cfg.Encoding,
 		UsersPrefix: cfg.UsersPrefix, MintedAuth: cfg.TokenSecret != "", ErrorFrames: map[string]uint64{},
-		ReadEvery: cfg.ReadEvery}
+		ReadEvery: cfg.ReadEvery, Push: cfg.Push, PushOffline: cfg.PushOffline}
 	switch cfg.Scenario {
 	case ScenarioGroup:
 		r.Groups, r.Members, r.Senders = cfg.Groups, cfg.Members, cfg.Senders

@@ -65,6 +65,12 @@ type Config struct {
 	// ReadEvery, when positive (dm only), makes every recipient acknowledge each
 	// message with received, and every ReadEvery-th with read: the receipts load.
 	ReadEvery int
+	// Push, when set (dm only), makes the traffic one-way, from the first user of
+	// each pair to the second, and the second registers a push target of this
+	// provider (token: its user name); with PushOffline the second users do not
+	// connect, so that every message makes a push (the push load).
+	Push        string
+	PushOffline bool
 	// TokenSecret is the nodes' PARLEY_TOKEN_SECRET: tokens are minted here, not
 	// logged in for (registration happens only where accounts are needed).
 	TokenSecret string
@@ -105,6 +111,10 @@ func (cfg *Config) validate() error {
 		return errors.New("loadgen: -duration must be positive")
 	case cfg.SrcIPs > 253:
 		return errors.New("loadgen: -src-ips must be at most 253")
+	case (cfg.Push != "" || cfg.PushOffline) && cfg.Scenario != ScenarioDM:
+		return errors.New("loadgen: -push and -push-offline are for -scenario dm")
+	case cfg.PushOffline && cfg.Push == "":
+		return errors.New("loadgen: -push-offline needs -push")
 	case cfg.TokenSecret != "" && len(cfg.TokenSecret) < auth.MinSecretBytes:
 		return fmt.Errorf("loadgen: -token-secret must be at least %d bytes, like the nodes'", auth.MinSecretBytes)
 	}
@@ -210,7 +220,7 @@ func (cfg *Config) workerConfigs() []WorkerConfig {
 			RunID: hex.EncodeToString(runID[:]), Rate: cfg.Rate * float64(shares[i]) / float64(cfg.Conns),
 			Window: cfg.Window, Duration: Dur(cfg.Duration), Drain: Dur(cfg.Drain), SrcIPs: cfg.SrcIPs,
 			SrcOffset: i * cfg.SrcIPs, Encoding: cfg.Encoding, RegisterPar: cfg.RegisterPar, DialPar: cfg.DialPar,
-			TokenSecret: cfg.TokenSecret, ReadEvery: cfg.ReadEvery}
+			TokenSecret: cfg.TokenSecret, ReadEvery: cfg.ReadEvery, Push: cfg.Push, PushOffline: cfg.PushOffline}
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,37 @@ func (w *worker) setup(ctx context.Context) error {
 	if err := w.authenticate(ctx); err != nil {
 		return err
 	}
+	if err := w.registerPush(ctx); err != nil {
+		return err
+	}
 	return w.createGroups(ctx)
+}
+
+// pushRecipient tells whether user i is, with Push, a pair's receiving side.
+func (w *worker) pushRecipient(i int) bool {
+	return w.cfg.Push != "" && i%2 == 1 && w.lay.peer != nil && w.lay.peer[i] >= 0
+}
+
+// registerPush registers, with Push, every recipient's push target: the
+// provider, with the user name as token.
+func (w *worker) registerPush(ctx context.Context) error {
+	if w.cfg.Push == "" {
+		return nil
+	}
+	idx := slices.DeleteFunc(span(0, w.lay.users), func(i int) bool { return !w.pushRecipient(i) || w.tokens[i] == "" })
+	failed := w.forEach(ctx, idx, w.cfg.RegisterPar, func(ctx context.Context, i int) error {
+		err := w.rest(ctx, http.MethodPut, w.url(i)+"/v1/devices/"+deviceID+"/push", w.tokens[i],
+			map[string]string{"provider": w.cfg.Push, "token": w.userName(i)}, nil)
+		if err != nil {
+			return fmt.Errorf("registering the push target of %s: %w", w.userName(i), err)
+		}
+		return nil
+	})
+	w.setupErrors.Add(int64(failed))
+	if failed > 0 {
+		return fmt.Errorf("loadgen: %d push targets could not be registered: %s", failed, w.firstErr)
+	}
+	return ctx.Err()
 }
 
 // needsAccounts tells whether users need account rows: the server sends 1:1

@@ -60,7 +60,7 @@ func (w *worker) arm(paced bool) []*lconn {
 	var senders []*lconn
 	for i, c := range w.conns {
 		peer, g, ok := w.lay.sendsTo(i)
-		if c == nil || !ok {
+		if c == nil || !ok || w.pushRecipient(i) {
 			continue
 		}
 		if peer >= 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -36,6 +37,9 @@ type WorkerConfig struct {
 	// ReadEvery, when positive, makes each recipient acknowledge every message it
 	// gets with received, and every ReadEvery-th with read too (dm only).
 	ReadEvery int `json:"readEvery,omitempty"`
+	// Push and PushOffline: see Config.
+	Push        string `json:"push,omitempty"`
+	PushOffline bool   `json:"pushOffline,omitempty"`
 	// TokenSecret, when set, is the nodes' token secret: tokens are minted here
 	// instead of logging in.
 	TokenSecret string `json:"tokenSecret,omitempty"`
@@ -185,6 +189,9 @@ func checkNoFile(sockets int) error {
 // steps are a scenario's work, one per phase.
 func (w *worker) steps() []func(ctx context.Context) error {
 	clients := span(0, w.lay.clients)
+	if w.cfg.PushOffline { // the recipients stay offline
+		clients = slices.DeleteFunc(clients, w.pushRecipient)
+	}
 	connect := func(ctx context.Context) error {
 		w.setupUp.Store(int64(w.connect(ctx, clients, nil)))
 		return ctx.Err()

@@ -1,0 +1,199 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/internal/testenv"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/persistence/postgres"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+func wait(t *testing.T, f func(done func(error))) {
+	t.Helper()
+	res := make(chan error, 1)
+	f(func(err error) { res <- err })
+	require.NoError(t, <-res)
+}
+
+// outboxRow is a device's push outbox row: its count and latest message (0 0
+// when it has none).
+func outboxRow(t *testing.T, s *postgres.Store, user, device string) (count int, latest int64) {
+	t.Helper()
+	err := s.QueryRowForTest(context.Background(), `SELECT COALESCE((SELECT count FROM push_outbox
+		WHERE user_id = $1 AND device_id = $2), 0), COALESCE((SELECT message_id FROM push_outbox
+		WHERE user_id = $1 AND device_id = $2), 0)`, user, device).Scan(&count, &latest)
+	require.NoError(t, err)
+	return count, latest
+}
+
+// The commit that queues a message writes a push only for a recipient with a live
+// push target, no connected device and the conversation not muted, never for the
+// message's sender; later messages collapse into the same row.
+func TestPushDecidedInTheCommit(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	u := mustUsers(t, s, "p", 2)
+	a, b := u[0], u[1]
+	conv := convid.DirectID(a, b)
+	future := time.Now().Add(time.Hour).UnixMilli()
+	for _, x := range u {
+		require.NoError(t, s.SetPushTarget(ctx, x, "phone", "webhook", x+"-token", future, true))
+	}
+	require.ErrorIs(t, s.SetPushTarget(ctx, a, "tablet", "webhook", "t", future, false), persistence.ErrNotFound,
+		"another device of the caller must exist")
+	node, err := s.AcquireNodeID(ctx, testenv.Name("node"), -1, time.Minute)
+	require.NoError(t, err)
+
+	version, next := uint64(0), int64(1000)
+	post := func(from string) int64 {
+		next++
+		res, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: version,
+			Messages: []*parleypb.Message{msg(conv, from, fmt.Sprint("c", next), next)}, Recipients: u})
+		require.NoError(t, err)
+		version = res.Version
+		return next
+	}
+
+	m1 := post(a)
+	c, latest := outboxRow(t, s, b, "phone")
+	require.Equal(t, 1, c)
+	require.Equal(t, m1, latest)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Zero(t, c, "the sender is not pushed for its own message")
+	m2 := post(a)
+	c, latest = outboxRow(t, s, b, "phone")
+	require.Equal(t, 2, c, "collapsed into one row")
+	require.Equal(t, m2, latest)
+
+	// b comes online: what waited is cancelled, and nothing more is written.
+	wait(t, func(done func(error)) { s.SetOnline(b, node.Holder, true, 1, done) })
+	c, _ = outboxRow(t, s, b, "phone")
+	require.Zero(t, c, "coming online cancels what waited")
+	post(a)
+	c, _ = outboxRow(t, s, b, "phone")
+	require.Zero(t, c, "b is connected")
+
+	// Its last connection goes, within the grace: the online row stays, pushes come.
+	wait(t, func(done func(error)) { s.SetDisconnected(b, node.Holder, done) })
+	m4 := post(a)
+	c, latest = outboxRow(t, s, b, "phone")
+	require.Equal(t, 1, c, "disconnected, though still shown online")
+	require.Equal(t, m4, latest)
+
+	// Muted: none.
+	require.NoError(t, s.SetMuted(ctx, a, conv, true))
+	post(b)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Zero(t, c, "a muted the conversation")
+	require.NoError(t, s.SetMuted(ctx, a, conv, false))
+	post(b)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Equal(t, 1, c, "unmuted")
+
+	// A target whose session ended, or whose device logged out, gets none.
+	require.NoError(t, s.SetPushTarget(ctx, a, "phone", "webhook", "x", time.Now().Add(-time.Second).UnixMilli(), true))
+	require.NoError(t, s.ClearPushTarget(ctx, a, "phone"))
+	require.NoError(t, s.SetPushTarget(ctx, a, "phone", "webhook", "x", time.Now().Add(-time.Second).UnixMilli(), true))
+	post(b)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Zero(t, c, "the target expired")
+	require.NoError(t, s.AddDevice(ctx, a, "phone", future), "a new session of the device extends it")
+	post(b)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Equal(t, 1, c)
+	_, err = s.RevokeDevice(ctx, a, "phone")
+	require.NoError(t, err)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Zero(t, c, "logout drops what waited")
+	post(b)
+	c, _ = outboxRow(t, s, a, "phone")
+	require.Zero(t, c, "logout ends the target")
+}
+
+// Claims hand a due notification to one sender at a time; its outcome removes it,
+// keeps the messages that came meanwhile, reschedules it, or disables the target.
+func TestPushClaimAndFinish(t *testing.T) {
+	s, err := postgres.Open(context.Background(), testenv.DatabaseURL(t), postgres.Options{}) // gather 0: due at once
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	u := mustUsers(t, s, "q", 2)
+	a, b := u[0], u[1]
+	conv := convid.DirectID(a, b)
+	require.NoError(t, s.SetPushTarget(ctx, b, "phone", "webhook", "tok", time.Now().Add(time.Hour).UnixMilli(), true))
+	version, next := uint64(0), int64(5000)
+	post := func(text string) int64 {
+		next++
+		m := msg(conv, a, fmt.Sprint("c", next), next)
+		m.Text = text
+		res, err := s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: conv, Expected: version,
+			Messages: []*parleypb.Message{m}, Recipients: u})
+		require.NoError(t, err)
+		version = res.Version
+		return next
+	}
+	// mine claims every due row, keeping those of this test's user.
+	mine := func() []persistence.PushDue {
+		due, _, err := s.ClaimPushes(ctx, 1000, time.Minute)
+		require.NoError(t, err)
+		var out []persistence.PushDue
+		for _, p := range due {
+			if p.User == b {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+
+	m1 := post("one")
+	post("two")
+	due := mine()
+	require.Len(t, due, 1)
+	p := due[0]
+	require.Equal(t, "webhook", p.Provider)
+	require.Equal(t, "tok", p.Token)
+	require.Equal(t, 2, p.Count)
+	require.Equal(t, int64(2), p.Unread, "b's queue has two entries past its cursor")
+	require.Equal(t, "two", p.Latest.Text)
+	require.Empty(t, mine(), "held by the claim")
+
+	// Sent while a third message came: the third stays, as a count of one.
+	m3 := post("three")
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushSent, 0))
+	c, latest := outboxRow(t, s, b, "phone")
+	require.Equal(t, 1, c)
+	require.Equal(t, m3, latest)
+	require.Greater(t, m3, m1)
+
+	// Retry: due again at the time given, not before.
+	p = mine()[0]
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushRetry, p.Now+60_000))
+	require.Empty(t, mine(), "not due for a minute")
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushRetry, p.Now-1))
+	p = mine()[0]
+	require.Equal(t, 2, p.Attempts)
+
+	// Disabled with a token that was replaced meanwhile: the new target stays.
+	require.NoError(t, s.SetPushTarget(ctx, b, "phone", "webhook", "tok2", time.Now().Add(time.Hour).UnixMilli(), true))
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushDisabled, 0))
+	provider, token, err := s.PushTarget(ctx, b, "phone")
+	require.NoError(t, err)
+	require.Equal(t, "tok2", token, "the new registration is not the one that failed")
+	require.Equal(t, "webhook", provider)
+	post("four")
+	p = mine()[0]
+	require.Equal(t, "tok2", p.Token)
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushDisabled, 0))
+	provider, _, err = s.PushTarget(ctx, b, "phone")
+	require.NoError(t, err)
+	require.Empty(t, provider, "disabled")
+	c, _ = outboxRow(t, s, b, "phone")
+	require.Zero(t, c)
+}
