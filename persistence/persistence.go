@@ -158,11 +158,11 @@ func ByAll(ws []Watermark, except string) (delivered, read int64) {
 // node that sends it.
 type PushDue struct {
 	User, Device    string
-	Provider, Token string // the device's push target; "" if it has none any more
-	Conversation    string
-	Latest          *parleypb.Message // the latest message it stands for; nil if gone
-	Count           int               // messages it stands for
+	Provider, Token string            // the device's push target; "" if it has none any more
+	Latest          *parleypb.Message // the latest message it stands for; nil if none is left
+	Count           int               // messages it stands for (queue entries, muted conversations' left out)
 	Unread          int64             // the user's queue entries after the device's cursor
+	FromSeq, EndSeq uint64            // the queue entries it stands for, as claimed
 	Attempts        int               // tries before this one
 	CreatedAt       int64             // Unix ms (the store's clock) of its first message
 	Now             int64             // Unix ms (the store's clock) when it was claimed
@@ -172,7 +172,7 @@ type PushDue struct {
 type PushOutcome int
 
 const (
-	PushSent     PushOutcome = iota // accepted by the provider: the row goes (messages since stay)
+	PushSent     PushOutcome = iota // accepted by the provider: the row goes (entries since make the next)
 	PushRetry                       // try again at the time given
 	PushDropped                     // not sent, never will be: the row goes
 	PushDisabled                    // the target is no longer valid: it is cleared, and the row goes

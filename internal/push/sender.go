@@ -95,7 +95,7 @@ func (s *Sender) Run(ctx context.Context) {
 // send tries one claimed notification and records what became of it.
 func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
 	start := time.Now()
-	if p.Attempts == 0 {
+	if p.Attempts == 0 && p.Count > 0 {
 		s.met.Push(metrics.PushDecided, 1)
 	}
 	outcome, next, err := s.try(ctx, p)
@@ -117,8 +117,8 @@ func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
 		s.log.Info("push: target no longer valid; disabled", slog.String("user", p.User), slog.String("device", p.Device),
 			slog.String("provider", p.Provider), slog.Any("error", err))
 	case persistence.PushDropped:
-		s.met.Push(metrics.PushFailed, 1)
-		if err != nil {
+		if err != nil { // else there was nothing to send
+			s.met.Push(metrics.PushFailed, 1)
 			s.log.Warn("push: refused by the provider", slog.String("user", p.User), slog.String("device", p.Device),
 				slog.String("provider", p.Provider), slog.Any("error", err))
 		}
@@ -137,8 +137,8 @@ func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
 func (s *Sender) try(ctx context.Context, p persistence.PushDue) (persistence.PushOutcome, int64, error) {
 	prov := s.providers[p.Provider]
 	switch {
-	case p.Provider == "" || p.Latest == nil:
-		return persistence.PushDropped, 0, nil // the target was removed, or the message is gone
+	case p.Provider == "" || p.Latest == nil || p.Count == 0:
+		return persistence.PushDropped, 0, nil // the target was removed, or nothing is left to tell
 	case prov == nil:
 		return persistence.PushDropped, 0, fmt.Errorf("provider %q is not configured on this node", p.Provider)
 	}

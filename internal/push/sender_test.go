@@ -74,7 +74,7 @@ func testPushConfig() config.Push {
 }
 
 func due(device string, attempts int) persistence.PushDue {
-	return persistence.PushDue{User: "bob", Device: device, Provider: Webhook, Token: "t", Conversation: "dm:alice:bob",
+	return persistence.PushDue{User: "bob", Device: device, Provider: Webhook, Token: "t",
 		Latest: &parleypb.Message{MessageId: 42, Conversation: "dm:alice:bob", From: "alice", Text: "héllo there", Ts: 7},
 		Count:  3, Unread: 5, Attempts: attempts, CreatedAt: 1_000_000, Now: 1_000_000}
 }

@@ -78,7 +78,9 @@ func (s *Store) Muted(ctx context.Context, user, conv string) (bool, error) {
 // claimPushesSQL takes up to $1 notifications due and not held by another node,
 // and holds them for $2 ms. Those of users with a connection now are deleted
 // instead (a device online cancels them). Each comes with its device's target,
-// the latest message and the device's cursor (for the unread count).
+// the device's cursor (for the unread count), and from the queue: its end, the
+// entries since the row's from_seq outside muted conversations, and the latest of
+// them. The last row, with no user, counts those cancelled.
 const claimPushesSQL = `
 WITH due AS (
     SELECT p.user_id, p.device_id,
@@ -95,14 +97,23 @@ WITH due AS (
     WHERE NOT due.online AND p.user_id = due.user_id AND p.device_id = due.device_id
     RETURNING p.*
 )
-SELECT c.user_id, c.device_id, c.conversation, c.count, c.seq, c.attempts, c.created_at, parley_now_ms(),
-       COALESCE(d.push_provider, ''), COALESCE(d.push_token, ''),
+SELECT c.user_id, c.device_id, c.from_seq, COALESCE(q.end_seq, 0), COALESCE(q.n, 0), c.attempts, c.created_at,
+       parley_now_ms(), COALESCE(d.push_provider, ''), COALESCE(d.push_token, ''),
        COALESCE((SELECT cursor FROM device_cursors k WHERE k.user_id = c.user_id AND k.device_id = c.device_id), 0),
-       (SELECT payload FROM conversation_events e WHERE e.conversation = c.conversation AND e.message_id = c.message_id)
-FROM claimed c LEFT JOIN devices d ON d.user_id = c.user_id AND d.device_id = c.device_id
+       (SELECT e.payload FROM conversation_events e WHERE e.conversation = q.conversation AND e.message_id = q.last_id)
+FROM claimed c
+LEFT JOIN devices d ON d.user_id = c.user_id AND d.device_id = c.device_id
     AND d.push_provider <> '' AND d.push_until > parley_now_ms()
+LEFT JOIN LATERAL (
+    SELECT max(r.last_seq) OVER () AS end_seq, sum(r.count) FILTER (WHERE NOT r.muted) OVER () AS n,
+           r.conversation, r.last_id, r.muted
+    FROM (SELECT r.*, (SELECT 1 FROM conversation_settings m WHERE m.user_id = r.user_id
+                       AND m.conversation = r.conversation AND m.muted) IS NOT NULL AS muted
+          FROM queue_ranges r WHERE r.user_id = c.user_id AND r.last_seq >= c.from_seq) r
+    ORDER BY r.muted, r.last_seq DESC LIMIT 1
+) q ON true
 UNION ALL -- and one row with no user: how many were cancelled
-SELECT '', '', '', count(*)::integer, 0, 0, 0, 0, '', '', 0, NULL FROM cancelled`
+SELECT '', '', 0, 0, count(*), 0, 0, 0, '', '', 0, NULL FROM cancelled`
 
 // ClaimPushes takes up to limit notifications that are due, holding them for
 // claim (another node may take one back after that: this one died sending it), and
@@ -117,10 +128,10 @@ func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration)
 	cancelled := 0
 	for rows.Next() {
 		var p persistence.PushDue
-		var count, attempts int32
-		var cursor int64
+		var from, end, count, cursor int64
+		var attempts int32
 		var payload []byte
-		if err := rows.Scan(&p.User, &p.Device, &p.Conversation, &count, &p.Unread, &attempts, &p.CreatedAt, &p.Now,
+		if err := rows.Scan(&p.User, &p.Device, &from, &end, &count, &attempts, &p.CreatedAt, &p.Now,
 			&p.Provider, &p.Token, &cursor, &payload); err != nil {
 			return nil, 0, mapErr(err)
 		}
@@ -128,8 +139,9 @@ func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration)
 			cancelled = int(count)
 			continue
 		}
-		p.Count, p.Attempts, p.Unread = int(count), int(attempts), max(p.Unread-cursor, 0)
-		if payload != nil {
+		p.FromSeq, p.EndSeq, p.Count, p.Attempts = uint64(from), uint64(end), int(count), int(attempts)
+		p.Unread = max(end-cursor, 0)
+		if payload != nil && count > 0 {
 			m := &parleypb.Message{}
 			if err := proto.Unmarshal(payload, m); err != nil {
 				return nil, 0, fmt.Errorf("decoding stored message: %w", err)
@@ -144,30 +156,24 @@ func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration)
 	return out, cancelled, nil
 }
 
-// FinishPush records what became of a claimed notification p. PushSent removes it,
-// unless messages came meanwhile: then they stay, due gather from now. PushRetry
-// makes it due at the store-clock Unix ms next. PushDisabled clears the device's
-// target too, if it is still the one that failed.
+// FinishPush records what became of a claimed notification p. PushSent removes
+// it; queue entries that came after it was claimed make the next one, due a gather
+// from now (the commits that wrote them found its row and wrote none). PushRetry
+// makes it due at the store-clock Unix ms next. PushDropped removes it.
+// PushDisabled clears the device's target too, if it is still the one that failed.
 func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome persistence.PushOutcome, next int64) error {
 	var err error
-	latest := int64(0)
-	if p.Latest != nil {
-		latest = p.Latest.MessageId
-	}
 	switch outcome {
-	case persistence.PushSent:
+	case persistence.PushSent, persistence.PushDropped:
 		_, err = s.pool.Exec(ctx, `WITH gone AS (
-				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 AND message_id <= $3
-			) UPDATE push_outbox SET count = GREATEST(count - $4, 1), attempts = 0, claimed_until = 0,
-				created_at = parley_now_ms(), next_at = parley_now_ms() + $5
-			WHERE user_id = $1 AND device_id = $2 AND message_id > $3`,
-			p.User, p.Device, latest, p.Count, s.pushGather.Milliseconds())
+				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 RETURNING 1
+			) INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
+			SELECT $1, $2, $3 + 1, parley_now_ms(), parley_now_ms() + $4 FROM gone
+			WHERE (SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1) > $3`,
+			p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds())
 	case persistence.PushRetry:
 		_, err = s.pool.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
 			WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, next)
-	case persistence.PushDropped:
-		_, err = s.pool.Exec(ctx, `DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 AND message_id <= $3`,
-			p.User, p.Device, latest)
 	case persistence.PushDisabled:
 		_, err = s.pool.Exec(ctx, `WITH c AS (
 				UPDATE devices SET push_provider = '', push_token = '', push_until = 0

@@ -22,15 +22,14 @@ func wait(t *testing.T, f func(done func(error))) {
 	require.NoError(t, <-res)
 }
 
-// outboxRow is a device's push outbox row: its count and latest message (0 0
-// when it has none).
-func outboxRow(t *testing.T, s *postgres.Store, user, device string) (count int, latest int64) {
+// outboxRow is where a device's push outbox row starts in its queue, and whether
+// it has one.
+func outboxRow(t *testing.T, s *postgres.Store, user, device string) (from int64, ok bool) {
 	t.Helper()
-	err := s.QueryRowForTest(context.Background(), `SELECT COALESCE((SELECT count FROM push_outbox
-		WHERE user_id = $1 AND device_id = $2), 0), COALESCE((SELECT message_id FROM push_outbox
-		WHERE user_id = $1 AND device_id = $2), 0)`, user, device).Scan(&count, &latest)
+	err := s.QueryRowForTest(context.Background(), `SELECT COALESCE((SELECT from_seq FROM push_outbox
+		WHERE user_id = $1 AND device_id = $2), 0)`, user, device).Scan(&from)
 	require.NoError(t, err)
-	return count, latest
+	return from, from > 0
 }
 
 // The commit that queues a message writes a push only for a recipient with a live
@@ -61,60 +60,49 @@ func TestPushDecidedInTheCommit(t *testing.T) {
 		return next
 	}
 
-	m1 := post(a)
-	c, latest := outboxRow(t, s, b, "phone")
-	require.Equal(t, 1, c)
-	require.Equal(t, m1, latest)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Zero(t, c, "the sender is not pushed for its own message")
-	m2 := post(a)
-	c, latest = outboxRow(t, s, b, "phone")
-	require.Equal(t, 2, c, "collapsed into one row")
-	require.Equal(t, m2, latest)
+	fromSeq := func(user string) int64 {
+		from, _ := outboxRow(t, s, user, "phone")
+		return from
+	}
+	post(a) // b's queue entry 1
+	require.Equal(t, int64(1), fromSeq(b))
+	require.Zero(t, fromSeq(a), "the sender is not pushed for its own message")
+	post(a) // 2
+	require.Equal(t, int64(1), fromSeq(b), "collapsed: the row still starts at the first")
 
 	// b comes online: what waited is cancelled, and nothing more is written.
 	wait(t, func(done func(error)) { s.SetOnline(b, node.Holder, true, 1, done) })
-	c, _ = outboxRow(t, s, b, "phone")
-	require.Zero(t, c, "coming online cancels what waited")
-	post(a)
-	c, _ = outboxRow(t, s, b, "phone")
-	require.Zero(t, c, "b is connected")
+	require.Zero(t, fromSeq(b), "coming online cancels what waited")
+	post(a) // 3
+	require.Zero(t, fromSeq(b), "b is connected")
 
 	// Its last connection goes, within the grace: the online row stays, pushes come.
 	wait(t, func(done func(error)) { s.SetDisconnected(b, node.Holder, done) })
-	m4 := post(a)
-	c, latest = outboxRow(t, s, b, "phone")
-	require.Equal(t, 1, c, "disconnected, though still shown online")
-	require.Equal(t, m4, latest)
+	post(a) // 4
+	require.Equal(t, int64(4), fromSeq(b), "disconnected, though still shown online")
 
 	// Muted: none.
 	require.NoError(t, s.SetMuted(ctx, a, conv, true))
-	post(b)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Zero(t, c, "a muted the conversation")
+	post(b) // a's entry 5
+	require.Zero(t, fromSeq(a), "a muted the conversation")
 	require.NoError(t, s.SetMuted(ctx, a, conv, false))
-	post(b)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Equal(t, 1, c, "unmuted")
+	post(b) // 6
+	require.Equal(t, int64(6), fromSeq(a), "unmuted")
 
 	// A target whose session ended, or whose device logged out, gets none.
-	require.NoError(t, s.SetPushTarget(ctx, a, "phone", "webhook", "x", time.Now().Add(-time.Second).UnixMilli(), true))
 	require.NoError(t, s.ClearPushTarget(ctx, a, "phone"))
+	require.Zero(t, fromSeq(a), "removing the target drops what waited")
 	require.NoError(t, s.SetPushTarget(ctx, a, "phone", "webhook", "x", time.Now().Add(-time.Second).UnixMilli(), true))
-	post(b)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Zero(t, c, "the target expired")
+	post(b) // 7
+	require.Zero(t, fromSeq(a), "the target expired")
 	require.NoError(t, s.AddDevice(ctx, a, "phone", future), "a new session of the device extends it")
-	post(b)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Equal(t, 1, c)
+	post(b) // 8
+	require.Equal(t, int64(8), fromSeq(a))
 	_, err = s.RevokeDevice(ctx, a, "phone")
 	require.NoError(t, err)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Zero(t, c, "logout drops what waited")
+	require.Zero(t, fromSeq(a), "logout drops what waited")
 	post(b)
-	c, _ = outboxRow(t, s, a, "phone")
-	require.Zero(t, c, "logout ends the target")
+	require.Zero(t, fromSeq(a), "logout ends the target")
 }
 
 // Claims hand a due notification to one sender at a time; its outcome removes it,
@@ -152,7 +140,7 @@ func TestPushClaimAndFinish(t *testing.T) {
 		return out
 	}
 
-	m1 := post("one")
+	post("one")
 	post("two")
 	due := mine()
 	require.Len(t, due, 1)
@@ -162,38 +150,56 @@ func TestPushClaimAndFinish(t *testing.T) {
 	require.Equal(t, 2, p.Count)
 	require.Equal(t, int64(2), p.Unread, "b's queue has two entries past its cursor")
 	require.Equal(t, "two", p.Latest.Text)
+	require.Equal(t, [2]uint64{1, 2}, [2]uint64{p.FromSeq, p.EndSeq})
 	require.Empty(t, mine(), "held by the claim")
 
-	// Sent while a third message came: the third stays, as a count of one.
-	m3 := post("three")
+	// Sent while a third message came: the third makes the next notification.
+	post("three")
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushSent, 0))
-	c, latest := outboxRow(t, s, b, "phone")
-	require.Equal(t, 1, c)
-	require.Equal(t, m3, latest)
-	require.Greater(t, m3, m1)
+	from, ok := outboxRow(t, s, b, "phone")
+	require.True(t, ok)
+	require.Equal(t, int64(3), from)
+
+	// Muted conversations' entries are left out of the count and the preview.
+	other := mustUsers(t, s, "q", 1)[0]
+	muted := convid.DirectID(other, b)
+	require.NoError(t, s.SetMuted(ctx, b, muted, true))
+	_, err = s.AppendConversation(ctx, persistence.ConversationAppend{Conversation: muted,
+		Messages: []*parleypb.Message{msg(muted, other, "m1", 9000)}, Recipients: []string{other, b}})
+	require.NoError(t, err)
+	p = mine()[0]
+	require.Equal(t, 1, p.Count, "three, not the muted one")
+	require.Equal(t, "three", p.Latest.Text)
+	require.Equal(t, uint64(4), p.EndSeq)
 
 	// Retry: due again at the time given, not before.
-	p = mine()[0]
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushRetry, p.Now+60_000))
 	require.Empty(t, mine(), "not due for a minute")
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushRetry, p.Now-1))
 	p = mine()[0]
 	require.Equal(t, 2, p.Attempts)
 
+	// Sent with nothing after it: no row left.
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushSent, 0))
+	_, ok = outboxRow(t, s, b, "phone")
+	require.False(t, ok)
+
 	// Disabled with a token that was replaced meanwhile: the new target stays.
+	post("four")
+	p = mine()[0]
 	require.NoError(t, s.SetPushTarget(ctx, b, "phone", "webhook", "tok2", time.Now().Add(time.Hour).UnixMilli(), true))
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushDisabled, 0))
 	provider, token, err := s.PushTarget(ctx, b, "phone")
 	require.NoError(t, err)
 	require.Equal(t, "tok2", token, "the new registration is not the one that failed")
 	require.Equal(t, "webhook", provider)
-	post("four")
+	post("five")
 	p = mine()[0]
 	require.Equal(t, "tok2", p.Token)
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushDisabled, 0))
 	provider, _, err = s.PushTarget(ctx, b, "phone")
 	require.NoError(t, err)
 	require.Empty(t, provider, "disabled")
-	c, _ = outboxRow(t, s, b, "phone")
-	require.Zero(t, c)
+	_, ok = outboxRow(t, s, b, "phone")
+	require.False(t, ok)
 }

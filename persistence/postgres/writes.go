@@ -45,8 +45,9 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 // In the same statement, each recipient whose queue the messages make a push for
 // (see package push: it has a push target, no connection, and has not muted the
 // conversation) gets a row per target device in the push outbox, due after $12 ms,
-// or the row it has already counts them too. A recipient with no push target costs
-// one index probe.
+// unless the device has one waiting already (which then stands for these messages
+// too, and nothing is written). A recipient with no push target costs one index
+// probe.
 //
 // It returns, per op: the new version (NULL on a version conflict), the ids written,
 // and the recipients with the last seq each got.
@@ -84,23 +85,21 @@ WITH ops AS (
 ), pushed AS (
     -- The queue entries that make a push: to a recipient that has a push target, is
     -- not connected and has not muted the conversation, of messages it did not send.
-    SELECT e.user_id, count(*) AS n, max(s.message_id) AS message_id, max(e.last_seq) AS seq,
-           (array_agg(s.conversation ORDER BY s.message_id DESC))[1] AS conversation
+    SELECT e.user_id, min(e.last_seq - e.n + 1) AS from_seq
     FROM (SELECT * FROM entries e WHERE (SELECT 1 FROM devices d
             WHERE d.user_id = e.user_id AND d.push_provider <> '' LIMIT 1) IS NOT NULL) e
-        JOIN stored s ON s.op = e.op AND s.kind = 0 AND s.sender <> e.user_id
-    WHERE (SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
+    WHERE (SELECT 1 FROM stored s WHERE s.op = e.op AND s.kind = 0 AND s.sender <> e.user_id LIMIT 1) IS NOT NULL
+      AND (SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
             WHERE o.user_id = e.user_id AND o.connected LIMIT 1) IS NULL
       AND (SELECT 1 FROM conversation_settings c
             WHERE c.user_id = e.user_id AND c.conversation = e.conversation AND c.muted) IS NULL
     GROUP BY e.user_id
 ), outbox AS (
-    INSERT INTO push_outbox AS p (user_id, device_id, conversation, message_id, count, seq, created_at, next_at)
-    SELECT d.user_id, d.device_id, x.conversation, x.message_id, x.n, x.seq, parley_now_ms(), parley_now_ms() + $12
+    -- A device with a notification waiting has its row already: nothing to write.
+    INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
+    SELECT d.user_id, d.device_id, x.from_seq, parley_now_ms(), parley_now_ms() + $12
     FROM pushed x JOIN devices d ON d.user_id = x.user_id AND d.push_provider <> '' AND d.push_until > parley_now_ms()
-    ON CONFLICT (user_id, device_id) DO UPDATE SET count = p.count + EXCLUDED.count,
-        message_id = GREATEST(p.message_id, EXCLUDED.message_id), seq = GREATEST(p.seq, EXCLUDED.seq),
-        conversation = CASE WHEN EXCLUDED.message_id > p.message_id THEN EXCLUDED.conversation ELSE p.conversation END
+    ON CONFLICT (user_id, device_id) DO NOTHING
 ), versions AS (
     SELECT ok.op, COALESCE(max(s.version), ok.expected) AS version,
            COALESCE(array_agg(s.message_id ORDER BY s.message_id) FILTER (WHERE s.op IS NOT NULL), '{}') AS ids

@@ -22,18 +22,17 @@ CREATE TABLE conversation_settings (
 
 -- The push outbox: a row per device with a notification to send, written by the
 -- commit that puts a message into its user's queue while no device of the user is
--- connected. Later messages before it is sent count up and become its latest
--- (collapse). A node sends a row once next_at has passed, holding it until
--- claimed_until; a send that fails moves next_at on (backoff) until the deadline,
--- counted from created_at. Times are Unix ms of PostgreSQL's clock (parley_now_ms),
--- so that the nodes' clocks do not matter.
+-- connected. It says only where in the queue the notification starts: later
+-- messages before it is sent find the row there and write nothing (collapse), and
+-- the sender reads the count and the latest message from the queue. A node sends a
+-- row once next_at has passed, holding it until claimed_until; a send that fails
+-- moves next_at on (backoff) until the deadline, counted from created_at. Times are
+-- Unix ms of PostgreSQL's clock (parley_now_ms), so that the nodes' clocks do not
+-- matter.
 CREATE TABLE push_outbox (
     user_id       text    NOT NULL,
     device_id     text    NOT NULL,
-    conversation  text    NOT NULL, -- of the latest message
-    message_id    bigint  NOT NULL, -- the latest message
-    count         integer NOT NULL, -- messages since the last notification
-    seq           bigint  NOT NULL, -- the user's queue end at the latest message
+    from_seq      bigint  NOT NULL, -- the first queue entry it stands for
     created_at    bigint  NOT NULL,
     next_at       bigint  NOT NULL,
     attempts      integer NOT NULL DEFAULT 0,
