@@ -3,19 +3,12 @@ package push
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/push/pushtest"
 )
 
 var b64 = base64.RawURLEncoding.EncodeToString
@@ -60,113 +54,6 @@ func subscriptionJSON(endpoint, p256dh, auth string) string {
 	j, _ := json.Marshal(map[string]any{"endpoint": endpoint, "expirationTime": nil,
 		"keys": map[string]string{"p256dh": p256dh, "auth": auth}})
 	return string(j)
-}
-
-// decryptAES128GCM opens a push message as the user agent does (RFC 8291 over
-// the aes128gcm coding of RFC 8188).
-func decryptAES128GCM(body []byte, ua *ecdh.PrivateKey, auth []byte) ([]byte, error) {
-	if len(body) < 21 {
-		return nil, errors.New("short header")
-	}
-	salt, rs, idlen := body[:16], binary.BigEndian.Uint32(body[16:20]), int(body[20])
-	if idlen != 65 || len(body) <= 21+idlen || rs < 18 {
-		return nil, fmt.Errorf("bad header: rs %d, idlen %d, %d bytes", rs, idlen, len(body))
-	}
-	asPub, err := ecdh.P256().NewPublicKey(body[21 : 21+idlen])
-	if err != nil {
-		return nil, fmt.Errorf("keyid: %w", err)
-	}
-	secret, err := ua.ECDH(asPub)
-	if err != nil {
-		return nil, err
-	}
-	info := "WebPush: info\x00" + string(ua.PublicKey().Bytes()) + string(asPub.Bytes())
-	ikm, err := hkdf.Key(sha256.New, secret, auth, info, 32)
-	if err != nil {
-		return nil, err
-	}
-	cek, err := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: aes128gcm\x00", 16)
-	if err != nil {
-		return nil, err
-	}
-	nonce, err := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: nonce\x00", 12)
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(cek)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	var plain []byte
-	rest := body[21+idlen:]
-	for seq := uint64(0); len(rest) > 0; seq++ {
-		rec := rest[:min(int(rs), len(rest))]
-		rest = rest[len(rec):]
-		iv := bytes.Clone(nonce)
-		for i := range 8 {
-			iv[4+i] ^= byte(seq >> (56 - 8*i))
-		}
-		p, err := gcm.Open(nil, iv, rec, nil)
-		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", seq, err)
-		}
-		p = bytes.TrimRight(p, "\x00")
-		delim := byte(1)
-		if len(rest) == 0 {
-			delim = 2
-		}
-		if len(p) == 0 || p[len(p)-1] != delim {
-			return nil, fmt.Errorf("record %d: no padding delimiter %d", seq, delim)
-		}
-		plain = append(plain, p[:len(p)-1]...)
-	}
-	return plain, nil
-}
-
-// verifyVAPID checks an Authorization header "vapid t=<jwt>, k=<key>": k is
-// vapidPub, and the JWT is ES256-signed by it for aud and sub, expiring within 24h.
-func verifyVAPID(header, vapidPub, aud, sub string) error {
-	rest, ok := strings.CutPrefix(header, "vapid ")
-	if !ok {
-		return fmt.Errorf("not a vapid header: %q", header)
-	}
-	params := map[string]string{}
-	for part := range strings.SplitSeq(rest, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			return fmt.Errorf("bad parameter %q", part)
-		}
-		params[k] = v
-	}
-	if params["k"] != vapidPub {
-		return fmt.Errorf("k = %q, want %q", params["k"], vapidPub)
-	}
-	kb, err := base64.RawURLEncoding.DecodeString(params["k"])
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), kb)
-	if err != nil {
-		return err
-	}
-	tok, err := jwt.Parse(params["t"], func(*jwt.Token) (any, error) { return key, nil },
-		jwt.WithValidMethods([]string{"ES256"}), jwt.WithAudience(aud), jwt.WithSubject(sub),
-		jwt.WithExpirationRequired())
-	if err != nil {
-		return err
-	}
-	exp, err := tok.Claims.GetExpirationTime()
-	if err != nil {
-		return err
-	}
-	if exp.After(time.Now().Add(24 * time.Hour)) {
-		return fmt.Errorf("exp %s is more than 24h away", exp)
-	}
-	return nil
 }
 
 type pushRequest struct {
@@ -259,24 +146,24 @@ func TestWebPushSendDecrypts(t *testing.T) {
 			require.Equal(t, "aes128gcm", req.header.Get("Content-Encoding"))
 			require.Equal(t, "high", req.header.Get("Urgency"))
 			require.Regexp(t, topicRE, req.header.Get("Topic"))
-			require.NoError(t, verifyVAPID(req.header.Get("Authorization"), vapidPub, srv.URL, sub))
-			require.Error(t, verifyVAPID(req.header.Get("Authorization"), vapidPub, srv.URL, sub+"x"))
-			require.Error(t, verifyVAPID(req.header.Get("Authorization"), vapidPub, "https://evil.test", sub))
+			require.NoError(t, pushtest.VerifyVAPID(req.header.Get("Authorization"), vapidPub, srv.URL, sub))
+			require.Error(t, pushtest.VerifyVAPID(req.header.Get("Authorization"), vapidPub, srv.URL, sub+"x"))
+			require.Error(t, pushtest.VerifyVAPID(req.header.Get("Authorization"), vapidPub, "https://evil.test", sub))
 
-			plain, err := decryptAES128GCM(req.body, b.key, b.auth)
+			plain, err := pushtest.DecryptAES128GCM(req.body, b.key, b.auth)
 			require.NoError(t, err)
 			var got Notification
 			require.NoError(t, json.Unmarshal(plain, &got))
 			require.Equal(t, n, got)
 
 			// Each part of the decryption can fail.
-			_, err = decryptAES128GCM(req.body, b.key, make([]byte, 16))
+			_, err = pushtest.DecryptAES128GCM(req.body, b.key, make([]byte, 16))
 			require.Error(t, err, "wrong auth secret")
-			_, err = decryptAES128GCM(req.body, newBrowser(t).key, b.auth)
+			_, err = pushtest.DecryptAES128GCM(req.body, newBrowser(t).key, b.auth)
 			require.Error(t, err, "wrong user agent key")
 			tampered := bytes.Clone(req.body)
 			tampered[len(tampered)-1] ^= 1
-			_, err = decryptAES128GCM(tampered, b.key, b.auth)
+			_, err = pushtest.DecryptAES128GCM(tampered, b.key, b.auth)
 			require.Error(t, err, "tampered body")
 		})
 	}
@@ -378,7 +265,7 @@ func TestWebPushSendFailures(t *testing.T) {
 		n := testNotification("c")
 		n.Preview = strings.Repeat("é<", 3000)
 		require.NoError(t, p.Send(sendCtx(t), Target{Provider: WebPush, Token: b.subscription(srv.URL + "/p")}, n))
-		plain, err := decryptAES128GCM(mustReceive(t, reqs).body, b.key, b.auth)
+		plain, err := pushtest.DecryptAES128GCM(mustReceive(t, reqs).body, b.key, b.auth)
 		require.NoError(t, err)
 		require.LessOrEqual(t, len(plain), maxWebPushPayload)
 		var got Notification
@@ -505,17 +392,17 @@ func TestWebPushVAPIDVerifier(t *testing.T) {
 		"exp": time.Now().Add(time.Hour).Unix()}
 	forged, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(other)
 	require.NoError(t, err)
-	require.Error(t, verifyVAPID("vapid t="+forged+", k="+pub, pub, "https://127.0.0.1", "mailto:ops@parley.test"))
+	require.Error(t, pushtest.VerifyVAPID("vapid t="+forged+", k="+pub, pub, "https://127.0.0.1", "mailto:ops@parley.test"))
 
 	otherPub, err := other.PublicKey.Bytes()
 	require.NoError(t, err)
-	require.NoError(t, verifyVAPID("vapid t="+forged+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
+	require.NoError(t, pushtest.VerifyVAPID("vapid t="+forged+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
 	claims["exp"] = time.Now().Add(-time.Minute).Unix()
 	expired, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(other)
 	require.NoError(t, err)
-	require.Error(t, verifyVAPID("vapid t="+expired+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
+	require.Error(t, pushtest.VerifyVAPID("vapid t="+expired+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
 	claims["exp"] = time.Now().Add(48 * time.Hour).Unix()
 	far, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(other)
 	require.NoError(t, err)
-	require.Error(t, verifyVAPID("vapid t="+far+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
+	require.Error(t, pushtest.VerifyVAPID("vapid t="+far+", k="+b64(otherPub), b64(otherPub), "https://127.0.0.1", "mailto:ops@parley.test"))
 }

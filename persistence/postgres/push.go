@@ -119,7 +119,7 @@ SELECT '', '', 0, 0, count(*), 0, 0, 0, '', '', 0, NULL FROM cancelled`
 // claim (another node may take one back after that: this one died sending it), and
 // returns them, with how many were cancelled because their user is connected.
 func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration) ([]persistence.PushDue, int, error) {
-	rows, err := s.pool.Query(ctx, claimPushesSQL, limit, claim.Milliseconds())
+	rows, err := s.push.Query(ctx, claimPushesSQL, limit, claim.Milliseconds())
 	if err != nil {
 		return nil, 0, fmt.Errorf("claiming pushes: %w", mapErr(err))
 	}
@@ -165,17 +165,17 @@ func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome p
 	var err error
 	switch outcome {
 	case persistence.PushSent, persistence.PushDropped:
-		_, err = s.pool.Exec(ctx, `WITH gone AS (
+		_, err = s.push.Exec(ctx, `WITH gone AS (
 				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 RETURNING 1
 			) INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
 			SELECT $1, $2, $3 + 1, parley_now_ms(), parley_now_ms() + $4 FROM gone
 			WHERE (SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1) > $3`,
 			p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds())
 	case persistence.PushRetry:
-		_, err = s.pool.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
+		_, err = s.push.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
 			WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, next)
 	case persistence.PushDisabled:
-		_, err = s.pool.Exec(ctx, `WITH c AS (
+		_, err = s.push.Exec(ctx, `WITH c AS (
 				UPDATE devices SET push_provider = '', push_token = '', push_until = 0
 				WHERE user_id = $1 AND device_id = $2 AND push_provider = $3 AND push_token = $4
 			) DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, p.Provider, p.Token)

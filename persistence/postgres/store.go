@@ -51,6 +51,7 @@ type Store struct {
 	writes *pgxpool.Pool // the messages' group commit's own connections
 	// sideWrites are the side commit's, with synchronous_commit off.
 	sideWrites *pgxpool.Pool
+	push       *pgxpool.Pool // the push sender's claims and outcomes, with synchronous_commit off
 	committer  *committer // conversation appends
 	side       *committer // cursors and receipts, reads, last-seen times, online rows
 	pushGather time.Duration
@@ -118,7 +119,21 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, writes: writes, sideWrites: sideWrites, pushGather: opts.PushGather}
+	// The push sender's claims and outcomes do not wait for their WAL to reach the
+	// disk either, so that they take no flush from the messages' commits: a crash of
+	// PostgreSQL may lose the last of them, and those notifications are sent again
+	// (pushes are at least once). Connections open only once a sender runs.
+	pcfg := cfg.Copy()
+	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	pcfg.MaxConns = 4
+	pushPool, err := connect(ctx, pcfg)
+	if err != nil {
+		sideWrites.Close()
+		writes.Close()
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, writes: writes, sideWrites: sideWrites, push: pushPool, pushGather: opts.PushGather}
 	// Two group commits: the messages' (appends and their queues), and beside it the
 	// small writes that no message waits for (cursor moves with their delivered
 	// receipts, reads, last-seen times, online rows), so that a receipt for every
@@ -149,6 +164,7 @@ func (s *Store) Close() {
 	s.side.stop()
 	s.writes.Close()
 	s.sideWrites.Close()
+	s.push.Close()
 	s.pool.Close()
 }
 
