@@ -133,7 +133,7 @@ func TestPushProviders(t *testing.T) {
 	saDER, err := x509.MarshalPKCS8PrivateKey(saKey)
 	require.NoError(t, err)
 	sa, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "parley-test", "private_key_id": "k1",
-		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
 		"client_email": "push@parley-test.iam.gserviceaccount.com", "token_uri": tokenSrv.URL + "/token"})
 	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)

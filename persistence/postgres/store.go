@@ -52,8 +52,8 @@ type Store struct {
 	// sideWrites are the side commit's, with synchronous_commit off.
 	sideWrites *pgxpool.Pool
 	push       *pgxpool.Pool // the push sender's claims and outcomes, with synchronous_commit off
-	committer  *committer // conversation appends
-	side       *committer // cursors and receipts, reads, last-seen times, online rows
+	committer  *committer    // conversation appends
+	side       *committer    // cursors and receipts, reads, last-seen times, online rows
 	pushGather time.Duration
 }
 
