@@ -2,17 +2,14 @@ package e2e
 
 import (
 	"crypto/ecdh"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,18 +21,18 @@ import (
 	"testing"
 	"time"
 
-	webpush "github.com/SherClockHolmes/webpush-go"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/push"
 	"github.com/parleychat/parley/internal/push/pushtest"
 	"github.com/parleychat/parley/internal/testenv"
 )
 
-// standIn is a provider's endpoint on loopback TLS: it records every request and
-// answers with status (200 until it is changed), with body.
+// standIn is a provider's endpoint on loopback TLS (httptest's certificate): it
+// records every request and answers each with its current answer (200 and an
+// empty body until answer changes it).
 type standIn struct {
 	srv *httptest.Server
 
@@ -46,21 +43,25 @@ type standIn struct {
 }
 
 type seenRequest struct {
-	proto  int
-	path   string
-	header http.Header
-	body   []byte
+	proto        int
+	method, path string
+	header       http.Header
+	body         []byte
 }
 
 func newStandIn(t *testing.T, http2 bool) *standIn {
 	t.Helper()
 	s := &standIn{status: http.StatusOK}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		s.mu.Lock()
-		s.seen = append(s.seen, seenRequest{proto: r.ProtoMajor, path: r.URL.Path, header: r.Header.Clone(), body: body})
+		s.seen = append(s.seen, seenRequest{proto: r.ProtoMajor, method: r.Method, path: r.URL.Path,
+			header: r.Header.Clone(), body: body})
 		status, answer := s.status, s.body
 		s.mu.Unlock()
+		if answer != "" {
+			w.Header().Set("Content-Type", "application/json")
+		}
 		w.WriteHeader(status)
 		_, _ = io.WriteString(w, answer)
 	}))
@@ -70,6 +71,7 @@ func newStandIn(t *testing.T, http2 bool) *standIn {
 	return s
 }
 
+// answer sets how the later requests are answered.
 func (s *standIn) answer(status int, body string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -82,6 +84,7 @@ func (s *standIn) requests() []seenRequest {
 	return slices.Clone(s.seen)
 }
 
+// wait waits until the stand-in has had n requests, and returns them.
 func (s *standIn) wait(t *testing.T, n int, what string) []seenRequest {
 	t.Helper()
 	var got []seenRequest
@@ -94,55 +97,89 @@ func (s *standIn) wait(t *testing.T, n int, what string) []seenRequest {
 	return got
 }
 
-func writeFile(t *testing.T, name string, data []byte) string {
+// quietStandIns checks that no stand-in gets a request past its first n for d
+// (longer than a push takes: gather, then a poll).
+func quietStandIns(t *testing.T, stands map[string]*standIn, n int, d time.Duration, what string) {
+	t.Helper()
+	time.Sleep(d)
+	for name, s := range stands {
+		reqs := s.requests()
+		var got []string
+		for _, r := range reqs {
+			got = append(got, fmt.Sprintf("%s %s (%d bytes)", r.method, r.path, len(r.body)))
+		}
+		require.Len(t, got, n, "%s: %s", name, what)
+	}
+}
+
+func writeTestFile(t *testing.T, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	require.NoError(t, os.WriteFile(p, data, 0o600))
 	return p
 }
 
-// Issue 12, acceptance 3: a node configured with FCM, APNs and Web Push, each
-// pointed at a stand-in on loopback TLS. Each offline recipient's device gets one
-// well-formed request: FCM's with the OAuth2 token the token stand-in issued for the
-// service account's signed assertion; APNs's over HTTP/2 with a provider JWT that
-// verifies against the test's key; Web Push's with a VAPID header that verifies and
-// a body that decrypts with the subscription's keys. An "unregistered" answer
-// disables each target, and no later message is pushed to it.
+// fcmWire is the part of an FCM v1 request the test reads.
+type fcmWire struct {
+	Message struct {
+		Token        string `json:"token"`
+		Notification struct {
+			Title string `json:"title"`
+			Body  string `json:"body"`
+		} `json:"notification"`
+		Data map[string]string `json:"data"`
+	} `json:"message"`
+}
+
+// apnsWire is the part of an APNs body the test reads.
+type apnsWire struct {
+	Aps struct {
+		Alert struct {
+			Title string `json:"title"`
+			Body  string `json:"body"`
+		} `json:"alert"`
+	} `json:"aps"`
+	Conversation string `json:"conversation"`
+	MessageID    string `json:"messageId"`
+	From         string `json:"from"`
+}
+
+const (
+	fcmProject  = "parley-e2e"
+	apnsKeyID   = "KEY1234567"
+	apnsTeamID  = "TEAM123456"
+	apnsTopic   = "chat.parley.e2e"
+	vapidSender = "mailto:ops@parley.test"
+)
+
+// Issue 12, acceptance 3: an FCM stand-in, an APNs stand-in (HTTP/2 over TLS,
+// checking the JWT's signature against the test's key) and a Web Push stand-in
+// (decrypting the payload with the subscription's keys) receive well-formed
+// requests; an "unregistered" answer disables the target and no later message is
+// pushed to it.
+//
+// One node is configured with the three providers, each pointed at its stand-in
+// on loopback TLS, and trusts only httptest's certificate (push.caFile), which
+// the stand-ins and the OAuth 2.0 token stand-in share. Three offline users each
+// register their device with one provider; alice writes to each of them.
 func TestPushProviders(t *testing.T) {
-	fcm, apns, wp := newStandIn(t, false), newStandIn(t, true), newStandIn(t, false)
-	// The token endpoint checks the service account's assertion.
-	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	var tokens sync.Map
-	tokenSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = r.ParseForm()
-		tok, err := jwt.Parse(r.PostForm.Get("assertion"), func(*jwt.Token) (any, error) { return &saKey.PublicKey, nil },
-			jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("push@parley-test.iam.gserviceaccount.com"))
-		if err != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-			http.Error(w, fmt.Sprint("bad assertion: ", err), http.StatusUnauthorized)
-			return
-		}
-		tokens.Store(tok.Claims.(jwt.MapClaims)["scope"], true)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"access_token":"tok-e2e","token_type":"Bearer","expires_in":3600}`)
-	}))
-	t.Cleanup(tokenSrv.Close)
+	fcm, apns, wp := newStandIn(t, true), newStandIn(t, true), newStandIn(t, false)
+	fcm.answer(http.StatusOK, `{"name":"projects/`+fcmProject+`/messages/0:1"}`)
+	wp.answer(http.StatusCreated, "")
+	stands := map[string]*standIn{"fcm": fcm, "apns": apns, "webpush": wp}
+	tokens := pushtest.StartTokenServer(t, &pushtest.ServiceAccountKey(t).PublicKey)
 	// Every httptest TLS server has the same certificate: the node trusts it alone.
-	ca := writeFile(t, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fcm.srv.Certificate().Raw}))
+	ca := writeTestFile(t, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fcm.srv.Certificate().Raw}))
 
-	saDER, err := x509.MarshalPKCS8PrivateKey(saKey)
+	credentials, _ := pushtest.WriteServiceAccount(t, fcmProject, tokens.TokenURL)
+	apnsKeyFile, apnsKey := pushtest.WriteAPNsKey(t)
+	vapid, err := ecdh.P256().GenerateKey(rand.Reader)
 	require.NoError(t, err)
-	sa, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "parley-test", "private_key_id": "k1",
-		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
-		"client_email": "push@parley-test.iam.gserviceaccount.com", "token_uri": tokenSrv.URL + "/token"})
-	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	apnsDER, err := x509.MarshalPKCS8PrivateKey(apnsKey)
-	require.NoError(t, err)
-	vapidPriv, vapidPub, err := webpush.GenerateVAPIDKeys()
-	require.NoError(t, err)
+	b64 := base64.RawURLEncoding.EncodeToString
+	vapidPub := b64(vapid.PublicKey().Bytes())
+	vapidFile := writeTestFile(t, "vapid.key", []byte(b64(vapid.Bytes())+"\n"))
 
-	yaml := fastConfig + fmt.Sprintf(`
+	n := startNode(t, fastConfig+fmt.Sprintf(`
 push:
   gather: 300ms
   poll: 50ms
@@ -156,116 +193,135 @@ push:
     endpoint: %s
   apns:
     keyFile: %s
-    keyId: KEY1234567
-    teamId: TEAM123456
-    topic: chat.parley.test
+    keyId: %s
+    teamId: %s
+    topic: %s
     endpoint: %s
   webpush:
     publicKey: %s
     privateKeyFile: %s
-    subscriber: mailto:ops@parley.test
+    subscriber: %s
     allowedHosts: [127.0.0.1]
-`, ca, writeFile(t, "sa.json", sa), fcm.srv.URL, writeFile(t, "apns.p8", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: apnsDER})),
-		apns.srv.URL, vapidPub, writeFile(t, "vapid", []byte(vapidPriv)))
-	n := startNode(t, yaml)
+`, ca, credentials, fcm.srv.URL, apnsKeyFile, apnsKeyID, apnsTeamID, apnsTopic, apns.srv.URL,
+		vapidPub, vapidFile, vapidSender))
 
 	alice := newUser(t, n, "alice")
-	fu, au, wu := newUser(t, n, "fcm"), newUser(t, n, "apns"), newUser(t, n, "web")
-	require.NoError(t, setPush(t, n, fu, fu.DeviceID, push.FCM, "fcm-registration-token"))
-	apnsToken := hex.EncodeToString([]byte("an apns device token, 32 bytes!!"))
-	require.NoError(t, setPush(t, n, au, au.DeviceID, push.APNs, apnsToken))
-	ua, err := ecdh.P256().GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	auth := make([]byte, 16)
-	_, _ = rand.Read(auth)
-	b64 := base64.RawURLEncoding.EncodeToString
-	sub, _ := json.Marshal(map[string]any{"endpoint": wp.srv.URL + "/push/sub-1",
-		"keys": map[string]string{"p256dh": b64(ua.PublicKey().Bytes()), "auth": b64(auth)}})
-	require.NoError(t, setPush(t, n, wu, wu.DeviceID, push.WebPush, string(sub)))
-	evil, _ := json.Marshal(map[string]any{"endpoint": "https://169.254.169.254/latest",
-		"keys": map[string]string{"p256dh": b64(ua.PublicKey().Bytes()), "auth": b64(auth)}})
-	require.Equal(t, "bad_request", apiCode(setPush(t, n, wu, wu.DeviceID, push.WebPush, string(evil))),
-		"an endpoint on a host not allowed")
+	bob, carol, dave := newUser(t, n, "bob"), newUser(t, n, "carol"), newUser(t, n, "dave")
+	fcmToken := "bob-phone:APA91bH-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	require.NoError(t, setPush(t, n, bob, bob.DeviceID, push.FCM, fcmToken))
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	apnsToken := hex.EncodeToString(raw)
+	require.NoError(t, setPush(t, n, carol, carol.DeviceID, push.APNs, apnsToken))
+	browser := pushtest.NewBrowser(t)
+	_, _ = rand.Read(raw)
+	subPath := "/push/" + hex.EncodeToString(raw[:16])
+	require.Equal(t, "bad_request", apiCode(setPush(t, n, dave, dave.DeviceID, push.WebPush,
+		browser.Subscription("https://169.254.169.254/latest"))), "an endpoint on a host not allowed")
+	require.NoError(t, setPush(t, n, dave, dave.DeviceID, push.WebPush, browser.Subscription(wp.srv.URL+subPath)))
 
-	ca2 := dial(t, n, alice)
-	ra := startReader(ca2)
+	ac := dial(t, n, alice)
+	ra := startReader(ac)
+	// Each message names its recipient, so a push shows it went to the right one.
+	preview := func(text string, u client.Session) string { return text + " " + u.UserID }
 	sendEach := func(text string) (ids [3]int64) {
-		for i, u := range []string{fu.UserID, au.UserID, wu.UserID} {
-			ids[i] = sendAll(t, ca2, ra, u, text)[0]
+		for i, u := range []client.Session{bob, carol, dave} {
+			ids[i] = sendAll(t, ac, ra, u.UserID, preview(text, u))[0]
 		}
 		return ids
 	}
-	ids := sendEach("first")
 
-	// FCM: the token the token endpoint issued, the project's path, the fields.
-	r := fcm.wait(t, 1, "fcm")[0]
-	require.Equal(t, "/v1/projects/parley-test/messages:send", r.path)
-	require.Equal(t, "Bearer tok-e2e", r.header.Get("Authorization"))
-	_, scoped := tokens.Load("https://www.googleapis.com/auth/firebase.messaging")
-	require.True(t, scoped, "the assertion asked for FCM's scope")
-	var fm struct {
-		Message struct {
-			Token string            `json:"token"`
-			Data  map[string]string `json:"data"`
-		} `json:"message"`
+	// Each provider's request, checked as the provider would, and for message id.
+	checkFCM := func(r seenRequest, id int64, text string) {
+		t.Helper()
+		require.Equal(t, http.MethodPost, r.method)
+		require.Equal(t, "/v1/projects/"+fcmProject+"/messages:send", r.path)
+		require.Equal(t, "Bearer "+pushtest.AccessToken, r.header.Get("Authorization"), "the token server's access token")
+		mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type"))
+		require.NoError(t, err)
+		require.Equal(t, "application/json", mt)
+		var m fcmWire
+		require.NoError(t, json.Unmarshal(r.body, &m), "%s", r.body)
+		require.Equal(t, fcmToken, m.Message.Token)
+		require.Equal(t, strconv.FormatInt(id, 10), m.Message.Data["messageId"])
+		require.Equal(t, convid.DirectID(alice.UserID, bob.UserID), m.Message.Data["conversation"])
+		require.Equal(t, alice.UserID, m.Message.Data["from"])
+		require.Equal(t, bob.UserID, m.Message.Data["user"])
+		require.Equal(t, bob.DeviceID, m.Message.Data["device"])
+		require.Equal(t, preview(text, bob), m.Message.Data["preview"])
+		require.Equal(t, preview(text, bob), m.Message.Notification.Body)
+		require.Equal(t, alice.UserID, m.Message.Notification.Title)
 	}
-	require.NoError(t, json.Unmarshal(r.body, &fm))
-	require.Equal(t, "fcm-registration-token", fm.Message.Token)
-	require.Equal(t, strconv.FormatInt(ids[0], 10), fm.Message.Data["messageId"])
-	require.Equal(t, alice.UserID, fm.Message.Data["from"])
-	require.Equal(t, convid.DirectID(alice.UserID, fu.UserID), fm.Message.Data["conversation"])
+	checkAPNs := func(r seenRequest, id int64, text string) {
+		t.Helper()
+		require.Equal(t, 2, r.proto, "APNs is HTTP/2")
+		require.Equal(t, http.MethodPost, r.method)
+		require.Equal(t, "/3/device/"+apnsToken, r.path)
+		require.Equal(t, apnsTopic, r.header.Get("apns-topic"))
+		require.Equal(t, "alert", r.header.Get("apns-push-type"))
+		bearer, ok := strings.CutPrefix(r.header.Get("Authorization"), "bearer ")
+		require.True(t, ok, "authorization %q", r.header.Get("Authorization"))
+		_, err := pushtest.VerifyAPNsJWT(bearer, &apnsKey.PublicKey, apnsKeyID, apnsTeamID, nil)
+		require.NoError(t, err, "the provider token verifies against the team's key")
+		var b apnsWire
+		require.NoError(t, json.Unmarshal(r.body, &b), "%s", r.body)
+		require.Equal(t, strconv.FormatInt(id, 10), b.MessageID)
+		require.Equal(t, convid.DirectID(alice.UserID, carol.UserID), b.Conversation)
+		require.Equal(t, alice.UserID, b.From)
+		require.Equal(t, alice.UserID, b.Aps.Alert.Title)
+		require.Equal(t, preview(text, carol), b.Aps.Alert.Body)
+	}
+	checkWebPush := func(r seenRequest, id int64, text string) {
+		t.Helper()
+		require.Equal(t, http.MethodPost, r.method)
+		require.Equal(t, subPath, r.path)
+		require.Equal(t, "aes128gcm", r.header.Get("Content-Encoding"))
+		require.Equal(t, "86400", r.header.Get("TTL"), "push.webpush.ttl's default")
+		require.NoError(t, pushtest.VerifyVAPID(r.header.Get("Authorization"), vapidPub, wp.srv.URL, vapidSender))
+		plain, err := browser.Decrypt(r.body)
+		require.NoError(t, err, "the body opens with the subscription's keys")
+		var got push.Notification
+		require.NoError(t, json.Unmarshal(plain, &got), "%s", plain)
+		require.NotEmpty(t, got.ID)
+		require.NotZero(t, got.Ts)
+		require.Equal(t, push.Notification{ID: got.ID, User: dave.UserID, Device: dave.DeviceID,
+			Conversation: convid.DirectID(alice.UserID, dave.UserID), MessageID: id, From: alice.UserID,
+			Preview: preview(text, dave), Count: 1, Unread: got.Unread, Ts: got.Ts}, got)
+		require.Positive(t, got.Unread)
+	}
 
-	// APNs: HTTP/2, the device's path, the headers, a provider JWT signed with our key.
-	r = apns.wait(t, 1, "apns")[0]
-	require.Equal(t, 2, r.proto)
-	require.Equal(t, "/3/device/"+apnsToken, r.path)
-	require.Equal(t, "chat.parley.test", r.header.Get("apns-topic"))
-	require.Equal(t, "alert", r.header.Get("apns-push-type"))
-	bearer, ok := strings.CutPrefix(r.header.Get("Authorization"), "bearer ")
-	require.True(t, ok, r.header.Get("Authorization"))
-	tok, err := jwt.Parse(bearer, func(*jwt.Token) (any, error) { return &apnsKey.PublicKey, nil },
-		jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer("TEAM123456"), jwt.WithIssuedAt())
-	require.NoError(t, err, "the provider token verifies against the team's key")
-	require.Equal(t, "KEY1234567", tok.Header["kid"])
-	var am map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &am))
-	require.Equal(t, strconv.FormatInt(ids[1], 10), am["messageId"])
-	require.Equal(t, "first", am["aps"].(map[string]any)["alert"].(map[string]any)["body"])
+	// One well-formed request at each.
+	ids := sendEach("hello")
+	checkFCM(fcm.wait(t, 1, "fcm")[0], ids[0], "hello")
+	checkAPNs(apns.wait(t, 1, "apns")[0], ids[1], "hello")
+	checkWebPush(wp.wait(t, 1, "webpush")[0], ids[2], "hello")
+	quietStandIns(t, stands, 1, time.Second, "one message, one push")
+	require.Equal(t, 1, tokens.Hits(), "one access token")
 
-	// Web Push: the VAPID header verifies; the body opens with the subscription's keys.
-	r = wp.wait(t, 1, "webpush")[0]
-	require.Equal(t, "/push/sub-1", r.path)
-	require.Equal(t, "aes128gcm", r.header.Get("Content-Encoding"))
-	require.NoError(t, pushtest.VerifyVAPID(r.header.Get("Authorization"), vapidPub, wp.srv.URL, "mailto:ops@parley.test"))
-	plain, err := pushtest.DecryptAES128GCM(r.body, ua, auth)
-	require.NoError(t, err)
-	var wn push.Notification
-	require.NoError(t, json.Unmarshal(plain, &wn))
-	require.Equal(t, ids[2], wn.MessageID)
-	require.Equal(t, alice.UserID, wn.From)
-	require.Equal(t, "first", wn.Preview)
-
-	// Each answers that the target is gone: disabled, and pushed nothing after.
-	fcm.answer(http.StatusNotFound, `{"error":{"code":404,"status":"NOT_FOUND","details":[{"@type":`+
-		`"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}`)
-	apns.answer(http.StatusGone, `{"reason":"Unregistered"}`)
+	// Each answers that the target is gone: the next message's push is that one
+	// request, and the target is disabled.
+	fcm.answer(http.StatusNotFound, `{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND",`+
+		`"details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}`)
+	apns.answer(http.StatusGone, `{"reason":"Unregistered","timestamp":1700000000000}`)
 	wp.answer(http.StatusGone, "")
-	sendEach("second")
-	for _, s := range []*standIn{fcm, apns, wp} {
-		s.wait(t, 2, "the second message's push")
-	}
+	ids = sendEach("second")
+	checkFCM(fcm.wait(t, 2, "fcm, unregistered")[1], ids[0], "second")
+	checkAPNs(apns.wait(t, 2, "apns, unregistered")[1], ids[1], "second")
+	checkWebPush(wp.wait(t, 2, "webpush, unregistered")[1], ids[2], "second")
 	testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if d := value(scrape(t, n), "parley_push_disabled_total"); d != 3 {
-			return fmt.Errorf("%v targets disabled", d)
+			return fmt.Errorf("%v targets disabled, want 3", d)
 		}
 		return nil
 	})
+
+	// Disabled: a later message pushes nothing.
 	sendEach("third")
-	time.Sleep(1500 * time.Millisecond)
-	for name, s := range map[string]*standIn{"fcm": fcm, "apns": apns, "webpush": wp} {
-		require.Len(t, s.requests(), 2, "%s: nothing after the target was disabled", name)
-	}
+	quietStandIns(t, stands, 2, 1500*time.Millisecond, "the target was disabled")
+
 	m := scrape(t, n)
 	require.Equal(t, 3.0, value(m, "parley_push_sent_total"))
 	require.Equal(t, 3.0, value(m, "parley_push_disabled_total"))
+	require.Equal(t, 0.0, value(m, "parley_push_retried_total"), "no send was retried")
+	require.Equal(t, 0.0, value(m, "parley_push_failed_total"), "no send failed")
 }

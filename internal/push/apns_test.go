@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/push/pushtest"
 )
 
 const (
@@ -138,14 +138,6 @@ func (s *apnsStandIn) last(t *testing.T) apnsRequest {
 	return seen[len(seen)-1]
 }
 
-// writeAPNsPEM writes one PEM block into the test's temporary directory.
-func writeAPNsPEM(t *testing.T, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "key.p8")
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-	return path
-}
-
 func mustAPNsECKey(t *testing.T, curve elliptic.Curve) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(curve, rand.Reader)
@@ -173,9 +165,9 @@ type apnsFixture struct {
 
 func newAPNsFixture(t *testing.T) apnsFixture {
 	t.Helper()
-	key := mustAPNsECKey(t, elliptic.P256())
+	keyFile, key := pushtest.WriteAPNsKey(t)
 	s := newAPNsStandIn(t)
-	p, err := NewAPNs(testAPNsConfig(writeAPNsPEM(t, "PRIVATE KEY", mustAPNsPKCS8(t, key)), s.srv.URL+"/"), s.srv.Client())
+	p, err := NewAPNs(testAPNsConfig(keyFile, s.srv.URL+"/"), s.srv.Client())
 	require.NoError(t, err)
 	clock := &apnsClock{t: testAPNsStart}
 	p.now = clock.Now
@@ -189,20 +181,13 @@ func (f apnsFixture) send(t *testing.T, n Notification) error {
 	return f.p.Send(ctx, Target{Provider: APNs, Token: testAPNsToken}, n)
 }
 
-// verifyAPNsJWT checks the bearer token's ES256 signature against pub, its kid
-// and iss, and returns its iat.
+// verifyAPNsJWT checks the bearer token against pub with the test's kid and
+// iss (pushtest.VerifyAPNsJWT), and returns its iat.
 func verifyAPNsJWT(t *testing.T, pub *ecdsa.PublicKey, tok string, now func() time.Time) time.Time {
 	t.Helper()
-	var claims jwt.RegisteredClaims
-	parsed, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return pub, nil },
-		jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(testAPNsTeamID), jwt.WithIssuedAt(), jwt.WithTimeFunc(now))
+	iat, err := pushtest.VerifyAPNsJWT(tok, pub, testAPNsKeyID, testAPNsTeamID, now)
 	require.NoError(t, err)
-	require.True(t, parsed.Valid)
-	require.Equal(t, "ES256", parsed.Header["alg"])
-	require.Equal(t, testAPNsKeyID, parsed.Header["kid"])
-	require.Equal(t, testAPNsTeamID, claims.Issuer)
-	require.NotNil(t, claims.IssuedAt)
-	return claims.IssuedAt.Time
+	return iat
 }
 
 // apnsWireBody is the JSON body as the test expects it, field for field.
@@ -448,26 +433,27 @@ func TestNewAPNsKey(t *testing.T) {
 	require.NoError(t, err)
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
+	pemFile := func(t *testing.T, typ string, der []byte) string { return pushtest.WritePEM(t, "key.p8", typ, der) }
 	cases := []struct {
 		name string
 		file func(t *testing.T) string
 		cfg  func(c *config.APNs)
 		ok   bool
 	}{
-		{"P-256 PKCS#8", func(t *testing.T) string { return writeAPNsPEM(t, "PRIVATE KEY", mustAPNsPKCS8(t, p256)) }, nil, true},
+		{"P-256 PKCS#8", func(t *testing.T) string { return pemFile(t, "PRIVATE KEY", mustAPNsPKCS8(t, p256)) }, nil, true},
 		{"P-384 PKCS#8", func(t *testing.T) string {
-			return writeAPNsPEM(t, "PRIVATE KEY", mustAPNsPKCS8(t, mustAPNsECKey(t, elliptic.P384())))
+			return pemFile(t, "PRIVATE KEY", mustAPNsPKCS8(t, mustAPNsECKey(t, elliptic.P384())))
 		}, nil, false},
-		{"Ed25519 PKCS#8", func(t *testing.T) string { return writeAPNsPEM(t, "PRIVATE KEY", mustAPNsPKCS8(t, edKey)) }, nil, false},
-		{"P-256 SEC1", func(t *testing.T) string { return writeAPNsPEM(t, "EC PRIVATE KEY", sec1) }, nil, false},
-		{"PKCS#8 type, garbage inside", func(t *testing.T) string { return writeAPNsPEM(t, "PRIVATE KEY", []byte("nope")) }, nil, false},
+		{"Ed25519 PKCS#8", func(t *testing.T) string { return pemFile(t, "PRIVATE KEY", mustAPNsPKCS8(t, edKey)) }, nil, false},
+		{"P-256 SEC1", func(t *testing.T) string { return pemFile(t, "EC PRIVATE KEY", sec1) }, nil, false},
+		{"PKCS#8 type, garbage inside", func(t *testing.T) string { return pemFile(t, "PRIVATE KEY", []byte("nope")) }, nil, false},
 		{"not PEM", func(t *testing.T) string {
 			path := filepath.Join(t.TempDir(), "key.p8")
 			require.NoError(t, os.WriteFile(path, mustAPNsPKCS8(t, p256), 0o600))
 			return path
 		}, nil, false},
 		{"missing file", func(t *testing.T) string { return filepath.Join(t.TempDir(), "absent.p8") }, nil, false},
-		{"no key id", func(t *testing.T) string { return writeAPNsPEM(t, "PRIVATE KEY", mustAPNsPKCS8(t, p256)) },
+		{"no key id", func(t *testing.T) string { return pemFile(t, "PRIVATE KEY", mustAPNsPKCS8(t, p256)) },
 			func(c *config.APNs) { c.KeyID = "" }, false},
 	}
 	for _, tc := range cases {

@@ -35,10 +35,13 @@ const (
 )
 
 // fcmKinds refines HTTPError by FCM's errorCode or, failing that, its status.
+// Only UNREGISTERED disables a target: a 404 or SENDER_ID_MISMATCH without it is
+// what a node with a wrong project id or service account gets for every device,
+// and must not disable them all.
 var fcmKinds = map[string]Kind{
 	"UNREGISTERED":       Gone,
-	"SENDER_ID_MISMATCH": Gone,
-	"NOT_FOUND":          Gone,
+	"SENDER_ID_MISMATCH": Drop,
+	"NOT_FOUND":          Drop,
 	"INVALID_ARGUMENT":   Drop,
 	"QUOTA_EXCEEDED":     Retry,
 	"RESOURCE_EXHAUSTED": Retry,
@@ -184,6 +187,9 @@ func fcmError(resp *http.Response, raw []byte) *Error {
 			e.Kind = k
 			break
 		}
+	}
+	if e.Kind == Gone && code != "UNREGISTERED" {
+		e.Kind = Drop
 	}
 	return e
 }

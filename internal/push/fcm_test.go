@@ -2,11 +2,7 @@ package push
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"mime"
@@ -17,93 +13,23 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/push/pushtest"
 )
 
 const (
 	testFCMProject = "parley-test"
-	testFCMEmail   = "push@parley-test.iam.gserviceaccount.com"
-	testFCMKeyID   = "key-1"
-	testFCMAccess  = "tok-1"
 	testFCMDevice  = "dAbC123:APA91bH-xyz_0123456789"
 )
 
 var testFCMNotification = Notification{
 	ID: "u1/d1/42", User: "u1", Device: "d1", Conversation: "c-7", MessageID: 42,
 	From: "alice", Preview: "hi there", Count: 3, Unread: 5, Ts: 1_900_000_000_000,
-}
-
-// testFCMKey is the service account's key, made once: RSA key generation is slow.
-var testFCMKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
-
-// fcmTokenServer stands in for Google's OAuth 2.0 token endpoint: it verifies
-// the service account's JWT assertion and issues testFCMAccess.
-type fcmTokenServer struct {
-	*httptest.Server
-	t    *testing.T
-	pub  *rsa.PublicKey
-	hits atomic.Int32
-	fail atomic.Bool // answer 500 instead of a token
-}
-
-func newFCMTokenServer(t *testing.T, pub *rsa.PublicKey) *fcmTokenServer {
-	s := &fcmTokenServer{t: t, pub: pub}
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *fcmTokenServer) tokenURL() string { return s.URL + "/token" }
-
-func (s *fcmTokenServer) serve(w http.ResponseWriter, r *http.Request) {
-	s.hits.Add(1)
-	if s.fail.Load() {
-		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
-		return
-	}
-	if err := s.verify(r); err != nil {
-		s.t.Errorf("token request: %v", err)
-		http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = io.WriteString(w, `{"access_token":"`+testFCMAccess+`","token_type":"Bearer","expires_in":3600}`)
-}
-
-// verify checks the grant type and the assertion: RS256 by the test's key,
-// issued by the service account, for this endpoint, with the FCM scope.
-func (s *fcmTokenServer) verify(r *http.Request) error {
-	if r.Method != http.MethodPost || r.URL.Path != "/token" {
-		return errors.New("not POST /token: " + r.Method + " " + r.URL.Path)
-	}
-	if err := r.ParseForm(); err != nil {
-		return err
-	}
-	if g := r.PostForm.Get("grant_type"); g != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-		return errors.New("grant_type " + g)
-	}
-	claims := jwt.MapClaims{}
-	tok, err := jwt.ParseWithClaims(r.PostForm.Get("assertion"), claims,
-		func(*jwt.Token) (any, error) { return s.pub, nil },
-		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(testFCMEmail),
-		jwt.WithAudience(s.tokenURL()), jwt.WithExpirationRequired(), jwt.WithIssuedAt())
-	if err != nil {
-		return err
-	}
-	if kid := tok.Header["kid"]; kid != testFCMKeyID {
-		return errors.New("kid is not " + testFCMKeyID)
-	}
-	if scope, _ := claims["scope"].(string); scope != "https://www.googleapis.com/auth/firebase.messaging" {
-		return errors.New("scope " + scope)
-	}
-	return nil
 }
 
 // fcmSeen is what the FCM stand-in saw of one request.
@@ -192,7 +118,7 @@ func checkFCMRequest(t *testing.T, r fcmSeen, project string, n Notification) fc
 	t.Helper()
 	require.Equal(t, http.MethodPost, r.method)
 	require.Equal(t, "/v1/projects/"+project+"/messages:send", r.path)
-	require.Equal(t, "Bearer "+testFCMAccess, r.header.Get("Authorization"))
+	require.Equal(t, "Bearer "+pushtest.AccessToken, r.header.Get("Authorization"))
 	mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type"))
 	require.NoError(t, err)
 	require.Equal(t, "application/json", mt)
@@ -208,7 +134,7 @@ func checkFCMRequest(t *testing.T, r fcmSeen, project string, n Notification) fc
 
 type fcmFixture struct {
 	p      *FCMProvider
-	tokens *fcmTokenServer
+	tokens *pushtest.TokenServer
 	fcm    *fcmStandIn
 	cfg    config.FCM
 	client *http.Client
@@ -219,11 +145,10 @@ type fcmFixture struct {
 // request that bypassed the client would fail.
 func newFCMFixture(t *testing.T) fcmFixture {
 	t.Helper()
-	key, err := testFCMKey()
-	require.NoError(t, err)
-	tokens := newFCMTokenServer(t, &key.PublicKey)
+	tokens := pushtest.StartTokenServer(t, &pushtest.ServiceAccountKey(t).PublicKey)
 	fcm := newFCMStandIn(t)
-	cfg := config.FCM{CredentialsFile: writeFCMKey(t, key, testFCMProject, tokens.tokenURL()), Endpoint: fcm.URL}
+	key, _ := pushtest.WriteServiceAccount(t, testFCMProject, tokens.TokenURL)
+	cfg := config.FCM{CredentialsFile: key, Endpoint: fcm.URL}
 	client := fcm.Client()
 	client.Timeout = 10 * time.Second
 	p, err := NewFCM(cfg, client)
@@ -236,29 +161,6 @@ func (f fcmFixture) send(t *testing.T, n Notification) error {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	return f.p.Send(ctx, Target{Provider: FCM, Token: testFCMDevice}, n)
-}
-
-// writeFCMKey writes a service-account JSON key; project "" leaves project_id out.
-func writeFCMKey(t *testing.T, key *rsa.PrivateKey, project, tokenURL string) string {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	sa := map[string]string{
-		"type":           "service_account",
-		"private_key_id": testFCMKeyID,
-		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		"client_email":   testFCMEmail,
-		"client_id":      "1234567890",
-		"token_uri":      tokenURL,
-	}
-	if project != "" {
-		sa["project_id"] = project
-	}
-	raw, err := json.Marshal(sa)
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "service-account.json")
-	require.NoError(t, os.WriteFile(path, raw, 0o600))
-	return path
 }
 
 func TestFCMSendWellFormed(t *testing.T) {
@@ -310,7 +212,7 @@ func TestFCMTokenReused(t *testing.T) {
 	for _, r := range reqs {
 		checkFCMRequest(t, r, testFCMProject, testFCMNotification)
 	}
-	require.EqualValues(t, 1, f.tokens.hits.Load(), "one access token for all sends")
+	require.EqualValues(t, 1, f.tokens.Hits(), "one access token for all sends")
 }
 
 func TestFCMErrors(t *testing.T) {
@@ -328,7 +230,9 @@ func TestFCMErrors(t *testing.T) {
 	}{
 		{"unregistered", fcmAnswer{status: 404, body: fcmBody(404, "NOT_FOUND", "UNREGISTERED")}, Gone, 0, "UNREGISTERED: refused"},
 		{"unregistered as 400", fcmAnswer{status: 400, body: fcmBody(400, "INVALID_ARGUMENT", "UNREGISTERED")}, Gone, 0, "UNREGISTERED"},
-		{"sender id mismatch", fcmAnswer{status: 403, body: fcmBody(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")}, Gone, 0, "SENDER_ID_MISMATCH"},
+		{"sender id mismatch", fcmAnswer{status: 403, body: fcmBody(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")}, Drop, 0, "SENDER_ID_MISMATCH"},
+		{"not found without unregistered (a wrong project)", fcmAnswer{status: 404, body: `{"error":{"code":404,"status":"NOT_FOUND","message":"Requested entity was not found."}}`}, Drop, 0, "NOT_FOUND"},
+		{"404 with no body", fcmAnswer{status: 404}, Drop, 0, "Not Found"},
 		{"invalid argument", fcmAnswer{status: 400, body: fcmBody(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")}, Drop, 0, "INVALID_ARGUMENT"},
 		{"quota", fcmAnswer{status: 429, retryAfter: "7", body: fcmBody(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")}, Retry, 7 * time.Second, "QUOTA_EXCEEDED"},
 		{"internal", fcmAnswer{status: 500, body: fcmBody(500, "INTERNAL", "INTERNAL")}, Retry, 0, "INTERNAL"},
@@ -354,7 +258,7 @@ func TestFCMErrors(t *testing.T) {
 
 func TestFCMTokenFetchFails(t *testing.T) {
 	f := newFCMFixture(t)
-	f.tokens.fail.Store(true)
+	f.tokens.SetFailing(true)
 	err := f.send(t, testFCMNotification)
 	var e *Error
 	require.ErrorAs(t, err, &e)
@@ -362,9 +266,9 @@ func TestFCMTokenFetchFails(t *testing.T) {
 	require.Contains(t, e.Reason, "access token")
 	require.Empty(t, f.fcm.requests(), "nothing sent without a token")
 
-	f.tokens.fail.Store(false) // a later try fetches one
+	f.tokens.SetFailing(false) // a later try fetches one
 	require.NoError(t, f.send(t, testFCMNotification))
-	require.EqualValues(t, 2, f.tokens.hits.Load())
+	require.EqualValues(t, 2, f.tokens.Hits())
 }
 
 func TestFCMNetworkError(t *testing.T) {
@@ -379,16 +283,14 @@ func TestFCMNetworkError(t *testing.T) {
 }
 
 func TestNewFCMProject(t *testing.T) {
-	key, err := testFCMKey()
-	require.NoError(t, err)
-	tokens := newFCMTokenServer(t, &key.PublicKey)
+	tokens := pushtest.StartTokenServer(t, &pushtest.ServiceAccountKey(t).PublicKey)
 	fcm := newFCMStandIn(t)
 	client := fcm.Client()
 	client.Timeout = 10 * time.Second
 
 	t.Run("override", func(t *testing.T) {
-		cfg := config.FCM{CredentialsFile: writeFCMKey(t, key, testFCMProject, tokens.tokenURL()),
-			ProjectID: "other-project", Endpoint: fcm.URL + "/"}
+		key, _ := pushtest.WriteServiceAccount(t, testFCMProject, tokens.TokenURL)
+		cfg := config.FCM{CredentialsFile: key, ProjectID: "other-project", Endpoint: fcm.URL + "/"}
 		p, err := NewFCM(cfg, client)
 		require.NoError(t, err)
 		require.NoError(t, p.Send(t.Context(), Target{Provider: FCM, Token: testFCMDevice}, testFCMNotification))
@@ -396,13 +298,14 @@ func TestNewFCMProject(t *testing.T) {
 		checkFCMRequest(t, reqs[len(reqs)-1], "other-project", testFCMNotification)
 	})
 	t.Run("none", func(t *testing.T) {
-		_, err := NewFCM(config.FCM{CredentialsFile: writeFCMKey(t, key, "", tokens.tokenURL()), Endpoint: fcm.URL}, client)
+		key, _ := pushtest.WriteServiceAccount(t, "", tokens.TokenURL)
+		_, err := NewFCM(config.FCM{CredentialsFile: key, Endpoint: fcm.URL}, client)
 		require.ErrorContains(t, err, "project")
 	})
 	t.Run("bad key", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "sa.json")
 		require.NoError(t, os.WriteFile(path, []byte(`{"type":"service_account","client_email":"a@b",`+
-			`"private_key":"not a key","project_id":"p","token_uri":"`+tokens.tokenURL()+`"}`), 0o600))
+			`"private_key":"not a key","project_id":"p","token_uri":"`+tokens.TokenURL+`"}`), 0o600))
 		_, err := NewFCM(config.FCM{CredentialsFile: path, Endpoint: fcm.URL}, client)
 		require.ErrorContains(t, err, "private_key")
 	})
@@ -427,5 +330,5 @@ func TestFCMCheck(t *testing.T) {
 	kind, _ := KindOf(err)
 	require.Equal(t, Gone, kind)
 	require.Empty(t, f.fcm.requests())
-	require.Zero(t, f.tokens.hits.Load())
+	require.Zero(t, f.tokens.Hits())
 }

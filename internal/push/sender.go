@@ -92,33 +92,35 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 }
 
-// send tries one claimed notification and records what became of it.
+// send tries one claimed notification and records what became of it; it is
+// counted once that is stored (else the claim runs out and it is tried again).
 func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
 	start := time.Now()
+	var events []metrics.PushEvent
 	if p.Attempts == 0 && p.Count > 0 {
-		s.met.Push(metrics.PushDecided, 1)
+		events = append(events, metrics.PushDecided)
 	}
 	outcome, next, err := s.try(ctx, p)
 	switch outcome {
 	case persistence.PushSent:
-		s.met.Push(metrics.PushSent, 1)
+		events = append(events, metrics.PushSent)
 	case persistence.PushRetry:
 		next += time.Since(start).Milliseconds() // p.Now was the store's clock at the claim
 		if next > p.CreatedAt+s.cfg.Deadline.Milliseconds() {
 			outcome = persistence.PushDropped
-			s.met.Push(metrics.PushFailed, 1)
+			events = append(events, metrics.PushFailed)
 			s.log.Warn("push: giving up past the deadline", slog.String("user", p.User), slog.String("device", p.Device),
 				slog.Int("attempts", p.Attempts+1), slog.Any("error", err))
 			break
 		}
-		s.met.Push(metrics.PushRetried, 1)
+		events = append(events, metrics.PushRetried)
 	case persistence.PushDisabled:
-		s.met.Push(metrics.PushDisabled, 1)
+		events = append(events, metrics.PushDisabled)
 		s.log.Info("push: target no longer valid; disabled", slog.String("user", p.User), slog.String("device", p.Device),
 			slog.String("provider", p.Provider), slog.Any("error", err))
 	case persistence.PushDropped:
 		if err != nil { // else there was nothing to send
-			s.met.Push(metrics.PushFailed, 1)
+			events = append(events, metrics.PushFailed)
 			s.log.Warn("push: refused by the provider", slog.String("user", p.User), slog.String("device", p.Device),
 				slog.String("provider", p.Provider), slog.Any("error", err))
 		}
@@ -129,6 +131,10 @@ func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
 		// The claim runs out and the notification is tried again (a repeat, with the
 		// same id, if it was sent).
 		s.log.Warn("push: recording the outcome", slog.String("user", p.User), slog.Any("error", err))
+		return
+	}
+	for _, e := range events {
+		s.met.Push(e, 1)
 	}
 }
 

@@ -160,7 +160,8 @@ func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration)
 // it; queue entries that came after it was claimed make the next one, due a gather
 // from now (the commits that wrote them found its row and wrote none). PushRetry
 // makes it due at the store-clock Unix ms next. PushDropped removes it.
-// PushDisabled clears the device's target too, if it is still the one that failed.
+// PushDisabled clears the device's target and removes the notification, if the
+// target is still the one that failed; else the notification goes to the new one.
 func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome persistence.PushOutcome, next int64) error {
 	var err error
 	switch outcome {
@@ -175,10 +176,15 @@ func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome p
 		_, err = s.push.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
 			WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, next)
 	case persistence.PushDisabled:
+		// A device that registered another target meanwhile keeps it, and its
+		// notification, due at once for the new target.
 		_, err = s.push.Exec(ctx, `WITH c AS (
 				UPDATE devices SET push_provider = '', push_token = '', push_until = 0
-				WHERE user_id = $1 AND device_id = $2 AND push_provider = $3 AND push_token = $4
-			) DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, p.Provider, p.Token)
+				WHERE user_id = $1 AND device_id = $2 AND push_provider = $3 AND push_token = $4 RETURNING 1
+			), gone AS (
+				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 AND EXISTS (SELECT 1 FROM c)
+			) UPDATE push_outbox SET claimed_until = 0 WHERE user_id = $1 AND device_id = $2 AND NOT EXISTS (SELECT 1 FROM c)`,
+			p.User, p.Device, p.Provider, p.Token)
 	}
 	if err != nil {
 		return fmt.Errorf("finishing push to %s/%s: %w", p.User, p.Device, mapErr(err))

@@ -193,8 +193,9 @@ func TestPushClaimAndFinish(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "tok2", token, "the new registration is not the one that failed")
 	require.Equal(t, "webhook", provider)
-	post("five")
-	p = mine()[0]
+	due = mine()
+	require.Len(t, due, 1, "the notification stays, for the new target")
+	p = due[0]
 	require.Equal(t, "tok2", p.Token)
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushDisabled, 0))
 	provider, _, err = s.PushTarget(ctx, b, "phone")
