@@ -166,7 +166,12 @@ func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome p
 	var err error
 	switch outcome {
 	case persistence.PushSent, persistence.PushDropped:
-		err = s.finishSent(ctx, p)
+		_, err = s.push.Exec(ctx, `WITH gone AS (
+				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 RETURNING 1
+			) INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
+			SELECT $1, $2, $3 + 1, parley_now_ms(), parley_now_ms() + $4 FROM gone
+			WHERE (SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1) > $3`,
+			p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds())
 	case persistence.PushRetry:
 		_, err = s.push.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
 			WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, next)
@@ -185,28 +190,4 @@ func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome p
 		return fmt.Errorf("finishing push to %s/%s: %w", p.User, p.Device, mapErr(err))
 	}
 	return nil
-}
-
-// finishSent removes a notification sent or dropped, and starts the next at the
-// entries after p.EndSeq if any came. A commit that found the row skipped writing
-// its own, so the removal first locks the user's queue row, as commits do, and then
-// reads the queue in a snapshot that holds every such commit.
-func (s *Store) finishSent(ctx context.Context, p persistence.PushDue) error {
-	tx, err := s.push.Begin(ctx)
-	if err != nil {
-		return mapErr(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM streams WHERE id = $1 FOR UPDATE`, persistence.UserStream(p.User)); err != nil {
-		return mapErr(err)
-	}
-	if _, err := tx.Exec(ctx, `WITH gone AS (
-			DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 RETURNING 1
-		) INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
-		SELECT $1, $2, $3 + 1, parley_now_ms(), parley_now_ms() + $4 FROM gone
-		WHERE (SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1) > $3`,
-		p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds()); err != nil {
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit(ctx))
 }

@@ -95,13 +95,10 @@ WITH ops AS (
             WHERE c.user_id = e.user_id AND c.conversation = e.conversation AND c.muted) IS NULL
     GROUP BY e.user_id
 ), outbox AS (
-    -- A device with a notification waiting has its row already: nothing to write,
-    -- and no wait for a sender that holds the row (the probe reads the snapshot; a
-    -- sender that removes a row first locks the queue, so it sees these entries).
+    -- A device with a notification waiting has its row already: nothing to write.
     INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
     SELECT d.user_id, d.device_id, x.from_seq, parley_now_ms(), parley_now_ms() + $12
     FROM pushed x JOIN devices d ON d.user_id = x.user_id AND d.push_provider <> '' AND d.push_until > parley_now_ms()
-    WHERE (SELECT 1 FROM push_outbox o WHERE o.user_id = d.user_id AND o.device_id = d.device_id) IS NULL
     ON CONFLICT (user_id, device_id) DO NOTHING
 ), versions AS (
     SELECT ok.op, COALESCE(max(s.version), ok.expected) AS version,
