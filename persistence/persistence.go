@@ -172,8 +172,9 @@ type PushDue struct {
 type PushOutcome int
 
 const (
-	PushSent     PushOutcome = iota // accepted by the provider: the row goes (entries since make the next)
+	PushSent     PushOutcome = iota // accepted by the provider: the next notification starts after it
 	PushRetry                       // try again at the time given
-	PushDropped                     // not sent, never will be: the row goes
+	PushDropped                     // not sent, never will be: the next starts after it
+	PushEmpty                       // nothing to tell (no entries, or no target): the row goes if the queue is quiet
 	PushDisabled                    // the target is no longer valid: it is cleared, and the row goes
 )

@@ -119,11 +119,9 @@ func (s *Sender) send(ctx context.Context, p persistence.PushDue) {
 		s.log.Info("push: target no longer valid; disabled", slog.String("user", p.User), slog.String("device", p.Device),
 			slog.String("provider", p.Provider), slog.Any("error", err))
 	case persistence.PushDropped:
-		if err != nil { // else there was nothing to send
-			events = append(events, metrics.PushFailed)
-			s.log.Warn("push: refused by the provider", slog.String("user", p.User), slog.String("device", p.Device),
-				slog.String("provider", p.Provider), slog.Any("error", err))
-		}
+		events = append(events, metrics.PushFailed)
+		s.log.Warn("push: not sent", slog.String("user", p.User), slog.String("device", p.Device),
+			slog.String("provider", p.Provider), slog.Any("error", err))
 	}
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -144,7 +142,7 @@ func (s *Sender) try(ctx context.Context, p persistence.PushDue) (persistence.Pu
 	prov := s.providers[p.Provider]
 	switch {
 	case p.Provider == "" || p.Latest == nil || p.Count == 0:
-		return persistence.PushDropped, 0, nil // the target was removed, or nothing is left to tell
+		return persistence.PushEmpty, 0, nil // the target was removed, or nothing is left to tell
 	case prov == nil:
 		return persistence.PushDropped, 0, fmt.Errorf("provider %q is not configured on this node", p.Provider)
 	}

@@ -139,6 +139,9 @@ func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration)
 			cancelled = int(count)
 			continue
 		}
+		if end < from {
+			end = from - 1 // no entries since it started
+		}
 		p.FromSeq, p.EndSeq, p.Count, p.Attempts = uint64(from), uint64(end), int(count), int(attempts)
 		p.Unread = max(end-cursor, 0)
 		if payload != nil && count > 0 {
@@ -156,22 +159,25 @@ func (s *Store) ClaimPushes(ctx context.Context, limit int, claim time.Duration)
 	return out, cancelled, nil
 }
 
-// FinishPush records what became of a claimed notification p. PushSent removes
-// it; queue entries that came after it was claimed make the next one, due a gather
-// from now (the commits that wrote them found its row and wrote none). PushRetry
-// makes it due at the store-clock Unix ms next. PushDropped removes it.
-// PushDisabled clears the device's target and removes the notification, if the
-// target is still the one that failed; else the notification goes to the new one.
+// FinishPush records what became of a claimed notification p. PushSent and
+// PushDropped move it on: it starts after the entries it stood for, due a gather
+// from now, and the entries that came meanwhile (their commits found the row and
+// wrote nothing) are in it. PushRetry makes it due at the store-clock Unix ms next.
+// PushEmpty removes it, unless entries came after it (then it moves on): the
+// removal locks the user's queue row first, as a commit does, so that no commit
+// in flight has left entries to a row that is going. PushDisabled clears the
+// device's target and removes the notification, if the target is still the one
+// that failed; else the notification goes to the new one.
+//
+// A row is thus removed only once its device's queue is quiet, and a commit never
+// meets one being removed while it counts on it.
 func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome persistence.PushOutcome, next int64) error {
 	var err error
 	switch outcome {
 	case persistence.PushSent, persistence.PushDropped:
-		_, err = s.push.Exec(ctx, `WITH gone AS (
-				DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2 RETURNING 1
-			) INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
-			SELECT $1, $2, $3 + 1, parley_now_ms(), parley_now_ms() + $4 FROM gone
-			WHERE (SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1) > $3`,
-			p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds())
+		_, err = s.push.Exec(ctx, moveOnSQL, p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds())
+	case persistence.PushEmpty:
+		err = s.removeIfQuiet(ctx, p)
 	case persistence.PushRetry:
 		_, err = s.push.Exec(ctx, `UPDATE push_outbox SET attempts = attempts + 1, claimed_until = 0, next_at = $3
 			WHERE user_id = $1 AND device_id = $2`, p.User, p.Device, next)
@@ -190,4 +196,32 @@ func (s *Store) FinishPush(ctx context.Context, p persistence.PushDue, outcome p
 		return fmt.Errorf("finishing push to %s/%s: %w", p.User, p.Device, mapErr(err))
 	}
 	return nil
+}
+
+// moveOnSQL makes a device's notification start after the queue entry $3, due $4
+// ms from now.
+const moveOnSQL = `UPDATE push_outbox SET from_seq = $3 + 1, attempts = 0, claimed_until = 0,
+	created_at = parley_now_ms(), next_at = parley_now_ms() + $4 WHERE user_id = $1 AND device_id = $2`
+
+func (s *Store) removeIfQuiet(ctx context.Context, p persistence.PushDue) error {
+	tx, err := s.push.Begin(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM streams WHERE id = $1 FOR UPDATE`, persistence.UserStream(p.User)); err != nil {
+		return mapErr(err)
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM push_outbox WHERE user_id = $1 AND device_id = $2
+		AND COALESCE((SELECT max(last_seq) FROM queue_ranges WHERE user_id = $1), 0) <= $3`,
+		p.User, p.Device, int64(p.EndSeq))
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := tx.Exec(ctx, moveOnSQL, p.User, p.Device, int64(p.EndSeq), s.pushGather.Milliseconds()); err != nil {
+			return mapErr(err)
+		}
+	}
+	return mapErr(tx.Commit(ctx))
 }

@@ -179,10 +179,28 @@ func TestPushClaimAndFinish(t *testing.T) {
 	p = mine()[0]
 	require.Equal(t, 2, p.Attempts)
 
-	// Sent with nothing after it: no row left.
+	// Sent with nothing after it: the row moves on past it. The next claim finds
+	// nothing to tell; finished empty while an entry arrived, it moves on again,
+	// and finished empty on a quiet queue, it goes.
 	require.NoError(t, s.FinishPush(ctx, p, persistence.PushSent, 0))
+	from, ok = outboxRow(t, s, b, "phone")
+	require.True(t, ok)
+	require.Equal(t, int64(p.EndSeq)+1, from)
+	p = mine()[0]
+	require.Zero(t, p.Count)
+	require.Nil(t, p.Latest)
+	post("meanwhile")
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushEmpty, 0))
+	from, ok = outboxRow(t, s, b, "phone")
+	require.True(t, ok, "an entry came after the claim: the row stays")
+	require.Equal(t, int64(p.EndSeq)+1, from)
+	p = mine()[0]
+	require.Equal(t, "meanwhile", p.Latest.Text)
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushSent, 0))
+	p = mine()[0]
+	require.NoError(t, s.FinishPush(ctx, p, persistence.PushEmpty, 0))
 	_, ok = outboxRow(t, s, b, "phone")
-	require.False(t, ok)
+	require.False(t, ok, "quiet: the row goes")
 
 	// Disabled with a token that was replaced meanwhile: the new target stays.
 	post("four")
