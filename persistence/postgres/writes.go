@@ -95,15 +95,10 @@ WITH ops AS (
             WHERE c.user_id = e.user_id AND c.conversation = e.conversation AND c.muted) IS NULL
     GROUP BY e.user_id
 ), outbox AS (
-    -- A device with a notification waiting has its row already: nothing to write,
-    -- and no wait for a sender rewriting it (the probe reads the snapshot). That is
-    -- safe because a sender moves a row on and never removes one that entries may
-    -- still come into: a row goes only once its queue is quiet, under the queue
-    -- row's lock that this commit holds (Store.FinishPush).
+    -- A device with a notification waiting has its row already: nothing to write.
     INSERT INTO push_outbox (user_id, device_id, from_seq, created_at, next_at)
     SELECT d.user_id, d.device_id, x.from_seq, parley_now_ms(), parley_now_ms() + $12
     FROM pushed x JOIN devices d ON d.user_id = x.user_id AND d.push_provider <> '' AND d.push_until > parley_now_ms()
-    WHERE (SELECT 1 FROM push_outbox o WHERE o.user_id = d.user_id AND o.device_id = d.device_id) IS NULL
     ON CONFLICT (user_id, device_id) DO NOTHING
 ), versions AS (
     SELECT ok.op, COALESCE(max(s.version), ok.expected) AS version,
