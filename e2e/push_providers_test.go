@@ -87,14 +87,7 @@ func (s *standIn) requests() []seenRequest {
 // wait waits until the stand-in has had n requests, and returns them.
 func (s *standIn) wait(t *testing.T, n int, what string) []seenRequest {
 	t.Helper()
-	var got []seenRequest
-	testenv.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if got = s.requests(); len(got) < n {
-			return fmt.Errorf("%s: %d requests, want %d", what, len(got), n)
-		}
-		return nil
-	})
-	return got
+	return waitLen(t, n, what, s.requests)
 }
 
 // quietStandIns checks that no stand-in gets a request past its first n for d

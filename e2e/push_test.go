@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,14 +81,21 @@ func (h *hook) snapshot() []hookCall {
 // wait waits until the hook has had n calls, and returns them.
 func (h *hook) wait(t *testing.T, n int, what string) []hookCall {
 	t.Helper()
-	var calls []hookCall
+	return waitLen(t, n, what, h.snapshot)
+}
+
+// waitLen waits until snapshot holds at least n requests a stand-in recorded, and
+// returns them.
+func waitLen[T any](t *testing.T, n int, what string, snapshot func() []T) []T {
+	t.Helper()
+	var got []T
 	testenv.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if calls = h.snapshot(); len(calls) < n {
-			return fmt.Errorf("%s: %d webhook calls, want %d", what, len(calls), n)
+		if got = snapshot(); len(got) < n {
+			return fmt.Errorf("%s: %d requests, want %d", what, len(got), n)
 		}
 		return nil
 	})
-	return calls
+	return got
 }
 
 // quiet checks that the hook gets no call past its first n for d (longer than a
@@ -133,6 +141,14 @@ func TestPushWebhook(t *testing.T) {
 	require.Equal(t, "not_found", apiCode(setPush(t, n, alice, bob.DeviceID, "webhook", "x")), "alice sets bob's device")
 	require.Equal(t, "bad_request", apiCode(setPush(t, n, bob, bob.DeviceID, "fcm", "x")), "fcm is not configured")
 	require.Equal(t, "bad_request", apiCode(setPush(t, n, bob, bob.DeviceID, "webhook", "")), "no token")
+	require.Equal(t, "bad_request", apiCode(setPush(t, n, bob, bob.DeviceID, "webhook", strings.Repeat("x", 4097))),
+		"a token past 4096 bytes")
+	require.Equal(t, "bad_request", apiCode(setPush(t, n, bob, bob.DeviceID, "webhook", "tab\there")),
+		"a token the provider can never take")
+	require.Equal(t, "not_found", apiCode(setPush(t, n, bob, "bad.device", "webhook", "x")), "not a device id")
+	conv := convid.DirectID(alice.UserID, bob.UserID)
+	require.Equal(t, "bad_request", apiCode(groupAPI(t, n, bob, http.MethodPut, "/v1/conversations/"+conv+"/settings",
+		map[string]any{}, nil)), "settings without muted")
 	require.NoError(t, setPush(t, n, bob, bob.DeviceID, "webhook", "old-token"))
 	require.NoError(t, setPush(t, n, bob, bob.DeviceID, "webhook", "bob-phone"), "a new registration replaces the old")
 
@@ -144,7 +160,7 @@ func TestPushWebhook(t *testing.T) {
 	nt := c.Notification
 	require.Equal(t, "bob-phone", c.Token)
 	require.Equal(t, push.Notification{ID: c.id, User: bob.UserID, Device: bob.DeviceID,
-		Conversation: convid.DirectID(alice.UserID, bob.UserID), MessageID: ids[0], From: alice.UserID,
+		Conversation: conv, MessageID: ids[0], From: alice.UserID,
 		Preview: "hello bob", Count: 1, Unread: 1, Ts: nt.Ts}, nt)
 	require.NotZero(t, nt.Ts)
 

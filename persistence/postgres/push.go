@@ -75,17 +75,24 @@ func (s *Store) Muted(ctx context.Context, user, conv string) (bool, error) {
 	return muted, mapErr(err)
 }
 
+// connectedProbe is a scalar subquery on whether the user in column col has a
+// connection attached now, on a node whose lease is live (NULL when not): what
+// decides a push, in the append and in the claim.
+func connectedProbe(col string) string {
+	return `(SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
+            WHERE o.user_id = ` + col + ` AND o.connected LIMIT 1)`
+}
+
 // claimPushesSQL takes up to $1 notifications due and not held by another node,
 // and holds them for $2 ms. Those of users with a connection now are deleted
 // instead (a device online cancels them). Each comes with its device's target,
 // the device's cursor (for the unread count), and from the queue: its end, the
 // entries since the row's from_seq outside muted conversations, and the latest of
 // them. The last row, with no user, counts those cancelled.
-const claimPushesSQL = `
+var claimPushesSQL = `
 WITH due AS (
     SELECT p.user_id, p.device_id,
-           (SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
-            WHERE o.user_id = p.user_id AND o.connected LIMIT 1) IS NOT NULL AS online
+           ` + connectedProbe("p.user_id") + ` IS NOT NULL AS online
     FROM push_outbox p
     WHERE p.next_at <= parley_now_ms() AND p.claimed_until <= parley_now_ms()
     ORDER BY p.next_at LIMIT $1 FOR UPDATE SKIP LOCKED

@@ -126,7 +126,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	pcfg := cfg.Copy()
 	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	pcfg.MaxConns = 4
-	pushPool, err := connect(ctx, pcfg)
+	pushPool, err := pgxpool.NewWithConfig(ctx, pcfg) // not pinged: it connects on first use
 	if err != nil {
 		sideWrites.Close()
 		writes.Close()

@@ -51,7 +51,7 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 //
 // It returns, per op: the new version (NULL on a version conflict), the ids written,
 // and the recipients with the last seq each got.
-const appendConversationsSQL = `
+var appendConversationsSQL = `
 WITH ops AS (
     SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS o(conversation, expected, op)
 ), input AS (
@@ -89,8 +89,7 @@ WITH ops AS (
     FROM (SELECT * FROM entries e WHERE (SELECT 1 FROM devices d
             WHERE d.user_id = e.user_id AND d.push_provider <> '' LIMIT 1) IS NOT NULL) e
     WHERE (SELECT 1 FROM stored s WHERE s.op = e.op AND s.kind = 0 AND s.sender <> e.user_id LIMIT 1) IS NOT NULL
-      AND (SELECT 1 FROM presence_online o JOIN node_leases l ON l.holder = o.holder AND l.expires_at >= now()
-            WHERE o.user_id = e.user_id AND o.connected LIMIT 1) IS NULL
+      AND ` + connectedProbe("e.user_id") + ` IS NULL
       AND (SELECT 1 FROM conversation_settings c
             WHERE c.user_id = e.user_id AND c.conversation = e.conversation AND c.muted) IS NULL
     GROUP BY e.user_id
