@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -126,6 +128,7 @@ type Connection struct {
 	paced        []func()         // reads waiting for the read budget, in order
 	pacing       bool             // a timer runs for paced
 	typed        map[string]int64 // conversation -> when this connection last told of typing (Unix ns)
+	feed         *FeedSub         // this socket's channel subscription (after a channels frame)
 	// What was written and not acknowledged yet, and acknowledged and not saved yet;
 	// nil when neither (one pointer: an idle connection stays in its size class).
 	acks *acks
@@ -209,6 +212,7 @@ func (c *Connection) Receive(ctx actor.Context) {
 			return
 		}
 		c.deps.Topology.removeConn(ctx.Self())
+		c.leaveChannels()
 		if !c.closed { // stopped by a panic
 			c.closed = true
 			c.sock.Close(wire.CloseInternalError, "internal error")
@@ -216,6 +220,7 @@ func (c *Connection) Receive(ctx actor.Context) {
 		}
 	case *socketClosed:
 		c.closed = true
+		c.leaveChannels()
 		c.detach(ctx)
 		ctx.Stop(ctx.Self())
 	case *shutdown:
@@ -376,6 +381,8 @@ func (c *Connection) handle(ctx actor.Context, in *inbound) {
 	case *parleypb.ClientFrame_Presence: // the shape was checked when decoded
 		c.away = b.Presence.Status == "away"
 		c.tellStatus(ctx)
+	case *parleypb.ClientFrame_Channels:
+		c.channels()
 	default:
 		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), wire.TypeOf(in.frame)+" is not available yet")
 	}
@@ -388,6 +395,12 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send, decoded int64) {
 		c.writeError(s.Id, parleypb.ErrorReason_TOO_LARGE.Code(),
 			fmt.Sprintf("text is longer than %d bytes", c.deps.Settings.MaxTextBytes))
 		return
+	case s.Channel != "":
+		if !convid.ValidGroupID(s.Channel) {
+			c.writeError(s.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed channel id")
+			return
+		}
+		req.Conversation, req.Channel = convid.ChannelID(s.Channel), s.Channel
 	case s.Group != "":
 		if !convid.ValidGroupID(s.Group) {
 			c.writeError(s.Id, parleypb.ErrorReason_BAD_REQUEST.Code(), "malformed group id")
@@ -408,7 +421,7 @@ func (c *Connection) send(ctx actor.Context, s *parleypb.Send, decoded int64) {
 			"sending faster than this user's budget; send it again in %s", c.sends.wait().Round(time.Millisecond)))
 		return
 	}
-	if e := c.exists(req.To, req.Group); e != nil {
+	if e := c.existsConv(req); e != nil {
 		c.writeGrainError(s.Id, e, "store unavailable; send it again with the same id")
 		return
 	}
@@ -660,6 +673,12 @@ func (c *Connection) member(ctx actor.Context, id, conv string, then func(floor 
 			}
 			then(r.JoinedAt)
 		})
+	case cid.Kind == convid.Channel:
+		if e := c.channelMember(cid.Group); e != nil {
+			c.writeGrainError(id, e, "store unavailable; try again")
+			return
+		}
+		then(0) // a member reads the whole channel
 	case cid.Members[0] != c.user && cid.Members[1] != c.user:
 		c.writeError(id, parleypb.ErrorReason_FORBIDDEN.Code(), "not a member of "+conv)
 	default:
@@ -683,9 +702,16 @@ func (c *Connection) readHistory(h *parleypb.HistoryRequest, floor int64) int {
 	}
 	cx, cancel := c.deps.timeout()
 	defer cancel()
-	msgs, more, err := c.deps.Store.History(cx, h.Conversation, h.Before, floor, limit)
+	var msgs []*parleypb.Message
+	var more bool
+	var err error
+	if h.After > 0 {
+		msgs, more, err = c.deps.Store.HistoryAfter(cx, h.Conversation, max(h.After, floor), h.Before, limit)
+	} else {
+		msgs, more, err = c.deps.Store.History(cx, h.Conversation, h.Before, floor, limit)
+	}
 	var receipts []*parleypb.Receipt
-	if err == nil && h.Before == 0 {
+	if err == nil && h.Before == 0 && h.After == 0 && !strings.HasPrefix(h.Conversation, convid.Channel+":") {
 		receipts, err = c.historyReceipts(h.Conversation)
 	}
 	if err != nil {
@@ -808,5 +834,91 @@ func (c *Connection) write(f *parleypb.ServerFrame) {
 	}
 	if err := c.sock.Write(f); err != nil {
 		c.closed = true // the gateway closes the socket and reports it
+	}
+}
+
+// existsConv checks, before a conversation grain is activated for a post, that its
+// peer, group or channel exists.
+func (c *Connection) existsConv(req *parleypb.PostRequest) *parleypb.GrainError {
+	if req.Channel == "" {
+		return c.exists(req.To, req.Group)
+	}
+	d := c.deps.Directory
+	if d == nil {
+		return nil
+	}
+	cx, cancel := c.deps.timeout()
+	defer cancel()
+	ok, err := d.ChannelExists(cx, req.Channel)
+	switch {
+	case err != nil:
+		return parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
+	case !ok:
+		return parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such channel")
+	}
+	return nil
+}
+
+// channelMember answers forbidden unless the user is a member of the channel (its
+// id), from the store (a channel's members are not in any grain's memory).
+func (c *Connection) channelMember(channel string) *parleypb.GrainError {
+	cx, cancel := c.deps.timeout()
+	defer cancel()
+	_, ok, err := c.deps.Store.ChannelRole(cx, convid.ChannelID(channel), c.user)
+	switch {
+	case err != nil:
+		return parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
+	case !ok:
+		return parleypb.Errorf(parleypb.ErrorReason_FORBIDDEN, "not a member of this channel")
+	}
+	return nil
+}
+
+// channels answers the channels frame: the user's channels, each with its last
+// message id, the user's read position and unread count. The first one makes the
+// socket a subscriber of the node's hub: it registers before it reads which
+// channels the user is in, so that a join or leave committed meanwhile is not
+// missed, and reads the channels' last ids after it subscribed, so that a message is
+// either counted in the answer or written live (or both: a client dedupes by id).
+func (c *Connection) channels() {
+	hub := c.deps.Hub
+	if hub == nil {
+		c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "channels are not served by this node")
+		return
+	}
+	sock, ok := c.sock.(FeedSocket)
+	if !ok {
+		c.writeError("", parleypb.ErrorReason_INTERNAL.Code(), "this connection cannot take channel messages")
+		return
+	}
+	limit := c.deps.Settings.ChannelsPerUser
+	cx, cancel := c.deps.timeout()
+	defer cancel()
+	if c.feed == nil {
+		c.feed = hub.Register(c.user, sock, int(feedSeq.Add(1))) // round robin over the fan-out goroutines
+		ids, err := c.deps.Store.ChannelIDsOf(cx, c.user, limit)
+		if err != nil {
+			hub.Leave(c.feed)
+			c.feed = nil
+			c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "channels failed; try again")
+			return
+		}
+		hub.Subscribe(c.feed, ids)
+	}
+	states, err := c.deps.Store.ChannelsOf(cx, c.user, limit, c.deps.Settings.ChannelUnreadMax)
+	if err != nil {
+		c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "channels failed; try again")
+		return
+	}
+	c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Channels{Channels: &parleypb.Channels{Channels: states}}})
+}
+
+// feedSeq spreads the sockets over the hub's fan-out goroutines.
+var feedSeq atomic.Uint32
+
+func (c *Connection) leaveChannels() {
+	if c.feed != nil {
+		c.deps.Hub.Leave(c.feed)
+		c.feed = nil
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parleychat/parley/internal/ids"
 	"github.com/parleychat/parley/internal/metrics"
@@ -44,9 +45,14 @@ type change struct {
 	msg      *parleypb.Message
 	op       *parleypb.GroupRequest
 	event    *parleypb.GroupEvent
+	chOp     *parleypb.ChannelRequest
+	chEvent  *parleypb.ChannelEvent
 	waiters  []*actor.PID
 	received int64 // when it reached the grain (Unix ns)
 }
+
+// isOp reports whether the change is a membership change (which is appended alone).
+func (p *change) isOp() bool { return p.op != nil || p.chOp != nil }
 
 type conversationAppended struct {
 	res persistence.ConversationAppended
@@ -63,6 +69,8 @@ func (c *Conversation) Receive(ctx actor.Context) {
 		c.post(ctx, m)
 	case *parleypb.GroupRequest:
 		c.groupOp(ctx, m)
+	case *parleypb.ChannelRequest:
+		c.channelOp(ctx, m)
 	case *parleypb.TypingRequest:
 		c.typing(ctx, m)
 	case *conversationAppended:
@@ -223,6 +231,20 @@ func (c *Conversation) flush(ctx actor.Context) {
 	if c.w.busy() || c.w.broken {
 		return
 	}
+	for len(c.w.pending) > 0 && c.w.pending[0].chOp != nil {
+		p := c.w.pending[0]
+		event, answer := c.members.(*channel).prepare(c.deps, shortID(c.id), p.chOp)
+		if event == nil {
+			c.answerChannel(ctx, c.w.pop(), answer)
+			continue
+		}
+		event.EventId = c.deps.IDs.NextAfter(c.lastID)
+		event.Ts = ids.UnixMillis(event.EventId)
+		c.lastID, p.chEvent = event.EventId, event
+		c.w.take(1)
+		c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.w.version, ChannelEvent: event})
+		return
+	}
 	for len(c.w.pending) > 0 && c.w.pending[0].op != nil {
 		p := c.w.pending[0]
 		event, answer := c.members.(*group).prepare(c.deps, groupOf(c.id), p.op)
@@ -248,7 +270,7 @@ func (c *Conversation) flush(ctx actor.Context) {
 		c.lastID = id
 		r := p.post
 		p.msg = &parleypb.Message{MessageId: id, Conversation: c.id, From: r.From, To: r.To,
-			Group: r.Group, Text: r.Text, Ts: ids.UnixMillis(id), ClientId: r.ClientId}
+			Group: r.Group, Channel: r.Channel, Text: r.Text, Ts: ids.UnixMillis(id), ClientId: r.ClientId}
 		msgs[i] = p.msg
 	}
 	c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.w.version, Messages: msgs,
@@ -265,7 +287,7 @@ const (
 // batchLen is how many of the posts at the head of pending the next append takes.
 func batchLen(pending []*change) int {
 	n, size := 0, 0
-	for n < len(pending) && pending[n].op == nil && n < maxBatch {
+	for n < len(pending) && !pending[n].isOp() && n < maxBatch {
 		size += len(pending[n].post.Text) + 64
 		if size > maxBatchBytes && n > 0 {
 			break
@@ -309,6 +331,8 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 			g := c.members.(*group)
 			g.apply(p.event)
 			c.answerOp(ctx, p, g.info(groupOf(c.id)))
+		case p.chEvent != nil:
+			c.channelApplied(ctx, p)
 		case inserted[p.msg.MessageId]:
 			fresh = append(fresh, p)
 			c.deps.Metrics.Since(metrics.StageCommit, p.received)
@@ -318,7 +342,11 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		}
 	}
 	c.deps.Metrics.Committed(len(fresh))
-	c.push(ctx, fresh, m.res.LastSeq, m.at)
+	if ch, ok := c.members.(*channel); ok {
+		c.publish(ctx, ch, fresh, m.at)
+	} else {
+		c.push(ctx, fresh, m.res.LastSeq, m.at)
+	}
 	c.flush(ctx)
 	if c.w.yielding() {
 		c.deps.Log.Info("another activation writes this conversation; stopping", slog.String("conversation", c.id))
@@ -360,6 +388,10 @@ func (c *Conversation) repeated(p *change) *parleypb.PostResponse {
 // fail answers a queued change that was not made: unavailable, retry.
 func (c *Conversation) fail(ctx actor.Context, p *change, msg string) {
 	e := parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "%s", msg)
+	if p.chOp != nil {
+		c.answerChannel(ctx, p, &parleypb.ChannelResponse{Error: e})
+		return
+	}
 	if p.op != nil {
 		c.answerOp(ctx, p, &parleypb.GroupResponse{Error: e})
 		return
@@ -453,6 +485,10 @@ func (c *Conversation) stopIfEmpty(ctx actor.Context) {
 		if m.known {
 			return
 		}
+	case *channel:
+		if m.exists() {
+			return
+		}
 	}
 	ctx.Poison(ctx.Self())
 }
@@ -490,4 +526,92 @@ func (r *dedupe) put(key string, s *parleypb.PostResponse) {
 		r.next = (r.next + 1) % r.max
 	}
 	r.byKey[key] = s
+}
+
+// channelOp answers reads at once and queues changes, as groupOp does for groups.
+func (c *Conversation) channelOp(ctx actor.Context, req *parleypb.ChannelRequest) {
+	ch, ok := c.members.(*channel)
+	switch {
+	case !ok:
+		ctx.Respond(channelError(parleypb.ErrorReason_BAD_REQUEST, "not a channel"))
+	case c.w.broken:
+		ctx.Respond(channelError(parleypb.ErrorReason_UNAVAILABLE, "channel is restarting; retry"))
+	case req.Op == parleypb.ChannelRequest_GET:
+		ctx.Respond(ch.read(c.deps, shortID(c.id), req.By))
+		c.stopIfEmpty(ctx)
+	case req.Op >= parleypb.ChannelRequest_CREATE && req.Op <= parleypb.ChannelRequest_SET_ADMIN:
+		c.w.add(&change{chOp: req, waiters: []*actor.PID{ctx.Sender()}})
+		c.flush(ctx)
+	default:
+		ctx.Respond(channelError(parleypb.ErrorReason_BAD_REQUEST, "unknown channel operation"))
+	}
+}
+
+func (c *Conversation) answerChannel(ctx actor.Context, p *change, r *parleypb.ChannelResponse) {
+	for _, w := range p.waiters {
+		ctx.Send(w, r)
+	}
+}
+
+// channelApplied applies a committed channel event, answers it, and tells every
+// node's relay of the members it added or removed, so that their live feeds follow
+// at once (in order with the publishes after it).
+func (c *Conversation) channelApplied(ctx actor.Context, p *change) {
+	ch := c.members.(*channel)
+	e := p.chEvent
+	count := int64(-1)
+	if e.Kind == parleypb.ChannelEvent_MEMBERS_ADDED || e.Kind == parleypb.ChannelEvent_MEMBERS_REMOVED {
+		cx, cancel := c.deps.timeout()
+		if info, err := c.deps.Store.Channel(cx, c.id); err == nil {
+			count = info.MemberCount
+		}
+		cancel()
+	}
+	ch.apply(e, count)
+	c.answerChannel(ctx, p, ch.answer(shortID(c.id)))
+	var m *parleypb.ChannelMembers
+	switch e.Kind {
+	case parleypb.ChannelEvent_CHANNEL_CREATED:
+		m = &parleypb.ChannelMembers{Channel: c.id, Added: []string{e.User}}
+	case parleypb.ChannelEvent_MEMBERS_ADDED:
+		m = &parleypb.ChannelMembers{Channel: c.id, Added: e.Users}
+	case parleypb.ChannelEvent_MEMBERS_REMOVED:
+		m = &parleypb.ChannelMembers{Channel: c.id, Removed: e.Users}
+	default:
+		return
+	}
+	c.toRelays(ctx, m)
+}
+
+// publish sends the messages just committed to every node's channel relay, once
+// per node, each message with the id of the one before it in the channel (prev).
+// It is best effort: the messages are stored, and a member that misses one finds
+// the gap by prev, or by its channels' last ids when it reconnects.
+func (c *Conversation) publish(ctx actor.Context, ch *channel, fresh []*change, committed int64) {
+	if len(fresh) == 0 {
+		return
+	}
+	msgs := make([]*parleypb.Message, len(fresh))
+	for i, p := range fresh {
+		m := proto.Clone(p.msg).(*parleypb.Message)
+		m.Prev, ch.lastMsg = ch.lastMsg, m.MessageId
+		msgs[i] = m
+	}
+	if c.deps.Settings.HoldDelivery {
+		return
+	}
+	c.toRelays(ctx, &parleypb.ChannelPublish{Channel: c.id, Messages: msgs, CommittedAt: committed})
+}
+
+// toRelays sends m to the channel relay of every member of the cluster (this node
+// included).
+func (c *Conversation) toRelays(ctx actor.Context, m proto.Message) {
+	members := c.deps.Topology.Members()
+	if len(members) == 0 {
+		ctx.Send(actor.NewPID(ctx.ActorSystem().Address(), ChannelRelayName), m)
+		return
+	}
+	for _, mb := range members {
+		ctx.Send(actor.NewPID(mb.Address, ChannelRelayName), m)
+	}
 }

@@ -46,6 +46,14 @@ type Store interface {
 	OnlinePeers(ctx context.Context, user string) (watchers, contacts []string, err error)
 	ContactIDs(ctx context.Context, user string) ([]string, error)
 	Visibility(ctx context.Context, user, viewer string) (visibility string, addedViewer bool, err error)
+
+	Channel(ctx context.Context, conv string) (persistence.Channel, error)
+	ChannelRole(ctx context.Context, conv, user string) (role int, ok bool, err error)
+	ChannelIDsOf(ctx context.Context, user string, limit int) ([]string, error)
+	ChannelsOf(ctx context.Context, user string, limit, unreadMax int) ([]*parleypb.ChannelState, error)
+	HistoryAfter(ctx context.Context, conv string, after, before int64, limit int) ([]*parleypb.Message, bool, error)
+	// SaveChannelRead calls done (may be nil) on a store goroutine.
+	SaveChannelRead(user, conv string, upTo int64, done func(error))
 }
 
 // Budgets are the per-user limits. A user's sends and reads are split evenly among
@@ -80,6 +88,14 @@ type Settings struct {
 	HistoryDefault  int
 	MaxGroupMembers int
 	Budgets         Budgets
+	// Channels: members at most, users added per call at most, channels one user's
+	// connections follow at most, the unread count's cap, and the post rate of a
+	// plain member of an open channel.
+	MaxChannelMembers int
+	ChannelAddBatch   int
+	ChannelsPerUser   int
+	ChannelUnreadMax  int
+	ChannelPosts      Rate
 	// PresenceGrace is how long a user whose last connection went stays shown
 	// online: a reconnect within it shows its watchers nothing.
 	PresenceGrace time.Duration
@@ -104,6 +120,7 @@ type Deps struct {
 	Directory *Directory       // who exists, checked before a grain is activated for it; may be nil
 	Holder    string           // this node's node-id lease holder: whose online rows are its users'
 	Metrics   *metrics.Metrics // may be nil
+	Hub       *ChannelHub      // this node's live channel feed; may be nil (no channel frames)
 
 	relay relay // the receipt relay, started at first use
 }

@@ -28,6 +28,7 @@ type Directory struct {
 type DirectoryStore interface {
 	UsersExist(ctx context.Context, ids []string) (map[string]bool, error)
 	GroupExists(ctx context.Context, group string) (bool, error)
+	ChannelExists(ctx context.Context, channel string) (bool, error)
 }
 
 const (
@@ -52,6 +53,12 @@ func (d *Directory) UserExists(ctx context.Context, user string) (bool, error) {
 // GroupExists reports whether group was created.
 func (d *Directory) GroupExists(ctx context.Context, group string) (bool, error) {
 	return d.exists(ctx, "g:"+group, func() (bool, error) { return d.store.GroupExists(ctx, group) })
+}
+
+// ChannelExists reports whether channel (its id, not its conversation id) was
+// created.
+func (d *Directory) ChannelExists(ctx context.Context, channel string) (bool, error) {
+	return d.exists(ctx, "c:"+channel, func() (bool, error) { return d.store.ChannelExists(ctx, channel) })
 }
 
 func (d *Directory) exists(_ context.Context, key string, lookup func() (bool, error)) (bool, error) {
@@ -107,6 +114,16 @@ func (d *Directory) Known(group string) {
 	d.mu.Unlock()
 }
 
+// KnownChannel records that channel (its id) exists (it was just created).
+func (d *Directory) KnownChannel(channel string) {
+	d.mu.Lock()
+	delete(d.absent, "c:"+channel)
+	if len(d.known) < maxKnown {
+		d.known["c:"+channel] = struct{}{}
+	}
+	d.mu.Unlock()
+}
+
 // GroupCall runs a group operation for a caller outside the actors (REST): an
 // operation on a group that does not exist is answered not_found from the
 // directory without activating its grain; a create spends one of its creator's
@@ -135,6 +152,38 @@ func GroupCall(d *Deps, req *parleypb.GroupRequest) (*parleypb.GroupResponse, er
 	r, err := Call[*parleypb.GroupResponse](d, convid.GroupID(req.Group), KindConversation, req)
 	if err == nil && req.Op == parleypb.GroupRequest_CREATE {
 		d.Directory.Known(req.Group)
+	}
+	return r, err
+}
+
+// ChannelCall runs a channel operation on the channel's grain, for the REST tier:
+// a channel that does not exist activates no grain (but for its creation), and a
+// creation spends the caller's groups-created budget (limits.groupsCreated covers
+// channels too).
+func ChannelCall(d *Deps, req *parleypb.ChannelRequest) (*parleypb.ChannelResponse, error) {
+	if !convid.ValidGroupID(req.Channel) {
+		return nil, parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such channel")
+	}
+	if req.Op != parleypb.ChannelRequest_CREATE && d.Directory != nil {
+		cx, cancel := d.timeout()
+		ok, err := d.Directory.ChannelExists(cx, req.Channel)
+		cancel()
+		switch {
+		case err != nil:
+			return nil, parleypb.Errorf(parleypb.ErrorReason_UNAVAILABLE, "store unavailable")
+		case !ok:
+			return nil, parleypb.Errorf(parleypb.ErrorReason_NOT_FOUND, "no such channel")
+		}
+	}
+	if req.Op == parleypb.ChannelRequest_CREATE && d.Settings.Budgets.Groups.Burst > 0 {
+		if _, err := Call[*parleypb.SpendResponse](d, req.By, KindUser,
+			&parleypb.SpendRequest{Kind: parleypb.SpendRequest_GROUP}); err != nil {
+			return nil, err
+		}
+	}
+	r, err := Call[*parleypb.ChannelResponse](d, convid.ChannelID(req.Channel), KindConversation, req)
+	if err == nil && req.Op == parleypb.ChannelRequest_CREATE && d.Directory != nil {
+		d.Directory.KnownChannel(req.Channel)
 	}
 	return r, err
 }

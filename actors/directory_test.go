@@ -29,6 +29,11 @@ func (s *countingDirectoryStore) GroupExists(_ context.Context, g string) (bool,
 	return s.groups[g], s.err
 }
 
+func (s *countingDirectoryStore) ChannelExists(_ context.Context, c string) (bool, error) {
+	s.lookups++
+	return s.groups["channel:"+c], s.err
+}
+
 // The directory asks the store once for what exists, again only after absentFor for
 // what did not, never caches an error, and learns a created group without a lookup.
 func TestDirectoryCaches(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/parleychat/parley/internal/convid"
+	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
@@ -38,8 +39,11 @@ func newMembership(conv string) (membership, error) {
 	if err != nil {
 		return nil, err
 	}
-	if id.Kind == convid.Direct {
+	switch id.Kind {
+	case convid.Direct:
 		return &direct{users: id.Members}, nil
+	case convid.Channel:
+		return &channel{info: persistence.Channel{ID: conv}}, nil
 	}
 	return &group{joined: map[string]int64{}}, nil
 }
@@ -77,6 +81,14 @@ func (m *direct) peer(of string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// shortID is the group or channel id of a group or channel conversation id.
+func shortID(conv string) string {
+	if _, id, ok := strings.Cut(conv, ":"); ok {
+		return id
+	}
+	return conv
 }
 
 // groupOf is the group id of a group conversation id.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -162,6 +163,18 @@ func (c *Connection) markRead(ctx actor.Context, r *parleypb.Read) {
 
 func (c *Connection) saveRead(ctx actor.Context, r *parleypb.Read, floor int64) {
 	root, self, d := ctx.ActorSystem().Root, ctx.Self(), c.deps
+	if strings.HasPrefix(r.Conversation, convid.Channel+":") {
+		// A channel keeps the member's read position only: no receipts to tell. An
+		// id that is no message of the channel, or behind the position, moves nothing.
+		c.deps.Store.SaveChannelRead(c.user, r.Conversation, r.UpTo, func(err error) {
+			if err != nil {
+				root.Send(self, &wake{f: func() {
+					c.writeError("", parleypb.ErrorReason_UNAVAILABLE.Code(), "read not saved; send it again")
+				}})
+			}
+		})
+		return
+	}
 	c.deps.Store.SaveRead(c.user, r.Conversation, r.UpTo, floor, func(m *persistence.ReceiptMove, err error) {
 		switch {
 		case errors.Is(err, persistence.ErrNotFound):

@@ -47,6 +47,9 @@ type ConversationAppend struct {
 	// Event, when set, is a group membership event appended alone (no Messages, no
 	// Recipients).
 	Event *parleypb.GroupEvent
+	// ChannelEvent, when set, is a channel event appended alone; the channel's
+	// projection (channels, channel_members) moves with it in the same commit.
+	ChannelEvent *parleypb.ChannelEvent
 }
 
 // ConversationAppended is the outcome of a ConversationAppend.
@@ -178,3 +181,41 @@ const (
 	PushEmpty                       // nothing to tell (no entries, or no target): the row goes if the queue is quiet
 	PushDisabled                    // the target is no longer valid: it is cleared, and the row goes
 )
+
+// Channel roles, as stored (channel_members.role).
+const (
+	ChannelMember = 0
+	ChannelAdmin  = 1
+	ChannelOwner  = 2
+)
+
+// Channel is a channel's settings and size, from the projection of its events.
+type Channel struct {
+	ID          string // the conversation id, channel:<id>
+	Name        string
+	Owner       string
+	Mode        string // broadcast or open
+	Public      bool
+	Admins      []string // sorted; the owner is not among them
+	MemberCount int64
+	CreatedID   int64
+	// LastMessageID is the id of the channel's last message (0: none).
+	LastMessageID int64
+}
+
+// Channel modes: who posts.
+const (
+	ChannelBroadcast = "broadcast" // the owner and admins
+	ChannelOpen      = "open"      // every member, within a per-member rate
+)
+
+// RoleName is the protocol's name of a channel role.
+func RoleName(role int) string {
+	switch role {
+	case ChannelOwner:
+		return "owner"
+	case ChannelAdmin:
+		return "admin"
+	}
+	return "member"
+}

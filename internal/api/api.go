@@ -21,6 +21,7 @@ type Store interface {
 	AddDevice(ctx context.Context, user, device string, until int64) error
 	auth.Devices // token generations, for logout
 	History(ctx context.Context, conv string, before, after int64, limit int) ([]*parleypb.Message, bool, error)
+	HistoryAfter(ctx context.Context, conv string, after, before int64, limit int) ([]*parleypb.Message, bool, error)
 	Receipts(ctx context.Context, conv string) ([]persistence.Watermark, error)
 }
 
@@ -41,6 +42,10 @@ type Options struct {
 	Presence Presence
 	// Groups runs group operations; nil serves no groups.
 	Groups Groups
+	// Channels runs channel operations and ChannelStore reads channels; with
+	// either nil no channel is served.
+	Channels     Channels
+	ChannelStore ChannelStore
 	// Contacts keeps contacts and presence settings; nil serves neither (and
 	// shows every user's presence to everyone).
 	Contacts Contacts
@@ -73,20 +78,22 @@ type Options struct {
 
 // API holds the REST handlers. Create it with [New].
 type API struct {
-	store     Store
-	sessions  *auth.Sessions
-	presence  Presence
-	groups    Groups
-	contacts  Contacts
-	changed   func(user string)
-	loggedOut func(user, device string)
-	push      PushStore
-	pushCheck func(provider, token string) error
-	signer    *auth.Signer
-	limits    config.Limits
-	hasher    *auth.Hasher
-	throttles throttles
-	log       *slog.Logger
+	store        Store
+	sessions     *auth.Sessions
+	presence     Presence
+	groups       Groups
+	channels     Channels
+	channelStore ChannelStore
+	contacts     Contacts
+	changed      func(user string)
+	loggedOut    func(user, device string)
+	push         PushStore
+	pushCheck    func(provider, token string) error
+	signer       *auth.Signer
+	limits       config.Limits
+	hasher       *auth.Hasher
+	throttles    throttles
+	log          *slog.Logger
 }
 
 // New returns an API; it panics if o.Store or o.Signer is nil, or if o.Hasher
@@ -118,7 +125,14 @@ func New(o Options) *API {
 	if o.Sessions == nil {
 		o.Sessions = auth.NewSessions(o.Signer, o.Store, auth.SessionsConfig{})
 	}
-	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, contacts: o.Contacts, changed: o.SettingsChanged, limits: o.Limits,
+	if o.Limits.ChannelsPerUser <= 0 {
+		o.Limits.ChannelsPerUser = def.Limits.ChannelsPerUser
+	}
+	if o.Limits.ChannelUnreadMax <= 0 {
+		o.Limits.ChannelUnreadMax = def.Limits.ChannelUnreadMax
+	}
+	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, channels: o.Channels,
+		channelStore: o.ChannelStore, contacts: o.Contacts, changed: o.SettingsChanged, limits: o.Limits,
 		loggedOut: o.LoggedOut, push: o.Push, pushCheck: o.PushCheck, signer: o.Signer, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 
@@ -155,6 +169,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	a.route(mux, "/v1/groups/{id}/members/{user}", map[string]http.HandlerFunc{
 		http.MethodDelete: a.authed(a.removeMember),
 	})
+	a.registerChannels(mux)
 	if a.push != nil {
 		a.route(mux, "/v1/devices/{device}/push", map[string]http.HandlerFunc{
 			http.MethodPut:    a.authed(a.putPush),

@@ -42,6 +42,9 @@ func (brokenStore) RevokeDevice(context.Context, string, string) (int64, error) 
 func (brokenStore) History(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
 	return nil, false, errSecret
 }
+func (brokenStore) HistoryAfter(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
+	return nil, false, errSecret
+}
 
 func TestInternalErrorsAreHidden(t *testing.T) {
 	secret, err := auth.NewSecret()

@@ -68,3 +68,7 @@ func (m *memStore) Receipts(context.Context, string) ([]persistence.Watermark, e
 func (m *memStore) History(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
 	return nil, false, nil
 }
+
+func (m *memStore) HistoryAfter(context.Context, string, int64, int64, int) ([]*parleypb.Message, bool, error) {
+	return nil, false, nil
+}

@@ -21,10 +21,16 @@ type historyAnswer struct {
 	More     bool              `json:"more"`
 }
 
-// history serves GET /v1/conversations/{id}/messages?before=&limit=.
+// history serves GET /v1/conversations/{id}/messages?before=&after=&limit=.
 func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims) {
-	conv := r.PathValue("id")
-	after, err := a.readable(r.Context(), conv, claims.UserID)
+	a.historyOf(w, r, claims, r.PathValue("id"))
+}
+
+// historyOf answers a history page of conv: without after, the limit messages just
+// before before (or the newest); with after, the limit oldest above it (and below
+// before, if given). more says whether more lie beyond the page in its direction.
+func (a *API) historyOf(w http.ResponseWriter, r *http.Request, claims auth.Claims, conv string) {
+	floor, err := a.readable(r.Context(), conv, claims.UserID)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -34,7 +40,21 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, claims auth.Claims
 		a.fail(w, r, err)
 		return
 	}
-	msgs, more, err := a.store.History(r.Context(), conv, before, after, limit)
+	var after int64
+	if s := r.URL.Query().Get("after"); s != "" {
+		after, err = strconv.ParseInt(s, 10, 64)
+		if err != nil || after < 0 {
+			a.fail(w, r, errorf(parleypb.ErrorReason_BAD_REQUEST, "after must be a message id"))
+			return
+		}
+	}
+	var msgs []*parleypb.Message
+	var more bool
+	if after > 0 {
+		msgs, more, err = a.store.HistoryAfter(r.Context(), conv, max(after, floor), before, limit)
+	} else {
+		msgs, more, err = a.store.History(r.Context(), conv, before, floor, limit)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -104,6 +124,8 @@ func (a *API) readable(ctx context.Context, conv, user string) (after int64, err
 	switch {
 	case err != nil:
 		return 0, errorf(parleypb.ErrorReason_BAD_REQUEST, "malformed conversation id")
+	case id.Kind == convid.Channel:
+		return 0, a.channelMember(ctx, conv, user) // a member reads the whole channel
 	case id.Kind == convid.Group:
 		res, err := a.group(ctx, &parleypb.GroupRequest{Op: parleypb.GroupRequest_MEMBERSHIP, Group: id.Group, By: user})
 		if err != nil {

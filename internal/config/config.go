@@ -264,6 +264,20 @@ type Limits struct {
 	MaxGroupMembers int `yaml:"maxGroupMembers"`
 	// MaxContacts is how many contacts one user may have. Default 5000.
 	MaxContacts int `yaml:"maxContacts"`
+	// MaxChannelMembers is the largest channel, owner included. Default 100000.
+	MaxChannelMembers int `yaml:"maxChannelMembers"`
+	// ChannelAddBatch is the most users one POST /v1/channels/{id}/members adds.
+	// Default 1000.
+	ChannelAddBatch int `yaml:"channelAddBatch"`
+	// ChannelsPerUser is the most channels one user's channels answer lists and its
+	// connections follow live. Default 1000.
+	ChannelsPerUser int `yaml:"channelsPerUser"`
+	// ChannelUnreadMax caps a channel's unread count (the count reads at most this
+	// many messages). Default 1000.
+	ChannelUnreadMax int `yaml:"channelUnreadMax"`
+	// ChannelPosts bounds the posts of a plain member in an open channel (owner and
+	// admins are bound by userSends only). Default rate 1/s, burst 5.
+	ChannelPosts RateLimit `yaml:"channelPosts"`
 
 	// Per-user budgets, whatever the number of the user's connections or nodes.
 	//
@@ -495,6 +509,11 @@ func Default() Config {
 			HistoryDefault:       50,
 			MaxGroupMembers:      500,
 			MaxContacts:          5000,
+			MaxChannelMembers:    100000,
+			ChannelAddBatch:      1000,
+			ChannelsPerUser:      1000,
+			ChannelUnreadMax:     1000,
+			ChannelPosts:         RateLimit{Rate: 1, Burst: 5},
 			SocketsPerUser:       32,
 			UserSends:            RateLimit{Rate: 100, Burst: 200},
 			UserReads:            RateLimit{Rate: 5000, Burst: 20000},

@@ -296,6 +296,11 @@ func (l Limits) validate(v *validator) {
 	v.positive("limits.maxFrameBytes", l.MaxFrameBytes)
 	v.between("limits.maxGroupMembers", l.MaxGroupMembers, 2, 100000)
 	v.between("limits.maxContacts", l.MaxContacts, 1, 1000000)
+	v.between("limits.maxChannelMembers", l.MaxChannelMembers, 2, 100000000)
+	v.between("limits.channelAddBatch", l.ChannelAddBatch, 1, 100000)
+	v.between("limits.channelsPerUser", l.ChannelsPerUser, 1, 100000)
+	v.between("limits.channelUnreadMax", l.ChannelUnreadMax, 1, 1000000)
+	l.ChannelPosts.validate(v, "limits.channelPosts")
 	v.positive("limits.maxTextBytes", l.MaxTextBytes)
 	if l.MaxTextBytes > 0 && l.MaxFrameBytes > 0 && l.MaxTextBytes >= l.MaxFrameBytes {
 		v.addf("limits.maxTextBytes", "must be < limits.maxFrameBytes (%d), got %d", l.MaxFrameBytes, l.MaxTextBytes)

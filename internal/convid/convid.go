@@ -19,6 +19,9 @@ var UserID = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
 const (
 	Direct = "dm"
 	Group  = "group"
+	// Channel is a channel: a conversation of up to limits.maxChannelMembers whose
+	// messages are stored once and read by its members (fan-out on read).
+	Channel = "channel"
 )
 
 // ErrMalformed is returned for a string that is no conversation id.
@@ -26,9 +29,9 @@ var ErrMalformed = errors.New("convid: malformed conversation id")
 
 // ID is a parsed conversation id.
 type ID struct {
-	Kind    string   // Direct or Group
+	Kind    string   // Direct, Group or Channel
 	Members []string // Direct: the two users, sorted
-	Group   string   // Group: the group id
+	Group   string   // Group: the group id; Channel: the channel id
 }
 
 // DirectID is the id of the direct conversation between a and b.
@@ -41,6 +44,10 @@ func DirectID(a, b string) string {
 
 // GroupID is the conversation id of group g.
 func GroupID(g string) string { return Group + ":" + g }
+
+// ChannelID is the conversation id of channel c (c is a group-shaped id: NewGroupID
+// makes both).
+func ChannelID(c string) string { return Channel + ":" + c }
 
 // Parse splits a conversation id into its kind and, for a direct conversation, its
 // two members; for a group, the group id.
@@ -58,6 +65,12 @@ func Parse(id string) (ID, error) {
 			return ID{}, ErrMalformed
 		}
 		return ID{Kind: Group, Group: g}, nil
+	case strings.HasPrefix(id, Channel+":"):
+		c := strings.TrimPrefix(id, Channel+":")
+		if !ValidGroupID(c) {
+			return ID{}, ErrMalformed
+		}
+		return ID{Kind: Channel, Group: c}, nil
 	}
 	return ID{}, ErrMalformed
 }

@@ -33,6 +33,9 @@ func TestParse(t *testing.T) {
 		{id: "dm:alice:bob:carol", bad: true},
 		{id: "dm::bob", bad: true},
 		{id: "chan:x", bad: true},
+		{id: "channel:" + g, want: ID{Kind: Channel, Group: g}},
+		{id: "channel:abc", bad: true},
+		{id: "channel:ABCDEFGHIJKLMNOP", bad: true},
 		{id: "", bad: true},
 	} {
 		t.Run(tc.id, func(t *testing.T) {

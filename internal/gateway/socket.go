@@ -107,6 +107,19 @@ func (s *Socket) WriteMessage(m *parleypb.Message, seq uint64) error {
 	return s.sendData(payload, "message")
 }
 
+// WriteFeed queues a feed's frames (made once for every socket of this encoding).
+func (s *Socket) WriteFeed(f *wire.Feed) error {
+	frame := appendTextFrame
+	if s.enc == wire.Proto {
+		frame = appendBinaryFrame
+	}
+	err := s.send(f.Frames(s.enc, frame))
+	if err == nil {
+		s.srv.cfg.Metrics.FramesOut("message", f.Len())
+	}
+	return err
+}
+
 func (s *Socket) sendData(payload []byte, typ string) error {
 	op := ws.OpText
 	if s.enc == wire.Proto {

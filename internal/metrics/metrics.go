@@ -40,7 +40,7 @@ func (s Stage) String() string { return stageNames[s] }
 
 // Frame types counted in and out (PROTOCOL.md's type names; "bad" is a frame that did
 // not decode).
-var frameTypes = []string{"send", "sync", "received", "read", "history", "typing", "presence", "ping",
+var frameTypes = []string{"send", "sync", "received", "read", "history", "typing", "presence", "ping", "channels",
 	"sent", "message", "synced", "receipt", "pong", "error", "bad", "other"}
 
 // Metrics are a node's metrics, registered in their own registry.
@@ -179,6 +179,20 @@ func (m *Metrics) FrameOut(typ string) {
 		count(m.framesOut, typ)
 		if typ == "message" {
 			m.delivered.Inc()
+		}
+	}
+}
+
+// FramesOut counts n frames of one type written at once.
+func (m *Metrics) FramesOut(typ string, n int) {
+	if m != nil {
+		c, ok := m.framesOut[typ]
+		if !ok {
+			c = m.framesOut["other"]
+		}
+		c.Add(float64(n))
+		if typ == "message" {
+			m.delivered.Add(float64(n))
 		}
 	}
 }

@@ -117,16 +117,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	}
 
 	deps := &actors.Deps{Store: n.store, IDs: n.lease.gen, Log: log, Grains: actors.NewRegistry(), Metrics: met,
+		Hub:       actors.NewChannelHub(met),
 		Directory: actors.NewDirectory(n.store), Holder: n.lease.Holder,
 		Settings: actors.Settings{
 			RequestTimeout: cfg.Grains.RequestTimeout, IdleTimeout: cfg.Grains.IdleTimeout,
 			DedupeCache: cfg.Grains.DedupeCache, MaxTextBytes: cfg.Limits.MaxTextBytes,
 			SyncBatch: cfg.Limits.SyncBatch, HistoryMax: cfg.Limits.HistoryMax, HistoryDefault: cfg.Limits.HistoryDefault,
-			MaxGroupMembers: cfg.Limits.MaxGroupMembers,
-			Budgets:         budgets(cfg.Limits),
-			PresenceGrace:   cfg.Presence.Grace,
-			AckSaveDelay:    cfg.Receipts.SaveDelay,
-			HoldDelivery:    os.Getenv(FaultHoldDelivery) == "1",
+			MaxGroupMembers:   cfg.Limits.MaxGroupMembers,
+			MaxChannelMembers: cfg.Limits.MaxChannelMembers,
+			ChannelAddBatch:   cfg.Limits.ChannelAddBatch,
+			ChannelsPerUser:   cfg.Limits.ChannelsPerUser,
+			ChannelUnreadMax:  cfg.Limits.ChannelUnreadMax,
+			ChannelPosts:      actors.Rate{PerSecond: cfg.Limits.ChannelPosts.Rate, Burst: float64(cfg.Limits.ChannelPosts.Burst)},
+			Budgets:           budgets(cfg.Limits),
+			PresenceGrace:     cfg.Presence.Grace,
+			AckSaveDelay:      cfg.Receipts.SaveDelay,
+			HoldDelivery:      os.Getenv(FaultHoldDelivery) == "1",
 		}}
 	for _, kind := range []string{actors.KindUser, actors.KindConversation} {
 		met.GaugeFunc("parley_grains_active", "Grains active on this node, by kind.", map[string]string{"kind": kind},
@@ -139,6 +145,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	n.cluster, err = startCluster(cfg, log, deps, m)
 	if err != nil {
 		return nil, err
+	}
+	if err := actors.StartChannelRelay(n.cluster.ActorSystem, deps.Hub); err != nil {
+		return nil, fmt.Errorf("starting the channel relay: %w", err)
 	}
 	n.goBG(func() {
 		if err := m.Watch(n.bg, n.cluster); err != nil && n.bg.Err() == nil {
@@ -161,6 +170,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	mux := http.NewServeMux()
 	rest := api.New(api.Options{Store: n.store, Signer: signer, Sessions: sessions, Limits: cfg.Limits, Hasher: hasher,
 		Throttle: loginThrottle(cfg.Auth), Log: log, Presence: presence(deps), Groups: groups(deps), Contacts: n.store,
+		Channels: channels(deps), ChannelStore: n.store,
 		SettingsChanged: func(user string) { actors.Tell(deps, user, actors.KindUser, &parleypb.PresenceSettingsChanged{}) },
 		LoggedOut: func(user, device string) {
 			actors.Tell(deps, user, actors.KindUser, &parleypb.LoggedOut{DeviceId: device})
@@ -385,6 +395,12 @@ func budgets(l config.Limits) actors.Budgets {
 	rate := func(r config.RateLimit) actors.Rate { return actors.Rate{PerSecond: r.Rate, Burst: float64(r.Burst)} }
 	return actors.Budgets{SocketsPerUser: l.SocketsPerUser, Sends: rate(l.UserSends), Reads: rate(l.UserReads),
 		Groups: rate(l.GroupsCreated), Conversations: rate(l.ConversationsStarted), TypingInterval: l.TypingInterval}
+}
+
+func channels(deps *actors.Deps) api.Channels {
+	return func(_ context.Context, req *parleypb.ChannelRequest) (*parleypb.ChannelResponse, error) {
+		return actors.ChannelCall(deps, req)
+	}
 }
 
 func groups(deps *actors.Deps) api.Groups {

@@ -19,6 +19,7 @@ type clientJSON struct {
 	ID           string          `json:"id"`
 	To           string          `json:"to"`
 	Group        string          `json:"group"`
+	Channel      string          `json:"channel"`
 	Text         string          `json:"text"`
 	Conversation string          `json:"conversation"`
 	Status       string          `json:"status"`
@@ -27,6 +28,9 @@ type clientJSON struct {
 	Before       json.RawMessage `json:"before"`
 	Limit        uint32          `json:"limit"`
 }
+
+// channelsFrame is the one ChannelsRequest a client frame needs (it has no fields).
+var channelsFrame = &parleypb.ChannelsRequest{}
 
 // numField is a parsed optional id or seq member.
 type numField struct {
@@ -159,7 +163,7 @@ func (j *clientJSON) body(after, upTo, before numField) (*parleypb.ClientFrame, 
 		return nil, badRequest("", `missing "type"`)
 	case "send":
 		return &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: &parleypb.Send{
-			Id: j.ID, To: j.To, Group: j.Group, Text: j.Text}}}, nil
+			Id: j.ID, To: j.To, Group: j.Group, Channel: j.Channel, Text: j.Text}}}, nil
 	case "sync":
 		s := &parleypb.Sync{Limit: j.Limit}
 		if after.set {
@@ -175,11 +179,13 @@ func (j *clientJSON) body(after, upTo, before numField) (*parleypb.ClientFrame, 
 	case "read":
 		return j.read(upTo)
 	case "history":
-		if before.v > math.MaxInt64 {
-			return nil, badRequest("", `history: "before" is out of range`)
+		if before.v > math.MaxInt64 || after.v > math.MaxInt64 {
+			return nil, badRequest("", `history: "before" or "after" is out of range`)
 		}
 		return &parleypb.ClientFrame{Body: &parleypb.ClientFrame_History{History: &parleypb.HistoryRequest{
-			Id: j.ID, Conversation: j.Conversation, Before: int64(before.v), Limit: j.Limit}}}, nil
+			Id: j.ID, Conversation: j.Conversation, Before: int64(before.v), After: int64(after.v), Limit: j.Limit}}}, nil
+	case "channels":
+		return &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Channels{Channels: channelsFrame}}, nil
 	case "typing":
 		return &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Typing{Typing: &parleypb.Typing{
 			To: j.To, Group: j.Group}}}, nil
@@ -225,6 +231,7 @@ func encodeClientJSON(f *parleypb.ClientFrame) ([]byte, error) {
 		b = appendStr(b, "id", s.GetId())
 		b = appendOptStr(b, "to", s.GetTo())
 		b = appendOptStr(b, "group", s.GetGroup())
+		b = appendOptStr(b, "channel", s.GetChannel())
 		b = appendStr(b, "text", s.GetText())
 	case *parleypb.ClientFrame_Sync:
 		if x.Sync.After != nil {
@@ -253,6 +260,9 @@ func appendHistoryRequest(b []byte, h *parleypb.HistoryRequest) []byte {
 	if h.GetBefore() != 0 {
 		b = appendIntID(b, "before", h.GetBefore())
 	}
+	if h.GetAfter() != 0 {
+		b = appendIntID(b, "after", h.GetAfter())
+	}
 	return appendOptNum(b, "limit", h.GetLimit())
 }
 
@@ -267,6 +277,6 @@ func appendOptNum(b []byte, key string, v uint32) []byte {
 // the output buffer once.
 func clientSize(f *parleypb.ClientFrame) int {
 	s := f.GetSend()
-	return len(s.GetId()) + len(s.GetTo()) + len(s.GetGroup()) + len(s.GetText()) +
+	return len(s.GetId()) + len(s.GetTo()) + len(s.GetGroup()) + len(s.GetChannel()) + len(s.GetText()) +
 		len(f.GetRead().GetConversation()) + len(f.GetHistory().GetConversation())
 }

@@ -21,7 +21,9 @@ func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
 		b = appendStr(b, "conversation", s.GetConversation())
 		b = appendNum(b, "ts", s.GetTs())
 	case *parleypb.ServerFrame_Message:
-		b = appendUintID(b, "seq", x.Message.GetSeq())
+		if m := x.Message; m.GetSeq() != 0 || m.GetChannel() == "" { // a live channel message has no seq
+			b = appendUintID(b, "seq", m.GetSeq())
+		}
 		b = appendMessageMembers(b, x.Message)
 	case *parleypb.ServerFrame_Synced:
 		b = appendUintID(b, "upTo", x.Synced.GetUpTo())
@@ -43,8 +45,33 @@ func encodeServerJSON(f *parleypb.ServerFrame) ([]byte, error) {
 		b = appendOptStr(b, "id", e.GetId())
 		b = appendStr(b, "code", e.GetCode())
 		b = appendStr(b, "message", e.GetMessage())
+	case *parleypb.ServerFrame_Channels:
+		b = append(appendKey(b, "channels"), '[')
+		for i, c := range x.Channels.GetChannels() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendChannelState(b, c)
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}'), nil
+}
+
+// AppendChannelState appends a channel as its member sees it, as one object (the
+// channels frame and GET /v1/channels write it alike).
+func AppendChannelState(b []byte, c *parleypb.ChannelState) []byte {
+	start := len(b)
+	b = appendStr(b, "channel", c.GetChannel())
+	b[start] = '{' // the members start with a comma: it becomes the brace
+	b = appendStr(b, "id", c.GetId())
+	b = appendStr(b, "name", c.GetName())
+	b = appendStr(b, "mode", c.GetMode())
+	b = appendStr(b, "role", c.GetRole())
+	b = appendIntID(b, "lastMessageId", c.GetLastMessageId())
+	b = appendIntID(b, "readUpTo", c.GetReadUpTo())
+	b = appendNum(b, "unread", c.GetUnread())
+	return append(b, '}')
 }
 
 // appendMessageMembers appends the members of a message but its seq, each with its
@@ -55,9 +82,14 @@ func appendMessageMembers(b []byte, m *parleypb.Message) []byte {
 	b = appendStr(b, "from", m.GetFrom())
 	b = appendOptStr(b, "to", m.GetTo())
 	b = appendOptStr(b, "group", m.GetGroup())
+	b = appendOptStr(b, "channel", m.GetChannel())
 	b = appendStr(b, "text", m.GetText())
 	b = appendNum(b, "ts", m.GetTs())
-	return appendOptStr(b, "clientId", m.GetClientId())
+	b = appendOptStr(b, "clientId", m.GetClientId())
+	if m.GetChannel() != "" && m.GetSeq() == 0 {
+		b = appendIntID(b, "prev", m.GetPrev()) // a live channel message: "0" for the first
+	}
+	return b
 }
 
 // encodeMessageJSON is a message frame with seq, as encodeServerJSON writes it.
@@ -151,6 +183,8 @@ func ServerTypeOf(f *parleypb.ServerFrame) string {
 		return "pong"
 	case *parleypb.ServerFrame_Error:
 		return "error"
+	case *parleypb.ServerFrame_Channels:
+		return "channels"
 	}
 	return ""
 }
@@ -162,6 +196,9 @@ func serverSize(f *parleypb.ServerFrame) int {
 	for _, m := range f.GetHistory().GetMessages() {
 		n += messageSize(m)
 	}
+	for _, c := range f.GetChannels().GetChannels() {
+		n += 160 + len(c.GetChannel()) + len(c.GetId()) + len(c.GetName())
+	}
 	e := f.GetError()
 	return n + len(e.GetId()) + len(e.GetMessage()) + 64
 }
@@ -170,7 +207,7 @@ func messageSize(m *parleypb.Message) int {
 	if m == nil {
 		return 0
 	}
-	return 140 + len(m.Conversation) + len(m.From) + len(m.To) + len(m.Group) +
+	return 170 + len(m.Conversation) + len(m.From) + len(m.To) + len(m.Group) + len(m.Channel) +
 		len(m.Text) + len(m.ClientId)
 }
 
@@ -182,9 +219,23 @@ type messageJSON struct {
 	From         string          `json:"from"`
 	To           string          `json:"to"`
 	Group        string          `json:"group"`
+	Channel      string          `json:"channel"`
 	Text         string          `json:"text"`
 	Ts           int64           `json:"ts"`
 	ClientID     string          `json:"clientId"`
+	Prev         json.RawMessage `json:"prev"`
+}
+
+// channelJSON is a channel in a channels frame.
+type channelJSON struct {
+	Channel       string          `json:"channel"`
+	ID            string          `json:"id"`
+	Name          string          `json:"name"`
+	Mode          string          `json:"mode"`
+	Role          string          `json:"role"`
+	LastMessageID json.RawMessage `json:"lastMessageId"`
+	ReadUpTo      json.RawMessage `json:"readUpTo"`
+	Unread        int64           `json:"unread"`
 }
 
 // serverJSON is every member a server frame may carry.
@@ -202,6 +253,7 @@ type serverJSON struct {
 	Messages []messageJSON   `json:"messages"`
 	All      bool            `json:"all"`
 	Receipts []receiptJSON   `json:"receipts"`
+	Channels []channelJSON   `json:"channels"`
 }
 
 // receiptJSON is a receipt in a history page.
@@ -258,6 +310,21 @@ func (j *serverJSON) frame() (*parleypb.ServerFrame, error) {
 	case "error":
 		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Error{Error: &parleypb.Error{
 			Id: j.ID, Code: j.Code, Message: j.Message}}}, nil
+	case "channels":
+		cs := &parleypb.Channels{}
+		for i, c := range j.Channels {
+			last, err := optInt("lastMessageId", c.LastMessageID)
+			if err != nil {
+				return nil, fmt.Errorf("channels[%d]: %w", i, err)
+			}
+			read, err := optInt("readUpTo", c.ReadUpTo)
+			if err != nil {
+				return nil, fmt.Errorf("channels[%d]: %w", i, err)
+			}
+			cs.Channels = append(cs.Channels, &parleypb.ChannelState{Channel: c.Channel, Id: c.ID, Name: c.Name,
+				Mode: c.Mode, Role: c.Role, LastMessageId: last, ReadUpTo: read, Unread: c.Unread})
+		}
+		return &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Channels{Channels: cs}}, nil
 	case "":
 		return nil, errors.New(`missing "type"`)
 	}
@@ -294,8 +361,12 @@ func (m *messageJSON) message() (*parleypb.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	prev, err := optInt("prev", m.Prev)
+	if err != nil {
+		return nil, err
+	}
 	return &parleypb.Message{Seq: seq, MessageId: id, Conversation: m.Conversation, From: m.From,
-		To: m.To, Group: m.Group, Text: m.Text, Ts: m.Ts, ClientId: m.ClientID}, nil
+		To: m.To, Group: m.Group, Channel: m.Channel, Text: m.Text, Ts: m.Ts, ClientId: m.ClientID, Prev: prev}, nil
 }
 
 // optUint parses an id or seq member; absent is zero.

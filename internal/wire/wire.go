@@ -231,6 +231,8 @@ func TypeOf(f *parleypb.ClientFrame) string {
 		return "presence"
 	case *parleypb.ClientFrame_Ping:
 		return "ping"
+	case *parleypb.ClientFrame_Channels:
+		return "channels"
 	}
 	return ""
 }
@@ -273,8 +275,8 @@ func validate(f *parleypb.ClientFrame) *FrameError {
 			return badRequest("", `history: missing "id"`)
 		case h.GetConversation() == "":
 			return badRequest(h.GetId(), `history: missing "conversation"`)
-		case h.GetBefore() < 0:
-			return badRequest(h.GetId(), `history: "before" must not be negative`)
+		case h.GetBefore() < 0 || h.GetAfter() < 0:
+			return badRequest(h.GetId(), `history: "before" and "after" must not be negative`)
 		}
 	case *parleypb.ClientFrame_Typing:
 		return checkTarget("typing", "", b.Typing.GetTo(), b.Typing.GetGroup())
@@ -303,6 +305,12 @@ func validateSend(s *parleypb.Send) *FrameError {
 	}
 	if s.GetText() == "" {
 		return badRequest(id, `send: missing "text"`)
+	}
+	if c := s.GetChannel(); c != "" {
+		if s.GetTo() != "" || s.GetGroup() != "" {
+			return badRequest(id, `send: only one of "to", "group" or "channel" may be set`)
+		}
+		return nil
 	}
 	return checkTarget("send", id, s.GetTo(), s.GetGroup())
 }

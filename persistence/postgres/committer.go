@@ -27,6 +27,7 @@ const (
 	kindRead                       // a conversation read up to a message (arg *readWrite)
 	kindLastSeen                   // a user's last-seen time moved (arg *lastSeenWrite)
 	kindPresence                   // a user came online or went offline (arg *presenceWrite)
+	kindChannelRead                // a channel member's read position moved (arg *channelReadWrite)
 	numKinds
 )
 

@@ -65,7 +65,7 @@ func (s *Store) AppendConversationAsync(a persistence.ConversationAppend, done f
 
 func newConvWrite(a persistence.ConversationAppend) (*convWrite, error) {
 	n := len(a.Messages)
-	if a.Event != nil {
+	if a.Event != nil || a.ChannelEvent != nil {
 		n++
 	}
 	w := &convWrite{conv: a.Conversation, expected: int64(a.Expected), recipients: a.Recipients,
@@ -97,6 +97,14 @@ func newConvWrite(a persistence.ConversationAppend) (*convWrite, error) {
 		case parleypb.GroupEvent_MEMBER_REMOVED:
 			w.left = []string{e.User}
 		}
+	}
+	if e := a.ChannelEvent; e != nil {
+		p, err := proto.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encoding event: %w", err)
+		}
+		add(e.EventId, e.By, fmt.Sprint("event:", e.EventId), e.Ts, p, int16(e.Kind))
+		w.event, w.channel = e.EventId, &channelWrite{conv: a.Conversation, e: e}
 	}
 	return w, nil
 }

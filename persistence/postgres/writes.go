@@ -18,6 +18,7 @@ var writers = [numKinds]func(b *pgx.Batch, ops []op) (rows int){
 	kindRead:         queueReads,
 	kindLastSeen:     queueLastSeen,
 	kindPresence:     queuePresence,
+	kindChannelRead:  queueChannelReads,
 }
 
 // appendConversationsSQL appends to many conversation streams and, in the same
@@ -126,7 +127,8 @@ type convWrite struct {
 	// rows it writes at its id or deletes (joinReceiptsSQL).
 	event        int64
 	joined, left []string
-	pushGather   int64 // ms a push waits for more messages to collapse with (Options.PushGather)
+	pushGather   int64         // ms a push waits for more messages to collapse with (Options.PushGather)
+	channel      *channelWrite // a channel event's projection
 
 	version  *int64  // nil: the stream was past expected
 	inserted []int64 // ids written
@@ -166,8 +168,12 @@ func queueConversations(b *pgx.Batch, ops []op) int {
 			})
 		})
 	for _, o := range ops {
-		if w := o.arg.(*convWrite); len(w.joined) > 0 || len(w.left) > 0 {
+		w := o.arg.(*convWrite)
+		if len(w.joined) > 0 || len(w.left) > 0 {
 			b.Queue(joinReceiptsSQL, w.conv, w.event, w.joined, w.left)
+		}
+		if w.channel != nil {
+			w.channel.queue(b)
 		}
 	}
 	return len(ids) + len(users)

@@ -38,6 +38,7 @@ type ClientFrame struct {
 	//	*ClientFrame_Typing
 	//	*ClientFrame_Presence
 	//	*ClientFrame_Ping
+	//	*ClientFrame_Channels
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -152,6 +153,15 @@ func (x *ClientFrame) GetPing() *Ping {
 	return nil
 }
 
+func (x *ClientFrame) GetChannels() *ChannelsRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_Channels); ok {
+			return x.Channels
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Body interface {
 	isClientFrame_Body()
 }
@@ -188,6 +198,10 @@ type ClientFrame_Ping struct {
 	Ping *Ping `protobuf:"bytes,8,opt,name=ping,proto3,oneof"`
 }
 
+type ClientFrame_Channels struct {
+	Channels *ChannelsRequest `protobuf:"bytes,9,opt,name=channels,proto3,oneof"`
+}
+
 func (*ClientFrame_Send) isClientFrame_Body() {}
 
 func (*ClientFrame_Sync) isClientFrame_Body() {}
@@ -204,6 +218,8 @@ func (*ClientFrame_Presence) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
+func (*ClientFrame_Channels) isClientFrame_Body() {}
+
 // send: a new message. id is the client's message id (1-64 chars), the idempotency key.
 type Send struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -211,6 +227,7 @@ type Send struct {
 	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	Group         string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	Channel       string                 `protobuf:"bytes,5,opt,name=channel,proto3" json:"channel,omitempty"` // a channel id (not its conversation id)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +286,13 @@ func (x *Send) GetGroup() string {
 func (x *Send) GetText() string {
 	if x != nil {
 		return x.Text
+	}
+	return ""
+}
+
+func (x *Send) GetChannel() string {
+	if x != nil {
+		return x.Channel
 	}
 	return ""
 }
@@ -426,11 +450,13 @@ func (x *Read) GetUpTo() int64 {
 
 // history: a page of a conversation's messages before a message id.
 type HistoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Conversation  string                 `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	Before        int64                  `protobuf:"varint,3,opt,name=before,proto3" json:"before,omitempty"`
-	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Conversation string                 `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	Before       int64                  `protobuf:"varint,3,opt,name=before,proto3" json:"before,omitempty"`
+	Limit        uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// after: the limit oldest messages above this id (with before: between the two).
+	After         int64 `protobuf:"varint,5,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +515,13 @@ func (x *HistoryRequest) GetBefore() int64 {
 func (x *HistoryRequest) GetLimit() uint32 {
 	if x != nil {
 		return x.Limit
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetAfter() int64 {
+	if x != nil {
+		return x.After
 	}
 	return 0
 }
@@ -625,6 +658,44 @@ func (*Ping) Descriptor() ([]byte, []int) {
 	return file_frames_proto_rawDescGZIP(), []int{8}
 }
 
+// ChannelsRequest asks for the user's channels (answered with Channels) and makes
+// the connection live for channel messages.
+type ChannelsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelsRequest) Reset() {
+	*x = ChannelsRequest{}
+	mi := &file_frames_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelsRequest) ProtoMessage() {}
+
+func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_frames_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelsRequest.ProtoReflect.Descriptor instead.
+func (*ChannelsRequest) Descriptor() ([]byte, []int) {
+	return file_frames_proto_rawDescGZIP(), []int{9}
+}
+
 type ServerFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -638,6 +709,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Presence
 	//	*ServerFrame_Pong
 	//	*ServerFrame_Error
+	//	*ServerFrame_Channels
 	Body          isServerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -645,7 +717,7 @@ type ServerFrame struct {
 
 func (x *ServerFrame) Reset() {
 	*x = ServerFrame{}
-	mi := &file_frames_proto_msgTypes[9]
+	mi := &file_frames_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +729,7 @@ func (x *ServerFrame) String() string {
 func (*ServerFrame) ProtoMessage() {}
 
 func (x *ServerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[9]
+	mi := &file_frames_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +742,7 @@ func (x *ServerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerFrame.ProtoReflect.Descriptor instead.
 func (*ServerFrame) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{9}
+	return file_frames_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServerFrame) GetBody() isServerFrame_Body {
@@ -761,6 +833,15 @@ func (x *ServerFrame) GetError() *Error {
 	return nil
 }
 
+func (x *ServerFrame) GetChannels() *Channels {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_Channels); ok {
+			return x.Channels
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Body interface {
 	isServerFrame_Body()
 }
@@ -801,6 +882,10 @@ type ServerFrame_Error struct {
 	Error *Error `protobuf:"bytes,9,opt,name=error,proto3,oneof"`
 }
 
+type ServerFrame_Channels struct {
+	Channels *Channels `protobuf:"bytes,10,opt,name=channels,proto3,oneof"`
+}
+
 func (*ServerFrame_Sent) isServerFrame_Body() {}
 
 func (*ServerFrame_Message) isServerFrame_Body() {}
@@ -819,6 +904,8 @@ func (*ServerFrame_Pong) isServerFrame_Body() {}
 
 func (*ServerFrame_Error) isServerFrame_Body() {}
 
+func (*ServerFrame_Channels) isServerFrame_Body() {}
+
 // sent: the message with the client's id is durably committed.
 type Sent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -832,7 +919,7 @@ type Sent struct {
 
 func (x *Sent) Reset() {
 	*x = Sent{}
-	mi := &file_frames_proto_msgTypes[10]
+	mi := &file_frames_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +931,7 @@ func (x *Sent) String() string {
 func (*Sent) ProtoMessage() {}
 
 func (x *Sent) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[10]
+	mi := &file_frames_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +944,7 @@ func (x *Sent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sent.ProtoReflect.Descriptor instead.
 func (*Sent) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{10}
+	return file_frames_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Sent) GetId() string {
@@ -891,23 +978,27 @@ func (x *Sent) GetTs() int64 {
 // Message is a chat message as clients see it, and as it is stored: in a
 // conversation's event stream (seq 0) and in each member's sync queue (seq set).
 type Message struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	MessageId     int64                  `protobuf:"varint,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	Conversation  string                 `protobuf:"bytes,3,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	From          string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
-	To            string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
-	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
-	Text          string                 `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
-	Ts            int64                  `protobuf:"varint,8,opt,name=ts,proto3" json:"ts,omitempty"`
-	ClientId      string                 `protobuf:"bytes,9,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Seq          uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	MessageId    int64                  `protobuf:"varint,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Conversation string                 `protobuf:"bytes,3,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	From         string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To           string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Group        string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	Text         string                 `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
+	Ts           int64                  `protobuf:"varint,8,opt,name=ts,proto3" json:"ts,omitempty"`
+	ClientId     string                 `protobuf:"bytes,9,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// A channel message: its channel id, and the id of the channel's message before it
+	// (0 for the first), by which a client finds a gap in the live feed.
+	Channel       string `protobuf:"bytes,10,opt,name=channel,proto3" json:"channel,omitempty"`
+	Prev          int64  `protobuf:"varint,11,opt,name=prev,proto3" json:"prev,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_frames_proto_msgTypes[11]
+	mi := &file_frames_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1010,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[11]
+	mi := &file_frames_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1023,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{11}
+	return file_frames_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Message) GetSeq() uint64 {
@@ -998,6 +1089,20 @@ func (x *Message) GetClientId() string {
 	return ""
 }
 
+func (x *Message) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Message) GetPrev() int64 {
+	if x != nil {
+		return x.Prev
+	}
+	return 0
+}
+
 type Synced struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UpTo          uint64                 `protobuf:"varint,1,opt,name=up_to,json=upTo,proto3" json:"up_to,omitempty"`
@@ -1008,7 +1113,7 @@ type Synced struct {
 
 func (x *Synced) Reset() {
 	*x = Synced{}
-	mi := &file_frames_proto_msgTypes[12]
+	mi := &file_frames_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1125,7 @@ func (x *Synced) String() string {
 func (*Synced) ProtoMessage() {}
 
 func (x *Synced) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[12]
+	mi := &file_frames_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1138,7 @@ func (x *Synced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Synced.ProtoReflect.Descriptor instead.
 func (*Synced) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{12}
+	return file_frames_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Synced) GetUpTo() uint64 {
@@ -1065,7 +1170,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_frames_proto_msgTypes[13]
+	mi := &file_frames_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1182,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[13]
+	mi := &file_frames_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1195,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{13}
+	return file_frames_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Receipt) GetConversation() string {
@@ -1143,7 +1248,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_frames_proto_msgTypes[14]
+	mi := &file_frames_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1260,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[14]
+	mi := &file_frames_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1273,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{14}
+	return file_frames_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *History) GetId() string {
@@ -1216,7 +1321,7 @@ type TypingNotice struct {
 
 func (x *TypingNotice) Reset() {
 	*x = TypingNotice{}
-	mi := &file_frames_proto_msgTypes[15]
+	mi := &file_frames_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1333,7 @@ func (x *TypingNotice) String() string {
 func (*TypingNotice) ProtoMessage() {}
 
 func (x *TypingNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[15]
+	mi := &file_frames_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1346,7 @@ func (x *TypingNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingNotice.ProtoReflect.Descriptor instead.
 func (*TypingNotice) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{15}
+	return file_frames_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TypingNotice) GetConversation() string {
@@ -1269,7 +1374,7 @@ type Presence struct {
 
 func (x *Presence) Reset() {
 	*x = Presence{}
-	mi := &file_frames_proto_msgTypes[16]
+	mi := &file_frames_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1386,7 @@ func (x *Presence) String() string {
 func (*Presence) ProtoMessage() {}
 
 func (x *Presence) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[16]
+	mi := &file_frames_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1399,7 @@ func (x *Presence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Presence.ProtoReflect.Descriptor instead.
 func (*Presence) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{16}
+	return file_frames_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Presence) GetUser() string {
@@ -1326,7 +1431,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_frames_proto_msgTypes[17]
+	mi := &file_frames_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1443,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[17]
+	mi := &file_frames_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1456,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{17}
+	return file_frames_proto_rawDescGZIP(), []int{18}
 }
 
 // Error: code is one of PROTOCOL.md's codes (bad_request, unauthorized, ...).
@@ -1366,7 +1471,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_frames_proto_msgTypes[18]
+	mi := &file_frames_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1483,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_frames_proto_msgTypes[18]
+	mi := &file_frames_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1496,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_frames_proto_rawDescGZIP(), []int{18}
+	return file_frames_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Error) GetId() string {
@@ -1415,11 +1520,156 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+// ChannelState is one of a user's channels, as the user sees it.
+type ChannelState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"` // its conversation id, channel:<id>
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Mode          string                 `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"` // broadcast or open
+	Role          string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"` // owner, admin or member
+	LastMessageId int64                  `protobuf:"varint,6,opt,name=last_message_id,json=lastMessageId,proto3" json:"last_message_id,omitempty"`
+	ReadUpTo      int64                  `protobuf:"varint,7,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	Unread        int64                  `protobuf:"varint,8,opt,name=unread,proto3" json:"unread,omitempty"` // messages after read_up_to (counted up to limits.channelUnreadMax)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelState) Reset() {
+	*x = ChannelState{}
+	mi := &file_frames_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelState) ProtoMessage() {}
+
+func (x *ChannelState) ProtoReflect() protoreflect.Message {
+	mi := &file_frames_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelState.ProtoReflect.Descriptor instead.
+func (*ChannelState) Descriptor() ([]byte, []int) {
+	return file_frames_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ChannelState) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ChannelState) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChannelState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChannelState) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ChannelState) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChannelState) GetLastMessageId() int64 {
+	if x != nil {
+		return x.LastMessageId
+	}
+	return 0
+}
+
+func (x *ChannelState) GetReadUpTo() int64 {
+	if x != nil {
+		return x.ReadUpTo
+	}
+	return 0
+}
+
+func (x *ChannelState) GetUnread() int64 {
+	if x != nil {
+		return x.Unread
+	}
+	return 0
+}
+
+type Channels struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channels      []*ChannelState        `protobuf:"bytes,1,rep,name=channels,proto3" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Channels) Reset() {
+	*x = Channels{}
+	mi := &file_frames_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Channels) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Channels) ProtoMessage() {}
+
+func (x *Channels) ProtoReflect() protoreflect.Message {
+	mi := &file_frames_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Channels.ProtoReflect.Descriptor instead.
+func (*Channels) Descriptor() ([]byte, []int) {
+	return file_frames_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Channels) GetChannels() []*ChannelState {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
 var File_frames_proto protoreflect.FileDescriptor
 
 const file_frames_proto_rawDesc = "" +
 	"\n" +
-	"\fframes.proto\x12\tparley.v1\"\xfe\x02\n" +
+	"\fframes.proto\x12\tparley.v1\"\xb8\x03\n" +
 	"\vClientFrame\x12%\n" +
 	"\x04send\x18\x01 \x01(\v2\x0f.parley.v1.SendH\x00R\x04send\x12%\n" +
 	"\x04sync\x18\x02 \x01(\v2\x0f.parley.v1.SyncH\x00R\x04sync\x121\n" +
@@ -1428,13 +1678,15 @@ const file_frames_proto_rawDesc = "" +
 	"\ahistory\x18\x05 \x01(\v2\x19.parley.v1.HistoryRequestH\x00R\ahistory\x12+\n" +
 	"\x06typing\x18\x06 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x124\n" +
 	"\bpresence\x18\a \x01(\v2\x16.parley.v1.SetPresenceH\x00R\bpresence\x12%\n" +
-	"\x04ping\x18\b \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
-	"\x04body\"P\n" +
+	"\x04ping\x18\b \x01(\v2\x0f.parley.v1.PingH\x00R\x04ping\x128\n" +
+	"\bchannels\x18\t \x01(\v2\x1a.parley.v1.ChannelsRequestH\x00R\bchannelsB\x06\n" +
+	"\x04body\"j\n" +
 	"\x04Send\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"A\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12\x18\n" +
+	"\achannel\x18\x05 \x01(\tR\achannel\"A\n" +
 	"\x04Sync\x12\x19\n" +
 	"\x05after\x18\x01 \x01(\x04H\x00R\x05after\x88\x01\x01\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limitB\b\n" +
@@ -1443,18 +1695,20 @@ const file_frames_proto_rawDesc = "" +
 	"\x05up_to\x18\x01 \x01(\x04R\x04upTo\"?\n" +
 	"\x04Read\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x13\n" +
-	"\x05up_to\x18\x02 \x01(\x03R\x04upTo\"r\n" +
+	"\x05up_to\x18\x02 \x01(\x03R\x04upTo\"\x88\x01\n" +
 	"\x0eHistoryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fconversation\x18\x02 \x01(\tR\fconversation\x12\x16\n" +
 	"\x06before\x18\x03 \x01(\x03R\x06before\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\".\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\x03R\x05after\".\n" +
 	"\x06Typing\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\"%\n" +
 	"\vSetPresence\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\"\x06\n" +
-	"\x04Ping\"\xb0\x03\n" +
+	"\x04Ping\"\x11\n" +
+	"\x0fChannelsRequest\"\xe3\x03\n" +
 	"\vServerFrame\x12%\n" +
 	"\x04sent\x18\x01 \x01(\v2\x0f.parley.v1.SentH\x00R\x04sent\x12.\n" +
 	"\amessage\x18\x02 \x01(\v2\x12.parley.v1.MessageH\x00R\amessage\x12+\n" +
@@ -1464,14 +1718,16 @@ const file_frames_proto_rawDesc = "" +
 	"\x06typing\x18\x06 \x01(\v2\x17.parley.v1.TypingNoticeH\x00R\x06typing\x121\n" +
 	"\bpresence\x18\a \x01(\v2\x13.parley.v1.PresenceH\x00R\bpresence\x12%\n" +
 	"\x04pong\x18\b \x01(\v2\x0f.parley.v1.PongH\x00R\x04pong\x12(\n" +
-	"\x05error\x18\t \x01(\v2\x10.parley.v1.ErrorH\x00R\x05errorB\x06\n" +
+	"\x05error\x18\t \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x121\n" +
+	"\bchannels\x18\n" +
+	" \x01(\v2\x13.parley.v1.ChannelsH\x00R\bchannelsB\x06\n" +
 	"\x04body\"i\n" +
 	"\x04Sent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\x03R\tmessageId\x12\"\n" +
 	"\fconversation\x18\x03 \x01(\tR\fconversation\x12\x0e\n" +
-	"\x02ts\x18\x04 \x01(\x03R\x02ts\"\xd9\x01\n" +
+	"\x02ts\x18\x04 \x01(\x03R\x02ts\"\x87\x02\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1d\n" +
 	"\n" +
@@ -1482,7 +1738,10 @@ const file_frames_proto_rawDesc = "" +
 	"\x05group\x18\x06 \x01(\tR\x05group\x12\x12\n" +
 	"\x04text\x18\a \x01(\tR\x04text\x12\x0e\n" +
 	"\x02ts\x18\b \x01(\x03R\x02ts\x12\x1b\n" +
-	"\tclient_id\x18\t \x01(\tR\bclientId\"1\n" +
+	"\tclient_id\x18\t \x01(\tR\bclientId\x12\x18\n" +
+	"\achannel\x18\n" +
+	" \x01(\tR\achannel\x12\x12\n" +
+	"\x04prev\x18\v \x01(\x03R\x04prev\"1\n" +
 	"\x06Synced\x12\x13\n" +
 	"\x05up_to\x18\x01 \x01(\x04R\x04upTo\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\"\x80\x01\n" +
@@ -1509,7 +1768,19 @@ const file_frames_proto_rawDesc = "" +
 	"\x05Error\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessageB6Z4github.com/parleychat/parley/proto/parleypb;parleypbb\x06proto3"
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd2\x01\n" +
+	"\fChannelState\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04mode\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12&\n" +
+	"\x0flast_message_id\x18\x06 \x01(\x03R\rlastMessageId\x12\x1c\n" +
+	"\n" +
+	"read_up_to\x18\a \x01(\x03R\breadUpTo\x12\x16\n" +
+	"\x06unread\x18\b \x01(\x03R\x06unread\"?\n" +
+	"\bChannels\x123\n" +
+	"\bchannels\x18\x01 \x03(\v2\x17.parley.v1.ChannelStateR\bchannelsB6Z4github.com/parleychat/parley/proto/parleypb;parleypbb\x06proto3"
 
 var (
 	file_frames_proto_rawDescOnce sync.Once
@@ -1523,27 +1794,30 @@ func file_frames_proto_rawDescGZIP() []byte {
 	return file_frames_proto_rawDescData
 }
 
-var file_frames_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_frames_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_frames_proto_goTypes = []any{
-	(*ClientFrame)(nil),    // 0: parley.v1.ClientFrame
-	(*Send)(nil),           // 1: parley.v1.Send
-	(*Sync)(nil),           // 2: parley.v1.Sync
-	(*Received)(nil),       // 3: parley.v1.Received
-	(*Read)(nil),           // 4: parley.v1.Read
-	(*HistoryRequest)(nil), // 5: parley.v1.HistoryRequest
-	(*Typing)(nil),         // 6: parley.v1.Typing
-	(*SetPresence)(nil),    // 7: parley.v1.SetPresence
-	(*Ping)(nil),           // 8: parley.v1.Ping
-	(*ServerFrame)(nil),    // 9: parley.v1.ServerFrame
-	(*Sent)(nil),           // 10: parley.v1.Sent
-	(*Message)(nil),        // 11: parley.v1.Message
-	(*Synced)(nil),         // 12: parley.v1.Synced
-	(*Receipt)(nil),        // 13: parley.v1.Receipt
-	(*History)(nil),        // 14: parley.v1.History
-	(*TypingNotice)(nil),   // 15: parley.v1.TypingNotice
-	(*Presence)(nil),       // 16: parley.v1.Presence
-	(*Pong)(nil),           // 17: parley.v1.Pong
-	(*Error)(nil),          // 18: parley.v1.Error
+	(*ClientFrame)(nil),     // 0: parley.v1.ClientFrame
+	(*Send)(nil),            // 1: parley.v1.Send
+	(*Sync)(nil),            // 2: parley.v1.Sync
+	(*Received)(nil),        // 3: parley.v1.Received
+	(*Read)(nil),            // 4: parley.v1.Read
+	(*HistoryRequest)(nil),  // 5: parley.v1.HistoryRequest
+	(*Typing)(nil),          // 6: parley.v1.Typing
+	(*SetPresence)(nil),     // 7: parley.v1.SetPresence
+	(*Ping)(nil),            // 8: parley.v1.Ping
+	(*ChannelsRequest)(nil), // 9: parley.v1.ChannelsRequest
+	(*ServerFrame)(nil),     // 10: parley.v1.ServerFrame
+	(*Sent)(nil),            // 11: parley.v1.Sent
+	(*Message)(nil),         // 12: parley.v1.Message
+	(*Synced)(nil),          // 13: parley.v1.Synced
+	(*Receipt)(nil),         // 14: parley.v1.Receipt
+	(*History)(nil),         // 15: parley.v1.History
+	(*TypingNotice)(nil),    // 16: parley.v1.TypingNotice
+	(*Presence)(nil),        // 17: parley.v1.Presence
+	(*Pong)(nil),            // 18: parley.v1.Pong
+	(*Error)(nil),           // 19: parley.v1.Error
+	(*ChannelState)(nil),    // 20: parley.v1.ChannelState
+	(*Channels)(nil),        // 21: parley.v1.Channels
 }
 var file_frames_proto_depIdxs = []int32{
 	1,  // 0: parley.v1.ClientFrame.send:type_name -> parley.v1.Send
@@ -1554,22 +1828,25 @@ var file_frames_proto_depIdxs = []int32{
 	6,  // 5: parley.v1.ClientFrame.typing:type_name -> parley.v1.Typing
 	7,  // 6: parley.v1.ClientFrame.presence:type_name -> parley.v1.SetPresence
 	8,  // 7: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	10, // 8: parley.v1.ServerFrame.sent:type_name -> parley.v1.Sent
-	11, // 9: parley.v1.ServerFrame.message:type_name -> parley.v1.Message
-	12, // 10: parley.v1.ServerFrame.synced:type_name -> parley.v1.Synced
-	13, // 11: parley.v1.ServerFrame.receipt:type_name -> parley.v1.Receipt
-	14, // 12: parley.v1.ServerFrame.history:type_name -> parley.v1.History
-	15, // 13: parley.v1.ServerFrame.typing:type_name -> parley.v1.TypingNotice
-	16, // 14: parley.v1.ServerFrame.presence:type_name -> parley.v1.Presence
-	17, // 15: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	18, // 16: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	11, // 17: parley.v1.History.messages:type_name -> parley.v1.Message
-	13, // 18: parley.v1.History.receipts:type_name -> parley.v1.Receipt
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	9,  // 8: parley.v1.ClientFrame.channels:type_name -> parley.v1.ChannelsRequest
+	11, // 9: parley.v1.ServerFrame.sent:type_name -> parley.v1.Sent
+	12, // 10: parley.v1.ServerFrame.message:type_name -> parley.v1.Message
+	13, // 11: parley.v1.ServerFrame.synced:type_name -> parley.v1.Synced
+	14, // 12: parley.v1.ServerFrame.receipt:type_name -> parley.v1.Receipt
+	15, // 13: parley.v1.ServerFrame.history:type_name -> parley.v1.History
+	16, // 14: parley.v1.ServerFrame.typing:type_name -> parley.v1.TypingNotice
+	17, // 15: parley.v1.ServerFrame.presence:type_name -> parley.v1.Presence
+	18, // 16: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	19, // 17: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	21, // 18: parley.v1.ServerFrame.channels:type_name -> parley.v1.Channels
+	12, // 19: parley.v1.History.messages:type_name -> parley.v1.Message
+	14, // 20: parley.v1.History.receipts:type_name -> parley.v1.Receipt
+	20, // 21: parley.v1.Channels.channels:type_name -> parley.v1.ChannelState
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_frames_proto_init() }
@@ -1586,9 +1863,10 @@ func file_frames_proto_init() {
 		(*ClientFrame_Typing)(nil),
 		(*ClientFrame_Presence)(nil),
 		(*ClientFrame_Ping)(nil),
+		(*ClientFrame_Channels)(nil),
 	}
 	file_frames_proto_msgTypes[2].OneofWrappers = []any{}
-	file_frames_proto_msgTypes[9].OneofWrappers = []any{
+	file_frames_proto_msgTypes[10].OneofWrappers = []any{
 		(*ServerFrame_Sent)(nil),
 		(*ServerFrame_Message)(nil),
 		(*ServerFrame_Synced)(nil),
@@ -1598,6 +1876,7 @@ func file_frames_proto_init() {
 		(*ServerFrame_Presence)(nil),
 		(*ServerFrame_Pong)(nil),
 		(*ServerFrame_Error)(nil),
+		(*ServerFrame_Channels)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1605,7 +1884,7 @@ func file_frames_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_frames_proto_rawDesc), len(file_frames_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

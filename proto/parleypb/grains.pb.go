@@ -257,6 +257,119 @@ func (GroupRequest_Op) EnumDescriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{20, 0}
 }
 
+type ChannelEvent_Kind int32
+
+const (
+	ChannelEvent_KIND_UNSPECIFIED ChannelEvent_Kind = 0
+	ChannelEvent_CHANNEL_CREATED  ChannelEvent_Kind = 11 // name, mode, public; user is the owner (a member)
+	ChannelEvent_MEMBERS_ADDED    ChannelEvent_Kind = 12 // users
+	ChannelEvent_MEMBERS_REMOVED  ChannelEvent_Kind = 13 // users (removed by the owner or an admin, or left)
+	ChannelEvent_ADMIN_SET        ChannelEvent_Kind = 14 // user becomes an admin (admin) or a plain member again
+)
+
+// Enum value maps for ChannelEvent_Kind.
+var (
+	ChannelEvent_Kind_name = map[int32]string{
+		0:  "KIND_UNSPECIFIED",
+		11: "CHANNEL_CREATED",
+		12: "MEMBERS_ADDED",
+		13: "MEMBERS_REMOVED",
+		14: "ADMIN_SET",
+	}
+	ChannelEvent_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"CHANNEL_CREATED":  11,
+		"MEMBERS_ADDED":    12,
+		"MEMBERS_REMOVED":  13,
+		"ADMIN_SET":        14,
+	}
+)
+
+func (x ChannelEvent_Kind) Enum() *ChannelEvent_Kind {
+	p := new(ChannelEvent_Kind)
+	*p = x
+	return p
+}
+
+func (x ChannelEvent_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChannelEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grains_proto_enumTypes[4].Descriptor()
+}
+
+func (ChannelEvent_Kind) Type() protoreflect.EnumType {
+	return &file_grains_proto_enumTypes[4]
+}
+
+func (x ChannelEvent_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChannelEvent_Kind.Descriptor instead.
+func (ChannelEvent_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{27, 0}
+}
+
+type ChannelRequest_Op int32
+
+const (
+	ChannelRequest_OP_UNSPECIFIED ChannelRequest_Op = 0
+	ChannelRequest_CREATE         ChannelRequest_Op = 1 // name, mode, public
+	ChannelRequest_GET            ChannelRequest_Op = 2 // the channel (members; anyone when public)
+	ChannelRequest_ADD_MEMBERS    ChannelRequest_Op = 3 // users (owner or admins; oneself when public)
+	ChannelRequest_REMOVE_MEMBER  ChannelRequest_Op = 4 // user (owner or admins; oneself)
+	ChannelRequest_SET_ADMIN      ChannelRequest_Op = 5 // user, admin (owner only)
+)
+
+// Enum value maps for ChannelRequest_Op.
+var (
+	ChannelRequest_Op_name = map[int32]string{
+		0: "OP_UNSPECIFIED",
+		1: "CREATE",
+		2: "GET",
+		3: "ADD_MEMBERS",
+		4: "REMOVE_MEMBER",
+		5: "SET_ADMIN",
+	}
+	ChannelRequest_Op_value = map[string]int32{
+		"OP_UNSPECIFIED": 0,
+		"CREATE":         1,
+		"GET":            2,
+		"ADD_MEMBERS":    3,
+		"REMOVE_MEMBER":  4,
+		"SET_ADMIN":      5,
+	}
+)
+
+func (x ChannelRequest_Op) Enum() *ChannelRequest_Op {
+	p := new(ChannelRequest_Op)
+	*p = x
+	return p
+}
+
+func (x ChannelRequest_Op) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChannelRequest_Op) Descriptor() protoreflect.EnumDescriptor {
+	return file_grains_proto_enumTypes[5].Descriptor()
+}
+
+func (ChannelRequest_Op) Type() protoreflect.EnumType {
+	return &file_grains_proto_enumTypes[5]
+}
+
+func (x ChannelRequest_Op) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChannelRequest_Op.Descriptor instead.
+func (ChannelRequest_Op) EnumDescriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{28, 0}
+}
+
 type GrainError struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reason        ErrorReason            `protobuf:"varint,1,opt,name=reason,proto3,enum=parley.v1.ErrorReason" json:"reason,omitempty"`
@@ -321,7 +434,8 @@ type PostRequest struct {
 	Text         string                 `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
 	Group        string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	// decoded_at is when the send frame was decoded (Unix ns), for the stage metrics.
-	DecodedAt     int64 `protobuf:"varint,7,opt,name=decoded_at,json=decodedAt,proto3" json:"decoded_at,omitempty"`
+	DecodedAt     int64  `protobuf:"varint,7,opt,name=decoded_at,json=decodedAt,proto3" json:"decoded_at,omitempty"`
+	Channel       string `protobuf:"bytes,8,opt,name=channel,proto3" json:"channel,omitempty"` // a channel post: the channel id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -403,6 +517,13 @@ func (x *PostRequest) GetDecodedAt() int64 {
 		return x.DecodedAt
 	}
 	return 0
+}
+
+func (x *PostRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
 }
 
 type PostResponse struct {
@@ -1873,6 +1994,469 @@ func (*PresenceSettingsChanged) Descriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{26}
 }
 
+// ChannelEvent is a change to a channel, in its conversation stream beside its
+// messages (the stream's kind column is the event's kind: channel kinds do not
+// overlap group kinds). The channel_members table is its projection, written in
+// the same commit.
+type ChannelEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          ChannelEvent_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.v1.ChannelEvent_Kind" json:"kind,omitempty"`
+	EventId       int64                  `protobuf:"varint,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Users         []string               `protobuf:"bytes,5,rep,name=users,proto3" json:"users,omitempty"`
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	Mode          string                 `protobuf:"bytes,7,opt,name=mode,proto3" json:"mode,omitempty"`
+	Public        bool                   `protobuf:"varint,8,opt,name=public,proto3" json:"public,omitempty"`
+	Admin         bool                   `protobuf:"varint,9,opt,name=admin,proto3" json:"admin,omitempty"`
+	Ts            int64                  `protobuf:"varint,10,opt,name=ts,proto3" json:"ts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelEvent) Reset() {
+	*x = ChannelEvent{}
+	mi := &file_grains_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelEvent) ProtoMessage() {}
+
+func (x *ChannelEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelEvent.ProtoReflect.Descriptor instead.
+func (*ChannelEvent) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ChannelEvent) GetKind() ChannelEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChannelEvent_KIND_UNSPECIFIED
+}
+
+func (x *ChannelEvent) GetEventId() int64 {
+	if x != nil {
+		return x.EventId
+	}
+	return 0
+}
+
+func (x *ChannelEvent) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *ChannelEvent) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ChannelEvent) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ChannelEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChannelEvent) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ChannelEvent) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+func (x *ChannelEvent) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *ChannelEvent) GetTs() int64 {
+	if x != nil {
+		return x.Ts
+	}
+	return 0
+}
+
+// ChannelRequest is every channel operation, answered with ChannelResponse.
+type ChannelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            ChannelRequest_Op      `protobuf:"varint,1,opt,name=op,proto3,enum=parley.v1.ChannelRequest_Op" json:"op,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"` // the channel id
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Users         []string               `protobuf:"bytes,5,rep,name=users,proto3" json:"users,omitempty"`
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	Mode          string                 `protobuf:"bytes,7,opt,name=mode,proto3" json:"mode,omitempty"`
+	Public        bool                   `protobuf:"varint,8,opt,name=public,proto3" json:"public,omitempty"`
+	Admin         bool                   `protobuf:"varint,9,opt,name=admin,proto3" json:"admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelRequest) Reset() {
+	*x = ChannelRequest{}
+	mi := &file_grains_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelRequest) ProtoMessage() {}
+
+func (x *ChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelRequest.ProtoReflect.Descriptor instead.
+func (*ChannelRequest) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ChannelRequest) GetOp() ChannelRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return ChannelRequest_OP_UNSPECIFIED
+}
+
+func (x *ChannelRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ChannelRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *ChannelRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ChannelRequest) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ChannelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChannelRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ChannelRequest) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+func (x *ChannelRequest) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+type ChannelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Mode          string                 `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	Public        bool                   `protobuf:"varint,5,opt,name=public,proto3" json:"public,omitempty"`
+	Admins        []string               `protobuf:"bytes,6,rep,name=admins,proto3" json:"admins,omitempty"`
+	MemberCount   int64                  `protobuf:"varint,7,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	Error         *GrainError            `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelResponse) Reset() {
+	*x = ChannelResponse{}
+	mi := &file_grains_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelResponse) ProtoMessage() {}
+
+func (x *ChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelResponse.ProtoReflect.Descriptor instead.
+func (*ChannelResponse) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ChannelResponse) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ChannelResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChannelResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ChannelResponse) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ChannelResponse) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+func (x *ChannelResponse) GetAdmins() []string {
+	if x != nil {
+		return x.Admins
+	}
+	return nil
+}
+
+func (x *ChannelResponse) GetMemberCount() int64 {
+	if x != nil {
+		return x.MemberCount
+	}
+	return 0
+}
+
+func (x *ChannelResponse) GetError() *GrainError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ChannelPublish is a channel's committed messages, sent once per node to the
+// node's channel relay, which writes them to the node's subscribed sockets.
+// prev is the id of the channel's message before messages[0] (0 if none).
+type ChannelPublish struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"` // the conversation id
+	Messages      []*Message             `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	Prev          int64                  `protobuf:"varint,3,opt,name=prev,proto3" json:"prev,omitempty"`
+	CommittedAt   int64                  `protobuf:"varint,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"` // Unix ns
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelPublish) Reset() {
+	*x = ChannelPublish{}
+	mi := &file_grains_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelPublish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelPublish) ProtoMessage() {}
+
+func (x *ChannelPublish) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelPublish.ProtoReflect.Descriptor instead.
+func (*ChannelPublish) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ChannelPublish) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ChannelPublish) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ChannelPublish) GetPrev() int64 {
+	if x != nil {
+		return x.Prev
+	}
+	return 0
+}
+
+func (x *ChannelPublish) GetCommittedAt() int64 {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return 0
+}
+
+// ChannelMembers tells every node's channel relay that members joined or left a
+// channel: the relay subscribes or unsubscribes their sockets there, in order with
+// the channel's publishes.
+type ChannelMembers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"` // the conversation id
+	Added         []string               `protobuf:"bytes,2,rep,name=added,proto3" json:"added,omitempty"`
+	Removed       []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelMembers) Reset() {
+	*x = ChannelMembers{}
+	mi := &file_grains_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelMembers) ProtoMessage() {}
+
+func (x *ChannelMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelMembers.ProtoReflect.Descriptor instead.
+func (*ChannelMembers) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ChannelMembers) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ChannelMembers) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ChannelMembers) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
 var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
@@ -1881,7 +2465,7 @@ const file_grains_proto_rawDesc = "" +
 	"\n" +
 	"GrainError\x12.\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x16.parley.v1.ErrorReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xbb\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xd5\x01\n" +
 	"\vPostRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -1890,7 +2474,8 @@ const file_grains_proto_rawDesc = "" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12\x14\n" +
 	"\x05group\x18\x06 \x01(\tR\x05group\x12\x1d\n" +
 	"\n" +
-	"decoded_at\x18\a \x01(\x03R\tdecodedAt\"\x8d\x01\n" +
+	"decoded_at\x18\a \x01(\x03R\tdecodedAt\x12\x18\n" +
+	"\achannel\x18\b \x01(\tR\achannel\"\x8d\x01\n" +
 	"\fPostResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x03R\tmessageId\x12\x0e\n" +
@@ -2014,7 +2599,61 @@ const file_grains_proto_rawDesc = "" +
 	"\x04conn\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\x04conn\x12\x12\n" +
 	"\x04away\x18\x02 \x01(\bR\x04away\"\x19\n" +
-	"\x17PresenceSettingsChanged*\xba\x01\n" +
+	"\x17PresenceSettingsChanged\"\xe5\x02\n" +
+	"\fChannelEvent\x120\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1c.parley.v1.ChannelEvent.KindR\x04kind\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\x03R\aeventId\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x14\n" +
+	"\x05users\x18\x05 \x03(\tR\x05users\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x12\n" +
+	"\x04mode\x18\a \x01(\tR\x04mode\x12\x16\n" +
+	"\x06public\x18\b \x01(\bR\x06public\x12\x14\n" +
+	"\x05admin\x18\t \x01(\bR\x05admin\x12\x0e\n" +
+	"\x02ts\x18\n" +
+	" \x01(\x03R\x02ts\"h\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fCHANNEL_CREATED\x10\v\x12\x11\n" +
+	"\rMEMBERS_ADDED\x10\f\x12\x13\n" +
+	"\x0fMEMBERS_REMOVED\x10\r\x12\r\n" +
+	"\tADMIN_SET\x10\x0e\"\xca\x02\n" +
+	"\x0eChannelRequest\x12,\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x1c.parley.v1.ChannelRequest.OpR\x02op\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x14\n" +
+	"\x05users\x18\x05 \x03(\tR\x05users\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x12\n" +
+	"\x04mode\x18\a \x01(\tR\x04mode\x12\x16\n" +
+	"\x06public\x18\b \x01(\bR\x06public\x12\x14\n" +
+	"\x05admin\x18\t \x01(\bR\x05admin\"`\n" +
+	"\x02Op\x12\x12\n" +
+	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06CREATE\x10\x01\x12\a\n" +
+	"\x03GET\x10\x02\x12\x0f\n" +
+	"\vADD_MEMBERS\x10\x03\x12\x11\n" +
+	"\rREMOVE_MEMBER\x10\x04\x12\r\n" +
+	"\tSET_ADMIN\x10\x05\"\xe9\x01\n" +
+	"\x0fChannelResponse\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06public\x18\x05 \x01(\bR\x06public\x12\x16\n" +
+	"\x06admins\x18\x06 \x03(\tR\x06admins\x12!\n" +
+	"\fmember_count\x18\a \x01(\x03R\vmemberCount\x12+\n" +
+	"\x05error\x18\b \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"\x91\x01\n" +
+	"\x0eChannelPublish\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12.\n" +
+	"\bmessages\x18\x02 \x03(\v2\x12.parley.v1.MessageR\bmessages\x12\x12\n" +
+	"\x04prev\x18\x03 \x01(\x03R\x04prev\x12!\n" +
+	"\fcommitted_at\x18\x04 \x01(\x03R\vcommittedAt\"Z\n" +
+	"\x0eChannelMembers\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
+	"\x05added\x18\x02 \x03(\tR\x05added\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved*\xba\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\x10\n" +
@@ -2039,74 +2678,85 @@ func file_grains_proto_rawDescGZIP() []byte {
 	return file_grains_proto_rawDescData
 }
 
-var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_grains_proto_goTypes = []any{
 	(ErrorReason)(0),                // 0: parley.v1.ErrorReason
 	(SpendRequest_Kind)(0),          // 1: parley.v1.SpendRequest.Kind
 	(GroupEvent_Kind)(0),            // 2: parley.v1.GroupEvent.Kind
 	(GroupRequest_Op)(0),            // 3: parley.v1.GroupRequest.Op
-	(*GrainError)(nil),              // 4: parley.v1.GrainError
-	(*PostRequest)(nil),             // 5: parley.v1.PostRequest
-	(*PostResponse)(nil),            // 6: parley.v1.PostResponse
-	(*EnqueueRequest)(nil),          // 7: parley.v1.EnqueueRequest
-	(*EnqueueResponse)(nil),         // 8: parley.v1.EnqueueResponse
-	(*AttachRequest)(nil),           // 9: parley.v1.AttachRequest
-	(*AttachResponse)(nil),          // 10: parley.v1.AttachResponse
-	(*Share)(nil),                   // 11: parley.v1.Share
-	(*SpendRequest)(nil),            // 12: parley.v1.SpendRequest
-	(*SpendResponse)(nil),           // 13: parley.v1.SpendResponse
-	(*DetachRequest)(nil),           // 14: parley.v1.DetachRequest
-	(*AckRequest)(nil),              // 15: parley.v1.AckRequest
-	(*Deliver)(nil),                 // 16: parley.v1.Deliver
-	(*StatusRequest)(nil),           // 17: parley.v1.StatusRequest
-	(*StatusResponse)(nil),          // 18: parley.v1.StatusResponse
-	(*ConversationSnapshot)(nil),    // 19: parley.v1.ConversationSnapshot
-	(*LoggedOut)(nil),               // 20: parley.v1.LoggedOut
-	(*Reattach)(nil),                // 21: parley.v1.Reattach
-	(*Wake)(nil),                    // 22: parley.v1.Wake
-	(*GroupEvent)(nil),              // 23: parley.v1.GroupEvent
-	(*GroupRequest)(nil),            // 24: parley.v1.GroupRequest
-	(*GroupResponse)(nil),           // 25: parley.v1.GroupResponse
-	(*TypingRequest)(nil),           // 26: parley.v1.TypingRequest
-	(*Notify)(nil),                  // 27: parley.v1.Notify
-	(*Watch)(nil),                   // 28: parley.v1.Watch
-	(*DeviceStatus)(nil),            // 29: parley.v1.DeviceStatus
-	(*PresenceSettingsChanged)(nil), // 30: parley.v1.PresenceSettingsChanged
-	nil,                             // 31: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),                 // 32: parley.v1.Message
-	(*actor.PID)(nil),               // 33: actor.PID
-	(*TypingNotice)(nil),            // 34: parley.v1.TypingNotice
-	(*Presence)(nil),                // 35: parley.v1.Presence
-	(*Receipt)(nil),                 // 36: parley.v1.Receipt
+	(ChannelEvent_Kind)(0),          // 4: parley.v1.ChannelEvent.Kind
+	(ChannelRequest_Op)(0),          // 5: parley.v1.ChannelRequest.Op
+	(*GrainError)(nil),              // 6: parley.v1.GrainError
+	(*PostRequest)(nil),             // 7: parley.v1.PostRequest
+	(*PostResponse)(nil),            // 8: parley.v1.PostResponse
+	(*EnqueueRequest)(nil),          // 9: parley.v1.EnqueueRequest
+	(*EnqueueResponse)(nil),         // 10: parley.v1.EnqueueResponse
+	(*AttachRequest)(nil),           // 11: parley.v1.AttachRequest
+	(*AttachResponse)(nil),          // 12: parley.v1.AttachResponse
+	(*Share)(nil),                   // 13: parley.v1.Share
+	(*SpendRequest)(nil),            // 14: parley.v1.SpendRequest
+	(*SpendResponse)(nil),           // 15: parley.v1.SpendResponse
+	(*DetachRequest)(nil),           // 16: parley.v1.DetachRequest
+	(*AckRequest)(nil),              // 17: parley.v1.AckRequest
+	(*Deliver)(nil),                 // 18: parley.v1.Deliver
+	(*StatusRequest)(nil),           // 19: parley.v1.StatusRequest
+	(*StatusResponse)(nil),          // 20: parley.v1.StatusResponse
+	(*ConversationSnapshot)(nil),    // 21: parley.v1.ConversationSnapshot
+	(*LoggedOut)(nil),               // 22: parley.v1.LoggedOut
+	(*Reattach)(nil),                // 23: parley.v1.Reattach
+	(*Wake)(nil),                    // 24: parley.v1.Wake
+	(*GroupEvent)(nil),              // 25: parley.v1.GroupEvent
+	(*GroupRequest)(nil),            // 26: parley.v1.GroupRequest
+	(*GroupResponse)(nil),           // 27: parley.v1.GroupResponse
+	(*TypingRequest)(nil),           // 28: parley.v1.TypingRequest
+	(*Notify)(nil),                  // 29: parley.v1.Notify
+	(*Watch)(nil),                   // 30: parley.v1.Watch
+	(*DeviceStatus)(nil),            // 31: parley.v1.DeviceStatus
+	(*PresenceSettingsChanged)(nil), // 32: parley.v1.PresenceSettingsChanged
+	(*ChannelEvent)(nil),            // 33: parley.v1.ChannelEvent
+	(*ChannelRequest)(nil),          // 34: parley.v1.ChannelRequest
+	(*ChannelResponse)(nil),         // 35: parley.v1.ChannelResponse
+	(*ChannelPublish)(nil),          // 36: parley.v1.ChannelPublish
+	(*ChannelMembers)(nil),          // 37: parley.v1.ChannelMembers
+	nil,                             // 38: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),                 // 39: parley.v1.Message
+	(*actor.PID)(nil),               // 40: actor.PID
+	(*TypingNotice)(nil),            // 41: parley.v1.TypingNotice
+	(*Presence)(nil),                // 42: parley.v1.Presence
+	(*Receipt)(nil),                 // 43: parley.v1.Receipt
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
-	4,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	32, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
-	4,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	33, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
-	4,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
-	11, // 6: parley.v1.AttachResponse.share:type_name -> parley.v1.Share
+	6,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
+	39, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	6,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
+	40, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	6,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
+	13, // 6: parley.v1.AttachResponse.share:type_name -> parley.v1.Share
 	1,  // 7: parley.v1.SpendRequest.kind:type_name -> parley.v1.SpendRequest.Kind
-	4,  // 8: parley.v1.SpendResponse.error:type_name -> parley.v1.GrainError
-	33, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	32, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
-	4,  // 11: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	31, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	6,  // 8: parley.v1.SpendResponse.error:type_name -> parley.v1.GrainError
+	40, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	39, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	6,  // 11: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
+	38, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
 	2,  // 13: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
 	3,  // 14: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
-	4,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
-	34, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
-	35, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
-	36, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
-	33, // 19: parley.v1.Notify.except:type_name -> actor.PID
-	33, // 20: parley.v1.DeviceStatus.conn:type_name -> actor.PID
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	6,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
+	41, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
+	42, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
+	43, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
+	40, // 19: parley.v1.Notify.except:type_name -> actor.PID
+	40, // 20: parley.v1.DeviceStatus.conn:type_name -> actor.PID
+	4,  // 21: parley.v1.ChannelEvent.kind:type_name -> parley.v1.ChannelEvent.Kind
+	5,  // 22: parley.v1.ChannelRequest.op:type_name -> parley.v1.ChannelRequest.Op
+	6,  // 23: parley.v1.ChannelResponse.error:type_name -> parley.v1.GrainError
+	39, // 24: parley.v1.ChannelPublish.messages:type_name -> parley.v1.Message
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
@@ -2120,8 +2770,8 @@ func file_grains_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   28,
+			NumEnums:      6,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

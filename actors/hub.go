@@ -1,0 +1,228 @@
+package actors
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/parleychat/parley/internal/metrics"
+	"github.com/parleychat/parley/internal/wire"
+	"github.com/parleychat/parley/proto/parleypb"
+)
+
+// FeedSocket is what a ChannelHub writes to: a socket that takes frames made once
+// for every socket of its encoding (implemented by the gateway's socket).
+type FeedSocket interface {
+	WriteFeed(f *wire.Feed) error
+}
+
+// ChannelHub is a node's live feed of channel messages. Its subscribers are the
+// node's sockets that asked for their channels (the channels frame); a channel's
+// grain publishes each commit once to every node's relay (ChannelRelayName), and the
+// hub writes it to the channel's local subscribers: one encoding per message per
+// node, one write per socket, no actor message per member. Fan-out runs on one
+// goroutine per core (a socket always on the same one, so its frames stay in order),
+// never on the relay's. Safe for concurrent use.
+type ChannelHub struct {
+	mu     sync.Mutex
+	chans  map[string]*hubChannel       // conversation id -> its subscribers here
+	users  map[string]map[*FeedSub]bool // user -> its subscribed sockets here
+	shards []chan hubJob
+	met    *metrics.Metrics
+}
+
+// FeedSub is one socket's subscription (a connection holds it until it closes).
+type FeedSub struct {
+	sock  FeedSocket
+	user  string
+	shard int
+	chans map[string]bool // the channels it is in
+	gone  map[string]bool // channels the user left since it subscribed (a late Subscribe must not add them back)
+}
+
+type hubChannel struct {
+	subs    map[*FeedSub]bool
+	byShard [][]*FeedSub // the subscribers by shard; nil when stale
+}
+
+type hubJob struct {
+	feed *wire.Feed
+	subs []*FeedSub
+}
+
+// hubQueue bounds the publishes a fan-out goroutine has waiting; past it the relay
+// waits (and the grains' sends queue in its mailbox).
+const hubQueue = 1024
+
+// NewChannelHub starts a hub with a fan-out goroutine per core; they run for the
+// life of the process.
+func NewChannelHub(met *metrics.Metrics) *ChannelHub {
+	h := &ChannelHub{chans: map[string]*hubChannel{}, users: map[string]map[*FeedSub]bool{}, met: met}
+	for range runtime.GOMAXPROCS(0) {
+		jobs := make(chan hubJob, hubQueue)
+		h.shards = append(h.shards, jobs)
+		go fanOut(jobs)
+	}
+	return h
+}
+
+func fanOut(jobs <-chan hubJob) {
+	for j := range jobs {
+		for _, s := range j.subs {
+			_ = s.sock.WriteFeed(j.feed) // a socket that fails closes itself
+		}
+	}
+}
+
+// Register adds a socket of user, in no channel yet: from now on the user's joins
+// and leaves reach it (Members), so that what it reads next (its channels) and
+// what it hears cannot miss one another.
+func (h *ChannelHub) Register(user string, sock FeedSocket, shard int) *FeedSub {
+	s := &FeedSub{sock: sock, user: user, shard: shard % len(h.shards), chans: map[string]bool{}}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.users[user] == nil {
+		h.users[user] = map[*FeedSub]bool{}
+	}
+	h.users[user][s] = true
+	return s
+}
+
+// Subscribe puts s in the channels convs (the store's list of the user's channels,
+// read after Register), but those the user left since.
+func (h *ChannelHub) Subscribe(s *FeedSub, convs []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.users[s.user][s] == false {
+		return // left already
+	}
+	for _, conv := range convs {
+		if !s.gone[conv] {
+			h.add(s, conv)
+		}
+	}
+}
+
+func (h *ChannelHub) add(s *FeedSub, conv string) {
+	c := h.chans[conv]
+	if c == nil {
+		c = &hubChannel{subs: map[*FeedSub]bool{}}
+		h.chans[conv] = c
+	}
+	if !c.subs[s] {
+		c.subs[s], c.byShard = true, nil
+		s.chans[conv] = true
+	}
+	delete(s.gone, conv)
+}
+
+func (h *ChannelHub) remove(s *FeedSub, conv string) {
+	if c := h.chans[conv]; c != nil && c.subs[s] {
+		delete(c.subs, s)
+		c.byShard = nil
+		if len(c.subs) == 0 {
+			delete(h.chans, conv)
+		}
+	}
+	delete(s.chans, conv)
+}
+
+// Leave ends s (its socket closed).
+func (h *ChannelHub) Leave(s *FeedSub) {
+	if s == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for conv := range s.chans {
+		h.remove(s, conv)
+	}
+	if subs := h.users[s.user]; subs != nil {
+		delete(subs, s)
+		if len(subs) == 0 {
+			delete(h.users, s.user)
+		}
+	}
+}
+
+// Members applies a channel's joins and leaves to the sockets of those users here.
+func (h *ChannelHub) Members(conv string, added, removed []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range added {
+		for s := range h.users[u] {
+			h.add(s, conv)
+		}
+	}
+	for _, u := range removed {
+		for s := range h.users[u] {
+			h.remove(s, conv)
+			if s.gone == nil {
+				s.gone = map[string]bool{}
+			}
+			s.gone[conv] = true
+		}
+	}
+}
+
+// Publish writes msgs (a channel's commit, in id order) to the channel's
+// subscribers here. It returns the sockets written to.
+func (h *ChannelHub) Publish(conv string, msgs []*parleypb.Message) int {
+	h.mu.Lock()
+	c := h.chans[conv]
+	if c == nil {
+		h.mu.Unlock()
+		return 0
+	}
+	if c.byShard == nil {
+		c.byShard = make([][]*FeedSub, len(h.shards))
+		for s := range c.subs {
+			c.byShard[s.shard] = append(c.byShard[s.shard], s)
+		}
+	}
+	byShard, n := c.byShard, len(c.subs)
+	h.mu.Unlock()
+	feed := wire.NewFeed(msgs)
+	for i, subs := range byShard {
+		if len(subs) > 0 {
+			h.shards[i] <- hubJob{feed: feed, subs: subs}
+		}
+	}
+	return n
+}
+
+// Subscribers is the number of sockets subscribed to conv here.
+func (h *ChannelHub) Subscribers(conv string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c := h.chans[conv]; c != nil {
+		return len(c.subs)
+	}
+	return 0
+}
+
+// ChannelRelayName is the name of every node's channel relay actor: a channel grain
+// sends its commits and membership changes to PID{member address, this name} on
+// each member.
+const ChannelRelayName = "parley-channel-relay"
+
+// channelRelay hands what channel grains send to its node's hub. It is one actor,
+// so what one grain sends reaches the hub in the order it was sent.
+type channelRelay struct{ hub *ChannelHub }
+
+func (r *channelRelay) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *parleypb.ChannelPublish:
+		r.hub.Publish(m.Channel, m.Messages)
+	case *parleypb.ChannelMembers:
+		r.hub.Members(m.Channel, m.Added, m.Removed)
+	}
+}
+
+// StartChannelRelay spawns this node's channel relay for hub.
+func StartChannelRelay(system *actor.ActorSystem, hub *ChannelHub) error {
+	props := actor.PropsFromProducer(func() actor.Actor { return &channelRelay{hub: hub} })
+	_, err := system.Root.SpawnNamed(props, ChannelRelayName)
+	return err
+}
