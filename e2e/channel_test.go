@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -396,4 +397,125 @@ func TestChannelAccess(t *testing.T) {
 	xr.waitFor(t, 10*time.Second, "the joiner's live copy", func(r *reader) bool { return len(channelMessagesLocked(r, pub)) == 1 })
 	err = groupAPI(t, n, owner, http.MethodDelete, "/v1/channels/"+pub+"/members/"+owner.UserID, nil, nil)
 	require.Equal(t, "bad_request", apiCode(err), "the owner cannot leave")
+}
+
+// Issue 13, acceptance 3: a 3-node cluster with members online on every node gets
+// each post on every node; the node holding the channel grain is SIGKILLed: every
+// post answered sent, before the kill or after it, reaches every member live or by
+// the gap its prev shows (history after), none lost and none twice once deduped by
+// id, and a member whose node died reconnects elsewhere and finds its gap.
+func TestChannelClusterKill(t *testing.T) {
+	c := testenv.StartCluster(t, testenv.DatabaseURL(t), fastConfig, 3, 3)
+	waitMembers(t, c, 3)
+	owner := newUser(t, c.Nodes[0], "own")
+	channel := createChannel(t, c.Nodes[0], owner, "broadcast", false)
+	const perNode = 3
+	members := make([]client.Session, 3*perNode)
+	ids := make([]string, len(members))
+	for i := range members {
+		members[i] = newUser(t, c.Nodes[i%3], fmt.Sprintf("m%d", i))
+		ids[i] = members[i].UserID
+	}
+	addChannelMembers(t, c.Nodes[1], owner, channel, ids)
+
+	conns, readers := make([]*client.Conn, len(members)), make([]*reader, len(members))
+	for i, m := range members {
+		conns[i] = dial(t, c.Nodes[i%3], m)
+		readers[i] = startReader(conns[i])
+		require.NotNil(t, stateOf(channelsNow(t, conns[i], readers[i]), channel))
+	}
+	var posted []int64
+	var oc *client.Conn
+	var or *reader
+	ownerOn := func(n *testenv.Node) {
+		oc = dial(t, n, owner)
+		or = startReader(oc)
+	}
+	post := func(k int) {
+		id := fmt.Sprint("p", k)
+		for try := 0; ; try++ { // an unavailable answer (the grain moving) is sent again with the same id
+			require.NoError(t, oc.Write(channelSend(id, channel, fmt.Sprint("post ", k))))
+			or.waitFor(t, 30*time.Second, "sent "+id, func(r *reader) bool { return r.sent[id] != nil || r.errorFor(id) != nil })
+			if or.sentID(id) {
+				break
+			}
+			require.Less(t, try, 20, "post %s: %v", id, or.errorOf(id))
+			or.mu.Lock()
+			or.errors = nil
+			or.mu.Unlock()
+			time.Sleep(250 * time.Millisecond)
+		}
+		or.mu.Lock()
+		posted = append(posted, or.sent[id].MessageId)
+		or.mu.Unlock()
+	}
+	ownerOn(c.Nodes[0])
+	post(0)
+	holder := -1
+	for i, n := range c.Nodes {
+		if slices.Contains(activeGrains(t, n), "Conversation/channel:"+channel) {
+			holder = i
+		}
+	}
+	require.GreaterOrEqual(t, holder, 0, "some node holds the channel grain")
+	if holder == 0 {
+		ownerOn(c.Nodes[1]) // the owner stays on a node that lives
+	}
+	for k := 1; k < 5; k++ {
+		post(k)
+	}
+	for i, r := range readers { // every node delivers every post
+		r.waitFor(t, 30*time.Second, fmt.Sprint("member ", i, " before the kill"), func(r *reader) bool {
+			return len(channelMessagesLocked(r, channel)) >= 5
+		})
+	}
+
+	c.Nodes[holder].Kill()
+	for k := 5; k < 10; k++ {
+		post(k)
+	}
+	time.Sleep(500 * time.Millisecond) // live copies still on their way
+	for i := range members {
+		if i%3 == holder { // its node died: reconnect elsewhere
+			readers[i].waitFor(t, 30*time.Second, "the socket to end", func(r *reader) bool { return r.err != nil })
+			conns[i] = dial(t, c.Nodes[(holder+1)%3], members[i])
+			old := readers[i]
+			readers[i] = startReader(conns[i])
+			readers[i].mu.Lock()
+			readers[i].messages = channelMessages(old, channel)
+			readers[i].mu.Unlock()
+		}
+		// As a client does: the live messages that follow on from the start, each
+		// naming the one before it, are whole; from the first whose prev is not the
+		// last one had, pull history after it.
+		got := map[int64]int{}
+		whole, broken := int64(0), false
+		for _, m := range channelMessages(readers[i], channel) {
+			got[m.MessageId]++
+			if !broken && m.Prev == whole {
+				whole = m.MessageId
+			} else {
+				broken = true
+			}
+		}
+		last := whole
+		for id, n := range got {
+			require.Equal(t, 1, n, "member %d: %d live once", i, id)
+		}
+		st := stateOf(channelsNow(t, conns[i], readers[i]), channel)
+		require.NotNil(t, st)
+		require.Equal(t, posted[len(posted)-1], st.LastMessageId, "member %d: the channel's last id", i)
+		if last < st.LastMessageId { // the gap: pull it
+			h := channelHistoryAfter(t, conns[i], readers[i], fmt.Sprint("gap", i), channel, last)
+			for _, m := range h.Messages {
+				if got[m.MessageId] == 0 { // dedupe by id: what came live is not counted twice
+					got[m.MessageId]++
+				}
+			}
+		}
+		for _, id := range posted {
+			require.Contains(t, got, id, "member %d: post %d delivered or pulled", i, id)
+		}
+		require.Len(t, got, len(posted), "member %d: nothing but the posts", i)
+	}
 }
