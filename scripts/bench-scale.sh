@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|push|group|storm|catchup|steady|soak|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|push|channel|group|storm|catchup|steady|soak|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
 # scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
@@ -27,6 +27,10 @@
 #             webhook push target (loadgen -push-sink is the gateway), at each of
 #             PUSH_RATES (1000 2000 3000), twice, recipients online, then offline (every
 #             message makes a push); then the capacity both ways, twice
+#   channel   one node, a CHANNEL_MEMBERS (100000)-member channel with CHANNEL_ONLINE (19000)
+#             members online, the owner posting at each of CHANNEL_RATES (1,10,0: 0 is as fast
+#             as 16 unanswered posts allow) for 20 s (bench/cmd/channelbench): deliveries/s,
+#             post->delivery, node CPU per delivery, rows per post, loadgen CPU per frame
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each, 512 dials
@@ -74,6 +78,7 @@ setup() {
 	go build -o "$BIN/node" ./cmd/node
 	go build -o "$BIN/loadgen" ./bench/cmd/loadgen
 	go build -o "$BIN/pgceiling" ./bench/cmd/pgceiling
+	go build -o "$BIN/channelbench" ./bench/cmd/channelbench
 	# Cheap password hashes (the runs register thousands of users), a frame rate and
 	# a user send budget that let one sender post hundreds of messages/s, quiet logs,
 	# and a heartbeat deadline past the longest run (loadgen's clients do not ping).
@@ -176,6 +181,8 @@ quick() {
 	pushRun "recipients online" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
 	pushRun "recipients offline" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64 -push-offline
 	rm -f "$json"
+	section "Channel: 2,000 members, 1,000 online, 10 posts/s and as fast as it goes"
+	channelRun 2000 1000 10,0 10s
 }
 
 push() {
@@ -298,6 +305,22 @@ catchup() {
 		-dial-par "${CATCHUP_DIAL_PAR:-512}"
 }
 
+# channelRun members online rates duration: one node, one channel (bench/cmd/channelbench).
+channelRun() {
+	local url md
+	url=$(nodes 1)
+	md=$(mktemp)
+	"$BIN/channelbench" -url "$url" -database-url "$DATABASE_URL" -members "$1" -online "$2" -rates "$3" \
+		-duration "$4" -node-pid "$(cat .pgdata/cluster/node1.pid 2>/dev/null || echo 0)" -md "$md" >/dev/null
+	tee -a "$OUT" <"$md"
+	rm -f "$md"
+}
+
+channel() {
+	section "Channel: ${CHANNEL_MEMBERS:-100000} members, ${CHANNEL_ONLINE:-19000} online on one node, posts at each rate for 20 s"
+	channelRun "${CHANNEL_MEMBERS:-100000}" "${CHANNEL_ONLINE:-19000}" "${CHANNEL_RATES:-1,10,0}" 20s
+}
+
 steady() {
 	local rate=${STEADY_RATE:-3000} minutes=${STEADY_MINUTES:-10}
 	section "Steady 1:1 load: one node, $rate msgs/s over 400 connections for $minutes min"
@@ -340,9 +363,9 @@ done
 setup
 for what in "$@"; do
 	case $what in
-	quick | ceilings | idle | cluster | dm | sustain | receipts | push | group | storm | catchup | steady | soak) "$what" ;;
-	all) ceilings; idle; cluster; dm; sustain; receipts; push; group; storm; catchup; steady ;;
-	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|push|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
+	quick | ceilings | idle | cluster | dm | sustain | receipts | push | channel | group | storm | catchup | steady | soak) "$what" ;;
+	all) ceilings; idle; cluster; dm; sustain; receipts; push; channel; group; storm; catchup; steady ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|push|channel|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2
