@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|push|channel|group|storm|catchup|steady|soak|all]...
+# scripts/bench-scale.sh [quick|ceilings|idle|cluster|dm|sustain|receipts|push|channel|channel-cluster|channelbench|group|storm|catchup|steady|soak|all]...
 #
 # The benchmarks of docs/BENCHMARKS.md, one command each. They use nodes started by
 # scripts/cluster.sh (automanaged provider, loopback) and bench/cmd/loadgen, against
@@ -7,9 +7,10 @@
 # .pgdata/bench on port 55434, and append their Markdown to $BENCH_OUT (default
 # bench/results/DATE-scale.md).
 #
-#   quick     the short scenario of `make bench` (about a minute): Postgres's ceiling,
-#             1:1 at 1,000 msgs/s over 200 connections, a 200-member group at 100 posts/s
-#             and receipts' rows per message (1:1 at 1,000 msgs/s without, then with them)
+#   quick     the short scenario of `make bench` (about two minutes): Postgres's ceiling,
+#             1:1 at 1,000 msgs/s over 200 connections, a 200-member group at 100 posts/s,
+#             receipts' rows per message (1:1 at 1,000 msgs/s without, then with them), push,
+#             and a 2,000-member channel with 1,000 members online at 10 posts/s for 10 s
 #   ceilings  Postgres's insert ceiling on our table shape (COPY, 1000-row INSERT) and a
 #             bare gobwas/ws echo server's frame rate and idle memory
 #   idle      one node holding 5k, 10k and 19k idle connections (fresh node each)
@@ -27,10 +28,27 @@
 #             webhook push target (loadgen -push-sink is the gateway), at each of
 #             PUSH_RATES (1000 2000 3000), twice, recipients online, then offline (every
 #             message makes a push); then the capacity both ways, twice
-#   channel   one node, a CHANNEL_MEMBERS (100000)-member channel with CHANNEL_ONLINE (19000)
-#             members online, the owner posting at each of CHANNEL_RATES (1,10,0: 0 is as fast
-#             as 16 unanswered posts allow) for 20 s (bench/cmd/channelbench): deliveries/s,
-#             post->delivery, node CPU per delivery, rows per post, loadgen CPU per frame
+#   channel   issue 13's benchmark on one node: a CHANNEL_MEMBERS (100,000)-member broadcast
+#             channel, CHANNEL_ONLINE (19,000) of them online (two loadgen workers: the owner's
+#             socket is one more), the owner posting for CHANNEL_DURATION (20s) at each of
+#             CHANNEL_RATES (1 10) posts/s, then at each of CHANNEL_SUSTAIN_RATES (15 20 25 30 40
+#             50 60 80 100; "" skips) until p99 post->delivery exceeds 100 ms, deliveries fall
+#             under 97 % of rate x online, or a post goes missing: the last rate that held is "as
+#             fast as it sustains". Each run: posts/s, deliveries/s, p50/p99/max post->delivery,
+#             missing and duplicated deliveries, node CPU per delivery (socket writes included),
+#             node RSS, rows written per post (pg_stat_user_tables, in loadgen) and loadgen's
+#             CPU per frame. The users (-users-prefix CHANNEL_PREFIX, default lgchan) and their
+#             channel are made by the first run and reused by the next ones, and by later
+#             invocations on the same database. A rate of 0 posts as fast as 16 unanswered
+#             posts allow
+#   channel-cluster  the same figures for a 4-node cluster: the same 100,000-member channel
+#             shape with 19,000 members online on each node (76,000 connections over five
+#             loadgen workers; members go round robin over the nodes), posts at each of
+#             CHANNEL_CLUSTER_RATES (10) posts/s for CHANNEL_DURATION
+#   channelbench  the same channel on one node through bench/cmd/channelbench instead of
+#             loadgen (members bulk-loaded into PostgreSQL, one client process): CHANNEL_MEMBERS,
+#             CHANNEL_ONLINE, posts at each of CHANNEL_RATES (1,10,0: 0 is as fast as 16
+#             unanswered posts allow) for 20 s
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each, 512 dials
@@ -180,9 +198,9 @@ quick() {
 	section "Push: one-way 1:1 at 1,000 msgs/s to recipients online, then offline with a webhook target"
 	pushRun "recipients online" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64
 	pushRun "recipients offline" "$json" -url "$url" -scenario dm -conns 200 -rate 1000 -duration 5s -register-par 64 -push-offline
+	section "Channel: 2,000 members, 1,000 of them online, 10 posts/s for 10 s"
+	channelRun 10 1000 "$json" -url "$url" -members 2000 -online 1000 -duration 10s || true
 	rm -f "$json"
-	section "Channel: 2,000 members, 1,000 online, 10 posts/s and as fast as it goes"
-	channelRun 2000 1000 10,0 10s
 }
 
 push() {
@@ -204,6 +222,65 @@ push() {
 			-duration 10s -register-par 64
 		pushRun "round $round, capacity, offline" "$json" -url "$url" -scenario dm -conns 400 -rate 0 -window 16 \
 			-duration 10s -register-par 64 -push-offline
+	done
+	rm -f "$json"
+}
+
+# channelRun rate online json args...: one loadgen channel run (loadgen reads its rows
+# written per post from pg_stat_user_tables), then a line on whether it held, appended to
+# OUT: p99 post->delivery <= 100 ms, deliveries >= 97 % of rate x online and none missing
+# (the exit status; a rate of 0, as fast as the window allows, holds when none is missing).
+channelRun() {
+	local rate=$1 online=$2 json=$3
+	shift 3
+	: >"$json" # a failed run leaves no figures behind
+	LOADGEN_JSON=$json loadgen -scenario channel -rate "$rate" -database-url "$DATABASE_URL" -register-par 64 \
+		-drain 30s "$@"
+	awk -v rate="$rate" -v online="$online" '
+		/^  "deliveredPerSec":/ { gsub(/,/, "", $2); d = $2 + 0 }
+		/^  "lost":/ { gsub(/,/, "", $2); lost = $2 + 0 }
+		/^  "deliveryLatency": \{/ { lat = 1 }
+		lat && /"p99Ms":/ { gsub(/,/, "", $2); p99 = $2 + 0; seen = 1; lat = 0 }
+		END {
+			want = rate * online
+			printf "%s posts/s to %d members online: p99 post->delivery %.1f ms, %.0f deliveries/s", rate, online, p99, d
+			if (want > 0) printf " (%.1f %% of %d)", 100 * d / want, want
+			printf ", %d deliveries missing\n", lost
+			exit !(seen && lost == 0 && (want == 0 || (p99 <= 100 && d >= 0.97 * want)))
+		}' "$json" | tee -a "$OUT"
+}
+
+channel() {
+	local members=${CHANNEL_MEMBERS:-100000} online=${CHANNEL_ONLINE:-19000} duration=${CHANNEL_DURATION:-20s}
+	local url json rate rates passed=0 args
+	section "Channel: $members members, $online of them online on one node, posts for $duration at each rate"
+	url=$(nodes 1)
+	json=$(mktemp)
+	args=(-url "$url" -members "$members" -online "$online" -duration "$duration" -window 16
+		-users-prefix "${CHANNEL_PREFIX:-lgchan}")
+	rates=${CHANNEL_RATES:-1 10}
+	for rate in ${rates//,/ }; do # space- or comma-separated, as channelbench takes them
+		channelRun "$rate" "$online" "$json" "${args[@]}" || true
+	done
+	for rate in ${CHANNEL_SUSTAIN_RATES-15 20 25 30 40 50 60 80 100}; do
+		if ! channelRun "$rate" "$online" "$json" "${args[@]}"; then break; fi
+		passed=$rate
+	done
+	rm -f "$json"
+	printf '\n**Sustained: %s posts/s, %s deliveries/s** (the highest of CHANNEL_SUSTAIN_RATES with p99 post->delivery <= 100 ms, >= 97 %% delivered and none missing; 0 = none)\n' \
+		"$passed" "$(awk -v r="$passed" -v n="$online" 'BEGIN { printf "%.0f", r * n }')" | tee -a "$OUT"
+}
+
+channel_cluster() {
+	local members=${CHANNEL_MEMBERS:-100000} per=${CHANNEL_ONLINE:-19000} duration=${CHANNEL_DURATION:-20s}
+	local online url json rate
+	online=$((4 * per))
+	section "Channel on 4 nodes: $members members, $per of them online on each node ($online), posts for $duration"
+	url=$(nodes 4)
+	json=$(mktemp)
+	for rate in ${CHANNEL_CLUSTER_RATES:-10}; do
+		channelRun "$rate" "$online" "$json" -url "$url" -members "$members" -online "$online" -duration "$duration" \
+			-window 16 -dial-par 32 -users-prefix "${CHANNEL_PREFIX:-lgchan}c" || true
 	done
 	rm -f "$json"
 }
@@ -305,8 +382,8 @@ catchup() {
 		-dial-par "${CATCHUP_DIAL_PAR:-512}"
 }
 
-# channelRun members online rates duration: one node, one channel (bench/cmd/channelbench).
-channelRun() {
+# channelbenchRun members online rates duration: one node, one channel (bench/cmd/channelbench).
+channelbenchRun() {
 	local url md
 	url=$(nodes 1)
 	md=$(mktemp)
@@ -316,9 +393,9 @@ channelRun() {
 	rm -f "$md"
 }
 
-channel() {
-	section "Channel: ${CHANNEL_MEMBERS:-100000} members, ${CHANNEL_ONLINE:-19000} online on one node, posts at each rate for 20 s"
-	channelRun "${CHANNEL_MEMBERS:-100000}" "${CHANNEL_ONLINE:-19000}" "${CHANNEL_RATES:-1,10,0}" 20s
+channelbench() {
+	section "Channel (channelbench): ${CHANNEL_MEMBERS:-100000} members, ${CHANNEL_ONLINE:-19000} online on one node, posts at each rate for 20 s"
+	channelbenchRun "${CHANNEL_MEMBERS:-100000}" "${CHANNEL_ONLINE:-19000}" "${CHANNEL_RATES:-1,10,0}" 20s
 }
 
 steady() {
@@ -363,9 +440,10 @@ done
 setup
 for what in "$@"; do
 	case $what in
-	quick | ceilings | idle | cluster | dm | sustain | receipts | push | channel | group | storm | catchup | steady | soak) "$what" ;;
-	all) ceilings; idle; cluster; dm; sustain; receipts; push; channel; group; storm; catchup; steady ;;
-	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|push|channel|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
+	quick | ceilings | idle | cluster | dm | sustain | receipts | push | channel | channelbench | group | storm | catchup | steady | soak) "$what" ;;
+	channel-cluster) channel_cluster ;;
+	all) ceilings; idle; cluster; dm; sustain; receipts; push; channel; channel_cluster; channelbench; group; storm; catchup; steady ;;
+	*) echo "usage: $0 [quick|ceilings|idle|cluster|dm|sustain|receipts|push|channel|channel-cluster|channelbench|group|storm|catchup|steady|soak|all]..." >&2; exit 2 ;;
 	esac
 done
 echo "bench-scale: wrote $OUT" >&2

@@ -46,19 +46,40 @@ Scenarios (-scenario):
          from its cursor. Reports the time from the first reconnect dial until all
          have caught up, the per-client catch-up distribution, and any message
          missing or repeated. On one node: -conns 2000 -members 500 -messages 20.
+  channel  a -channel-mode channel of -members users (default 100,000, the owner
+         included); -online of them (default 19,000) connect, each sends a channels
+         frame whose answer must list the channel, and follow it live. The owner
+         (found or made, then every member added, 1,000 per call, a few calls at a
+         time) posts over its own WebSocket at -rate posts/s (default 10; 0 = as fast
+         as -window unanswered posts allow) for -duration, then an end marker behind
+         which every member's worker knows it has all it will get (up to 2×-drain).
+         Each post's text carries its send time (Unix ns), so that post → delivery is
+         timed by the wall clock in every worker process. Reports posts/s, deliveries
+         and deliveries/s, p50/p99/max post → delivery, posts a member missed and
+         duplicates (per member and post), prev gaps, node CPU per delivery and RSS,
+         loadgen's CPU per frame, and with -database-url the rows written per post.
+         With minted tokens, a channel an earlier run made with the same users
+         (-users-prefix, sizes) is reused and registration skipped.
   (-idle is kept as another way to say -scenario idle.)
 
 Authentication: without a token secret every user is registered (an existing one is
 reused) and logged in, which costs the node one bcrypt hash each. With -token-secret
 (default $PARLEY_TOKEN_SECRET), the same secret the nodes run with, loadgen mints
-the tokens itself. The server still needs account rows for dm, group and storm (a
-1:1 message and a group member must be an existing user), so those scenarios
+the tokens itself. The server still needs account rows for dm, group, storm and
+channel (a 1:1 message, a group or channel member must be an existing user), so those scenarios
 register users through POST /v1/users; start the nodes with auth.bcryptCost: 4 in
 cluster.yaml to make that cheap, and raise -register-par. idle needs no accounts.
 
 Node settings for heavy runs: limits.frameRate/frameBurst bound each connection's
 frames/s, and limits.userSends each user's sends/s (a group sender at a high rate
-needs more than the default 100/s of each).
+needs more than the default 100/s of each). A channel run holds its members'
+sockets idle for seconds while it reads PostgreSQL's statistics (-database-url):
+give the nodes a presence.deadAfter past the run.
+
+Rows written (-database-url, a loopback or Unix-socket DSN of the nodes' database):
+pg_stat_user_tables' rows inserted, updated and deleted over the measured phase, per
+message or post answered sent; each read waits 11 s first, as a backend reports its
+counts up to 10 s late.
 
 Sockets: each process holds at most ~19,000 (the open-file cap is 20,000), so
 -procs 0 starts as many worker processes as needed; -src-ips spreads each
@@ -77,7 +98,7 @@ The run bounds itself (-timeout), kills its worker processes when it ends, and
 refuses any -url or -metrics URL that is not loopback.
 
 Usage:
-  loadgen -url http://127.0.0.1:8080 [-url ...] [-scenario dm|group|idle|storm] [flags]
+  loadgen -url http://127.0.0.1:8080 [-url ...] [-scenario dm|group|idle|storm|channel] [flags]
 
 Examples:
   loadgen -url http://127.0.0.1:8080 -scenario idle -conns 19000 -node-pid auto -token-secret $S
@@ -85,6 +106,8 @@ Examples:
   loadgen -url http://127.0.0.1:8080 -scenario storm -conns 50000 -messages 20 -node-pid auto -json storm.json
   loadgen -url http://127.0.0.1:8080 -scenario dm -conns 400 -rate 3000 -duration 10m -node-pid auto \
           -metrics auto -sample-every 10s -warmup 2m
+  loadgen -url http://127.0.0.1:8080 -scenario channel -members 100000 -online 19000 -rate 10 -duration 20s \
+          -node-pid auto -token-secret $S -users-prefix chan1 -database-url $DATABASE_URL
 
 Flags:
 `
@@ -106,6 +129,7 @@ type options struct {
 	mdTo     string
 	pushSink string
 	cpuTo    string
+	set      map[string]bool // the flags given
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -114,22 +138,25 @@ func parseFlags(args []string) (*options, error) {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	c := &o.cfg
 	fs.Var(&o.urls, "url", "node base URL, loopback only (repeat or comma-separate for a cluster)")
-	fs.StringVar(&c.Scenario, "scenario", loadgen.ScenarioDM, "dm, group, idle or storm")
+	fs.StringVar(&c.Scenario, "scenario", loadgen.ScenarioDM, "dm, group, idle, storm or channel")
 	fs.BoolVar(&o.idle, "idle", false, "the same as -scenario idle")
 	fs.IntVar(&c.Conns, "conns", 0, "clients, one user each (default 100; group: -groups × -members)")
 	fs.IntVar(&c.Groups, "groups", 1, "group: the number of groups")
-	fs.IntVar(&c.Members, "members", 500, "group: members per group; storm: clients per group plus its sender")
+	fs.IntVar(&c.Members, "members", 0, "group: members per group; storm: clients per group plus its sender (default 500); channel: its members, the owner included (default 100000)")
+	fs.IntVar(&c.Online, "online", 0, "channel: members that connect and follow it live (default 19000, at most -members - 1)")
+	fs.StringVar(&c.ChannelMode, "channel-mode", loadgen.ChannelBroadcast, "channel: broadcast or open")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "the nodes' PostgreSQL (loopback or a Unix socket): rows written per message or post, from pg_stat_user_tables over the measured phase")
 	fs.IntVar(&c.Senders, "senders", 1, "group: members of each group that send")
 	fs.IntVar(&c.Messages, "messages", 20, "storm: messages each client misses")
 	fs.StringVar(&c.UsersPrefix, "users-prefix", "", "user name prefix (default: a fresh random one)")
-	fs.Float64Var(&c.Rate, "rate", 100, "messages/s in total (0 = as fast as the window allows)")
+	fs.Float64Var(&c.Rate, "rate", 100, "messages/s in total (0 = as fast as the window allows); channel: posts/s (default 10)")
 	fs.IntVar(&c.Window, "window", 8, "unanswered sends per sender when -rate 0 (and for the storm's posts)")
 	fs.StringVar(&c.Push, "push", "", "dm: one-way traffic, the second user of each pair registering a push target of this provider (webhook, ...; token: its user name)")
 	fs.BoolVar(&c.PushOffline, "push-offline", false, "with -push: the receiving users stay offline, so every message makes a push (the push load)")
 	fs.StringVar(&o.pushSink, "push-sink", "", "serve a webhook push gateway on this loopback host:port for the run, answering every POST 204 (point the nodes' push.webhook.url at it)")
 	fs.IntVar(&c.ReadEvery, "read-every", 0, "dm: every recipient acknowledges each message with received, and every N-th with read (the receipts load); 0 = no acknowledgements until the end")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "traffic or holding time; storm: the longest the reconnect may take")
-	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "how long to wait for answers and deliveries after -duration")
+	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "how long to wait for answers and deliveries after -duration (channel: up to twice)")
 	fs.DurationVar(&c.Settle, "settle", time.Second, "storm: the least wait between posting and reconnecting")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default 10m + 2×(duration+drain) + 5ms per client)")
 	fs.IntVar(&c.Procs, "procs", 0, "worker processes (0 = as few as keep each under 19,000 sockets; 1 = in this process)")
@@ -150,6 +177,8 @@ func parseFlags(args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	return o, o.finish()
 }
 
@@ -159,8 +188,11 @@ func (o *options) finish() error {
 	if o.idle {
 		c.Scenario = loadgen.ScenarioIdle
 	}
-	if c.Conns == 0 && c.Scenario != loadgen.ScenarioGroup {
+	if c.Conns == 0 && c.Scenario != loadgen.ScenarioGroup && c.Scenario != loadgen.ScenarioChannel {
 		c.Conns = 100
+	}
+	if c.Scenario == loadgen.ScenarioChannel && !o.set["rate"] {
+		c.Rate = 10
 	}
 	if c.TokenSecret == "" {
 		c.TokenSecret = os.Getenv("PARLEY_TOKEN_SECRET") // not a flag default: -h would print it

@@ -32,6 +32,19 @@ func TestFlags(t *testing.T) {
 			require.Zero(t, o.cfg.Conns)
 			require.Equal(t, 3, o.cfg.Groups)
 		}},
+		{"channel posts 10/s unless told", []string{"-scenario", "channel", "-online", "5"}, "", func(t *testing.T, o *options) {
+			require.Zero(t, o.cfg.Conns, "the online members")
+			require.Zero(t, o.cfg.Members, "100,000 once the run fills its defaults")
+			require.Equal(t, 5, o.cfg.Online)
+			require.Equal(t, 10.0, o.cfg.Rate)
+			require.Equal(t, loadgen.ChannelBroadcast, o.cfg.ChannelMode)
+		}},
+		{"channel at a rate", []string{"-scenario", "channel", "-rate", "0", "-channel-mode", "open", "-database-url",
+			"postgres://127.0.0.1:5432/parley"}, "", func(t *testing.T, o *options) {
+			require.Zero(t, o.cfg.Rate)
+			require.Equal(t, loadgen.ChannelOpen, o.cfg.ChannelMode)
+			require.Equal(t, "postgres://127.0.0.1:5432/parley", o.cfg.DatabaseURL)
+		}},
 		{"pids", []string{"-node-pid", "12", "-node-pid", "34"}, "", func(t *testing.T, o *options) {
 			require.Equal(t, []int{12, 34}, o.cfg.NodePIDs)
 		}},
@@ -121,4 +134,47 @@ func TestIdleInChildProcesses(t *testing.T) {
 	var apiErr *client.APIError
 	require.ErrorAs(t, client.Do(req, nil), &apiErr)
 	require.Equal(t, http.StatusNotFound, apiErr.Status)
+}
+
+// TestChannelInChildProcesses runs the command's channel scenario over two
+// worker processes: the owner's worker adds the other's members, and each
+// worker times post to delivery by the wall clock across processes.
+func TestChannelInChildProcesses(t *testing.T) {
+	const secret = "cmd-loadgen-test-secret-0123456789abcdef"
+	yaml := "auth:\n  bcryptCost: 4\nlimits:\n  userSends: {burst: 0}\npresence:\n  deadAfter: 10m\n"
+	n := testenv.StartNode(t, testenv.DatabaseURL(t), yaml, "PARLEY_TOKEN_SECRET="+secret)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "loadgen")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	jsonPath := filepath.Join(dir, "r.json")
+	cmd := exec.CommandContext(testenv.Context(t, 2*time.Minute), bin, "-url", n.URL, "-scenario", "channel",
+		"-members", "30", "-online", "10", "-procs", "2", "-duration", "2s", "-drain", "10s", "-node-pid", "auto",
+		"-users-prefix", testenv.Name("lgch"), "-json", jsonPath)
+	cmd.Env = append(os.Environ(), "PARLEY_TOKEN_SECRET="+secret)
+	out, err = cmd.CombinedOutput()
+	t.Logf("%s", out)
+	require.NoError(t, err)
+
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var res loadgen.Result
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.Equal(t, loadgen.ScenarioChannel, res.Scenario)
+	require.Equal(t, 2, res.Procs)
+	require.Equal(t, 30, res.Members)
+	require.Zero(t, res.Errors, "%v", res.FirstErrors)
+	require.NotNil(t, res.Channel)
+	require.Equal(t, 10, res.Channel.Followers)
+	require.True(t, res.Channel.MarkerAcked)
+	require.Positive(t, res.Acked)
+	require.Equal(t, 10*res.Acked, res.Expected)
+	require.Equal(t, res.Expected, res.Delivered)
+	require.Zero(t, res.Lost)
+	require.Zero(t, res.Duplicates)
+	require.Equal(t, res.Delivered, res.DeliveryLatency.Count)
+	require.Positive(t, res.DeliveryLatency.P50Ms)
+	require.Less(t, res.DeliveryLatency.MaxMs, 5000.0, "one clock in every process")
+	require.Positive(t, res.Node.CPUPerDeliveredUs)
 }

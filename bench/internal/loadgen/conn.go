@@ -40,12 +40,21 @@ type lconn struct {
 	detached bool       // reading has ended (rmu)
 	inbox    inbox      // input not yet handled (rmu)
 
+	// Channel: follow, when not nil, makes dial follow the channel (closed by the
+	// channels answer, which sets listed); lastMsg is the last message id it has
+	// and posts the post numbers it got (the poller's, under mu).
+	follow     chan struct{}
+	followOnce sync.Once
+	listed     bool
+	lastMsg    uint64
+	posts      bitset
+
 	// Sending, set before traffic starts.
-	to, group string
-	fanout    uint64 // receivers of each message
-	tokens    chan struct{}
-	window    chan struct{}
-	next      uint64
+	to, group, channel string
+	fanout             uint64 // receivers of each message
+	tokens             chan struct{}
+	window             chan struct{}
+	next               uint64
 
 	mu      sync.Mutex
 	resends map[string]int     // sends repeated after "unavailable", by id
@@ -144,6 +153,11 @@ func (c *lconn) dial(ctx context.Context, token string) error {
 		return c.abort(errors.New("connection ended before synced"))
 	case <-ctx.Done():
 		return c.abort(fmt.Errorf("waiting for synced: %w", ctx.Err()))
+	}
+	if c.follow != nil {
+		if err := c.followChannel(ctx); err != nil {
+			return err
+		}
 	}
 	if c.idx < w.lay.clients {
 		c.up.Store(true)

@@ -57,6 +57,17 @@ type WorkerResult struct {
 	ReadsOut    uint64 `json:"readsOut,omitempty"`
 	ReceiptsIn  uint64 `json:"receiptsIn,omitempty"`
 	AcksDropped uint64 `json:"acksDropped,omitempty"`
+	// Channel: by post number, this worker's members that got the post; its
+	// members set up; live messages whose prev was not the member's last id;
+	// members that never got the end marker; and, from the owner's worker, the
+	// channel, the posts answered sent and whether the end marker was.
+	ChannelGot   []uint32 `json:"channelGot,omitempty"`
+	Followers    int      `json:"followers,omitempty"`
+	PrevGaps     uint64   `json:"prevGaps,omitempty"`
+	NoEndMarker  uint64   `json:"noEndMarker,omitempty"`
+	ChannelID    string   `json:"channelId,omitempty"`
+	ChannelAcked *bitset  `json:"channelAcked,omitempty"`
+	MarkerAcked  bool     `json:"markerAcked,omitempty"`
 }
 
 // counters are a worker's tallies, updated by every connection's goroutines.
@@ -112,7 +123,7 @@ func (w *worker) result() WorkerResult {
 	w.mu.Lock()
 	codes, first := maps.Clone(w.errCodes), w.firstErr
 	w.mu.Unlock()
-	return WorkerResult{
+	res := WorkerResult{
 		Conns: w.cfg.Conns, ConnsUp: int(w.connsUp.Load()), SetupUp: int(w.setupUp.Load()),
 		SetupErrors: uint64(w.setupErrors.Load()), DialRetries: uint64(w.dialRetries.Load()), Resent: w.resent.Load(), Groups: len(w.groups),
 		Sent: w.sent.Load(), Acked: w.acked.Load(), Expected: w.expected.Load(), Delivered: w.delivered.Load(),
@@ -123,6 +134,10 @@ func (w *worker) result() WorkerResult {
 		CatchUpHist: w.catchHist.Snapshot().toJSON(), OwnHist: w.ownHist.Snapshot().toJSON(), FirstError: first,
 		CPUSec: w.measuredCPU.Seconds(), FramesIn: w.measuredFrames, SlowDecodes: w.slowDecodes.Load(),
 	}
+	if w.lay.channel {
+		w.channelResult(&res)
+	}
+	return res
 }
 
 // lost counts, over every connected client, the messages its sources had

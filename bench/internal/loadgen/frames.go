@@ -18,7 +18,13 @@ func (c *lconn) handle(f *inFrame) {
 	case kindSent:
 		c.sentFrame(f.id)
 	case kindMessage:
+		if c.w.lay.channel {
+			c.channelMessage(f)
+			return
+		}
 		c.message(f)
+	case kindChannels:
+		c.channelsFrame(f)
 	case kindSynced:
 		c.syncedFrame(f.upTo, f.more)
 	case kindReceipt:
@@ -39,6 +45,10 @@ func (c *lconn) sentFrame(id []byte) {
 	w := c.w
 	n, at, ok := w.parseID(id)
 	if !ok {
+		return
+	}
+	if n == 0 && w.lay.channel { // the end marker
+		w.ch.markerAcked.Store(true)
 		return
 	}
 	c.mu.Lock()
@@ -245,7 +255,7 @@ func (c *lconn) resend(id string) bool {
 	}
 	c.w.resent.Add(1)
 	f := &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: &parleypb.Send{
-		Id: id, To: c.to, Group: c.group, Text: messageText}}}
+		Id: id, To: c.to, Group: c.group, Channel: c.channel, Text: c.textOf([]byte(id))}}}
 	time.AfterFunc(time.Duration(try)*200*time.Millisecond, func() {
 		if err := c.write(f); err != nil && !c.closing.Load() {
 			c.w.werrs.Add(1)

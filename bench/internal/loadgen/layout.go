@@ -8,6 +8,9 @@ const (
 	ScenarioGroup = "group" // groups of members, a few senders each, every member online
 	ScenarioIdle  = "idle"  // connections only, held for the duration
 	ScenarioStorm = "storm" // every client reconnects at once and syncs what it missed
+	// ScenarioChannel: one owner posts to a channel of Members, Online of them
+	// connected and following it live (fan-out on read).
+	ScenarioChannel = "channel"
 )
 
 // MaxConnsPerProc is the most client sockets one worker process holds: the
@@ -17,10 +20,13 @@ const MaxConnsPerProc = 19000
 
 // layout is who one worker's users are and what they do. User i is
 // "<prefix>-<worker>-<i>"; users [0, clients) are the measured connections, and
-// in a storm users [clients, users) are the groups' senders.
+// in a storm users [clients, users) are the groups' senders; in a channel they
+// are the members that stay offline and, in worker 0, the owner (the last).
 type layout struct {
 	users   int
 	clients int
+	channel bool    // a channel's layout (channelLayout)
+	owner   int     // channel: the owner's user index, -1 for none (not in this worker)
 	peer    []int   // dm: the partner of each user, -1 for none
 	groups  [][]int // members by user index, the owner first
 	senders [][]int // the senders of each group
@@ -31,7 +37,7 @@ type layout struct {
 // group cuts them into groups of members, whose first senders send; storm cuts
 // them into groups of members-1 and adds one sender (the owner) to each.
 func newLayout(scenario string, clients, members, senders int) layout {
-	l := layout{users: clients, clients: clients}
+	l := layout{users: clients, clients: clients, owner: -1}
 	switch scenario {
 	case ScenarioDM:
 		l.peer = make([]int, clients)
@@ -56,6 +62,24 @@ func newLayout(scenario string, clients, members, senders int) layout {
 		}
 		l.users += len(l.groups)
 	}
+	l.index()
+	return l
+}
+
+// channelLayout is a channel worker's users: clients online members, offline
+// members that only have accounts, and with owner the channel's owner last.
+func channelLayout(clients, offline int, owner bool) layout {
+	l := layout{users: clients + offline, clients: clients, channel: true, owner: -1}
+	if owner {
+		l.owner = l.users
+		l.users++
+	}
+	l.index()
+	return l
+}
+
+// index fills groupOf from groups.
+func (l *layout) index() {
 	l.groupOf = make([]int, l.users)
 	for i := range l.groupOf {
 		l.groupOf[i] = -1
@@ -65,8 +89,22 @@ func newLayout(scenario string, clients, members, senders int) layout {
 			l.groupOf[u] = g
 		}
 	}
-	return l
 }
+
+// sockets is the most connections the worker holds at once: a channel's offline
+// members hold none.
+func (l *layout) sockets() int {
+	if !l.channel {
+		return l.users
+	}
+	if l.owner >= 0 {
+		return l.clients + 1
+	}
+	return l.clients
+}
+
+// connects tells whether user i ever connects (needs a token).
+func (l *layout) connects(i int) bool { return !l.channel || i < l.clients || i == l.owner }
 
 func span(from, to int) []int {
 	out := make([]int, 0, to-from)

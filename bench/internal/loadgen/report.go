@@ -29,6 +29,11 @@ func (r *Result) describe() string {
 	case ScenarioGroup:
 		return fmt.Sprintf("%d group(s) of %d members, all online, %d sender(s) each, %s for %s",
 			r.Groups, r.Members, r.Senders, pace, r.Duration)
+	case ScenarioChannel:
+		if r.Rate > 0 {
+			pace = fmt.Sprintf("at %g posts/s", r.Rate)
+		}
+		return r.describeChannel(pace)
 	case ScenarioStorm:
 		return fmt.Sprintf("reconnect storm: %d clients in groups of up to %d (one sender each) miss %d messages each, then reconnect at once and sync",
 			r.Conns, r.Members, r.Messages)
@@ -53,9 +58,12 @@ func (r *Result) Markdown() string {
 	case ScenarioIdle:
 	case ScenarioStorm:
 		r.stormRows(row)
+	case ScenarioChannel:
+		r.channelRows(row)
 	default:
 		r.trafficRows(row)
 	}
+	r.rowsRow(row)
 	r.errorRows(row)
 	r.selfRows(row)
 	r.nodeRows(row)

@@ -38,6 +38,8 @@ type Result struct {
 	Members     int       `json:"members,omitempty"`
 	Senders     int       `json:"senders,omitempty"`
 	Messages    int       `json:"messages,omitempty"` // storm: messages each client missed
+	Online      int       `json:"online,omitempty"`   // channel: members connected (Conns)
+	ChannelMode string    `json:"channelMode,omitempty"`
 	Procs       int       `json:"procs"`
 	SrcIPs      int       `json:"srcIps"`
 	Rate        float64   `json:"rate"`
@@ -56,8 +58,9 @@ type Result struct {
 	SetupSec    float64     `json:"setupSec"`    // dialing and syncing all connections
 	SetupRate   float64     `json:"setupRate"`   // connections/s
 	SettleSec   float64     `json:"settleSec,omitempty"`
-	MeasuredSec float64     `json:"measuredSec"` // the measured phase's wall time, release to the last report
-	TrafficSec  float64     `json:"trafficSec"`  // traffic start to the last answer or delivery
+	MembersSec  float64     `json:"membersSec,omitempty"` // channel: finding or making it and adding its members
+	MeasuredSec float64     `json:"measuredSec"`          // the measured phase's wall time, release to the last report
+	TrafficSec  float64     `json:"trafficSec"`           // traffic start to the last answer or delivery
 
 	Sent            uint64            `json:"sent"`
 	Acked           uint64            `json:"acked"`
@@ -91,6 +94,11 @@ type Result struct {
 	StormSec         float64 `json:"stormSec,omitempty"`
 	CatchUpLatency   Latency `json:"catchUpLatency"`
 	ReconnectLatency Latency `json:"reconnectLatency"`
+
+	// Channel: see ChannelStats. Rows: what the nodes wrote in the measured
+	// phase, with Config.DatabaseURL.
+	Channel *ChannelStats `json:"channel,omitempty"`
+	Rows    *RowStats     `json:"rows,omitempty"`
 
 	Loadgen SelfStats    `json:"loadgen"`
 	Node    *NodeStats   `json:"node,omitempty"`
@@ -142,6 +150,8 @@ func newResult(cfg Config) *Result {
 		r.Groups, r.Members, r.Senders = cfg.Groups, cfg.Members, cfg.Senders
 	case ScenarioStorm:
 		r.Members, r.Messages = cfg.Members, cfg.Messages
+	case ScenarioChannel:
+		r.Members, r.Online, r.ChannelMode = cfg.Members, cfg.Online, cfg.ChannelMode
 	}
 	return r
 }
@@ -163,6 +173,14 @@ func (r *runner) merge() (*Result, error) {
 		}
 	}
 	res.SentLatency, res.DeliveryLatency = Summarize(hists[0]), Summarize(hists[1])
+	posts := res.Acked
+	if res.Scenario == ScenarioChannel {
+		res.channelTotals(r.results)
+		if res.Channel.MarkerAcked {
+			posts++ // the end marker is a post too, in the measured phase
+		}
+	}
+	res.Rows = r.rows.result(posts)
 	if res.SetupSec > 0 {
 		res.SetupRate = float64(res.SetupUp) / res.SetupSec
 	}
@@ -221,6 +239,9 @@ func (res *Result) add(w *WorkerResult) {
 // and storm clients not caught up.
 func (res *Result) errorCount() uint64 {
 	n := res.SetupErrors + res.Closes + res.WriteErrors + res.Lost + res.Duplicates + res.NotCaughtUp
+	if c := res.Channel; c != nil {
+		n += c.PrevGaps + c.NoEndMarker
+	}
 	for _, v := range res.ErrorFrames {
 		n += v
 	}

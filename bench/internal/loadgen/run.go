@@ -28,18 +28,27 @@ import (
 // Config is one load run.
 type Config struct {
 	URLs     []string // node base URLs (loopback only); users go round robin
-	Scenario string   // dm (default), group, idle or storm
-	Conns    int      // clients, one user each (group: Groups×Members, or 0)
+	Scenario string   // dm (default), group, idle, storm or channel
+	Conns    int      // clients, one user each (group: Groups×Members, or 0; channel: Online, or 0)
 	Groups   int      // group: the number of groups
-	Members  int      // group: members per group; storm: clients per group plus its sender (default 500)
+	Members  int      // group: members per group; storm: clients per group plus its sender (default 500); channel: its members, owner included (default 100,000)
 	Senders  int      // group: the senders of each group (default 1)
 	Messages int      // storm: the messages each client misses (default 20)
+	// Online (channel) is the members, the owner aside, that connect and follow the
+	// channel live (default 19,000, at most Members-1); the others only have accounts.
+	Online int
+	// ChannelMode is the channel's mode, broadcast (default) or open.
+	ChannelMode string
+	// DatabaseURL, when set (channel), is the nodes' PostgreSQL (loopback or a
+	// Unix socket): the rows written in the measured phase are read from its
+	// pg_stat_user_tables, for the rows written per post.
+	DatabaseURL string
 
 	UsersPrefix string        // user names are <prefix>-<worker>-<i>; "" = a fresh random prefix
-	Rate        float64       // messages/s in total; 0 = as fast as the in-flight window allows
+	Rate        float64       // messages/s in total (channel: posts/s); 0 = as fast as the in-flight window allows
 	Window      int           // unanswered sends per sender when Rate is 0 (default 8)
 	Duration    time.Duration // traffic or holding time; storm: the longest the reconnect may take
-	Drain       time.Duration // how long to wait after Duration for answers and deliveries (default 5s)
+	Drain       time.Duration // how long to wait after Duration for answers and deliveries (default 5s; channel: twice, see channelDrain)
 	// Settle (storm) is the least wait between posting and reconnecting, for the
 	// fan-out to finish (default 1s); with NodePIDs the wait goes on until the
 	// nodes are quiet.
@@ -102,6 +111,11 @@ func (cfg *Config) validate() error {
 	if err := cfg.scenarioDefaults(); err != nil {
 		return err
 	}
+	if cfg.DatabaseURL != "" {
+		if err := checkDatabaseURL(cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
 	switch {
 	case cfg.Conns < 1:
 		return errors.New("loadgen: -conns must be at least 1")
@@ -115,6 +129,8 @@ func (cfg *Config) validate() error {
 		return errors.New("loadgen: -push and -push-offline are for -scenario dm")
 	case cfg.PushOffline && cfg.Push == "":
 		return errors.New("loadgen: -push-offline needs -push")
+	case cfg.DatabaseURL != "" && (cfg.Scenario == ScenarioStorm || cfg.Scenario == ScenarioIdle):
+		return errors.New("loadgen: -database-url is for the scenarios that send (dm, group, channel)")
 	case cfg.TokenSecret != "" && len(cfg.TokenSecret) < auth.MinSecretBytes:
 		return fmt.Errorf("loadgen: -token-secret must be at least %d bytes, like the nodes'", auth.MinSecretBytes)
 	}
@@ -134,6 +150,9 @@ func (cfg *Config) validate() error {
 func (cfg *Config) scenarioDefaults() error {
 	if cfg.Scenario == "" {
 		cfg.Scenario = ScenarioDM
+	}
+	if cfg.Scenario == ScenarioChannel {
+		return cfg.channelDefaults()
 	}
 	if cfg.Members == 0 {
 		cfg.Members = 500
@@ -160,7 +179,7 @@ func (cfg *Config) scenarioDefaults() error {
 			return errors.New("loadgen: -messages must be at least 1")
 		}
 	default:
-		return fmt.Errorf("loadgen: unknown -scenario %q (dm, group, idle or storm)", cfg.Scenario)
+		return fmt.Errorf("loadgen: unknown -scenario %q (dm, group, idle, storm or channel)", cfg.Scenario)
 	}
 	return nil
 }
@@ -177,11 +196,17 @@ func (cfg *Config) timeDefaults() {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10*time.Minute + 2*(cfg.Duration+cfg.Drain) + time.Duration(cfg.Conns)*5*time.Millisecond
+		if cfg.Scenario == ScenarioChannel { // every member registered, and the drain twice
+			cfg.Timeout += time.Duration(cfg.Members)*2*time.Millisecond + cfg.Drain + 2*pgStatLag
+		}
 	}
 }
 
 // procs picks the number of workers and checks their shares.
 func (cfg *Config) procs() error {
+	if cfg.Scenario == ScenarioChannel {
+		return cfg.channelProcs()
+	}
 	u := unit(cfg.Scenario, cfg.Members)
 	units := (cfg.Conns + u - 1) / u
 	if cfg.Procs <= 0 {
@@ -196,7 +221,11 @@ func (cfg *Config) checkNames() error {
 	if cfg.UsersPrefix == "" {
 		cfg.UsersPrefix = randomPrefix()
 	}
-	longest := fmt.Sprintf("%s-%d-%d", cfg.UsersPrefix, cfg.Procs-1, slices.Max(cfg.shares())+cfg.Conns/max(1, cfg.Members-1))
+	most := slices.Max(cfg.shares()) + cfg.Conns/max(1, cfg.Members-1)
+	if cfg.Scenario == ScenarioChannel {
+		most = slices.Max(cfg.channelUsers()) // the owner's index, or past every member's
+	}
+	longest := fmt.Sprintf("%s-%d-%d", cfg.UsersPrefix, cfg.Procs-1, most)
 	if !convid.UserID.MatchString(longest) {
 		return fmt.Errorf("loadgen: -users-prefix %q gives user names like %q, which are not valid user ids (%s)",
 			cfg.UsersPrefix, longest, convid.UserID)
@@ -205,6 +234,9 @@ func (cfg *Config) checkNames() error {
 }
 
 func (cfg *Config) shares() []int {
+	if cfg.Scenario == ScenarioChannel {
+		return split(cfg.Conns, cfg.Procs, 1)
+	}
 	return split(cfg.Conns, cfg.Procs, unit(cfg.Scenario, cfg.Members))
 }
 
@@ -221,6 +253,9 @@ func (cfg *Config) workerConfigs() []WorkerConfig {
 			Window: cfg.Window, Duration: Dur(cfg.Duration), Drain: Dur(cfg.Drain), SrcIPs: cfg.SrcIPs,
 			SrcOffset: i * cfg.SrcIPs, Encoding: cfg.Encoding, RegisterPar: cfg.RegisterPar, DialPar: cfg.DialPar,
 			TokenSecret: cfg.TokenSecret, ReadEvery: cfg.ReadEvery, Push: cfg.Push, PushOffline: cfg.PushOffline}
+	}
+	if cfg.Scenario == ScenarioChannel {
+		cfg.channelWorkers(out)
 	}
 	return out
 }

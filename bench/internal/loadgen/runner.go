@@ -39,6 +39,7 @@ type runner struct {
 	node      *nodeSampler
 	metrics   *metricsScraper
 	series    *sampler // the nodes through the measured phase (SampleEvery)
+	rows      *rowCounter
 }
 
 func newRunner(cfg Config) *runner {
@@ -46,7 +47,7 @@ func newRunner(cfg Config) *runner {
 		progress: make([]Progress, cfg.Procs), results: make([]*WorkerResult, cfg.Procs), counts: map[string]int{},
 		lastPhase: make([]string, cfg.Procs), label: label(cfg.Scenario, PhaseRegistered), released: time.Now(),
 		tick: time.NewTicker(time.Second), res: newResult(cfg), node: newNodeSampler(cfg.NodePIDs),
-		metrics: newMetricsScraper(cfg.MetricsURLs, cfg.MetricsToken)}
+		metrics: newMetricsScraper(cfg.MetricsURLs, cfg.MetricsToken), rows: newRowCounter(cfg.DatabaseURL)}
 	r.node.sample(&r.node.stats.Start)
 	return r
 }
@@ -56,6 +57,8 @@ func label(scenario, ph string) string {
 	switch ph {
 	case PhaseRegistered:
 		return "registering"
+	case PhaseMembers:
+		return "adding members"
 	case PhaseConnected:
 		return "connecting"
 	case PhaseDrained:
@@ -189,10 +192,20 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 	case PhaseRegistered:
 		r.res.RegisterSec = sec
 		r.node.sample(&n.Registered)
+	case PhaseMembers:
+		r.res.MembersSec = sec
+		r.node.sample(&n.Registered) // "before connecting"
 	case PhaseConnected:
 		r.res.SetupSec = sec
 		r.node.sample(&n.Connected)
 		n.Busy = n.Connected
+		if r.rows != nil { // what the setup wrote must be counted before the phase
+			r.label = "pg stats"
+			if err := r.during(ctx, r.rows.start); err != nil {
+				return err
+			}
+			r.node.sample(&n.Busy)
+		}
 		if r.cfg.Scenario != ScenarioStorm { // the measured phase comes next
 			r.measuredStarts(ctx)
 		}
@@ -212,6 +225,12 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 		r.res.Steady = steadyOf(r.res.Samples, r.cfg.Warmup)
 		r.series = nil
 		r.printProgress()
+		if r.rows != nil {
+			r.label = "pg stats"
+			if err := r.during(ctx, r.rows.end); err != nil {
+				return err
+			}
+		}
 	}
 	r.label = label(r.cfg.Scenario, nextPhase(r.cfg.Scenario, ph))
 	return nil

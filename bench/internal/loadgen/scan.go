@@ -17,7 +17,8 @@ const (
 	kindMessage
 	kindSynced
 	kindError
-	kindReceipt // counted only
+	kindReceipt  // counted only
+	kindChannels // the answer to a channels frame
 )
 
 // inFrame is the part of a server frame loadgen reads. Its byte slices point
@@ -34,6 +35,11 @@ type inFrame struct {
 	clientID []byte // message
 	code     []byte // error
 	text     []byte // error: its message
+	body     []byte // message: its text as sent on the wire (JSON: escapes left in)
+	prev     uint64 // live channel message: the id of the channel's message before it
+	// channels: the answer's list, as JSON (the fast scan) or decoded (the full one).
+	raw    []byte
+	states []*parleypb.ChannelState
 }
 
 // decodeFrame fills f from a server message: JSON through scanJSON, falling
@@ -60,7 +66,9 @@ func fromProto(sf *parleypb.ServerFrame, f *inFrame) {
 	case *parleypb.ServerFrame_Message:
 		m := b.Message
 		f.kind, f.seq, f.from, f.clientID = kindMessage, m.GetSeq(), []byte(m.GetFrom()), []byte(m.GetClientId())
-		f.msgID = uint64(m.GetMessageId())
+		f.msgID, f.body, f.prev = uint64(m.GetMessageId()), []byte(m.GetText()), uint64(m.GetPrev())
+	case *parleypb.ServerFrame_Channels:
+		f.kind, f.states = kindChannels, b.Channels.GetChannels()
 	case *parleypb.ServerFrame_Synced:
 		f.kind, f.upTo, f.more = kindSynced, b.Synced.GetUpTo(), b.Synced.GetMore()
 	case *parleypb.ServerFrame_Receipt:
@@ -129,6 +137,12 @@ func (s *jsonScan) member(f *inFrame, key []byte, typ *[]byte) bool {
 		f.upTo, ok = s.uint()
 	case "more":
 		f.more, ok = s.bool()
+	case "prev":
+		f.prev, ok = s.uint()
+	case "text":
+		f.body, ok = s.rawString()
+	case "channels":
+		f.raw, ok = s.rawValue()
 	default:
 		ok = !foldsToKnown(key) && s.skip(0)
 	}
@@ -136,7 +150,8 @@ func (s *jsonScan) member(f *inFrame, key []byte, typ *[]byte) bool {
 }
 
 // knownKeys are the members member reads.
-var knownKeys = [...]string{"type", "id", "from", "clientId", "code", "message", "seq", "messageId", "upTo", "more"}
+var knownKeys = [...]string{"type", "id", "from", "clientId", "code", "message", "seq", "messageId", "upTo", "more",
+	"prev", "text", "channels"}
 
 // foldsToKnown reports a key that encoding/json would take for one of
 // knownKeys (it matches names case-insensitively, Unicode folding included), so
@@ -164,7 +179,9 @@ func setKind(f *inFrame, typ []byte) bool {
 	case "sent":
 		*f = inFrame{kind: kindSent, id: f.id}
 	case "message":
-		*f = inFrame{kind: kindMessage, seq: f.seq, msgID: f.msgID, from: f.from, clientID: f.clientID}
+		*f = inFrame{kind: kindMessage, seq: f.seq, msgID: f.msgID, from: f.from, clientID: f.clientID, body: f.body, prev: f.prev}
+	case "channels":
+		*f = inFrame{kind: kindChannels, raw: f.raw}
 	case "receipt":
 		*f = inFrame{kind: kindReceipt}
 	case "synced":
@@ -263,6 +280,29 @@ func (s *jsonScan) uint() (uint64, bool) {
 		s.i++
 	}
 	return v, true
+}
+
+// rawString passes over a string and returns what is between its quotes,
+// escapes left as they are.
+func (s *jsonScan) rawString() ([]byte, bool) {
+	if s.peek() != '"' {
+		return nil, false
+	}
+	start := s.i + 1
+	if !s.skipString() {
+		return nil, false
+	}
+	return s.b[start : s.i-1], true
+}
+
+// rawValue passes over a value of any kind and returns its text.
+func (s *jsonScan) rawValue() ([]byte, bool) {
+	s.ws()
+	start := s.i
+	if !s.skip(0) {
+		return nil, false
+	}
+	return s.b[start:s.i], true
 }
 
 func (s *jsonScan) bool() (bool, bool) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,13 +16,13 @@ import (
 // viewOf is an inFrame with strings, to compare two of them.
 type frameView struct {
 	Kind                           frameKind
-	Seq, UpTo                      uint64
+	Seq, UpTo, Prev                uint64
 	More                           bool
 	ID, From, ClientID, Code, Text string
 }
 
 func viewOf(f *inFrame) frameView {
-	return frameView{f.kind, f.seq, f.upTo, f.more, string(f.id), string(f.from), string(f.clientID), string(f.code), string(f.text)}
+	return frameView{f.kind, f.seq, f.upTo, f.prev, f.more, string(f.id), string(f.from), string(f.clientID), string(f.code), string(f.text)}
 }
 
 // fullDecode is what the full decoder makes of data.
@@ -94,6 +95,15 @@ func TestScanAgreesOnServerFrames(t *testing.T) {
 		{"presence", &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Presence{Presence: &parleypb.Presence{
 			User: "a", Status: "online", LastSeen: 5}}}, true},
 		{"pong", &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Pong{Pong: &parleypb.Pong{}}}, true},
+		{"live channel message", msgFrame(&parleypb.Message{MessageId: 383280997669535745, Conversation: "channel:abcdefghijklmnop",
+			From: "lg-0-50", Channel: "abcdefghijklmnop", Text: "lg1a2b3c4d.1.2 loadgen channel post", Ts: 1764590000000,
+			ClientId: plain, Prev: 383280997669535744}), true},
+		{"first live channel message", msgFrame(&parleypb.Message{MessageId: 5, Conversation: "channel:abcdefghijklmnop",
+			From: "o", Channel: "abcdefghijklmnop", Text: "t"}), true},
+		{"channels", &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Channels{Channels: &parleypb.Channels{
+			Channels: []*parleypb.ChannelState{{Channel: "channel:abcdefghijklmnop", Id: "abcdefghijklmnop", Name: "n \"1\"",
+				Mode: "broadcast", Role: "member", LastMessageId: 9, ReadUpTo: 3, Unread: 6}, {Channel: "channel:x", Id: "x"}}}}}, true},
+		{"no channels", &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Channels{Channels: &parleypb.Channels{}}}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			data := encodeJSON(t, c.f)
@@ -156,4 +166,42 @@ func FuzzScanJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { requireAgrees(t, data) })
+}
+
+// TestChannelFrames: the fast scan and the full decoder give a channel worker
+// the same channels answer and the same post (number, send time, prev).
+func TestChannelFrames(t *testing.T) {
+	w := mustWorker(t, WorkerConfig{Scenario: ScenarioChannel, Conns: 1, Members: 3, Encoding: "json", RunID: "r5",
+		ChannelName: `loadgen "x"`})
+	answer := &parleypb.ServerFrame{Body: &parleypb.ServerFrame_Channels{Channels: &parleypb.Channels{
+		Channels: []*parleypb.ChannelState{{Id: "other", Name: "other", LastMessageId: 1},
+			{Id: "abcdefghijklmnop", Name: `loadgen "x"`, LastMessageId: 77}}}}}
+	post := msgFrame(&parleypb.Message{MessageId: 78, Channel: "abcdefghijklmnop", From: "o", Prev: 77,
+		Text: w.postText(3, 1500*time.Millisecond), ClientId: w.clientID(3, 1500*time.Millisecond)})
+	for _, enc := range []wire.Encoding{wire.JSON, wire.Proto} {
+		t.Run(enc.String(), func(t *testing.T) {
+			var f inFrame
+			b, err := wire.EncodeServer(enc, answer)
+			require.NoError(t, err)
+			fast, err := decodeFrame(enc, b, &f)
+			require.NoError(t, err)
+			require.Equal(t, enc == wire.JSON, fast)
+			states, err := channelStates(&f)
+			require.NoError(t, err)
+			require.Equal(t, []channelOf{{ID: "other", Name: "other", Last: "1"}, {ID: "abcdefghijklmnop", Name: `loadgen "x"`, Last: "77"}}, states)
+
+			b, err = wire.EncodeServer(enc, post)
+			require.NoError(t, err)
+			_, err = decodeFrame(enc, b, &f)
+			require.NoError(t, err)
+			require.Equal(t, kindMessage, f.kind)
+			require.Equal(t, uint64(77), f.prev)
+			n, sent, ok := w.parsePost(f.body)
+			require.True(t, ok)
+			require.Equal(t, uint64(3), n)
+			require.Equal(t, w.ch.baseUnix+int64(1500*time.Millisecond), sent)
+		})
+	}
+	_, _, ok := w.parsePost([]byte("r6.3.4 another run"))
+	require.False(t, ok)
 }

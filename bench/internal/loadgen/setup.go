@@ -79,15 +79,20 @@ func (w *worker) authenticate(ctx context.Context) error {
 		}
 	}
 	register := signer == nil || w.needsAccounts()
+	if register && signer != nil && w.lay.channel && w.channelReady(ctx, signer) {
+		register = false // an earlier run made this channel, every member with an account
+	}
 	failed := w.forEach(ctx, span(0, w.lay.users), w.cfg.RegisterPar, func(ctx context.Context, i int) (err error) {
 		if register {
 			if err := w.register(ctx, i); err != nil {
 				return err
 			}
 		}
-		if signer != nil {
+		switch {
+		case !w.lay.connects(i): // a channel's offline member needs only its account
+		case signer != nil:
 			w.tokens[i], err = signer.Issue(w.userName(i), deviceID)
-		} else {
+		default:
 			w.tokens[i], err = w.login(ctx, i)
 		}
 		return err
@@ -98,6 +103,8 @@ func (w *worker) authenticate(ctx context.Context) error {
 		return fmt.Errorf("loadgen: no user could log in: %s", w.firstErr)
 	case failed > 0 && len(w.lay.groups) > 0:
 		return fmt.Errorf("loadgen: %d users could not log in, so their groups cannot be made: %s", failed, w.firstErr)
+	case failed > 0 && w.lay.channel:
+		return fmt.Errorf("loadgen: %d users could not be registered or log in, so the channel cannot have them: %s", failed, w.firstErr)
 	}
 	return ctx.Err()
 }

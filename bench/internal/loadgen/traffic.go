@@ -37,7 +37,11 @@ func (w *worker) traffic(ctx context.Context) error {
 	}
 	close(stop)
 	wg.Wait()
-	if ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+	case w.lay.channel:
+		w.channelDrain(ctx)
+	default:
 		waitUntil(ctx, time.Duration(w.cfg.Drain), w.drained)
 	}
 	return ctx.Err()
@@ -57,6 +61,9 @@ func (w *worker) drained() bool {
 // receive each message, and what paces them (rate tokens, or a window of
 // unanswered sends).
 func (w *worker) arm(paced bool) []*lconn {
+	if w.lay.channel {
+		return w.armOwner(paced)
+	}
 	var senders []*lconn
 	for i, c := range w.conns {
 		peer, g, ok := w.lay.sendsTo(i)
@@ -123,8 +130,12 @@ func (c *lconn) sendLoop(stop <-chan struct{}, n int) {
 func (c *lconn) send() bool {
 	c.next++
 	at := c.now()
+	text := messageText
+	if c.channel != "" {
+		text = c.w.postText(c.next, at)
+	}
 	f := &parleypb.ClientFrame{Body: &parleypb.ClientFrame_Send{Send: &parleypb.Send{
-		Id: c.w.clientID(c.next, at), To: c.to, Group: c.group, Text: messageText,
+		Id: c.w.clientID(c.next, at), To: c.to, Group: c.group, Channel: c.channel, Text: text,
 	}}}
 	if err := c.write(f); err != nil {
 		if !c.closing.Load() {
@@ -135,6 +146,16 @@ func (c *lconn) send() bool {
 	}
 	c.w.sent.Add(1)
 	return true
+}
+
+// textOf is the text of the send with client id id: a channel post's text
+// carries its number and send time.
+func (c *lconn) textOf(id []byte) string {
+	if c.channel == "" {
+		return messageText
+	}
+	n, at, _ := c.w.parseID(id)
+	return c.w.postText(n, at)
 }
 
 // schedule hands out Rate tokens per second, round robin over the senders.

@@ -43,6 +43,14 @@ type WorkerConfig struct {
 	// TokenSecret, when set, is the nodes' token secret: tokens are minted here
 	// instead of logging in.
 	TokenSecret string `json:"tokenSecret,omitempty"`
+	// Channel: this worker's members that stay offline (Conns are online), the
+	// channel's name, mode and owner (worker 0's last user), and, for worker 0,
+	// every worker's members (online and offline), whom it adds to the channel.
+	Offline      int    `json:"offline,omitempty"`
+	ChannelName  string `json:"channelName,omitempty"`
+	ChannelMode  string `json:"channelMode,omitempty"`
+	Owner        string `json:"owner,omitempty"`
+	ChannelUsers []int  `json:"channelUsers,omitempty"`
 }
 
 // Dur is a time.Duration that reads and writes JSON as a Go duration string.
@@ -65,6 +73,7 @@ func (d *Dur) UnmarshalJSON(b []byte) error {
 // Phases a worker reports; after each but the last it waits to be released.
 const (
 	PhaseRegistered = "registered" // users registered or tokens minted, groups created
+	PhaseMembers    = "members"    // channel: the channel made and every member added
 	PhaseConnected  = "connected"  // sockets open and synced
 	PhaseDrained    = "drained"    // traffic (or holding) done and drained; Result set
 	PhaseOffline    = "offline"    // storm: every client noted its cursor and closed
@@ -75,8 +84,11 @@ const (
 
 // Phases lists the phases of a scenario in order.
 func Phases(scenario string) []string {
-	if scenario == ScenarioStorm {
+	switch scenario {
+	case ScenarioStorm:
 		return []string{PhaseRegistered, PhaseConnected, PhaseOffline, PhasePosted, PhaseCaughtUp, PhaseClosed}
+	case ScenarioChannel:
+		return []string{PhaseRegistered, PhaseMembers, PhaseConnected, PhaseDrained, PhaseClosed}
 	}
 	return []string{PhaseRegistered, PhaseConnected, PhaseDrained, PhaseClosed}
 }
@@ -111,6 +123,7 @@ type worker struct {
 	readBuf int         // each connection's read buffer, bytes
 	poll    *poller     // reads every connection
 	acks    chan ackReq // receipts load: what the recipients acknowledge (ReadEvery)
+	ch      channelRun  // channel: the channel and what its members got
 	counters
 }
 
@@ -147,9 +160,12 @@ func newWorker(cfg WorkerConfig) (*worker, error) {
 		return nil, err
 	}
 	lay := newLayout(cfg.Scenario, cfg.Conns, cfg.Members, cfg.Senders)
+	if cfg.Scenario == ScenarioChannel {
+		lay = channelLayout(cfg.Conns, cfg.Offline, cfg.Worker == 0)
+	}
 	// A dial holds two descriptors for a moment (the socket is duplicated, then
 	// the net.Conn closed): DialPar more.
-	if err := checkNoFile(lay.users + cfg.RegisterPar + cfg.DialPar); err != nil {
+	if err := checkNoFile(lay.sockets() + cfg.RegisterPar + cfg.DialPar); err != nil {
 		return nil, err
 	}
 	poll, err := newPoller(lay.users)
@@ -161,6 +177,7 @@ func newWorker(cfg WorkerConfig) (*worker, error) {
 			DialContext: Dialer(NewSourceIPs(cfg.SrcIPs, cfg.SrcOffset).Next())}},
 		conns: make([]*lconn, lay.users), readBuf: readBufSize(cfg.Scenario), acks: make(chan ackReq, 1<<16)}
 	w.counters.init()
+	w.ch.baseUnix = w.base.UnixNano()
 	return w, nil
 }
 
@@ -197,8 +214,11 @@ func (w *worker) steps() []func(ctx context.Context) error {
 		return ctx.Err()
 	}
 	closeAll := func(context.Context) error { w.closeAll(span(0, w.lay.users)); return nil }
-	if w.cfg.Scenario == ScenarioStorm {
+	switch w.cfg.Scenario {
+	case ScenarioStorm:
 		return []func(context.Context) error{w.setup, connect, w.offline, w.post, w.measure(w.reconnect), closeAll}
+	case ScenarioChannel:
+		return []func(context.Context) error{w.setup, w.channelMembers, w.channelConnect, w.measure(w.traffic), closeAll}
 	}
 	return []func(context.Context) error{w.setup, connect, w.measure(w.traffic), closeAll}
 }
