@@ -97,13 +97,15 @@ setup() {
 	go build -o "$BIN/loadgen" ./bench/cmd/loadgen
 	go build -o "$BIN/pgceiling" ./bench/cmd/pgceiling
 	go build -o "$BIN/channelbench" ./bench/cmd/channelbench
+	# listen.maxConns 19,500 (of the 20,000 open files): 19,000 members of a channel and
+	# the sockets that post to them.
 	# Cheap password hashes (the runs register thousands of users), a frame rate and
 	# a user send budget that let one sender post hundreds of messages/s, quiet logs,
 	# and a heartbeat deadline past the longest run (loadgen's clients do not ping).
 	sed -e 's/^  bcryptCost: .*/  bcryptCost: 4/' -e 's/^  frameRate: .*/  frameRate: 5000/' \
 		-e 's/^  userSends: .*/  userSends: {rate: 5000, burst: 10000}/' \
 		-e 's/^  frameBurst: .*/  frameBurst: 10000/' -e 's/^  level: info/  level: warn/' \
-		-e 's/^  deadAfter: .*/  deadAfter: 1h/' -e "s|^    url: \"\"|    url: http://$PUSH_SINK/push|" \
+		-e 's/^  deadAfter: .*/  deadAfter: 1h/' -e 's/^  maxConns: 19000/  maxConns: 19500/' -e "s|^    url: \"\"|    url: http://$PUSH_SINK/push|" \
 		${BENCH_SED:+-e "$BENCH_SED"} cluster.yaml >"$PARLEY_CONFIG"
 	DATABASE_URL=${DATABASE_URL:-$(scripts/pg.sh start "$PG_DIR" "$PG_PORT")}
 	export DATABASE_URL

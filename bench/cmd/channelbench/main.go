@@ -504,4 +504,3 @@ func (h *hist) quantile(q float64) time.Duration {
 }
 
 func (h *hist) max() time.Duration { return time.Duration(h.top.Load()) }
-
