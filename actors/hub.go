@@ -15,6 +15,9 @@ import (
 // for every socket of its encoding (implemented by the gateway's socket).
 type FeedSocket interface {
 	WriteFeed(f *wire.Feed) error
+	// Cork holds the frames written until Uncork, which writes them together.
+	Cork()
+	Uncork()
 }
 
 // ChannelHub is a node's live feed of channel messages. Its subscribers are the
@@ -67,11 +70,55 @@ func NewChannelHub(met *metrics.Metrics) *ChannelHub {
 	return h
 }
 
+// maxCoalesce bounds the publishes one pass of a fan-out goroutine takes.
+const maxCoalesce = 64
+
+// fanOut writes the publishes of its shard in order. When it is behind, the
+// publishes waiting for one channel go to each socket as one write (corked): the
+// cost per delivery falls as the rate rises, instead of the queue growing.
 func fanOut(jobs <-chan hubJob) {
+	var batch []hubJob
 	for j := range jobs {
-		for _, s := range j.subs {
-			_ = s.sock.WriteFeed(j.feed) // a socket that fails closes itself
+		batch = append(batch[:0], j)
+	more:
+		for len(batch) < maxCoalesce {
+			select {
+			case k := <-jobs:
+				batch = append(batch, k)
+			default:
+				break more
+			}
 		}
+		for i := 0; i < len(batch); {
+			k := i + 1
+			for k < len(batch) && sameSubs(batch[k].subs, batch[i].subs) {
+				k++
+			}
+			writeRun(batch[i:k])
+			i = k
+		}
+		clear(batch) // let the feeds go
+	}
+}
+
+// sameSubs reports whether two publishes go to one subscriber list (one channel's
+// snapshot, unchanged between them).
+func sameSubs(a, b []*FeedSub) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
+
+// writeRun writes publishes of one subscriber list, in order, one write per socket.
+func writeRun(run []hubJob) {
+	if len(run) == 1 {
+		for _, s := range run[0].subs {
+			_ = s.sock.WriteFeed(run[0].feed) // a socket that fails closes itself
+		}
+		return
+	}
+	for _, s := range run[0].subs {
+		s.sock.Cork()
+		for _, j := range run {
+			_ = s.sock.WriteFeed(j.feed)
+		}
+		s.sock.Uncork()
 	}
 }
 

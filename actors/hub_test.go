@@ -25,6 +25,9 @@ func (f *feedRecorder) WriteFeed(feed *wire.Feed) error {
 	return nil
 }
 
+func (f *feedRecorder) Cork()   {}
+func (f *feedRecorder) Uncork() {}
+
 func (f *feedRecorder) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
