@@ -201,8 +201,11 @@ func (w *worker) memberBatches() [][]string {
 }
 
 // channelConnect connects the owner (worker 0), then the online members, each
-// following the channel (a channels frame whose answer lists it).
+// following the channel (a channels frame whose answer lists it). The REST
+// calls are over: their idle connections are closed first, so that they take
+// none of the node's listen.maxConns from the sockets.
 func (w *worker) channelConnect(ctx context.Context) error {
+	w.http.CloseIdleConnections()
 	if o := w.lay.owner; o >= 0 && w.connect(ctx, []int{o}, nil) < 1 {
 		return fmt.Errorf("loadgen: the channel's owner could not connect: %s", w.firstErr)
 	}
@@ -364,7 +367,7 @@ func (w *worker) channelResult(res *WorkerResult) {
 			res.Followers++
 		}
 	}
-	res.PrevGaps, res.NoEndMarker = w.ch.gaps.Load(), w.ch.noEnd
+	res.PrevGaps, res.NoEndMarker, res.EndSeen = w.ch.gaps.Load(), w.ch.noEnd, w.ch.endSeen.Load()
 	if o := w.lay.owner; o >= 0 && w.conns[o] != nil {
 		acked := w.conns[o].ackedSet()
 		res.ChannelAcked, res.ChannelID, res.MarkerAcked = &acked, w.ch.id, w.ch.markerAcked.Load()

@@ -9,6 +9,9 @@ type ChannelStats struct {
 	PrevGaps    uint64 `json:"prevGaps"`    // live messages whose prev was not the member's last id (a client would pull history)
 	NoEndMarker uint64 `json:"noEndMarker"` // members that never got the end marker (a loss too)
 	MarkerAcked bool   `json:"markerAcked"` // the end marker was answered sent
+	// MarkerDeliveries is the end marker's deliveries: not in Result.Delivered,
+	// but in the node's work per delivery (it cost the nodes what a post does).
+	MarkerDeliveries uint64 `json:"markerDeliveries"`
 	// PostsMissed is the posts answered sent that some member never got.
 	PostsMissed uint64 `json:"postsMissed"`
 }
@@ -22,6 +25,7 @@ func (res *Result) channelTotals(workers []*WorkerResult) {
 		c.Followers += w.Followers
 		c.PrevGaps += w.PrevGaps
 		c.NoEndMarker += w.NoEndMarker
+		c.MarkerDeliveries += w.EndSeen
 		if w.ChannelAcked != nil {
 			acked, c.ID, c.MarkerAcked = *w.ChannelAcked, w.ChannelID, w.MarkerAcked
 		}
@@ -48,6 +52,23 @@ func (res *Result) channelTotals(workers []*WorkerResult) {
 		}
 	}
 	res.Channel = c
+}
+
+// nodeWork is what the nodes did in the measured phase for loadgen's clients:
+// messages delivered and sent (a storm sends before it; a channel's end marker
+// is a post and its deliveries too).
+func (res *Result) nodeWork() (delivered, sent uint64) {
+	delivered, sent = res.Delivered, res.Sent
+	switch c := res.Channel; {
+	case res.Scenario == ScenarioStorm:
+		sent = 0 // posted before the measured reconnect
+	case c != nil:
+		delivered += c.MarkerDeliveries
+		if c.MarkerAcked {
+			sent++
+		}
+	}
+	return delivered, sent
 }
 
 func (r *Result) channelRows(row rowFunc) {

@@ -65,6 +65,7 @@ type WorkerResult struct {
 	Followers    int      `json:"followers,omitempty"`
 	PrevGaps     uint64   `json:"prevGaps,omitempty"`
 	NoEndMarker  uint64   `json:"noEndMarker,omitempty"`
+	EndSeen      uint64   `json:"endSeen,omitempty"` // members that got the end marker
 	ChannelID    string   `json:"channelId,omitempty"`
 	ChannelAcked *bitset  `json:"channelAcked,omitempty"`
 	MarkerAcked  bool     `json:"markerAcked,omitempty"`

@@ -168,8 +168,12 @@ func (r *Result) nodeRows(row rowFunc) {
 	row("node CPU", "%.2f s getting users ready, %.2f s connecting, %.2f s in the measured phase (%.0f %% of one core)",
 		n.RegisterCPUSec, n.SetupCPUSec, n.TrafficCPUSec, n.TrafficCPUPercent)
 	if n.CPUPerDeliveredUs > 0 || n.CPUPerSentUs > 0 {
-		row("node CPU per message", "**%.1f µs per message delivered**, %.1f µs per message sent (measured phase, all node pids)",
-			n.CPUPerDeliveredUs, n.CPUPerSentUs)
+		marker := ""
+		if r.Channel != nil {
+			marker = "; the end marker's post and deliveries included"
+		}
+		row("node CPU per message", "**%.1f µs per message delivered**, %.1f µs per message sent (measured phase, all node pids%s)",
+			n.CPUPerDeliveredUs, n.CPUPerSentUs, marker)
 	}
 	if n.Error != "" {
 		row("node stats error", "%s", n.Error)

@@ -195,11 +195,8 @@ func (r *runner) merge() (*Result, error) {
 	}
 	res.Errors = res.errorCount()
 	res.Loadgen.finish(res.MeasuredSec)
-	sent := res.Sent
-	if res.Scenario == ScenarioStorm {
-		sent = 0 // posted before the measured reconnect
-	}
-	res.Node = r.node.finish(phaseCounts{conns: res.SetupUp, measured: res.MeasuredSec, delivered: res.Delivered, sent: sent})
+	delivered, sent := res.nodeWork()
+	res.Node = r.node.finish(phaseCounts{conns: res.SetupUp, measured: res.MeasuredSec, delivered: delivered, sent: sent})
 	res.Metrics = r.metrics.result()
 	return res, nil
 }
