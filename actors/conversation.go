@@ -247,7 +247,7 @@ func (c *Conversation) flush(ctx actor.Context) {
 	}
 	for len(c.w.pending) > 0 && c.w.pending[0].op != nil {
 		p := c.w.pending[0]
-		event, answer := c.members.(*group).prepare(c.deps, groupOf(c.id), p.op)
+		event, answer := c.members.(*group).prepare(c.deps, shortID(c.id), p.op)
 		if event == nil {
 			c.answerOp(ctx, c.w.pop(), answer)
 			continue
@@ -330,7 +330,7 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 		case p.event != nil:
 			g := c.members.(*group)
 			g.apply(p.event)
-			c.answerOp(ctx, p, g.info(groupOf(c.id)))
+			c.answerOp(ctx, p, g.info(shortID(c.id)))
 		case p.chEvent != nil:
 			c.channelApplied(ctx, p)
 		case inserted[p.msg.MessageId]:
@@ -426,7 +426,7 @@ func (c *Conversation) groupOp(ctx actor.Context, req *parleypb.GroupRequest) {
 	case c.w.broken:
 		ctx.Respond(groupError(parleypb.ErrorReason_UNAVAILABLE, "group is restarting; retry"))
 	case req.Op == parleypb.GroupRequest_GET || req.Op == parleypb.GroupRequest_MEMBERSHIP:
-		ctx.Respond(g.read(groupOf(c.id), req))
+		ctx.Respond(g.read(shortID(c.id), req))
 		c.stopIfEmpty(ctx)
 	case req.Op == parleypb.GroupRequest_CREATE || req.Op == parleypb.GroupRequest_ADD_MEMBER ||
 		req.Op == parleypb.GroupRequest_REMOVE_MEMBER:

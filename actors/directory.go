@@ -102,24 +102,20 @@ func (d *Directory) exists(_ context.Context, key string, lookup func() (bool, e
 }
 
 // Known records that a group exists (its creator's node need not look it up).
-func (d *Directory) Known(group string) {
+func (d *Directory) Known(group string) { d.learn("g:" + group) }
+
+// KnownChannel records that channel (its id) exists (it was just created).
+func (d *Directory) KnownChannel(channel string) { d.learn("c:" + channel) }
+
+// learn records that key exists, without a lookup.
+func (d *Directory) learn(key string) {
 	if d == nil {
 		return
 	}
 	d.mu.Lock()
-	delete(d.absent, "g:"+group)
+	delete(d.absent, key)
 	if len(d.known) < maxKnown {
-		d.known["g:"+group] = struct{}{}
-	}
-	d.mu.Unlock()
-}
-
-// KnownChannel records that channel (its id) exists (it was just created).
-func (d *Directory) KnownChannel(channel string) {
-	d.mu.Lock()
-	delete(d.absent, "c:"+channel)
-	if len(d.known) < maxKnown {
-		d.known["c:"+channel] = struct{}{}
+		d.known[key] = struct{}{}
 	}
 	d.mu.Unlock()
 }
@@ -182,8 +178,8 @@ func ChannelCall(d *Deps, req *parleypb.ChannelRequest) (*parleypb.ChannelRespon
 		}
 	}
 	r, err := Call[*parleypb.ChannelResponse](d, convid.ChannelID(req.Channel), KindConversation, req)
-	if err == nil && req.Op == parleypb.ChannelRequest_CREATE && d.Directory != nil {
-		d.Directory.KnownChannel(req.Channel)
+	if err == nil && req.Op == parleypb.ChannelRequest_CREATE {
+		d.Directory.KnownChannel(req.Channel) // nil-safe
 	}
 	return r, err
 }

@@ -91,9 +91,6 @@ func shortID(conv string) string {
 	return conv
 }
 
-// groupOf is the group id of a group conversation id.
-func groupOf(conv string) string { return strings.TrimPrefix(conv, convid.Group+":") }
-
 // usersExist answers not_found for the first of users that is no account.
 func usersExist(d *Deps, users []string) *parleypb.GrainError {
 	ctx, cancel := d.timeout()
