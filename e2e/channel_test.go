@@ -519,3 +519,32 @@ func TestChannelClusterKill(t *testing.T) {
 		require.Len(t, got, len(posted), "member %d: nothing but the posts", i)
 	}
 }
+
+// The channel limits: users per add call, members per channel, and the unread
+// count's cap, each configured low.
+func TestChannelLimits(t *testing.T) {
+	n := startNode(t, fastConfig+"  channelAddBatch: 3\n  maxChannelMembers: 4\n  channelUnreadMax: 2\n")
+	owner := newUser(t, n, "own")
+	users := make([]string, 4)
+	for i := range users {
+		users[i] = newUser(t, n, fmt.Sprint("u", i)).UserID
+	}
+	channel := createChannel(t, n, owner, "broadcast", false)
+	err := groupAPI(t, n, owner, http.MethodPost, "/v1/channels/"+channel+"/members", map[string]any{"users": users}, nil)
+	require.Equal(t, "bad_request", apiCode(err), "4 users in a call of at most 3")
+	addChannelMembers(t, n, owner, channel, users[:3])
+	err = groupAPI(t, n, owner, http.MethodPost, "/v1/channels/"+channel+"/members", map[string]string{"user": users[3]}, nil)
+	require.Equal(t, "bad_request", apiCode(err), "a fifth member of a channel of at most 4")
+
+	oc := dial(t, n, owner)
+	or := startReader(oc)
+	for k := range 3 {
+		require.NoError(t, oc.Write(channelSend(fmt.Sprint("p", k), channel, "hello")))
+	}
+	or.waitFor(t, 10*time.Second, "3 sent", func(r *reader) bool { return len(r.sent) == 3 })
+	mc := dial(t, n, login(t, n, users[0]))
+	mr := startReader(mc)
+	st := stateOf(channelsNow(t, mc, mr), channel)
+	require.NotNil(t, st)
+	require.Equal(t, int64(2), st.Unread, "3 unread, counted up to channelUnreadMax")
+}
