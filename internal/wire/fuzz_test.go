@@ -152,23 +152,23 @@ func checkValid(t *testing.T, fr *pb.ClientFrame) {
 		if s.GetText() == "" {
 			t.Fatalf("accepted a send without text: %v", fr)
 		}
-		checkOneTarget(t, fr, s.GetTo(), s.GetGroup())
+		checkOneTarget(t, fr, s.GetTo(), s.GetGroup(), s.GetChannel())
 	case *pb.ClientFrame_Read:
 		if b.Read.GetConversation() == "" || b.Read.GetUpTo() < 0 {
 			t.Fatalf("accepted a read without a conversation or with a negative upTo: %v", fr)
 		}
 	case *pb.ClientFrame_History:
 		h := b.History
-		if h.GetId() == "" || h.GetConversation() == "" || h.GetBefore() < 0 {
-			t.Fatalf("accepted a history without an id or a conversation, or with a negative before: %v", fr)
+		if h.GetId() == "" || h.GetConversation() == "" || h.GetBefore() < 0 || h.GetAfter() < 0 {
+			t.Fatalf("accepted a history without an id or a conversation, or with a negative before or after: %v", fr)
 		}
 	case *pb.ClientFrame_Typing:
-		checkOneTarget(t, fr, b.Typing.GetTo(), b.Typing.GetGroup())
+		checkOneTarget(t, fr, b.Typing.GetTo(), b.Typing.GetGroup(), "")
 	case *pb.ClientFrame_Presence:
 		if s := b.Presence.GetStatus(); s != "online" && s != "away" {
 			t.Fatalf("accepted a presence with status %q", s)
 		}
-	case *pb.ClientFrame_Sync, *pb.ClientFrame_Received, *pb.ClientFrame_Ping:
+	case *pb.ClientFrame_Sync, *pb.ClientFrame_Received, *pb.ClientFrame_Ping, *pb.ClientFrame_Channels:
 	default:
 		t.Fatalf("accepted a frame without a known body: %T", b)
 	}
@@ -187,9 +187,17 @@ func checkClientID(t *testing.T, id string) {
 	}
 }
 
-func checkOneTarget(t *testing.T, fr *pb.ClientFrame, to, group string) {
-	if (to == "") == (group == "") {
-		t.Fatalf("accepted a frame without exactly one of to and group: %v", fr)
+// checkOneTarget fails unless exactly one of the targets is set (typing has no
+// channel: it passes "").
+func checkOneTarget(t *testing.T, fr *pb.ClientFrame, targets ...string) {
+	set := 0
+	for _, s := range targets {
+		if s != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		t.Fatalf("accepted a frame without exactly one of to, group and channel: %v", fr)
 	}
 }
 
