@@ -85,14 +85,16 @@ type connInit struct {
 	deps         *Deps
 	sock         Socket
 	user, device string
+	since        int64 // Unix ms; the Topology keeps it for the admin endpoint
 }
 
 // SpawnConnection starts the connection actor of an authenticated socket.
 func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 	root := d.Cluster.ActorSystem.Root
 	pid := root.SpawnPrefix(connProps, "conn")
-	root.Send(pid, &connInit{deps: d, sock: sock, user: user, device: device}) // before any frame
-	d.Topology.addConn(pid)
+	init := &connInit{deps: d, sock: sock, user: user, device: device, since: time.Now().UnixMilli()}
+	root.Send(pid, init) // before any frame
+	d.Topology.addConn(pid, init)
 	return &Session{root: root, pid: pid}
 }
 
@@ -225,6 +227,8 @@ func (c *Connection) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *shutdown:
 		c.close(ctx, wire.CloseGoingAway, "server shutting down")
+	case *adminDisconnectMsg:
+		c.close(ctx, wire.CloseDisconnected, "disconnected by an operator")
 	case *wake:
 		m.f()
 	}

@@ -73,6 +73,8 @@ func (c *Conversation) Receive(ctx actor.Context) {
 		c.channelOp(ctx, m)
 	case *parleypb.TypingRequest:
 		c.typing(ctx, m)
+	case *parleypb.AdminStateRequest:
+		ctx.Respond(c.adminState())
 	case *conversationAppended:
 		c.appended(ctx, m)
 	case *membersChanged:

@@ -130,9 +130,9 @@ type Deps struct {
 func Kinds(d *Deps) []*cluster.Kind {
 	return []*cluster.Kind{
 		cluster.NewKind(KindUser, actor.PropsFromProducer(func() actor.Actor { return &User{deps: d} },
-			actor.WithDispatcher(mailboxes))),
+			actor.WithDispatcher(mailboxes), actor.WithMailbox(d.Grains.boxes.producer()))),
 		cluster.NewKind(KindConversation, actor.PropsFromProducer(func() actor.Actor { return &Conversation{deps: d} },
-			actor.WithDispatcher(mailboxes))),
+			actor.WithDispatcher(mailboxes), actor.WithMailbox(d.Grains.boxes.producer()))),
 	}
 }
 

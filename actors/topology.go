@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -39,7 +40,7 @@ type Topology struct {
 	rdv     *cluster.Rendezvous
 	members []Member
 	grains  *Registry
-	conns   map[*actor.PID]struct{}
+	conns   map[*actor.PID]*connInit // this node's connection actors, with their user and device
 	root    *actor.RootContext
 }
 
@@ -57,7 +58,7 @@ type Member struct {
 // evicts the cached PID, research/protoactor.md §7.10): a push to a user grain that
 // passivated would otherwise go to dead letters until a request to it failed.
 func NewTopology(c *cluster.Cluster, grains *Registry) *Topology {
-	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, conns: map[*actor.PID]struct{}{},
+	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, conns: map[*actor.PID]*connInit{},
 		root: c.ActorSystem.Root}
 	c.ActorSystem.EventStream.Subscribe(func(e any) {
 		switch e := e.(type) {
@@ -131,10 +132,10 @@ func (t *Topology) checkLater(ctx actor.Context, kind, identity string) {
 }
 
 // addConn and removeConn keep the registry of this node's connection actors.
-func (t *Topology) addConn(pid *actor.PID) {
+func (t *Topology) addConn(pid *actor.PID, c *connInit) {
 	if t != nil {
 		t.mu.Lock()
-		t.conns[pid] = struct{}{}
+		t.conns[pid] = c
 		t.mu.Unlock()
 	}
 }
@@ -145,4 +146,32 @@ func (t *Topology) removeConn(pid *actor.PID) {
 		delete(t.conns, pid)
 		t.mu.Unlock()
 	}
+}
+
+// localConn is one of this node's connections.
+type localConn struct {
+	pid    *actor.PID
+	device string
+	since  int64 // Unix ms
+}
+
+// connsOf returns this node's connections of user.
+func (t *Topology) connsOf(user string) []localConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []localConn
+	for pid, c := range t.conns {
+		if c.user == user {
+			out = append(out, localConn{pid: pid, device: c.device, since: c.since})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].since < out[j].since })
+	return out
+}
+
+// connCount is the number of this node's connections.
+func (t *Topology) connCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
 }

@@ -64,6 +64,8 @@ func (u *User) Receive(ctx actor.Context) {
 		u.settingsChanged(ctx)
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
+	case *parleypb.AdminStateRequest:
+		ctx.Respond(u.adminState())
 	case *parleypb.SpendRequest:
 		ctx.Respond(u.spendOne(m.Kind))
 	case *membersChanged:

@@ -249,12 +249,12 @@ func TestExchange(t *testing.T) {
 // hostsGrain reports whether a node's admin endpoint lists the grain.
 func hostsGrain(t *testing.T, n *testenv.Node, grain string) bool {
 	t.Helper()
-	res, err := http.Get(n.AdminURL + "/admin/grains")
+	res, err := http.Get(n.AdminURL + "/admin/grains?node=self&limit=10000")
 	require.NoError(t, err)
 	defer res.Body.Close()
 	var body struct {
 		Grains []struct {
-			ID string `json:"id"`
+			ID string `json:"grain"`
 		} `json:"grains"`
 	}
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))

@@ -22,10 +22,10 @@ func activeGrains(t *testing.T, n *testenv.Node) []string {
 	t.Helper()
 	var body struct {
 		Grains []struct {
-			ID string `json:"id"`
+			ID string `json:"grain"`
 		} `json:"grains"`
 	}
-	adminGet(t, n, "/admin/grains", &body)
+	adminGet(t, n, "/admin/grains?node=self&limit=10000", &body)
 	out := make([]string, len(body.Grains))
 	for i, g := range body.Grains {
 		out[i] = g.ID

@@ -14,6 +14,7 @@ package persistence
 
 import (
 	"errors"
+	"time"
 
 	"github.com/parleychat/parley/proto/parleypb"
 )
@@ -218,4 +219,32 @@ func RoleName(role int) string {
 		return "admin"
 	}
 	return "member"
+}
+
+// UserStored is what the store holds of a user, for the admin endpoint.
+type UserStored struct {
+	LastSeen      int64  // Unix ms; 0: never
+	QueueHead     uint64 // the highest seq in the user's sync queue
+	Devices       []DeviceStored
+	Contacts      int
+	PendingPushes int
+	OnlineHolder  string // the node lease holder whose online row the user has ("": none)
+	OnlineSince   int64  // Unix ms
+}
+
+// DeviceStored is one of a user's devices as stored: its saved cursor and push
+// target.
+type DeviceStored struct {
+	ID           string
+	Cursor       uint64
+	PushProvider string
+	CreatedAt    time.Time
+}
+
+// MemberBacklog is a member's receipt watermarks in a conversation and the number
+// of the conversation's messages after its delivered watermark (capped).
+type MemberBacklog struct {
+	User            string
+	Delivered, Read int64
+	Backlog         int
 }

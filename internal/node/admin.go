@@ -1,46 +1,77 @@
 package node
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"embed"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/pprof"
-	"sort"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/internal/api"
 	"github.com/parleychat/parley/internal/config"
+	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/metrics"
+	"github.com/parleychat/parley/persistence"
+	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// adminMux serves the admin endpoint: the grains active on this node, the cluster's
-// members, the node's metrics in Prometheus text format (GET /metrics), and, with
-// cfg.Pprof, Go's profiles under /debug/pprof/ (heap, goroutine, CPU profile, ...).
-// With a token set, every call but GET /healthz needs it as a bearer token in the
-// Authorization header.
-func adminMux(cfg config.Admin, deps *actors.Deps, m *metrics.Metrics) http.Handler {
+// adminTimeout bounds each node's answer to an admin call; a node that takes
+// longer is listed as unreachable.
+const adminTimeout = 2 * time.Second
+
+// adminBacklogCap caps the per-member backlog count of GET /admin/conversations.
+const adminBacklogCap = 10_000
+
+// adminStore is what the admin endpoint reads from the store.
+type adminStore interface {
+	UserStored(ctx context.Context, user string) (persistence.UserStored, error)
+	MemberBacklogs(ctx context.Context, conv string, members []string, upTo int) ([]persistence.MemberBacklog, error)
+}
+
+// admin serves the cluster-wide admin calls of docs/ADMIN.md: any node answers
+// for the whole cluster by asking every member's admin actor, and reads a grain's
+// state through the grain where one is active, else from the store.
+type admin struct {
+	deps  *actors.Deps
+	store adminStore
+}
+
+//go:embed console
+var consoleFiles embed.FS
+
+// adminMux serves the admin endpoint: the cluster calls of docs/ADMIN.md (when a
+// is not nil), its console at /admin/, the node's metrics in Prometheus text format
+// (GET /metrics), and, with cfg.Pprof, Go's profiles under /debug/pprof/. With a
+// token set, every call but GET /healthz and the console's static files needs it
+// as a bearer token in the Authorization header.
+func adminMux(cfg config.Admin, a *admin, m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
 	}
-	mux.HandleFunc("GET /admin/grains", func(w http.ResponseWriter, _ *http.Request) {
-		type grain struct {
-			ID          string    `json:"id"`
-			ActivatedAt time.Time `json:"activatedAt"`
-		}
-		active := deps.Grains.Snapshot()
-		out := make([]grain, 0, len(active))
-		for id, at := range active {
-			out = append(out, grain{ID: id, ActivatedAt: at})
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-		writeJSON(w, map[string]any{"grains": out})
-	})
-	mux.HandleFunc("GET /admin/members", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{"members": deps.Topology.Members()})
-	})
+	if a != nil {
+		mux.HandleFunc("GET /admin/cluster", a.cluster)
+		mux.HandleFunc("GET /admin/grains", a.grains)
+		mux.HandleFunc("GET /admin/members", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, map[string]any{"members": a.deps.Topology.Members()})
+		})
+		mux.HandleFunc("GET /admin/users/{id}", a.user)
+		mux.HandleFunc("POST /admin/users/{id}/disconnect", a.disconnect)
+		mux.HandleFunc("GET /admin/conversations/{id}", a.conversation)
+		mux.HandleFunc("POST /admin/grains/{kind}/{id}/passivate", a.passivate)
+	}
 	if cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -49,8 +80,444 @@ func adminMux(cfg config.Admin, deps *actors.Deps, m *metrics.Metrics) http.Hand
 	guarded := requireToken(cfg.Token, mux)
 	outer := http.NewServeMux()
 	outer.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// The console's page and script hold no data: they load without the token and
+	// ask the operator for it, then send it with each call.
+	console, _ := fs.Sub(consoleFiles, "console")
+	static := http.StripPrefix("/admin/", http.FileServerFS(console))
+	outer.Handle("GET /admin/{$}", consoleHeaders(static))
+	outer.Handle("GET /admin/console.js", consoleHeaders(static))
+	outer.Handle("GET /admin/console.css", consoleHeaders(static))
 	outer.Handle("/", guarded)
 	return outer
+}
+
+// consoleHeaders keeps the console to its own files: no inline script, no frames.
+func consoleHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// kindOf maps the endpoint's kind names to the grains' ("": every kind; ok false:
+// no such kind).
+func kindOf(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "":
+		return "", true
+	case "user":
+		return actors.KindUser, true
+	case "conversation":
+		return actors.KindConversation, true
+	}
+	return "", false
+}
+
+func kindName(kind string) string { return strings.ToLower(kind) }
+
+type memberJSON struct {
+	ID            string         `json:"id"`
+	Address       string         `json:"address"`
+	Kinds         []string       `json:"kinds"`
+	Status        string         `json:"status"`
+	Self          bool           `json:"self"`
+	NodeID        *int32         `json:"nodeId,omitempty"` // absent when unreachable
+	HTTP          string         `json:"http,omitempty"`
+	Admin         string         `json:"admin,omitempty"`
+	StartedAt     *time.Time     `json:"startedAt,omitempty"`
+	UptimeSeconds int64          `json:"uptimeSeconds,omitempty"`
+	Version       string         `json:"version,omitempty"`
+	Grains        map[string]int `json:"grains,omitempty"`
+	Connections   int            `json:"connections"`
+}
+
+func (a *admin) cluster(w http.ResponseWriter, _ *http.Request) {
+	self := a.deps.Cluster.ActorSystem.ID
+	var out []memberJSON
+	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminNodeRequest{}) {
+		m := memberJSON{ID: ans.Member.ID, Address: ans.Member.Address, Kinds: kindNames(ans.Member.Kinds),
+			Status: "up", Self: ans.Member.ID == self}
+		r, ok := ans.Resp.(*parleypb.AdminNodeResponse)
+		if !ok {
+			m.Status = "unreachable"
+			out = append(out, m)
+			continue
+		}
+		started := time.UnixMilli(r.StartedAt).UTC()
+		m.NodeID, m.HTTP, m.Admin, m.StartedAt, m.Version = &r.NodeId, r.Http, r.Admin, &started, r.Version
+		m.UptimeSeconds = int64(time.Since(started).Seconds())
+		m.Grains = map[string]int{}
+		for k, n := range r.Grains {
+			m.Grains[kindName(k)] = int(n)
+		}
+		m.Connections = int(r.Connections)
+		out = append(out, m)
+	}
+	writeJSON(w, map[string]any{"cluster": a.deps.Cluster.Config.Name, "self": self, "members": out})
+}
+
+func kindNames(kinds []string) []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = kindName(k)
+	}
+	return out
+}
+
+type grainJSON struct {
+	Grain       string    `json:"grain"` // "User/alice": the kind as the cluster names it, and the id
+	Kind        string    `json:"kind"`
+	ID          string    `json:"id"`
+	Member      string    `json:"member"`
+	NodeID      int32     `json:"nodeId"`
+	ActivatedAt time.Time `json:"activatedAt"`
+	Mailbox     int32     `json:"mailbox"`
+}
+
+const (
+	grainsDefault = 1000
+	grainsMax     = 10_000
+)
+
+func (a *admin) grains(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	kind, ok := kindOf(q.Get("kind"))
+	if !ok {
+		badRequest(w, "kind must be user or conversation")
+		return
+	}
+	limit := grainsDefault
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > grainsMax {
+			badRequest(w, "limit must be 1 to "+strconv.Itoa(grainsMax))
+			return
+		}
+		limit = n
+	}
+	node := q.Get("node")
+	if node == "self" {
+		node = a.deps.Cluster.ActorSystem.ID
+	}
+	req := &parleypb.AdminNodeRequest{List: true, Kind: kind, Limit: int32(limit)}
+	out, unreachable, truncated := []grainJSON{}, []string{}, false
+	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, req) {
+		resp, ok := ans.Resp.(*parleypb.AdminNodeResponse)
+		if node != "" && node != ans.Member.ID && (!ok || node != strconv.Itoa(int(resp.NodeId))) {
+			continue
+		}
+		if !ok {
+			unreachable = append(unreachable, ans.Member.ID)
+			continue
+		}
+		truncated = truncated || resp.Truncated
+		for _, g := range resp.List {
+			out = append(out, grainJSON{Grain: g.Kind + "/" + g.Id, Kind: kindName(g.Kind), ID: g.Id, Member: ans.Member.ID, NodeID: resp.NodeId,
+				ActivatedAt: time.UnixMilli(g.ActivatedAt).UTC(), Mailbox: g.Mailbox})
+		}
+	}
+	slices.SortFunc(out, func(x, y grainJSON) int {
+		if c := strings.Compare(x.Kind, y.Kind); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.ID, y.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Member, y.Member)
+	})
+	if len(out) > limit {
+		out, truncated = out[:limit], true
+	}
+	writeJSON(w, map[string]any{"grains": out, "truncated": truncated, "unreachable": unreachable})
+}
+
+// activation is where a grain is active, found by asking every member.
+type activation struct {
+	grain  *parleypb.AdminGrain
+	member actors.Member
+	nodeID int32
+}
+
+// find asks every member whether it holds the grain. Proto.Actor does not
+// guarantee a single activation (research/protoactor.md §3): all are returned,
+// the owner's view's first. unreachable lists the members that did not answer.
+func (a *admin) find(kind, id string) (found []activation, unreachable []string) {
+	unreachable = []string{}
+	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminFindRequest{Kind: kind, Id: id}) {
+		r, ok := ans.Resp.(*parleypb.AdminFindResponse)
+		switch {
+		case !ok:
+			unreachable = append(unreachable, ans.Member.ID)
+		case r.Grain != nil:
+			found = append(found, activation{grain: r.Grain, member: ans.Member, nodeID: r.NodeId})
+		}
+	}
+	return found, unreachable
+}
+
+// where is the activation part of an answer.
+type where struct {
+	Active      bool       `json:"active"`
+	Member      string     `json:"member,omitempty"`
+	NodeID      *int32     `json:"nodeId,omitempty"`
+	Address     string     `json:"address,omitempty"`
+	ActivatedAt *time.Time `json:"activatedAt,omitempty"`
+	Mailbox     *int32     `json:"mailbox,omitempty"`
+	// Activations is set when more than one node holds the grain (a split
+	// activation while the members' views disagree).
+	Activations int      `json:"activations,omitempty"`
+	Unreachable []string `json:"unreachable"`
+}
+
+func whereOf(found []activation, unreachable []string) where {
+	w := where{Unreachable: unreachable}
+	if len(found) == 0 {
+		return w
+	}
+	f := found[0]
+	at := time.UnixMilli(f.grain.ActivatedAt).UTC()
+	w.Active, w.Member, w.NodeID, w.Address, w.ActivatedAt, w.Mailbox = true, f.member.ID, &f.nodeID, f.member.Address, &at, &f.grain.Mailbox
+	if len(found) > 1 {
+		w.Activations = len(found)
+	}
+	return w
+}
+
+type deviceJSON struct {
+	Device    string    `json:"device"`
+	Cursor    uint64    `json:"cursor"`
+	Push      string    `json:"push,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+type connJSON struct {
+	Device   string    `json:"device"`
+	Member   string    `json:"member"`
+	NodeID   int32     `json:"nodeId"`
+	Address  string    `json:"address"`
+	Since    time.Time `json:"since"`
+	Attached bool      `json:"attached"` // the user grain counts it among its connections
+}
+
+type presenceJSON struct {
+	Status   string     `json:"status"`
+	LastSeen *time.Time `json:"lastSeen,omitempty"`
+	Watchers int32      `json:"watchers"`
+}
+
+func (a *admin) user(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	stored, err := a.store.UserStored(r.Context(), id)
+	if err != nil {
+		storeError(w, err, "no such user")
+		return
+	}
+	found, unreachable := a.find(actors.KindUser, id)
+	out := struct {
+		User string `json:"user"`
+		where
+		QueueHead     uint64       `json:"queueHead"`
+		Devices       []deviceJSON `json:"devices"`
+		Connections   []connJSON   `json:"connections"`
+		Presence      presenceJSON `json:"presence"`
+		Contacts      int          `json:"contacts"`
+		PendingPushes int          `json:"pendingPushes"`
+	}{User: id, where: whereOf(found, unreachable), QueueHead: stored.QueueHead, Devices: []deviceJSON{},
+		Connections: []connJSON{}, Contacts: stored.Contacts, PendingPushes: stored.PendingPushes}
+	for _, d := range stored.Devices {
+		out.Devices = append(out.Devices, deviceJSON{Device: d.ID, Cursor: d.Cursor, Push: d.PushProvider, CreatedAt: d.CreatedAt})
+	}
+	out.Presence = presenceJSON{Status: "offline", LastSeen: millis(stored.LastSeen)}
+	var attached []*actor.PID
+	if len(found) > 0 {
+		if st, err := actors.AdminState(a.deps, found[0].grain.Pid, adminTimeout); err == nil {
+			if s, ok := st.(*parleypb.AdminUserState); ok {
+				attached = s.Conns
+				out.Presence.Status, out.Presence.Watchers = s.Status, s.Watchers
+				if s.LastSeen > 0 {
+					out.Presence.LastSeen = millis(max(s.LastSeen, stored.LastSeen))
+				}
+			}
+		} else { // stopped between the two calls
+			out.where = where{Unreachable: unreachable}
+		}
+	}
+	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminConnsRequest{User: id}) {
+		resp, ok := ans.Resp.(*parleypb.AdminConnsResponse)
+		if !ok {
+			continue // listed in unreachable by find, most likely; a connection there is unknown
+		}
+		for _, c := range resp.Conns {
+			out.Connections = append(out.Connections, connJSON{Device: c.Device, Member: ans.Member.ID, NodeID: resp.NodeId,
+				Address: ans.Member.Address, Since: time.UnixMilli(c.Since).UTC(),
+				Attached: slices.ContainsFunc(attached, func(p *actor.PID) bool { return p.Equal(c.Pid) })})
+		}
+	}
+	writeJSON(w, out)
+}
+
+func millis(ms int64) *time.Time {
+	if ms <= 0 {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &t
+}
+
+type memberStateJSON struct {
+	User      string `json:"user"`
+	Delivered string `json:"delivered"`
+	Read      string `json:"read"`
+	Backlog   int    `json:"backlog"`
+}
+
+func (a *admin) conversation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := convid.Parse(id); err != nil {
+		badRequest(w, "not a conversation id (dm:a:b, group:ID or channel:ID)")
+		return
+	}
+	found, unreachable := a.find(actors.KindConversation, id)
+	var state *parleypb.AdminConversationState
+	wh := whereOf(found, unreachable)
+	if len(found) > 0 {
+		st, err := actors.AdminState(a.deps, found[0].grain.Pid, adminTimeout)
+		state, _ = st.(*parleypb.AdminConversationState)
+		if err != nil || state == nil {
+			wh = where{Unreachable: unreachable}
+		}
+	}
+	if state == nil {
+		s, err := actors.StoredConversation(r.Context(), a.deps, id)
+		if err != nil {
+			storeError(w, err, "no such conversation")
+			return
+		}
+		state = s
+	}
+	out := struct {
+		Conversation string `json:"conversation"`
+		Type         string `json:"type"`
+		where
+		LastMessageID string            `json:"lastMessageId"`
+		Version       uint64            `json:"version"`
+		SnapshotAge   *string           `json:"snapshotAge"`
+		Members       []memberStateJSON `json:"members,omitempty"`
+		MemberCount   int64             `json:"memberCount"`
+		Pending       int32             `json:"pending"`
+		Receipts      *struct {
+			DeliveredToAll string `json:"deliveredToAll"`
+			ReadByAll      string `json:"readByAll"`
+		} `json:"receipts,omitempty"`
+	}{Conversation: id, Type: state.Type, where: wh, LastMessageID: idString(state.LastMessageId),
+		Version: state.Version, MemberCount: state.MemberCount, Pending: state.Pending}
+	if len(state.Members) > 0 {
+		backlogs, err := a.store.MemberBacklogs(r.Context(), id, state.Members, adminBacklogCap)
+		if err != nil {
+			storeError(w, err, "no such conversation")
+			return
+		}
+		var delivered, read int64 = -1, -1
+		for _, b := range backlogs {
+			out.Members = append(out.Members, memberStateJSON{User: b.User, Delivered: idString(b.Delivered),
+				Read: idString(b.Read), Backlog: b.Backlog})
+			if delivered < 0 || b.Delivered < delivered {
+				delivered = b.Delivered
+			}
+			if read < 0 || b.Read < read {
+				read = b.Read
+			}
+		}
+		out.Receipts = &struct {
+			DeliveredToAll string `json:"deliveredToAll"`
+			ReadByAll      string `json:"readByAll"`
+		}{idString(max(delivered, 0)), idString(max(read, 0))}
+	}
+	writeJSON(w, out)
+}
+
+// idString writes a message id as PROTOCOL.md does (a decimal string; "0": none).
+func idString(id int64) string { return strconv.FormatInt(id, 10) }
+
+func (a *admin) disconnect(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := a.store.UserStored(r.Context(), id); err != nil {
+		storeError(w, err, "no such user")
+		return
+	}
+	closed, unreachable := 0, []string{}
+	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminConnsRequest{User: id, Close: true}) {
+		if resp, ok := ans.Resp.(*parleypb.AdminConnsResponse); ok {
+			closed += len(resp.Conns)
+		} else {
+			unreachable = append(unreachable, ans.Member.ID)
+		}
+	}
+	writeJSON(w, map[string]any{"closed": closed, "unreachable": unreachable})
+}
+
+func (a *admin) passivate(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(r.PathValue("kind"))
+	if !ok || kind == "" {
+		badRequest(w, "kind must be user or conversation")
+		return
+	}
+	passivated, unreachable := false, []string{}
+	req := &parleypb.AdminPassivateRequest{Kind: kind, Id: r.PathValue("id")}
+	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, req) {
+		if resp, ok := ans.Resp.(*parleypb.AdminPassivateResponse); ok {
+			passivated = passivated || resp.Passivated
+		} else {
+			unreachable = append(unreachable, ans.Member.ID)
+		}
+	}
+	writeJSON(w, map[string]any{"passivated": passivated, "unreachable": unreachable})
+}
+
+func badRequest(w http.ResponseWriter, msg string) {
+	api.WriteError(w, http.StatusBadRequest, parleypb.ErrorReason_BAD_REQUEST.Code(), msg)
+}
+
+func storeError(w http.ResponseWriter, err error, notFound string) {
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		api.WriteError(w, http.StatusNotFound, parleypb.ErrorReason_NOT_FOUND.Code(), notFound)
+	case errors.Is(err, persistence.ErrUnavailable):
+		api.WriteError(w, http.StatusServiceUnavailable, parleypb.ErrorReason_UNAVAILABLE.Code(), "store unavailable")
+	default:
+		api.WriteError(w, http.StatusInternalServerError, parleypb.ErrorReason_INTERNAL.Code(), "store error")
+	}
+}
+
+// buildVersion names the running build: the module version, or the VCS revision
+// it was built from (with "-dirty" for uncommitted changes).
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev != "" && (v == "" || v == "(devel)") {
+		return rev[:min(12, len(rev))] + dirty
+	}
+	if v == "" {
+		return "(devel)"
+	}
+	return v
 }
 
 // requireToken lets through only requests whose bearer token (Authorization

@@ -44,6 +44,12 @@ func TestAdminToken(t *testing.T) {
 		{"members without", "/admin/members", "", 401},
 		{"unknown path without", "/nope", "", 401},
 		{"healthz needs no token", "/healthz", "", 200},
+		{"the console page needs no token", "/admin/", "", 200},
+		{"the console script needs no token", "/admin/console.js", "", 200},
+		{"cluster without", "/admin/cluster", "", 401},
+		{"users without", "/admin/users/alice", "", 401},
+		{"conversations without", "/admin/conversations/dm:a:b", "", 401},
+		{"other files under /admin/ without", "/admin/index.html", "", 401},
 		{"healthz with a wrong one", "/healthz", "Bearer nope", 200},
 	}
 	for _, c := range cases {
@@ -81,4 +87,24 @@ func TestAdminProfiles(t *testing.T) {
 	require.Contains(t, body, "goroutine profile:")
 	status, _ = adminGet(open, "/debug/pprof/", "")
 	require.Equal(t, http.StatusOK, status)
+}
+
+// The console is static: its page loads its own script and style only (no inline
+// script, no frames), and holds no data.
+func TestAdminConsole(t *testing.T) {
+	h := adminMux(config.Admin{Token: "s3cret"}, nil, nil)
+	r := httptest.NewRequest(http.MethodGet, "/admin/", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Header().Get("Content-Type"), "text/html")
+	require.Contains(t, w.Header().Get("Content-Security-Policy"), "default-src 'self'")
+	require.Contains(t, w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'")
+	body := w.Body.String()
+	require.Contains(t, body, `src="console.js"`)
+	require.NotContains(t, body, "<script>", "no inline script")
+	status, js := adminGet(h, "/admin/console.js", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, js, "Authorization", "the script sends the token in the header")
+	require.NotContains(t, js, "?token=", "never in a URL")
 }

@@ -190,8 +190,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 
 	servers := []*http.Server{newServer(cfg.Listen, mux)}
 	if cfg.Listen.Admin != "" {
-		servers = append(servers, newAdminServer(cfg.Listen, adminMux(cfg.Admin, deps, met)))
+		servers = append(servers, newAdminServer(cfg.Listen, adminMux(cfg.Admin, &admin{deps: deps, store: n.store}, met)))
 	}
+	info := actors.NodeInfo{NodeID: n.lease.NodeID, StartedAt: time.Now(), Version: buildVersion()}
 	for i, srv := range servers {
 		var ln net.Listener
 		if i == 0 { // the main listener: at most listen.maxConns connections
@@ -203,6 +204,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 			return nil, fmt.Errorf("listening on %s: %w", srv.Addr, err)
 		}
 		log.Info("listening", slog.String("addr", ln.Addr().String()))
+		if i == 0 {
+			info.HTTP = ln.Addr().String()
+		} else {
+			info.Admin = ln.Addr().String()
+		}
 		n.servers = append(n.servers, srv)
 		n.wg.Add(1)
 		go func() {
@@ -211,6 +217,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 				n.failed <- fmt.Errorf("serving %s: %w", srv.Addr, err)
 			}
 		}()
+	}
+	if err := actors.StartAdmin(deps, info); err != nil {
+		return nil, fmt.Errorf("starting the admin actor: %w", err)
 	}
 	return n, nil
 }

@@ -76,6 +76,7 @@ const (
 	CloseTooBig        = 1009 // a frame or message over the size limit
 	CloseInternalError = 1011 // the server cannot serve the connection
 	CloseTryAgain      = 1013 // the connection fell behind (or the server is overloaded): reconnect and sync
+	CloseDisconnected  = 4001 // an operator disconnected the user (POST /admin/users/{id}/disconnect)
 )
 
 // FrameError is a bad client frame: Code is a PROTOCOL.md error code
