@@ -60,8 +60,8 @@ cluster-stop: ## stop the nodes of `make cluster` (SIGTERM: they drain and leave
 db-stop: ## stop the local Postgres started by `make run`
 	@scripts/pg.sh stop "$(PG_RUN_DIR)"
 
-test: ## all tests with -race against a throwaway Postgres (installs PostgreSQL and ZooKeeper if missing)
-	@scripts/deps.sh zookeeper
+test: ## all tests with -race against a throwaway Postgres (installs PostgreSQL, ZooKeeper and Chromium if missing)
+	@scripts/deps.sh zookeeper chromium
 	@$(WITH_TEST_PG) $(GO) test -race -count=1 -timeout 15m ./... && \
 		echo "# in-process cluster tests, without -race (Proto.Actor's own races: research/protoactor.md §7)" && \
 		$(GO) test -count=1 -timeout 10m $(NORACE_PKGS) && \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/deps.sh [proto] [zookeeper] — install the system packages the project needs
+# scripts/deps.sh [proto] [zookeeper] [chromium] — install the system packages the project needs
 # (idempotent).
 #
 #   always:          PostgreSQL server binaries (Debian postgresql, postgresql-contrib),
@@ -9,6 +9,8 @@
 #   with `zookeeper`: the ZooKeeper server jars (Debian zookeeper, which brings a Java
 #                    runtime; not zookeeperd, whose service would listen on every
 #                    interface). The tests start their own server on loopback.
+#   with `chromium`: the headless browser of the browser client's test (Debian
+#                    chromium; e2e/browser_test.go drives it with chromedp).
 #
 # Packages are installed with apt-get when running as root; otherwise the script says
 # what is missing and exits 1. It prints one line per thing it installs, nothing else
@@ -16,16 +18,18 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [proto] [zookeeper]" >&2
+	echo "usage: $0 [proto] [zookeeper] [chromium]" >&2
 	exit 2
 }
 
 want_proto=false
 want_zookeeper=false
+want_chromium=false
 for arg in "$@"; do
 	case $arg in
 	proto) want_proto=true ;;
 	zookeeper) want_zookeeper=true ;;
+	chromium) want_chromium=true ;;
 	*) usage ;;
 	esac
 done
@@ -52,6 +56,9 @@ if $want_proto; then
 fi
 if $want_zookeeper; then
 	[[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
+fi
+if $want_chromium; then
+	command -v chromium >/dev/null || missing+=(chromium)
 fi
 
 if ((${#missing[@]} > 0)); then

@@ -32,6 +32,7 @@ import (
 	"github.com/parleychat/parley/internal/push"
 	"github.com/parleychat/parley/persistence/postgres"
 	"github.com/parleychat/parley/proto/parleypb"
+	"github.com/parleychat/parley/web"
 )
 
 // FaultHoldDelivery names an environment variable for tests: set to 1, the node
@@ -179,9 +180,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 	rest.Register(mux)
 	mux.HandleFunc("/v1/ws", rest.PerAddress(func(w http.ResponseWriter, r *http.Request) { n.gw.ServeHTTP(w, r, api.WriteError) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+	rest.RegisterWebPush(mux, cfg.Push.WebPush.PublicKey)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
+	mux.Handle("/", web.Handler()) // the browser client
 
 	if len(providers) > 0 {
 		sender := push.NewSender(n.store, providers, cfg.Push, met, log)
