@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
+	"github.com/parleychat/parley/internal/convid"
 	"github.com/parleychat/parley/internal/textcheck"
 	"github.com/parleychat/parley/persistence"
 	"github.com/parleychat/parley/proto/parleypb"
@@ -106,6 +108,44 @@ func (c *channel) mayPost(d *Deps, from string) *parleypb.GrainError {
 }
 
 func (c *channel) recipients() []string { return nil }
+
+// mentions returns the members that text mentions as @user in an open channel
+// (each once, not from, at most Settings.ChannelMentions): the post goes into
+// their sync queues too, so that it reaches them as a 1:1 message would, pushed
+// when no device of theirs is online. Broadcast channels mention no one: their
+// members are never pushed per message. "a@b" is no mention (a letter or digit
+// before the @), and trailing dots and dashes are punctuation ("hi @bob.").
+func (c *channel) mentions(d *Deps, from, text string) []string {
+	limit := d.Settings.ChannelMentions
+	if limit <= 0 || c.info.Mode != persistence.ChannelOpen || !strings.Contains(text, "@") {
+		return nil
+	}
+	var out []string
+	for i, tried := 0, 0; i < len(text) && len(out) < limit && tried < 2*limit; i++ {
+		if text[i] != '@' || i > 0 && userIDChar(text[i-1]) {
+			continue
+		}
+		j := i + 1
+		for j < len(text) && userIDChar(text[j]) {
+			j++
+		}
+		name := strings.TrimRight(text[i+1:j], ".-")
+		i = j - 1
+		if !convid.UserID.MatchString(name) || name == from || slices.Contains(out, name) {
+			continue
+		}
+		tried++ // each costs a role lookup (a store read, unless known)
+		if _, member, err := c.role(d, name); err == nil && member {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// userIDChar reports whether b may be part of a user id (convid.UserID).
+func userIDChar(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-'
+}
 
 func (c *channel) isMember(user string) bool {
 	_, ok := c.known[user]

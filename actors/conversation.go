@@ -47,6 +47,7 @@ type change struct {
 	event    *parleypb.GroupEvent
 	chOp     *parleypb.ChannelRequest
 	chEvent  *parleypb.ChannelEvent
+	mentions []string // channel members the post mentions: its append's recipients (it goes alone)
 	waiters  []*actor.PID
 	received int64 // when it reached the grain (Unix ns)
 }
@@ -157,6 +158,9 @@ func (c *Conversation) post(ctx actor.Context, req *parleypb.PostRequest) {
 		return
 	}
 	p := &change{post: req, waiters: []*actor.PID{ctx.Sender()}, received: now}
+	if ch, ok := c.members.(*channel); ok {
+		p.mentions = ch.mentions(c.deps, req.From, req.Text)
+	}
 	c.byKey[key] = p
 	if c.mustStart() {
 		c.start(ctx, p)
@@ -275,8 +279,12 @@ func (c *Conversation) flush(ctx actor.Context) {
 			Group: r.Group, Channel: r.Channel, Text: r.Text, Ts: ids.UnixMillis(id), ClientId: r.ClientId}
 		msgs[i] = p.msg
 	}
+	recipients := slices.Clone(c.members.recipients())
+	if len(batch) == 1 && len(batch[0].mentions) > 0 {
+		recipients = batch[0].mentions
+	}
 	c.appendAsync(ctx, persistence.ConversationAppend{Conversation: c.id, Expected: c.w.version, Messages: msgs,
-		Recipients: slices.Clone(c.members.recipients())})
+		Recipients: recipients})
 }
 
 // Bounds of one append: its statement, and the pushes it makes (a remote message
@@ -287,9 +295,13 @@ const (
 )
 
 // batchLen is how many of the posts at the head of pending the next append takes.
+// A channel post that mentions members goes alone: its recipients are its own.
 func batchLen(pending []*change) int {
+	if len(pending) > 0 && len(pending[0].mentions) > 0 {
+		return 1
+	}
 	n, size := 0, 0
-	for n < len(pending) && !pending[n].isOp() && n < maxBatch {
+	for n < len(pending) && !pending[n].isOp() && len(pending[n].mentions) == 0 && n < maxBatch {
 		size += len(pending[n].post.Text) + 64
 		if size > maxBatchBytes && n > 0 {
 			break
@@ -346,9 +358,8 @@ func (c *Conversation) appended(ctx actor.Context, m *conversationAppended) {
 	c.deps.Metrics.Committed(len(fresh))
 	if ch, ok := c.members.(*channel); ok {
 		c.publish(ctx, ch, fresh, m.at)
-	} else {
-		c.push(ctx, fresh, m.res.LastSeq, m.at)
 	}
+	c.push(ctx, fresh, m.res.LastSeq, m.at) // a channel's: only to the members a post mentions
 	c.flush(ctx)
 	if c.w.yielding() {
 		c.deps.Log.Info("another activation writes this conversation; stopping", slog.String("conversation", c.id))

@@ -96,6 +96,7 @@ type Settings struct {
 	ChannelsPerUser   int
 	ChannelUnreadMax  int
 	ChannelPosts      Rate
+	ChannelMentions   int // members one open-channel post mentions into their queues, at most
 	// PresenceGrace is how long a user whose last connection went stays shown
 	// online: a reconnect within it shows its watchers nothing.
 	PresenceGrace time.Duration

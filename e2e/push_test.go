@@ -314,3 +314,49 @@ func TestPushGroupOfflineMembers(t *testing.T) {
 	slices.Sort(want)
 	require.Equal(t, want, got, "each offline member that did not mute, once")
 }
+
+// Issue 13, push: in an open channel only a mention pushes, and only the member
+// mentioned; it also finds the post in its sync queue. A broadcast channel pushes
+// no one, mention or not.
+func TestPushChannelMentions(t *testing.T) {
+	h := newHook(t)
+	n := startNode(t, pushConfig(h, "200ms"))
+	alice, bob, carol := newUser(t, n, "alice"), newUser(t, n, "bob"), newUser(t, n, "carol")
+	require.NoError(t, setPush(t, n, bob, bob.DeviceID, "webhook", "bob-phone"))
+	require.NoError(t, setPush(t, n, carol, carol.DeviceID, "webhook", "carol-phone"))
+	open := createChannel(t, n, alice, "open", false)
+	broadcast := createChannel(t, n, alice, "broadcast", false)
+	for _, ch := range []string{open, broadcast} {
+		addChannelMembers(t, n, alice, ch, []string{bob.UserID, carol.UserID})
+	}
+	ca := dial(t, n, alice)
+	ra := startReader(ca)
+	post := func(id, ch, text string) int64 {
+		require.NoError(t, ca.Write(channelSend(id, ch, text)))
+		ra.waitFor(t, 20*time.Second, "sent "+id, func(r *reader) bool { return r.sent[id] != nil })
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return ra.sent[id].MessageId
+	}
+	post("p1", open, "hello everyone")
+	post("p2", broadcast, "news for @bob")
+	h.quiet(t, 0, 1200*time.Millisecond, "no mention in the open channel, none pushed in broadcast")
+
+	id := post("p3", open, "hey @"+bob.UserID+", look")
+	c := h.wait(t, 1, "the mention")[0]
+	require.Equal(t, "bob-phone", c.Token)
+	require.Equal(t, convid.ChannelID(open), c.Notification.Conversation)
+	require.Equal(t, id, c.Notification.MessageID)
+	require.Equal(t, alice.UserID, c.Notification.From)
+	h.quiet(t, 1, 1200*time.Millisecond, "carol was not mentioned")
+
+	// bob's queue has the mention, and nothing else of the channels.
+	cb := dial(t, n, bob)
+	rb := startReader(cb)
+	syncNow(t, cb, rb, nil)
+	msgs, _, _, _ := rb.snapshot()
+	require.Len(t, msgs, 1)
+	require.Equal(t, id, msgs[0].MessageId)
+	require.NotZero(t, msgs[0].Seq)
+	require.Equal(t, convid.ChannelID(open), msgs[0].Conversation)
+}

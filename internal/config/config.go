@@ -278,6 +278,10 @@ type Limits struct {
 	// ChannelPosts bounds the posts of a plain member in an open channel (owner and
 	// admins are bound by userSends only). Default rate 1/s, burst 5.
 	ChannelPosts RateLimit `yaml:"channelPosts"`
+	// ChannelMentions is the most members one post in an open channel mentions
+	// (@user) into their sync queues, which makes a push for those with no device
+	// online; 0: mentions do nothing. Default 10.
+	ChannelMentions int `yaml:"channelMentions"`
 
 	// Per-user budgets, whatever the number of the user's connections or nodes.
 	//
@@ -513,6 +517,7 @@ func Default() Config {
 			ChannelAddBatch:      1000,
 			ChannelsPerUser:      1000,
 			ChannelUnreadMax:     1000,
+			ChannelMentions:      10,
 			ChannelPosts:         RateLimit{Rate: 1, Burst: 5},
 			SocketsPerUser:       32,
 			UserSends:            RateLimit{Rate: 100, Burst: 200},

@@ -277,6 +277,9 @@ func TestValidate(t *testing.T) {
 			c.Push.WebPush.PublicKey, c.Push.WebPush.Subscriber = "k", "mailto:ops@example.com"
 		}, "push.webpush.privateKeyFile"},
 		{"webpush subscriber", func(c *Config) { c.Push.WebPush.PublicKey, c.Push.WebPush.PrivateKey = "k", "p" }, "push.webpush.subscriber"},
+		{"channel mentions off", func(c *Config) { c.Limits.ChannelMentions = 0 }, ""},
+		{"channel mentions negative", func(c *Config) { c.Limits.ChannelMentions = -1 }, "limits.channelMentions"},
+		{"channel mentions too many", func(c *Config) { c.Limits.ChannelMentions = 101 }, "limits.channelMentions"},
 		{"http required", func(c *Config) { c.Listen.HTTP = "" }, "listen.http"},
 		{"http no port", func(c *Config) { c.Listen.HTTP = "localhost" }, "listen.http"},
 		{"http bad port", func(c *Config) { c.Listen.HTTP = "localhost:99999" }, "listen.http"},

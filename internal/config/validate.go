@@ -301,6 +301,7 @@ func (l Limits) validate(v *validator) {
 	v.between("limits.channelsPerUser", l.ChannelsPerUser, 1, 100000)
 	v.between("limits.channelUnreadMax", l.ChannelUnreadMax, 1, 1000000)
 	l.ChannelPosts.validate(v, "limits.channelPosts")
+	v.between("limits.channelMentions", l.ChannelMentions, 0, 100)
 	v.positive("limits.maxTextBytes", l.MaxTextBytes)
 	if l.MaxTextBytes > 0 && l.MaxFrameBytes > 0 && l.MaxTextBytes >= l.MaxFrameBytes {
 		v.addf("limits.maxTextBytes", "must be < limits.maxFrameBytes (%d), got %d", l.MaxFrameBytes, l.MaxTextBytes)

@@ -130,6 +130,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 			ChannelsPerUser:   cfg.Limits.ChannelsPerUser,
 			ChannelUnreadMax:  cfg.Limits.ChannelUnreadMax,
 			ChannelPosts:      actors.Rate{PerSecond: cfg.Limits.ChannelPosts.Rate, Burst: float64(cfg.Limits.ChannelPosts.Burst)},
+			ChannelMentions:   cfg.Limits.ChannelMentions,
 			Budgets:           budgets(cfg.Limits),
 			PresenceGrace:     cfg.Presence.Grace,
 			AckSaveDelay:      cfg.Receipts.SaveDelay,
