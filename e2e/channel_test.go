@@ -523,7 +523,7 @@ func TestChannelClusterKill(t *testing.T) {
 // The channel limits: users per add call, members per channel, and the unread
 // count's cap, each configured low.
 func TestChannelLimits(t *testing.T) {
-	n := startNode(t, fastConfig+"  channelAddBatch: 3\n  maxChannelMembers: 4\n  channelUnreadMax: 2\n")
+	n := startNode(t, fastConfig+"  channelAddBatch: 3\n  maxChannelMembers: 4\n  channelUnreadMax: 2\n  channelsPerUser: 2\n")
 	owner := newUser(t, n, "own")
 	users := make([]string, 4)
 	for i := range users {
@@ -547,4 +547,10 @@ func TestChannelLimits(t *testing.T) {
 	st := stateOf(channelsNow(t, mc, mr), channel)
 	require.NotNil(t, st)
 	require.Equal(t, int64(2), st.Unread, "3 unread, counted up to channelUnreadMax")
+
+	// In three channels, a user's channels answer lists two (channelsPerUser).
+	for range 2 {
+		addChannelMembers(t, n, owner, createChannel(t, n, owner, "broadcast", false), users[:1])
+	}
+	require.Len(t, channelsNow(t, mc, mr).Channels, 2, "3 channels, listed up to channelsPerUser")
 }
