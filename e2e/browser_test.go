@@ -313,6 +313,32 @@ func TestBrowserChat(t *testing.T) {
 	a.waitText("Count me in.")
 	a.waitTick("Hiking on Saturday?", "read")
 
+	// History scrolls back: 80 messages from Carol (a plain WebSocket client, not
+	// a contact of Bob's) come in pages of 30 as Bob scrolls up.
+	carol := newUser(t, n, "carol")
+	cc := dial(t, n, carol)
+	const older = 80
+	for i := 1; i <= older; i++ {
+		require.NoError(t, cc.Write(sendFrame(fmt.Sprint("old-", i), bob, fmt.Sprintf("Old message %d", i))))
+	}
+	for sent := 0; sent < older; {
+		f, err := cc.Read(10 * time.Second)
+		require.NoError(t, err)
+		if f.GetSent() != nil {
+			sent++
+		}
+	}
+	b.do(chromedp.Click(chromedp.CSS("#btn-back")),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`.conv-item[data-conv*=":%s"]`, carol.UserID))))
+	b.waitText(fmt.Sprintf("Old message %d", older))
+	b.waitJS("older pages loaded by scrolling up", `(() => {
+		const box = document.querySelector("#messages");
+		box.scrollTop = 0;
+		return [...document.querySelectorAll("#message-list .text")].some(e => e.textContent === "Old message 1"); })()`)
+	b.waitJS("every message once, in order", fmt.Sprintf(`(() => {
+		const t = [...document.querySelectorAll("#message-list .text")].map(e => e.textContent);
+		return t.length === %d && t.every((s, i) => s === "Old message " + (i + 1)); })()`, older))
+
 	a.screenshot("desktop")
 	b.screenshot("phone")
 	for _, p := range []*page{a, b} {
