@@ -2,6 +2,7 @@ package actors
 
 import (
 	"log/slog"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -216,6 +217,28 @@ func (u *User) watch(ctx actor.Context, m *parleypb.Watch) {
 	if st := u.statusNow(); u.p.announced && st != statusOffline && u.presenceRules().shows(m.Watcher) {
 		u.deps.tell(ctx, m.Watcher, KindUser, u.presenceNotify(st))
 	}
+}
+
+// contactChanged follows the user's adding or removing a contact: who may see it
+// ("contacts" setting) is reloaded, and while it is online it starts or stops
+// watching the contact, as its coming online would have (the contact's grain tells
+// it the contact's status at once if it may see it).
+func (u *User) contactChanged(ctx actor.Context, m *parleypb.ContactChanged) {
+	u.settingsChanged(ctx)
+	if !u.p.announced || m.Contact == u.id {
+		return // offline, or its read of who is online has not answered yet (it will find the contact)
+	}
+	p := u.p.more()
+	had := slices.Contains(p.watching, m.Contact)
+	switch {
+	case m.Added && !had:
+		p.watching = append(p.watching, m.Contact)
+	case !m.Added && had:
+		p.watching = slices.DeleteFunc(p.watching, func(c string) bool { return c == m.Contact })
+	default:
+		return
+	}
+	u.deps.tell(ctx, m.Contact, KindUser, &parleypb.Watch{Watcher: u.id, Watching: m.Added})
 }
 
 // deviceStatus records a connection's device going away or coming back.

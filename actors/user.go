@@ -62,6 +62,8 @@ func (u *User) Receive(ctx actor.Context) {
 		u.deviceStatus(ctx, m)
 	case *parleypb.PresenceSettingsChanged:
 		u.settingsChanged(ctx)
+	case *parleypb.ContactChanged:
+		u.contactChanged(ctx, m)
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
 	case *parleypb.AdminStateRequest:

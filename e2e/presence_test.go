@@ -413,3 +413,34 @@ func TestPingOnlyDeviceShowsAway(t *testing.T) {
 	}
 	require.Equal(t, []string{"online", "away", "online"}, got)
 }
+
+// A contact added during a session is watched from then on, without a reconnect:
+// alice, online, adds bob, online: she is told he is online at once, then each
+// change; once she removes him, she hears no more.
+func TestContactAddedLiveIsWatched(t *testing.T) {
+	n := startNode(t, fastConfig+"presence:\n  grace: 200ms\n")
+	alice, bob := newUser(t, n, "alice"), newUser(t, n, "bob")
+	ca, cb := dial(t, n, alice), dial(t, n, bob)
+	ra, rb := startReader(ca), startReader(cb)
+	syncNow(t, ca, ra, nil)
+	syncNow(t, cb, rb, nil)
+	time.Sleep(300 * time.Millisecond) // both online, with no contact
+	require.Empty(t, ra.presences())
+
+	require.NoError(t, groupAPI(t, n, alice, http.MethodPut, "/v1/contacts/"+bob.UserID, nil, nil))
+	ra.waitFor(t, 10*time.Second, "bob online, at once", func(r *reader) bool { return len(r.presencesLocked()) == 1 })
+	p := ra.presences()[0]
+	require.Equal(t, bob.UserID, p.User)
+	require.Equal(t, "online", p.Status)
+
+	require.NoError(t, cb.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Presence{Presence: &parleypb.SetPresence{Status: "away"}}}))
+	ra.waitFor(t, 10*time.Second, "bob away", func(r *reader) bool { return len(r.presencesLocked()) == 2 })
+	require.Equal(t, "away", ra.presences()[1].Status)
+
+	require.NoError(t, groupAPI(t, n, alice, http.MethodDelete, "/v1/contacts/"+bob.UserID, nil, nil))
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, cb.Write(&parleypb.ClientFrame{Body: &parleypb.ClientFrame_Presence{Presence: &parleypb.SetPresence{Status: "online"}}}))
+	time.Sleep(600 * time.Millisecond)
+	require.Len(t, ra.presences(), 2, "removed: no more of bob's changes")
+	_ = rb
+}

@@ -52,6 +52,11 @@ type Options struct {
 	// SettingsChanged is called after a user's presence setting changed, so that
 	// its watchers see what they may now; nil tells no one.
 	SettingsChanged func(user string)
+	// ContactsChanged is called after a user added or removed a contact, so that
+	// it watches (or stops watching) that contact's presence live, and the users
+	// it shows its presence to under the "contacts" setting are reloaded; nil tells
+	// no one (until the user's next connection).
+	ContactsChanged func(user, contact string, added bool)
 	// LoggedOut is called after a device logged out, to close its live
 	// connections; nil closes none (they end when their socket does).
 	LoggedOut func(user, device string)
@@ -78,22 +83,23 @@ type Options struct {
 
 // API holds the REST handlers. Create it with [New].
 type API struct {
-	store        Store
-	sessions     *auth.Sessions
-	presence     Presence
-	groups       Groups
-	channels     Channels
-	channelStore ChannelStore
-	contacts     Contacts
-	changed      func(user string)
-	loggedOut    func(user, device string)
-	push         PushStore
-	pushCheck    func(provider, token string) error
-	signer       *auth.Signer
-	limits       config.Limits
-	hasher       *auth.Hasher
-	throttles    throttles
-	log          *slog.Logger
+	store         Store
+	sessions      *auth.Sessions
+	presence      Presence
+	groups        Groups
+	channels      Channels
+	channelStore  ChannelStore
+	contacts      Contacts
+	changed       func(user string)
+	contactsMoved func(user, contact string, added bool)
+	loggedOut     func(user, device string)
+	push          PushStore
+	pushCheck     func(provider, token string) error
+	signer        *auth.Signer
+	limits        config.Limits
+	hasher        *auth.Hasher
+	throttles     throttles
+	log           *slog.Logger
 }
 
 // New returns an API; it panics if o.Store or o.Signer is nil, or if o.Hasher
@@ -132,7 +138,7 @@ func New(o Options) *API {
 		o.Limits.ChannelUnreadMax = def.Limits.ChannelUnreadMax
 	}
 	return &API{store: o.Store, sessions: o.Sessions, presence: o.Presence, groups: o.Groups, channels: o.Channels,
-		channelStore: o.ChannelStore, contacts: o.Contacts, changed: o.SettingsChanged, limits: o.Limits,
+		channelStore: o.ChannelStore, contacts: o.Contacts, changed: o.SettingsChanged, contactsMoved: o.ContactsChanged, limits: o.Limits,
 		loggedOut: o.LoggedOut, push: o.Push, pushCheck: o.PushCheck, signer: o.Signer, hasher: o.Hasher, throttles: newThrottles(o.Throttle), log: o.Log}
 }
 

@@ -57,6 +57,9 @@ func (a *API) putContact(w http.ResponseWriter, r *http.Request, claims auth.Cla
 		a.fail(w, r, err)
 		return
 	}
+	if a.contactsMoved != nil {
+		a.contactsMoved(claims.UserID, id, true)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -69,6 +72,9 @@ func (a *API) deleteContact(w http.ResponseWriter, r *http.Request, claims auth.
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	if a.contactsMoved != nil {
+		a.contactsMoved(claims.UserID, id, false)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

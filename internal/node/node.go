@@ -174,6 +174,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 		Throttle: loginThrottle(cfg.Auth), Log: log, Presence: presence(deps), Groups: groups(deps), Contacts: n.store,
 		Channels: channels(deps), ChannelStore: n.store,
 		SettingsChanged: func(user string) { actors.Tell(deps, user, actors.KindUser, &parleypb.PresenceSettingsChanged{}) },
+		ContactsChanged: func(user, contact string, added bool) {
+			actors.Tell(deps, user, actors.KindUser, &parleypb.ContactChanged{Contact: contact, Added: added})
+		},
 		LoggedOut: func(user, device string) {
 			actors.Tell(deps, user, actors.KindUser, &parleypb.LoggedOut{DeviceId: device})
 		},

@@ -309,7 +309,7 @@ func (x ChannelEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChannelEvent_Kind.Descriptor instead.
 func (ChannelEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{27, 0}
+	return file_grains_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type ChannelRequest_Op int32
@@ -367,7 +367,7 @@ func (x ChannelRequest_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChannelRequest_Op.Descriptor instead.
 func (ChannelRequest_Op) EnumDescriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{28, 0}
+	return file_grains_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type GrainError struct {
@@ -1994,6 +1994,60 @@ func (*PresenceSettingsChanged) Descriptor() ([]byte, []int) {
 	return file_grains_proto_rawDescGZIP(), []int{26}
 }
 
+// ContactChanged tells a user grain that its user added (or removed) a contact:
+// an online user starts (stops) watching it, and reloads who may see it.
+type ContactChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Contact       string                 `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Added         bool                   `protobuf:"varint,2,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactChanged) Reset() {
+	*x = ContactChanged{}
+	mi := &file_grains_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactChanged) ProtoMessage() {}
+
+func (x *ContactChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactChanged.ProtoReflect.Descriptor instead.
+func (*ContactChanged) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ContactChanged) GetContact() string {
+	if x != nil {
+		return x.Contact
+	}
+	return ""
+}
+
+func (x *ContactChanged) GetAdded() bool {
+	if x != nil {
+		return x.Added
+	}
+	return false
+}
+
 // ChannelEvent is a change to a channel, in its conversation stream beside its
 // messages (the stream's kind column is the event's kind: channel kinds do not
 // overlap group kinds). The channel_members table is its projection, written in
@@ -2016,7 +2070,7 @@ type ChannelEvent struct {
 
 func (x *ChannelEvent) Reset() {
 	*x = ChannelEvent{}
-	mi := &file_grains_proto_msgTypes[27]
+	mi := &file_grains_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2082,7 @@ func (x *ChannelEvent) String() string {
 func (*ChannelEvent) ProtoMessage() {}
 
 func (x *ChannelEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[27]
+	mi := &file_grains_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2095,7 @@ func (x *ChannelEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelEvent.ProtoReflect.Descriptor instead.
 func (*ChannelEvent) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{27}
+	return file_grains_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ChannelEvent) GetKind() ChannelEvent_Kind {
@@ -2132,7 +2186,7 @@ type ChannelRequest struct {
 
 func (x *ChannelRequest) Reset() {
 	*x = ChannelRequest{}
-	mi := &file_grains_proto_msgTypes[28]
+	mi := &file_grains_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2198,7 @@ func (x *ChannelRequest) String() string {
 func (*ChannelRequest) ProtoMessage() {}
 
 func (x *ChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[28]
+	mi := &file_grains_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2211,7 @@ func (x *ChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRequest.ProtoReflect.Descriptor instead.
 func (*ChannelRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{28}
+	return file_grains_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ChannelRequest) GetOp() ChannelRequest_Op {
@@ -2239,7 +2293,7 @@ type ChannelResponse struct {
 
 func (x *ChannelResponse) Reset() {
 	*x = ChannelResponse{}
-	mi := &file_grains_proto_msgTypes[29]
+	mi := &file_grains_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2305,7 @@ func (x *ChannelResponse) String() string {
 func (*ChannelResponse) ProtoMessage() {}
 
 func (x *ChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[29]
+	mi := &file_grains_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2318,7 @@ func (x *ChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelResponse.ProtoReflect.Descriptor instead.
 func (*ChannelResponse) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{29}
+	return file_grains_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ChannelResponse) GetChannel() string {
@@ -2338,7 +2392,7 @@ type ChannelPublish struct {
 
 func (x *ChannelPublish) Reset() {
 	*x = ChannelPublish{}
-	mi := &file_grains_proto_msgTypes[30]
+	mi := &file_grains_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2404,7 @@ func (x *ChannelPublish) String() string {
 func (*ChannelPublish) ProtoMessage() {}
 
 func (x *ChannelPublish) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[30]
+	mi := &file_grains_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2417,7 @@ func (x *ChannelPublish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelPublish.ProtoReflect.Descriptor instead.
 func (*ChannelPublish) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{30}
+	return file_grains_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ChannelPublish) GetChannel() string {
@@ -2408,7 +2462,7 @@ type ChannelMembers struct {
 
 func (x *ChannelMembers) Reset() {
 	*x = ChannelMembers{}
-	mi := &file_grains_proto_msgTypes[31]
+	mi := &file_grains_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2474,7 @@ func (x *ChannelMembers) String() string {
 func (*ChannelMembers) ProtoMessage() {}
 
 func (x *ChannelMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[31]
+	mi := &file_grains_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2487,7 @@ func (x *ChannelMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelMembers.ProtoReflect.Descriptor instead.
 func (*ChannelMembers) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{31}
+	return file_grains_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ChannelMembers) GetChannel() string {
@@ -2599,7 +2653,10 @@ const file_grains_proto_rawDesc = "" +
 	"\x04conn\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\x04conn\x12\x12\n" +
 	"\x04away\x18\x02 \x01(\bR\x04away\"\x19\n" +
-	"\x17PresenceSettingsChanged\"\xe5\x02\n" +
+	"\x17PresenceSettingsChanged\"@\n" +
+	"\x0eContactChanged\x12\x18\n" +
+	"\acontact\x18\x01 \x01(\tR\acontact\x12\x14\n" +
+	"\x05added\x18\x02 \x01(\bR\x05added\"\xe5\x02\n" +
 	"\fChannelEvent\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.parley.v1.ChannelEvent.KindR\x04kind\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\x03R\aeventId\x12\x0e\n" +
@@ -2679,7 +2736,7 @@ func file_grains_proto_rawDescGZIP() []byte {
 }
 
 var file_grains_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_grains_proto_goTypes = []any{
 	(ErrorReason)(0),                // 0: parley.v1.ErrorReason
 	(SpendRequest_Kind)(0),          // 1: parley.v1.SpendRequest.Kind
@@ -2714,44 +2771,45 @@ var file_grains_proto_goTypes = []any{
 	(*Watch)(nil),                   // 30: parley.v1.Watch
 	(*DeviceStatus)(nil),            // 31: parley.v1.DeviceStatus
 	(*PresenceSettingsChanged)(nil), // 32: parley.v1.PresenceSettingsChanged
-	(*ChannelEvent)(nil),            // 33: parley.v1.ChannelEvent
-	(*ChannelRequest)(nil),          // 34: parley.v1.ChannelRequest
-	(*ChannelResponse)(nil),         // 35: parley.v1.ChannelResponse
-	(*ChannelPublish)(nil),          // 36: parley.v1.ChannelPublish
-	(*ChannelMembers)(nil),          // 37: parley.v1.ChannelMembers
-	nil,                             // 38: parley.v1.ConversationSnapshot.DeliveredEntry
-	(*Message)(nil),                 // 39: parley.v1.Message
-	(*actor.PID)(nil),               // 40: actor.PID
-	(*TypingNotice)(nil),            // 41: parley.v1.TypingNotice
-	(*Presence)(nil),                // 42: parley.v1.Presence
-	(*Receipt)(nil),                 // 43: parley.v1.Receipt
+	(*ContactChanged)(nil),          // 33: parley.v1.ContactChanged
+	(*ChannelEvent)(nil),            // 34: parley.v1.ChannelEvent
+	(*ChannelRequest)(nil),          // 35: parley.v1.ChannelRequest
+	(*ChannelResponse)(nil),         // 36: parley.v1.ChannelResponse
+	(*ChannelPublish)(nil),          // 37: parley.v1.ChannelPublish
+	(*ChannelMembers)(nil),          // 38: parley.v1.ChannelMembers
+	nil,                             // 39: parley.v1.ConversationSnapshot.DeliveredEntry
+	(*Message)(nil),                 // 40: parley.v1.Message
+	(*actor.PID)(nil),               // 41: actor.PID
+	(*TypingNotice)(nil),            // 42: parley.v1.TypingNotice
+	(*Presence)(nil),                // 43: parley.v1.Presence
+	(*Receipt)(nil),                 // 44: parley.v1.Receipt
 }
 var file_grains_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.GrainError.reason:type_name -> parley.v1.ErrorReason
 	6,  // 1: parley.v1.PostResponse.error:type_name -> parley.v1.GrainError
-	39, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
+	40, // 2: parley.v1.EnqueueRequest.messages:type_name -> parley.v1.Message
 	6,  // 3: parley.v1.EnqueueResponse.error:type_name -> parley.v1.GrainError
-	40, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
+	41, // 4: parley.v1.AttachRequest.conn:type_name -> actor.PID
 	6,  // 5: parley.v1.AttachResponse.error:type_name -> parley.v1.GrainError
 	13, // 6: parley.v1.AttachResponse.share:type_name -> parley.v1.Share
 	1,  // 7: parley.v1.SpendRequest.kind:type_name -> parley.v1.SpendRequest.Kind
 	6,  // 8: parley.v1.SpendResponse.error:type_name -> parley.v1.GrainError
-	40, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
-	39, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
+	41, // 9: parley.v1.DetachRequest.conn:type_name -> actor.PID
+	40, // 10: parley.v1.Deliver.messages:type_name -> parley.v1.Message
 	6,  // 11: parley.v1.StatusResponse.error:type_name -> parley.v1.GrainError
-	38, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
+	39, // 12: parley.v1.ConversationSnapshot.delivered:type_name -> parley.v1.ConversationSnapshot.DeliveredEntry
 	2,  // 13: parley.v1.GroupEvent.kind:type_name -> parley.v1.GroupEvent.Kind
 	3,  // 14: parley.v1.GroupRequest.op:type_name -> parley.v1.GroupRequest.Op
 	6,  // 15: parley.v1.GroupResponse.error:type_name -> parley.v1.GrainError
-	41, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
-	42, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
-	43, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
-	40, // 19: parley.v1.Notify.except:type_name -> actor.PID
-	40, // 20: parley.v1.DeviceStatus.conn:type_name -> actor.PID
+	42, // 16: parley.v1.Notify.typing:type_name -> parley.v1.TypingNotice
+	43, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
+	44, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
+	41, // 19: parley.v1.Notify.except:type_name -> actor.PID
+	41, // 20: parley.v1.DeviceStatus.conn:type_name -> actor.PID
 	4,  // 21: parley.v1.ChannelEvent.kind:type_name -> parley.v1.ChannelEvent.Kind
 	5,  // 22: parley.v1.ChannelRequest.op:type_name -> parley.v1.ChannelRequest.Op
 	6,  // 23: parley.v1.ChannelResponse.error:type_name -> parley.v1.GrainError
-	39, // 24: parley.v1.ChannelPublish.messages:type_name -> parley.v1.Message
+	40, // 24: parley.v1.ChannelPublish.messages:type_name -> parley.v1.Message
 	25, // [25:25] is the sub-list for method output_type
 	25, // [25:25] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
@@ -2771,7 +2829,7 @@ func file_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
