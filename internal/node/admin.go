@@ -134,8 +134,21 @@ type memberJSON struct {
 	Connections   int            `json:"connections"`
 }
 
+// self is this node's member id as the cluster's members list names it (a
+// provider may name members otherwise than the actor system's id): the member at
+// this node's address.
+func (a *admin) self() string {
+	sys := a.deps.Cluster.ActorSystem
+	for _, m := range a.deps.Topology.Members() {
+		if m.Address == sys.Address() {
+			return m.ID
+		}
+	}
+	return sys.ID
+}
+
 func (a *admin) cluster(w http.ResponseWriter, _ *http.Request) {
-	self := a.deps.Cluster.ActorSystem.ID
+	self := a.self()
 	var out []memberJSON
 	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminNodeRequest{}) {
 		m := memberJSON{ID: ans.Member.ID, Address: ans.Member.Address, Kinds: kindNames(ans.Member.Kinds),
@@ -200,7 +213,7 @@ func (a *admin) grains(w http.ResponseWriter, r *http.Request) {
 	}
 	node := q.Get("node")
 	if node == "self" {
-		node = a.deps.Cluster.ActorSystem.ID
+		node = a.self()
 	}
 	req := &parleypb.AdminNodeRequest{List: true, Kind: kind, Limit: int32(limit)}
 	out, unreachable, truncated := []grainJSON{}, []string{}, false
