@@ -80,8 +80,10 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.Var(&g.url, "url", "base `URL` of a node (env PARLEY_URL; default the session's, else "+defaultURL+")")
 	fs.Var(&g.config, "config", "config `DIR` holding the sessions (env PARLEY_CONFIG; default os.UserConfigDir()/parley)")
 	fs.Var(&g.as, "as", "use the stored session of `USER` (env PARLEY_USER; default the last login)")
-	fs.BoolVar(&g.json, "json", false, "print JSON (the server's answer) instead of tables")
-	fs.BoolVar(&g.verbose, "v", false, "verbose: message ids, seqs and full member ids")
+	// Registered again on each command's flag set: the value so far is the default,
+	// so that a flag given before the command's name stays set.
+	fs.BoolVar(&g.json, "json", g.json, "print JSON (the server's answer) instead of tables")
+	fs.BoolVar(&g.verbose, "v", g.verbose, "verbose: message ids, seqs and full member ids")
 }
 
 // exitError carries an exit code (see the package doc).
@@ -275,7 +277,7 @@ func printFlags(w io.Writer, flags []*flag.Flag) {
 		if name != "" {
 			line += " " + name
 		}
-		if _, described := f.Value.(*setFlag); !described && f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+		if described := slices.Contains(globalNames, f.Name); !described && f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
 			usage += fmt.Sprintf(" (default %s)", f.DefValue)
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", line, usage)
