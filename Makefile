@@ -118,8 +118,8 @@ proto-check: ## fail if the generated code in proto/ is stale
 	@untracked=$$(git ls-files --others --exclude-standard -- proto/); \
 	if [[ -n "$$untracked" ]]; then echo "proto-check: untracked files in proto/:" >&2; echo "$$untracked" >&2; exit 1; fi
 
-build: ## build the node binary into bin/node
-	$(GO) build -o bin/node ./cmd/node
+build: ## build the node and the parley CLI into bin/
+	$(GO) build -o bin/node ./cmd/node && $(GO) build -o bin/parley ./cmd/parley
 
 vet: ## gofmt check (generated *.pb.go excepted) and go vet
 	@unformatted=$$($(GOFMT) -l . | grep -v '\.pb\.go$$' || true); \
