@@ -207,9 +207,17 @@ func AdminAsk(d *Deps, timeout time.Duration, msg any) []AdminAnswer {
 
 // AdminState asks the grain at pid for its live state (*AdminUserState or
 // *AdminConversationState). A PID names one activation: this never activates a
-// grain, and times out if that activation has stopped meanwhile.
+// grain, and times out if that activation has stopped meanwhile. The request has
+// no sender (the answer goes to reply_to), so that it reaches the grain bare and
+// does not reset its idle timer.
 func AdminState(d *Deps, pid *actor.PID, timeout time.Duration) (any, error) {
-	return d.Cluster.ActorSystem.Root.RequestFuture(pid, &parleypb.AdminStateRequest{}, timeout).Result()
+	return askBare(d.Cluster.ActorSystem, pid, timeout)
+}
+
+func askBare(sys *actor.ActorSystem, pid *actor.PID, timeout time.Duration) (any, error) {
+	f := actor.NewFuture(sys, timeout)
+	sys.Root.Send(pid, &parleypb.AdminStateRequest{ReplyTo: f.PID()})
+	return f.Result()
 }
 
 // StoredConversation is what the store holds of a conversation, in the shape of a

@@ -3,8 +3,10 @@ package actors
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/parleychat/parley/internal/convid"
@@ -67,11 +69,16 @@ func (c *channel) role(d *Deps, user string) (role int, ok bool, err error) {
 	if err != nil || !ok {
 		return 0, false, err
 	}
+	c.remember(user, r)
+	return r, true, nil
+}
+
+// remember keeps a member's role, within maxChannelKnown.
+func (c *channel) remember(user string, role int) {
 	if c.known == nil || len(c.known) >= maxChannelKnown {
 		c.known = map[string]int{}
 	}
-	c.known[user] = r
-	return r, true, nil
+	c.known[user] = role
 }
 
 func (c *channel) mayPost(d *Deps, from string) *parleypb.GrainError {
@@ -113,38 +120,81 @@ func (c *channel) recipients() []string { return nil }
 // (each once, not from, at most Settings.ChannelMentions): the post goes into
 // their sync queues too, so that it reaches them as a 1:1 message would, pushed
 // when no device of theirs is online. Broadcast channels mention no one: their
-// members are never pushed per message. "a@b" is no mention (a letter or digit
-// before the @), and trailing dots and dashes are punctuation ("hi @bob.").
+// members are never pushed per message. A mention is an @ that follows no letter,
+// digit, "_", "." or "-" ("a@b" is an address), then a user id that ends where a
+// character that cannot be in one does not follow ("@bobX" names no one); trailing
+// dots and dashes are punctuation ("hi @bob."). The names not known to the grain
+// are looked up in one store read.
 func (c *channel) mentions(d *Deps, from, text string) []string {
 	limit := d.Settings.ChannelMentions
 	if limit <= 0 || c.info.Mode != persistence.ChannelOpen || !strings.Contains(text, "@") {
 		return nil
 	}
-	var out []string
-	for i, tried := 0, 0; i < len(text) && len(out) < limit && tried < 2*limit; i++ {
-		if text[i] != '@' || i > 0 && userIDChar(text[i-1]) {
+	var names []string
+	for i := 0; i < len(text) && len(names) < 2*limit; i++ {
+		if text[i] != '@' {
+			continue
+		}
+		if prev, _ := utf8.DecodeLastRuneInString(text[:i]); i > 0 && mentionRune(prev) {
 			continue
 		}
 		j := i + 1
-		for j < len(text) && userIDChar(text[j]) {
+		for j < len(text) && text[j] < utf8.RuneSelf && mentionRune(rune(text[j])) {
 			j++
+		}
+		if r, _ := utf8.DecodeRuneInString(text[j:]); j < len(text) && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			i = j - 1
+			continue // the name goes on in letters a user id has not
 		}
 		name := strings.TrimRight(text[i+1:j], ".-")
 		i = j - 1
-		if !convid.UserID.MatchString(name) || name == from || slices.Contains(out, name) {
-			continue
+		if convid.UserID.MatchString(name) && name != from && !slices.Contains(names, name) {
+			names = append(names, name)
 		}
-		tried++ // each costs a role lookup (a store read, unless known)
-		if _, member, err := c.role(d, name); err == nil && member {
-			out = append(out, name)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	var unknown []string
+	for _, n := range names {
+		if _, ok := c.known[n]; !ok && n != c.info.Owner && !c.admins[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	var found map[string]int
+	if len(unknown) > 0 {
+		ctx, cancel := d.timeout()
+		var err error
+		found, err = d.Store.ChannelRoles(ctx, c.info.ID, unknown)
+		cancel()
+		if err != nil {
+			d.Log.Warn("channel mentions: looking up members", slog.String("channel", c.info.ID), slog.Any("error", err))
+			return nil // the post goes on, to no one's queue
+		}
+	}
+	var out []string
+	for _, n := range names {
+		_, known := c.known[n]
+		role, isNew := found[n]
+		switch {
+		case known || n == c.info.Owner || c.admins[n]:
+		case isNew:
+			c.remember(n, role)
+		default:
+			continue // no member
+		}
+		if out = append(out, n); len(out) == limit {
+			break
 		}
 	}
 	return out
 }
 
-// userIDChar reports whether b may be part of a user id (convid.UserID).
-func userIDChar(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-'
+// mentionRune reports whether r may be part of a user id (convid.UserID), or is an
+// upper-case letter, which makes the word no mention.
+func mentionRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' ||
+		r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r))
 }
 
 func (c *channel) isMember(user string) bool {

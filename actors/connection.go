@@ -93,8 +93,8 @@ func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 	root := d.Cluster.ActorSystem.Root
 	pid := root.SpawnPrefix(connProps, "conn")
 	init := &connInit{deps: d, sock: sock, user: user, device: device, since: time.Now().UnixMilli()}
-	root.Send(pid, init) // before any frame
-	d.Topology.addConn(pid, init)
+	d.Topology.addConn(pid, init) // before the actor can stop (and remove it)
+	root.Send(pid, init)          // before any frame
 	return &Session{root: root, pid: pid}
 }
 

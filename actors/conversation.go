@@ -75,7 +75,7 @@ func (c *Conversation) Receive(ctx actor.Context) {
 	case *parleypb.TypingRequest:
 		c.typing(ctx, m)
 	case *parleypb.AdminStateRequest:
-		ctx.Respond(c.adminState())
+		ctx.Send(m.ReplyTo, c.adminState())
 	case *conversationAppended:
 		c.appended(ctx, m)
 	case *membersChanged:

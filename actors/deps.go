@@ -49,6 +49,8 @@ type Store interface {
 
 	Channel(ctx context.Context, conv string) (persistence.Channel, error)
 	ChannelRole(ctx context.Context, conv, user string) (role int, ok bool, err error)
+	// ChannelRoles returns the roles of those of users who are members of conv.
+	ChannelRoles(ctx context.Context, conv string, users []string) (map[string]int, error)
 	ChannelIDsOf(ctx context.Context, user string, limit int) ([]string, error)
 	ChannelsOf(ctx context.Context, user string, limit, unreadMax int) ([]*parleypb.ChannelState, error)
 	HistoryAfter(ctx context.Context, conv string, after, before int64, limit int) ([]*parleypb.Message, bool, error)

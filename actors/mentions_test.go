@@ -11,17 +11,25 @@ import (
 	"github.com/parleychat/parley/proto/parleypb"
 )
 
-// roleStore answers ChannelRole from a map and counts the lookups; the rest of
+// roleStore answers ChannelRoles from a map and counts the lookups; the rest of
 // Store is not used by mentions.
 type roleStore struct {
 	Store
 	members map[string]bool
 	lookups int
+	asked   int // names looked up
 }
 
-func (s *roleStore) ChannelRole(_ context.Context, _, user string) (int, bool, error) {
+func (s *roleStore) ChannelRoles(_ context.Context, _ string, users []string) (map[string]int, error) {
 	s.lookups++
-	return persistence.ChannelMember, s.members[user], nil
+	s.asked += len(users)
+	out := map[string]int{}
+	for _, u := range users {
+		if s.members[u] {
+			out[u] = persistence.ChannelMember
+		}
+	}
+	return out, nil
 }
 
 func TestChannelMentions(t *testing.T) {
@@ -39,6 +47,9 @@ func TestChannelMentions(t *testing.T) {
 		{"hi @bob.", []string{"bob"}},
 		{"dotted @d.e-f- name", []string{"d.e-f"}},
 		{"mail bob@carol.com is no mention", nil},
+		{"nor B@bob, nor é@bob", nil},
+		{"@bobX and @bobé name no one", nil},
+		{"(@bob) and @carol!", []string{"bob", "carol"}},
 		{"@alice mentions herself", nil},
 		{"@nobody is no member", nil},
 		{"@adm is an admin", []string{"adm"}},
@@ -50,10 +61,15 @@ func TestChannelMentions(t *testing.T) {
 		require.Equal(t, c.want, open.mentions(d, "alice", c.text), c.text)
 	}
 
-	st.lookups = 0
+	st.lookups, st.asked = 0, 0
 	open.known = nil
 	require.Empty(t, open.mentions(d, "alice", "@n1 @n2 @n3 @n4 @n5 @n6 @n7 @n8 @bob"))
-	require.Equal(t, 6, st.lookups, "lookups are bounded at twice the limit")
+	require.Equal(t, 1, st.lookups, "one store read")
+	require.Equal(t, 6, st.asked, "names are bounded at twice the limit")
+	st.lookups = 0
+	require.Equal(t, []string{"bob", "carol"}, open.mentions(d, "alice", "@bob @carol"))
+	require.Equal(t, []string{"bob", "carol"}, open.mentions(d, "alice", "@bob @carol"))
+	require.Equal(t, 1, st.lookups, "members found are remembered")
 
 	broadcast := &channel{info: persistence.Channel{ID: "channel:b", Owner: "alice", Mode: persistence.ChannelBroadcast}}
 	require.Nil(t, broadcast.mentions(d, "alice", "hi @bob"), "broadcast channels push no one")

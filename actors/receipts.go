@@ -57,7 +57,8 @@ func (u *acks) add(seq uint64, m *parleypb.Message) {
 
 // take removes the entries up to upTo and returns their delivered watermarks: per
 // conversation, the highest message id, with the senders (other than user) of its
-// messages among them.
+// messages among them. A channel message in the queue (a mention) makes none:
+// channels have no receipts.
 func (u *acks) take(upTo uint64, user string) []persistence.ReceiptMove {
 	if u == nil {
 		return nil
@@ -66,6 +67,9 @@ func (u *acks) take(upTo uint64, user string) []persistence.ReceiptMove {
 	var out []persistence.ReceiptMove
 	for ; n < len(u.sent) && u.sent[n].seq <= upTo; n++ {
 		m := u.sent[n].m
+		if m.Channel != "" || strings.HasPrefix(m.Conversation, convid.Channel+":") {
+			continue
+		}
 		i := slices.IndexFunc(out, func(r persistence.ReceiptMove) bool { return r.Conversation == m.Conversation })
 		if i < 0 {
 			out = append(out, persistence.ReceiptMove{Conversation: m.Conversation, User: user, Status: persistence.Delivered})

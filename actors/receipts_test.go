@@ -23,7 +23,8 @@ func TestAcksTake(t *testing.T) {
 	u.add(3, m("dm:a:b", "a", 11))
 	u.add(4, m("group:g", "c", 30))
 	u.add(5, m("group:g", "d", 31))
-	u.add(3, m("dm:a:b", "a", 11)) // a replay
+	u.add(6, m("channel:c", "d", 40)) // a mention: no receipt
+	u.add(3, m("dm:a:b", "a", 11))    // a replay
 	require.Equal(t, []persistence.ReceiptMove{
 		{Conversation: "dm:a:b", User: "a", Status: persistence.Delivered, UpTo: 11, Senders: []string{"b"}},
 		{Conversation: "dm:a:c", User: "a", Status: persistence.Delivered, UpTo: 20, Senders: []string{"c"}},

@@ -67,7 +67,7 @@ func (u *User) Receive(ctx actor.Context) {
 	case *parleypb.StatusRequest:
 		ctx.Respond(u.status())
 	case *parleypb.AdminStateRequest:
-		ctx.Respond(u.adminState())
+		ctx.Send(m.ReplyTo, u.adminState())
 	case *parleypb.SpendRequest:
 		ctx.Respond(u.spendOne(m.Kind))
 	case *membersChanged:

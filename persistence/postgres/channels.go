@@ -106,6 +106,22 @@ func (s *Store) ChannelRole(ctx context.Context, conv, user string) (role int, o
 	return role, true, nil
 }
 
+// ChannelRoles returns the roles of those of users who are members of conv.
+func (s *Store) ChannelRoles(ctx context.Context, conv string, users []string) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, role FROM channel_members WHERE channel = $1 AND user_id = ANY($2::text[])`, conv, users)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out := map[string]int{}
+	var user string
+	var role int
+	_, err = pgx.ForEachRow(rows, []any{&user, &role}, func() error {
+		out[user] = role
+		return nil
+	})
+	return out, mapErr(err)
+}
+
 // ChannelsOf returns the channels a user is in (at most limit, by id), each with its
 // last message id, the user's read position and the messages after it, counted up
 // to unreadMax.

@@ -396,9 +396,13 @@ func (x *AdminFindResponse) GetNodeId() int32 {
 }
 
 // AdminStateRequest asks a grain (at its PID: this never activates one) for its
-// live state.
+// live state, which it sends to reply_to. It travels without a sender: a request
+// with one is wrapped in an envelope, and Proto.Actor looks for
+// NotInfluenceReceiveTimeout on the envelope, so the look would keep the grain
+// from passivating.
 type AdminStateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReplyTo       *actor.PID             `protobuf:"bytes,1,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +435,13 @@ func (x *AdminStateRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use AdminStateRequest.ProtoReflect.Descriptor instead.
 func (*AdminStateRequest) Descriptor() ([]byte, []int) {
 	return file_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AdminStateRequest) GetReplyTo() *actor.PID {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return nil
 }
 
 type AdminUserState struct {
@@ -895,8 +906,10 @@ const file_admin_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"Y\n" +
 	"\x11AdminFindResponse\x12+\n" +
 	"\x05grain\x18\x01 \x01(\v2\x15.parley.v1.AdminGrainR\x05grain\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x05R\x06nodeId\"\x13\n" +
-	"\x11AdminStateRequest\"\x9d\x01\n" +
+	"\anode_id\x18\x02 \x01(\x05R\x06nodeId\":\n" +
+	"\x11AdminStateRequest\x12%\n" +
+	"\breply_to\x18\x01 \x01(\v2\n" +
+	".actor.PIDR\areplyTo\"\x9d\x01\n" +
 	"\x0eAdminUserState\x12 \n" +
 	"\x05conns\x18\x01 \x03(\v2\n" +
 	".actor.PIDR\x05conns\x12\x16\n" +
@@ -965,14 +978,15 @@ var file_admin_proto_depIdxs = []int32{
 	2,  // 1: parley.v1.AdminNodeResponse.list:type_name -> parley.v1.AdminGrain
 	14, // 2: parley.v1.AdminGrain.pid:type_name -> actor.PID
 	2,  // 3: parley.v1.AdminFindResponse.grain:type_name -> parley.v1.AdminGrain
-	14, // 4: parley.v1.AdminUserState.conns:type_name -> actor.PID
-	10, // 5: parley.v1.AdminConnsResponse.conns:type_name -> parley.v1.AdminConn
-	14, // 6: parley.v1.AdminConn.pid:type_name -> actor.PID
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 4: parley.v1.AdminStateRequest.reply_to:type_name -> actor.PID
+	14, // 5: parley.v1.AdminUserState.conns:type_name -> actor.PID
+	10, // 6: parley.v1.AdminConnsResponse.conns:type_name -> parley.v1.AdminConn
+	14, // 7: parley.v1.AdminConn.pid:type_name -> actor.PID
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
