@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -77,7 +79,7 @@ func adminMux(cfg config.Admin, a *admin, m *metrics.Metrics) http.Handler {
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	guarded := requireToken(cfg.Token, mux)
+	guarded := sameSite(cfg.Token == "", requireToken(cfg.Token, mux))
 	outer := http.NewServeMux()
 	outer.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	// The console's page and script hold no data: they load without the token and
@@ -531,6 +533,50 @@ func buildVersion() string {
 		return "(devel)"
 	}
 	return v
+}
+
+// sameSite refuses what a web page the operator has open could make a browser
+// send to the admin endpoint: a POST from another site (no preflight guards a
+// bodiless POST), and, when no token guards the endpoint (loopback only), any
+// request whose Host is not an IP address or localhost, which is what a DNS
+// rebinding attack sends (a page of evil.example whose name now points at
+// 127.0.0.1). The CLI and scripts send neither Origin nor Sec-Fetch-Site.
+func sameSite(checkHost bool, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if checkHost && !loopbackHost(r.Host) {
+			api.WriteError(w, http.StatusForbidden, parleypb.ErrorReason_FORBIDDEN.Code(),
+				"the admin endpoint answers only to an IP address or localhost without admin.token")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && crossSite(r) {
+			api.WriteError(w, http.StatusForbidden, parleypb.ErrorReason_FORBIDDEN.Code(), "cross-site request refused")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names an IP address or localhost.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return host == "localhost" || net.ParseIP(host) != nil
+}
+
+// crossSite reports whether a browser says the request comes from another origin.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return err != nil || u.Host != r.Host
+	}
+	return false
 }
 
 // requireToken lets through only requests whose bearer token (Authorization

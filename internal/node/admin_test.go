@@ -15,6 +15,7 @@ import (
 
 func adminGet(h http.Handler, path, header string) (int, string) {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
+	r.Host = "127.0.0.1:8081" // httptest's example.com is refused without a token (TestAdminRefusesOtherSites)
 	if header != "" {
 		r.Header.Set("Authorization", header)
 	}
@@ -27,7 +28,9 @@ func adminGet(h http.Handler, path, header string) (int, string) {
 // Finding 9: with a token, every admin call but /healthz needs it, from the
 // Authorization header only.
 func TestAdminToken(t *testing.T) {
-	h := adminMux(config.Admin{Token: "s3cret"}, nil, metrics.New())
+	// The cluster routes are mounted (a is not nil) but never reached: the token
+	// is checked first.
+	h := adminMux(config.Admin{Token: "s3cret"}, &admin{}, metrics.New())
 	cases := []struct {
 		name, path, header string
 		status             int
@@ -107,4 +110,44 @@ func TestAdminConsole(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, js, "Authorization", "the script sends the token in the header")
 	require.NotContains(t, js, "?token=", "never in a URL")
+}
+
+// Without a token (loopback only), a request whose Host is a name other than
+// localhost is refused (DNS rebinding), and with or without one a POST a browser
+// marks as cross-site is refused (a page the operator has open).
+func TestAdminRefusesOtherSites(t *testing.T) {
+	open := adminMux(config.Admin{}, &admin{}, metrics.New())
+	do := func(h http.Handler, method, path, host string, header ...string) int {
+		r := httptest.NewRequest(method, path, nil)
+		r.Host = host
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, host := range []string{"127.0.0.1:8081", "localhost:8081", "[::1]:8081", "127.0.0.1"} {
+		require.Equal(t, http.StatusOK, do(open, http.MethodGet, "/metrics", host), host)
+	}
+	for _, host := range []string{"evil.example:8081", "evil.example", "127.0.0.1.nip.io:8081"} {
+		require.Equal(t, http.StatusForbidden, do(open, http.MethodGet, "/metrics", host), host)
+	}
+	require.Equal(t, http.StatusOK, do(open, http.MethodGet, "/healthz", "evil.example"), "healthz holds nothing")
+
+	guarded := adminMux(config.Admin{Token: "s3cret"}, &admin{}, metrics.New())
+	require.Equal(t, http.StatusOK, do(guarded, http.MethodGet, "/metrics", "admin.internal:8081", "Authorization", "Bearer s3cret"),
+		"with a token, any host name")
+	for _, h := range []http.Handler{open, guarded} {
+		for _, hdr := range [][]string{
+			{"Sec-Fetch-Site", "cross-site"},
+			{"Sec-Fetch-Site", "same-site"},
+			{"Origin", "http://evil.example"},
+			{"Origin", "null"},
+		} {
+			code := do(h, http.MethodPost, "/admin/users/alice/disconnect", "127.0.0.1:8081",
+				append(hdr, "Authorization", "Bearer s3cret")...)
+			require.Equal(t, http.StatusForbidden, code, "%v", hdr)
+		}
+	}
 }
