@@ -293,3 +293,27 @@ func TestParseInterspersed(t *testing.T) {
 		})
 	}
 }
+
+// A user id names a session file: one from the server that is no user id (a path)
+// is refused, and a config directory that exists keeps its mode.
+func TestSessionPathsAreUserIDs(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "cfg")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	e := &env{}
+	e.g.config.v = dir
+	require.Error(t, e.saveSession(session{User: "../evil", Token: "t"}))
+	require.Error(t, e.saveSession(session{User: "a/b", Token: "t"}))
+	_, err := os.Stat(filepath.Join(parent, "evil.json"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	_, ok := e.storedSession("../cfg/current")
+	require.False(t, ok)
+
+	require.NoError(t, e.saveSession(session{User: "alice", Token: "t"}))
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o755), fi.Mode().Perm(), "a directory the user made is left as it is")
+	fi, err = os.Stat(filepath.Join(dir, "sessions", "alice.json"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+}

@@ -82,7 +82,7 @@ func (e *env) loadSession() (session, error) {
 // storedSession reads user's stored session, if there is one (for its device id).
 func (e *env) storedSession(user string) (session, bool) {
 	dir, err := e.configDir()
-	if err != nil {
+	if err != nil || !userPattern.MatchString(user) { // a user id names a file: nothing else may
 		return session{}, false
 	}
 	var s session
@@ -95,6 +95,9 @@ func (e *env) storedSession(user string) (session, bool) {
 
 // saveSession writes s (mode 0600, directories 0700) and makes it the current one.
 func (e *env) saveSession(s session) error {
+	if !userPattern.MatchString(s.User) { // the server's answer names the file: never a path
+		return fmt.Errorf("the server answered a user id that is none: %q", s.User)
+	}
 	dir, err := e.configDir()
 	if err != nil {
 		return err
@@ -118,6 +121,9 @@ func (e *env) saveSession(s session) error {
 
 // removeSession forgets user's session, and that it is the current one.
 func (e *env) removeSession(user string) error {
+	if !userPattern.MatchString(user) {
+		return nil // no such file can exist
+	}
 	dir, err := e.configDir()
 	if err != nil {
 		return err
@@ -131,20 +137,17 @@ func (e *env) removeSession(user string) error {
 	return nil
 }
 
-// privateDir makes dir (mode 0700), and takes group and other access away from
-// it if it exists.
+// privateDir makes dir with mode 0700 if it does not exist. A directory that
+// exists is left as it is (--config may name one the user keeps open on purpose,
+// their home even); the session files in it are 0600 whatever it is.
 func privateDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return os.Chmod(dir, fi.Mode().Perm()&0o700)
-	}
-	return nil
+	return os.Chmod(dir, 0o700) // whatever the umask
 }
 
 // writePrivate replaces path's content at once (a temporary file renamed), mode 0600.
