@@ -106,7 +106,7 @@ func setSecurityHeaders(h http.Header, host string) {
 	}
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"connect-src "+connect+"; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; "+
-		"form-action 'self'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'")
+		"form-action 'self'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types parley-sw")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")

@@ -320,12 +320,12 @@ function dropConv(c) {
 }
 
 function onMessage(f) {
-  const c = ensureConv(f.conversation);
-  if (!c) return;
-  if (f.seq) {
+  if (f.seq) { // acknowledged even when it is not shown, or it would come back at every sync
     S.maxSeq = maxId(S.maxSeq, f.seq);
     if (S.live) ackSoon();
   }
+  const c = ensureConv(f.conversation);
+  if (!c) return;
   const gap = c.kind === "channel" && c.loaded && f.prev !== undefined && cmpId(f.prev, c.newestId()) > 0;
   const before = c.newestId();
   const isNew = c.add(f);

@@ -9,6 +9,28 @@ export function pushSupported() {
     window.isSecureContext;
 }
 
+// The page enforces Trusted Types (web.go's CSP): a service worker's script URL
+// must come from a policy, and "parley-sw" is the one the CSP allows. It lets
+// through the client's own worker only.
+let swPolicy = null;
+function workerURL() {
+  if (!window.trustedTypes) return "/sw.js";
+  if (!swPolicy) {
+    swPolicy = window.trustedTypes.createPolicy("parley-sw", {
+      createScriptURL: (u) => {
+        if (u !== "/sw.js") throw new TypeError("parley-sw: only /sw.js");
+        return u;
+      },
+    });
+  }
+  return swPolicy.createScriptURL("/sw.js");
+}
+
+// registerWorker registers the service worker that shows pushes.
+export function registerWorker() {
+  return navigator.serviceWorker.register(workerURL(), { scope: "/" });
+}
+
 function keyBytes(b64url) {
   const b64 = b64url.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (b64url.length % 4)) % 4);
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -29,7 +51,7 @@ export async function enablePush(api, device, publicKey, ask) {
   if (perm === "default" && ask) perm = await Notification.requestPermission();
   if (perm === "denied") return "denied";
   if (perm !== "granted") return "off";
-  const reg = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+  const reg = await registerWorker();
   await navigator.serviceWorker.ready;
   const key = keyBytes(publicKey);
   let sub = await reg.pushManager.getSubscription();
