@@ -6,8 +6,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/stretchr/testify/require"
-
-	"github.com/parleychat/parley/proto/parleypb"
 )
 
 // The mailbox wrapper finds an actor's mailbox by its PID: its depth is what
@@ -49,37 +47,4 @@ func TestMailboxDepth(t *testing.T) {
 	_, ok = reg.find(KindUser, "alice")
 	require.False(t, ok)
 	require.Equal(t, -1, reg.boxes.depth(pid.Id), "the mailbox entry goes with the registration")
-}
-
-// Looking at a grain does not keep it active: the state request reaches it bare,
-// as a NotInfluenceReceiveTimeout message, so its idle timer still fires while it
-// is asked again and again.
-func TestAdminStateKeepsTheIdleTimer(t *testing.T) {
-	system := actor.NewActorSystem()
-	idle := make(chan struct{})
-	props := actor.PropsFromFunc(func(ctx actor.Context) {
-		switch m := ctx.Message().(type) {
-		case *actor.Started:
-			ctx.SetReceiveTimeout(300 * time.Millisecond)
-		case *parleypb.AdminStateRequest:
-			ctx.Send(m.ReplyTo, &parleypb.AdminUserState{Status: "online"})
-		case *actor.ReceiveTimeout:
-			close(idle)
-			ctx.CancelReceiveTimeout()
-		}
-	})
-	pid := system.Root.Spawn(props)
-	deadline := time.After(3 * time.Second)
-	for {
-		st, err := askBare(system, pid, time.Second)
-		require.NoError(t, err)
-		require.Equal(t, "online", st.(*parleypb.AdminUserState).Status)
-		select {
-		case <-idle:
-			return
-		case <-deadline:
-			t.Fatal("asked every 50 ms, the actor never went idle")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
