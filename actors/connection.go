@@ -85,16 +85,13 @@ type connInit struct {
 	deps         *Deps
 	sock         Socket
 	user, device string
-	since        int64 // Unix ms; the Topology keeps it for the admin endpoint
 }
 
 // SpawnConnection starts the connection actor of an authenticated socket.
 func SpawnConnection(d *Deps, sock Socket, user, device string) *Session {
 	root := d.Cluster.ActorSystem.Root
 	pid := root.SpawnPrefix(connProps, "conn")
-	init := &connInit{deps: d, sock: sock, user: user, device: device, since: time.Now().UnixMilli()}
-	d.Topology.addConn(pid, init) // before the actor can stop (and remove it)
-	root.Send(pid, init)          // before any frame
+	root.Send(pid, &connInit{deps: d, sock: sock, user: user, device: device}) // before any frame
 	return &Session{root: root, pid: pid}
 }
 
@@ -111,6 +108,7 @@ type Connection struct {
 	sock     Socket
 	user     string
 	device   string
+	since    int64  // when it started (Unix ms), for the admin endpoint
 	cursor   uint64 // the device's cursor, as far as this connection knows
 	lastSent uint64 // highest seq written to this socket
 	synced   bool   // a sync has been answered: a sync without after continues after lastSent
@@ -161,7 +159,10 @@ const (
 func (c *Connection) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *connInit:
-		c.deps, c.sock, c.user, c.device = m.deps, m.sock, m.user, m.device
+		c.deps, c.sock, c.user, c.device, c.since = m.deps, m.sock, m.user, m.device, time.Now().UnixMilli()
+		// In the node's index from its first message to Stopped, in its own order; user,
+		// device and since never change after this, so the index reads them under its lock.
+		c.deps.Topology.addConn(ctx.Self(), c)
 		c.attach(ctx, 0)
 	case *inbound:
 		if _, ping := m.frame.Body.(*parleypb.ClientFrame_Ping); !ping && c.idle {

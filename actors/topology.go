@@ -40,7 +40,7 @@ type Topology struct {
 	rdv     *cluster.Rendezvous
 	members []Member
 	grains  *Registry
-	conns   map[*actor.PID]*connInit // this node's connection actors, with their user and device
+	conns   map[*actor.PID]*Connection // this node's connection actors (their user, device and since)
 	root    *actor.RootContext
 }
 
@@ -58,7 +58,7 @@ type Member struct {
 // evicts the cached PID, research/protoactor.md §7.10): a push to a user grain that
 // passivated would otherwise go to dead letters until a request to it failed.
 func NewTopology(c *cluster.Cluster, grains *Registry) *Topology {
-	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, conns: map[*actor.PID]*connInit{},
+	t := &Topology{rdv: cluster.NewRendezvous(), grains: grains, conns: map[*actor.PID]*Connection{},
 		root: c.ActorSystem.Root}
 	c.ActorSystem.EventStream.Subscribe(func(e any) {
 		switch e := e.(type) {
@@ -132,7 +132,7 @@ func (t *Topology) checkLater(ctx actor.Context, kind, identity string) {
 }
 
 // addConn and removeConn keep the registry of this node's connection actors.
-func (t *Topology) addConn(pid *actor.PID, c *connInit) {
+func (t *Topology) addConn(pid *actor.PID, c *Connection) {
 	if t != nil {
 		t.mu.Lock()
 		t.conns[pid] = c
