@@ -223,18 +223,36 @@ func (n *Node) SetEnv(kv ...string) {
 // FreeAddr returns a free loopback address (host:port).
 func FreeAddr(t testing.TB) string { return freeAddr(t) }
 
+// handedOut are the ports freeAddr gave in this process: a port is given once, so
+// that two picked before either is bound (a node's HTTP and admin ports) differ.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 // freeAddr picks a free port below the kernel's ephemeral range (32768 and up by
 // default): a node binds it later, or again after a restart, and a port from the
-// ephemeral range could meanwhile be taken by some outgoing connection.
+// ephemeral range could meanwhile be taken by some outgoing connection. No port is
+// given twice in one process.
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		port := 20000 + mrand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
 		}
 		ln.Close()
+		handedOut.ports[port] = true
 		return addr
 	}
 	t.Fatal("no free port in 20000..31999")
