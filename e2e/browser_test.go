@@ -265,6 +265,7 @@ func TestBrowserChat(t *testing.T) {
 	// (the client syncs after reconnecting).
 	b.offline(true)
 	b.waitJS("the offline banner", `document.querySelector("#banner").hidden === false`)
+	a.waitPresence(bob, "offline") // after the presence grace (1 s), live: Alice added Bob in this session
 	missed := []string{"Are you there?", "I sent this while you were offline.", "Third one, for good measure."}
 	for _, text := range missed {
 		a.say(text)
