@@ -110,10 +110,7 @@ closed. The stored session is removed even when the server cannot be reached (th
 the exit code is 1).`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 0, 0); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -136,10 +133,7 @@ var whoamiCmd = &command{
 It does not ask the server.`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 0, 0); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 0, 0)
 			if err != nil {
 				return err
 			}

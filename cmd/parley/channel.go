@@ -68,10 +68,7 @@ var channelShowCmd = &command{
 	help: `--json prints the server's answer: {"channel":{"id","name","owner","mode","public","admins","memberCount"}}.`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 1, 1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 1, 1)
 			if err != nil {
 				return err
 			}
@@ -109,10 +106,7 @@ var channelListCmd = &command{
 --json prints the server's answer: {"channels":[{"channel","id","name","mode","role","lastMessageId","readUpTo","unread"}]}.`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 0, 0); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -163,10 +157,7 @@ var channelLeaveCmd = &command{
 
 // channelSelf adds (POST) or removes (DELETE) the session's user.
 func (e *env) channelSelf(args []string, method, done string) error {
-	if err := want(args, 1, 1); err != nil {
-		return err
-	}
-	s, err := e.loadSession()
+	s, err := e.sessionFor(args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -188,10 +179,7 @@ var channelAddCmd = &command{
 	name: "add", args: "ID USER...", summary: "add members (owner and admins; at most 1,000 a call)",
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 2, -1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 2, -1)
 			if err != nil {
 				return err
 			}
@@ -247,10 +235,7 @@ var channelHistoryCmd = &command{
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		page := pageFlags(fs)
 		return func(args []string) error {
-			if err := want(args, 1, 1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 1, 1)
 			if err != nil {
 				return err
 			}

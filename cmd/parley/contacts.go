@@ -19,10 +19,7 @@ var contactsListCmd = &command{
 	help: `--json prints the server's answer: {"contacts":[{"id","displayName","status","lastSeen"}]}.`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 0, 0); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -77,10 +74,7 @@ var contactsRemoveCmd = &command{
 // eachUser calls method prefix+USER for each user, stopping at the first error.
 // The calls answer 204: --json prints nothing.
 func (e *env) eachUser(users []string, method, prefix string, done func(user string) string) error {
-	if err := want(users, 1, -1); err != nil {
-		return err
-	}
-	s, err := e.loadSession()
+	s, err := e.sessionFor(users, 1, -1)
 	if err != nil {
 		return err
 	}

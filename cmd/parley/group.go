@@ -33,10 +33,7 @@ var groupCreateCmd = &command{
 	help: `--json prints the server's answer: {"group":{"id","name","owner","members"}}.`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 1, -1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 1, -1)
 			if err != nil {
 				return err
 			}
@@ -56,10 +53,7 @@ var groupShowCmd = &command{
 	help: `--json prints the server's answer: {"group":{"id","name","owner","members"}}.`,
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 1, 1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 1, 1)
 			if err != nil {
 				return err
 			}
@@ -91,10 +85,7 @@ var groupAddCmd = &command{
 	name: "add", args: "ID USER...", summary: "add members (owner only)",
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 2, -1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 2, -1)
 			if err != nil {
 				return err
 			}
@@ -129,10 +120,7 @@ var groupLeaveCmd = &command{
 	name: "leave", args: "ID", summary: "leave a group (its owner cannot)",
 	setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 		return func(args []string) error {
-			if err := want(args, 1, 1); err != nil {
-				return err
-			}
-			s, err := e.loadSession()
+			s, err := e.sessionFor(args, 1, 1)
 			if err != nil {
 				return err
 			}

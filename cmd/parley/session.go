@@ -52,6 +52,15 @@ func notLoggedIn() error {
 	return &exitError{code: exitUnauthed, err: errors.New("not logged in: run parley login USER (or parley signup USER)")}
 }
 
+// sessionFor checks a command's argument count (want) and loads the session it
+// runs as: the first lines of most commands.
+func (e *env) sessionFor(args []string, least, most int) (session, error) {
+	if err := want(args, least, most); err != nil {
+		return session{}, err
+	}
+	return e.loadSession()
+}
+
 // loadSession reads the session in use; none is exit code 3.
 func (e *env) loadSession() (session, error) {
 	dir, err := e.configDir()
