@@ -48,17 +48,12 @@ func (a *adminActor) Receive(ctx actor.Context) {
 		if g, ok := a.deps.Grains.find(m.Kind, m.Id); ok {
 			r.Grain = g
 		}
-		ctx.Respond(r)
-	case *parleypb.AdminConnsRequest:
-		conns := a.deps.Topology.connsOf(m.User)
-		r := &parleypb.AdminConnsResponse{NodeId: int32(a.info.NodeID)}
-		for _, c := range conns {
-			r.Conns = append(r.Conns, &parleypb.AdminConn{Device: c.device, Pid: c.pid, Since: c.since})
-			if m.Close {
-				ctx.Send(c.pid, adminDisconnect)
-			}
+		if m.Conns && m.Kind == KindUser {
+			r.Conns = a.conns(ctx, m.Id, false)
 		}
 		ctx.Respond(r)
+	case *parleypb.AdminConnsRequest:
+		ctx.Respond(&parleypb.AdminConnsResponse{NodeId: int32(a.info.NodeID), Conns: a.conns(ctx, m.User, m.Close)})
 	case *parleypb.AdminPassivateRequest:
 		g, ok := a.deps.Grains.find(m.Kind, m.Id)
 		if ok {
@@ -66,6 +61,18 @@ func (a *adminActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&parleypb.AdminPassivateResponse{Passivated: ok})
 	}
+}
+
+// conns lists this node's connections of user, closing them (code 4001) with close.
+func (a *adminActor) conns(ctx actor.Context, user string, close bool) []*parleypb.AdminConn {
+	var out []*parleypb.AdminConn
+	for _, c := range a.deps.Topology.connsOf(user) {
+		out = append(out, &parleypb.AdminConn{Device: c.device, Pid: c.pid, Since: c.since})
+		if close {
+			ctx.Send(c.pid, adminDisconnect)
+		}
+	}
+	return out
 }
 
 func (a *adminActor) node(m *parleypb.AdminNodeRequest) *parleypb.AdminNodeResponse {

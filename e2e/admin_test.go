@@ -323,6 +323,14 @@ func TestAdminCluster(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, status)
 		status, _ = adminCall(t, nodes[0], http.MethodGet, "/admin/grains?kind=nope", adminToken)
 		require.Equal(t, http.StatusBadRequest, status)
+		for _, q := range []string{"limit=0", "limit=10001", "limit=x"} {
+			status, _ = adminCall(t, nodes[0], http.MethodGet, "/admin/grains?"+q, adminToken)
+			require.Equal(t, http.StatusBadRequest, status, q)
+		}
+		status, _ = adminCall(t, nodes[0], http.MethodPost, "/admin/users/nobody-"+testenv.Name("x")+"/disconnect", adminToken)
+		require.Equal(t, http.StatusNotFound, status, "disconnect of no user")
+		status, _ = adminCall(t, nodes[0], http.MethodPost, "/admin/grains/nokind/x/passivate", adminToken)
+		require.Equal(t, http.StatusBadRequest, status)
 	})
 
 	t.Run("disconnect", func(t *testing.T) {

@@ -39,6 +39,7 @@ const adminBacklogCap = 10_000
 // adminStore is what the admin endpoint reads from the store.
 type adminStore interface {
 	UserStored(ctx context.Context, user string) (persistence.UserStored, error)
+	UsersExist(ctx context.Context, ids []string) (map[string]bool, error)
 	MemberBacklogs(ctx context.Context, conv string, members []string, upTo int) ([]persistence.MemberBacklog, error)
 }
 
@@ -256,21 +257,28 @@ type activation struct {
 	nodeID int32
 }
 
-// find asks every member whether it holds the grain. Proto.Actor does not
-// guarantee a single activation (research/protoactor.md §3): all are returned,
-// the owner's view's first. unreachable lists the members that did not answer.
-func (a *admin) find(kind, id string) (found []activation, unreachable []string) {
-	unreachable = []string{}
-	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminFindRequest{Kind: kind, Id: id}) {
+// found is what every member said of a grain.
+type found struct {
+	at          []activation // Proto.Actor does not guarantee a single one (research/protoactor.md §3)
+	unreachable []string     // the members that did not answer
+	answers     []actors.AdminAnswer
+}
+
+// find asks every member whether it holds the grain (and, with conns, for its
+// connections of that user).
+func (a *admin) find(kind, id string, conns bool) found {
+	f := found{unreachable: []string{}}
+	f.answers = actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminFindRequest{Kind: kind, Id: id, Conns: conns})
+	for _, ans := range f.answers {
 		r, ok := ans.Resp.(*parleypb.AdminFindResponse)
 		switch {
 		case !ok:
-			unreachable = append(unreachable, ans.Member.ID)
+			f.unreachable = append(f.unreachable, ans.Member.ID)
 		case r.Grain != nil:
-			found = append(found, activation{grain: r.Grain, member: ans.Member, nodeID: r.NodeId})
+			f.at = append(f.at, activation{grain: r.Grain, member: ans.Member, nodeID: r.NodeId})
 		}
 	}
-	return found, unreachable
+	return f
 }
 
 // where is the activation part of an answer.
@@ -287,16 +295,16 @@ type where struct {
 	Unreachable []string `json:"unreachable"`
 }
 
-func whereOf(found []activation, unreachable []string) where {
-	w := where{Unreachable: unreachable}
-	if len(found) == 0 {
+func whereOf(fd found) where {
+	w := where{Unreachable: fd.unreachable}
+	if len(fd.at) == 0 {
 		return w
 	}
-	f := found[0]
+	f := fd.at[0]
 	at := time.UnixMilli(f.grain.ActivatedAt).UTC()
 	w.Active, w.Member, w.NodeID, w.Address, w.ActivatedAt, w.Mailbox = true, f.member.ID, &f.nodeID, f.member.Address, &at, &f.grain.Mailbox
-	if len(found) > 1 {
-		w.Activations = len(found)
+	if len(fd.at) > 1 {
+		w.Activations = len(fd.at)
 	}
 	return w
 }
@@ -330,7 +338,7 @@ func (a *admin) user(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "no such user")
 		return
 	}
-	found, unreachable := a.find(actors.KindUser, id)
+	fd := a.find(actors.KindUser, id, true)
 	out := struct {
 		User string `json:"user"`
 		where
@@ -340,15 +348,15 @@ func (a *admin) user(w http.ResponseWriter, r *http.Request) {
 		Presence      presenceJSON `json:"presence"`
 		Contacts      int          `json:"contacts"`
 		PendingPushes int          `json:"pendingPushes"`
-	}{User: id, where: whereOf(found, unreachable), QueueHead: stored.QueueHead, Devices: []deviceJSON{},
+	}{User: id, where: whereOf(fd), QueueHead: stored.QueueHead, Devices: []deviceJSON{},
 		Connections: []connJSON{}, Contacts: stored.Contacts, PendingPushes: stored.PendingPushes}
 	for _, d := range stored.Devices {
 		out.Devices = append(out.Devices, deviceJSON{Device: d.ID, Cursor: d.Cursor, Push: d.PushProvider, CreatedAt: d.CreatedAt})
 	}
 	out.Presence = presenceJSON{Status: "offline", LastSeen: millis(stored.LastSeen)}
 	var attached []*actor.PID
-	if len(found) > 0 {
-		if st, err := actors.AdminState(a.deps, found[0].grain.Pid, adminTimeout); err == nil {
+	if len(fd.at) > 0 {
+		if st, err := actors.AdminState(a.deps, fd.at[0].grain.Pid, adminTimeout); err == nil {
 			if s, ok := st.(*parleypb.AdminUserState); ok {
 				attached = s.Conns
 				out.Presence.Status, out.Presence.Watchers = s.Status, s.Watchers
@@ -357,13 +365,13 @@ func (a *admin) user(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		} else { // stopped between the two calls
-			out.where = where{Unreachable: unreachable}
+			out.where = where{Unreachable: fd.unreachable}
 		}
 	}
-	for _, ans := range actors.AdminAsk(a.deps, adminTimeout, &parleypb.AdminConnsRequest{User: id}) {
-		resp, ok := ans.Resp.(*parleypb.AdminConnsResponse)
+	for _, ans := range fd.answers {
+		resp, ok := ans.Resp.(*parleypb.AdminFindResponse)
 		if !ok {
-			continue // listed in unreachable by find, most likely; a connection there is unknown
+			continue // unreachable: a connection there is unknown
 		}
 		for _, c := range resp.Conns {
 			out.Connections = append(out.Connections, connJSON{Device: c.Device, Member: ans.Member.ID, NodeID: resp.NodeId,
@@ -382,6 +390,13 @@ func millis(ms int64) *time.Time {
 	return &t
 }
 
+// receiptsJSON are a conversation's group-wide watermarks: the lowest over its
+// members.
+type receiptsJSON struct {
+	DeliveredToAll string `json:"deliveredToAll"`
+	ReadByAll      string `json:"readByAll"`
+}
+
 type memberStateJSON struct {
 	User      string `json:"user"`
 	Delivered string `json:"delivered"`
@@ -395,14 +410,14 @@ func (a *admin) conversation(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "not a conversation id (dm:a:b, group:ID or channel:ID)")
 		return
 	}
-	found, unreachable := a.find(actors.KindConversation, id)
+	fd := a.find(actors.KindConversation, id, false)
 	var state *parleypb.AdminConversationState
-	wh := whereOf(found, unreachable)
-	if len(found) > 0 {
-		st, err := actors.AdminState(a.deps, found[0].grain.Pid, adminTimeout)
+	wh := whereOf(fd)
+	if len(fd.at) > 0 {
+		st, err := actors.AdminState(a.deps, fd.at[0].grain.Pid, adminTimeout)
 		state, _ = st.(*parleypb.AdminConversationState)
 		if err != nil || state == nil {
-			wh = where{Unreachable: unreachable}
+			wh = where{Unreachable: fd.unreachable}
 		}
 	}
 	if state == nil {
@@ -423,10 +438,7 @@ func (a *admin) conversation(w http.ResponseWriter, r *http.Request) {
 		Members       []memberStateJSON `json:"members,omitempty"`
 		MemberCount   int64             `json:"memberCount"`
 		Pending       int32             `json:"pending"`
-		Receipts      *struct {
-			DeliveredToAll string `json:"deliveredToAll"`
-			ReadByAll      string `json:"readByAll"`
-		} `json:"receipts,omitempty"`
+		Receipts      *receiptsJSON     `json:"receipts,omitempty"`
 	}{Conversation: id, Type: state.Type, where: wh, LastMessageID: idString(state.LastMessageId),
 		Version: state.Version, MemberCount: state.MemberCount, Pending: state.Pending}
 	if len(state.Members) > 0 {
@@ -446,10 +458,7 @@ func (a *admin) conversation(w http.ResponseWriter, r *http.Request) {
 				read = b.Read
 			}
 		}
-		out.Receipts = &struct {
-			DeliveredToAll string `json:"deliveredToAll"`
-			ReadByAll      string `json:"readByAll"`
-		}{idString(max(delivered, 0)), idString(max(read, 0))}
+		out.Receipts = &receiptsJSON{DeliveredToAll: idString(max(delivered, 0)), ReadByAll: idString(max(read, 0))}
 	}
 	writeJSON(w, out)
 }
@@ -459,8 +468,12 @@ func idString(id int64) string { return strconv.FormatInt(id, 10) }
 
 func (a *admin) disconnect(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := a.store.UserStored(r.Context(), id); err != nil {
+	switch exist, err := a.store.UsersExist(r.Context(), []string{id}); {
+	case err != nil:
 		storeError(w, err, "no such user")
+		return
+	case !exist[id]:
+		storeError(w, persistence.ErrNotFound, "no such user")
 		return
 	}
 	closed, unreachable := 0, []string{}

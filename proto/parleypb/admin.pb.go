@@ -290,11 +290,14 @@ func (x *AdminGrain) GetPid() *actor.PID {
 }
 
 // AdminFindRequest asks a node whether a grain is active on it, without
-// activating it; AdminFindResponse.grain is unset when it is not.
+// activating it; AdminFindResponse.grain is unset when it is not. With conns (a
+// user grain), the node also lists its connections of that user, so that one
+// round to every node answers GET /admin/users.
 type AdminFindRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Conns         bool                   `protobuf:"varint,3,opt,name=conns,proto3" json:"conns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,10 +346,18 @@ func (x *AdminFindRequest) GetId() string {
 	return ""
 }
 
+func (x *AdminFindRequest) GetConns() bool {
+	if x != nil {
+		return x.Conns
+	}
+	return false
+}
+
 type AdminFindResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Grain         *AdminGrain            `protobuf:"bytes,1,opt,name=grain,proto3" json:"grain,omitempty"`
 	NodeId        int32                  `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // the answering node's
+	Conns         []*AdminConn           `protobuf:"bytes,3,rep,name=conns,proto3" json:"conns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +404,13 @@ func (x *AdminFindResponse) GetNodeId() int32 {
 		return x.NodeId
 	}
 	return 0
+}
+
+func (x *AdminFindResponse) GetConns() []*AdminConn {
+	if x != nil {
+		return x.Conns
+	}
+	return nil
 }
 
 // AdminStateRequest asks a grain (at its PID: this never activates one) for its
@@ -900,13 +918,15 @@ const file_admin_proto_rawDesc = "" +
 	"\factivated_at\x18\x03 \x01(\x03R\vactivatedAt\x12\x18\n" +
 	"\amailbox\x18\x04 \x01(\x05R\amailbox\x12\x1c\n" +
 	"\x03pid\x18\x05 \x01(\v2\n" +
-	".actor.PIDR\x03pid\"6\n" +
+	".actor.PIDR\x03pid\"L\n" +
 	"\x10AdminFindRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"Y\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05conns\x18\x03 \x01(\bR\x05conns\"\x85\x01\n" +
 	"\x11AdminFindResponse\x12+\n" +
 	"\x05grain\x18\x01 \x01(\v2\x15.parley.v1.AdminGrainR\x05grain\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x05R\x06nodeId\":\n" +
+	"\anode_id\x18\x02 \x01(\x05R\x06nodeId\x12*\n" +
+	"\x05conns\x18\x03 \x03(\v2\x14.parley.v1.AdminConnR\x05conns\":\n" +
 	"\x11AdminStateRequest\x12%\n" +
 	"\breply_to\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\areplyTo\"\x9d\x01\n" +
@@ -978,15 +998,16 @@ var file_admin_proto_depIdxs = []int32{
 	2,  // 1: parley.v1.AdminNodeResponse.list:type_name -> parley.v1.AdminGrain
 	14, // 2: parley.v1.AdminGrain.pid:type_name -> actor.PID
 	2,  // 3: parley.v1.AdminFindResponse.grain:type_name -> parley.v1.AdminGrain
-	14, // 4: parley.v1.AdminStateRequest.reply_to:type_name -> actor.PID
-	14, // 5: parley.v1.AdminUserState.conns:type_name -> actor.PID
-	10, // 6: parley.v1.AdminConnsResponse.conns:type_name -> parley.v1.AdminConn
-	14, // 7: parley.v1.AdminConn.pid:type_name -> actor.PID
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 4: parley.v1.AdminFindResponse.conns:type_name -> parley.v1.AdminConn
+	14, // 5: parley.v1.AdminStateRequest.reply_to:type_name -> actor.PID
+	14, // 6: parley.v1.AdminUserState.conns:type_name -> actor.PID
+	10, // 7: parley.v1.AdminConnsResponse.conns:type_name -> parley.v1.AdminConn
+	14, // 8: parley.v1.AdminConn.pid:type_name -> actor.PID
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
