@@ -76,9 +76,8 @@ func (a *adminActor) conns(ctx actor.Context, user string, close bool) []*parley
 }
 
 func (a *adminActor) node(m *parleypb.AdminNodeRequest) *parleypb.AdminNodeResponse {
-	sys := a.deps.Cluster.ActorSystem
 	r := &parleypb.AdminNodeResponse{
-		MemberId: sys.ID, Address: sys.Address(), NodeId: int32(a.info.NodeID), Http: a.info.HTTP,
+		NodeId: int32(a.info.NodeID), Http: a.info.HTTP,
 		Admin: a.info.Admin, StartedAt: a.info.StartedAt.UnixMilli(), Version: a.info.Version,
 		Grains:      map[string]int32{KindUser: int32(a.deps.Grains.Count(KindUser)), KindConversation: int32(a.deps.Grains.Count(KindConversation))},
 		Connections: int32(a.deps.Topology.connCount()),

@@ -89,10 +89,10 @@ func (x *AdminNodeRequest) GetLimit() int32 {
 	return 0
 }
 
+// The asker knows which member it asked (its id and address in the asker's view):
+// the answer does not repeat them.
 type AdminNodeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	NodeId        int32                  `protobuf:"varint,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Http          string                 `protobuf:"bytes,4,opt,name=http,proto3" json:"http,omitempty"`
 	Admin         string                 `protobuf:"bytes,5,opt,name=admin,proto3" json:"admin,omitempty"`
@@ -134,20 +134,6 @@ func (x *AdminNodeResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use AdminNodeResponse.ProtoReflect.Descriptor instead.
 func (*AdminNodeResponse) Descriptor() ([]byte, []int) {
 	return file_admin_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *AdminNodeResponse) GetMemberId() string {
-	if x != nil {
-		return x.MemberId
-	}
-	return ""
-}
-
-func (x *AdminNodeResponse) GetAddress() string {
-	if x != nil {
-		return x.Address
-	}
-	return ""
 }
 
 func (x *AdminNodeResponse) GetNodeId() int32 {
@@ -893,10 +879,8 @@ const file_admin_proto_rawDesc = "" +
 	"\x10AdminNodeRequest\x12\x12\n" +
 	"\x04list\x18\x01 \x01(\bR\x04list\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xae\x03\n" +
-	"\x11AdminNodeResponse\x12\x1b\n" +
-	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x17\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\x83\x03\n" +
+	"\x11AdminNodeResponse\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\x05R\x06nodeId\x12\x12\n" +
 	"\x04http\x18\x04 \x01(\tR\x04http\x12\x14\n" +
 	"\x05admin\x18\x05 \x01(\tR\x05admin\x12\x1d\n" +
@@ -910,7 +894,7 @@ const file_admin_proto_rawDesc = "" +
 	"\ttruncated\x18\v \x01(\bR\ttruncated\x1a9\n" +
 	"\vGrainsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01J\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\x8b\x01\n" +
 	"\n" +
 	"AdminGrain\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
