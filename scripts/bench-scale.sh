@@ -40,7 +40,10 @@
 #             CPU per frame. The users (-users-prefix CHANNEL_PREFIX, default lgchan) and their
 #             channel are made by the first run and reused by the next ones, and by later
 #             invocations on the same database. A rate of 0 posts as fast as 16 unanswered
-#             posts allow
+#             posts allow. First, with no node running, the bare loopback fan-out ceiling
+#             at CHANNEL_RATES (bench/cmd/fanceiling: one 280-byte write per socket per
+#             burst to CHANNEL_ONLINE sockets, read by a second process), so that the run's
+#             figures read against what the kernel alone allows on these cores
 #   channel-cluster  the same figures for a 4-node cluster: the same 100,000-member channel
 #             shape with 19,000 members online on each node (76,000 connections over five
 #             loadgen workers; members go round robin over the nodes), posts at each of
@@ -48,7 +51,7 @@
 #   channelbench  the same channel on one node through bench/cmd/channelbench instead of
 #             loadgen (members bulk-loaded into PostgreSQL, one client process): CHANNEL_MEMBERS,
 #             CHANNEL_ONLINE, posts at each of CHANNEL_RATES (1,10,0: 0 is as fast as 16
-#             unanswered posts allow) for 20 s
+#             unanswered posts allow) for 20 s, after the same ceiling as `channel`
 #   group     one 500-member group, all online, at rising post rates
 #   storm     50k clients (on 4 nodes) reconnect and sync 20 missed messages each
 #   catchup   the same on one node: 2,000 clients, 20 missed messages each, 512 dials
@@ -97,6 +100,7 @@ setup() {
 	go build -o "$BIN/loadgen" ./bench/cmd/loadgen
 	go build -o "$BIN/pgceiling" ./bench/cmd/pgceiling
 	go build -o "$BIN/channelbench" ./bench/cmd/channelbench
+	go build -o "$BIN/fanceiling" ./bench/cmd/fanceiling
 	# listen.maxConns 19,500 (of the 20,000 open files): 19,000 members of a channel and
 	# the sockets that post to them.
 	# Cheap password hashes (the runs register thousands of users), a frame rate and
@@ -252,15 +256,25 @@ channelRun() {
 		}' "$json" | tee -a "$OUT"
 }
 
+# fanceilingRun online rates duration: the bare loopback fan-out ceiling (no node): one
+# frame to each of online sockets per burst, at each rate, written and read by two
+# processes on these cores, so a channel run's figures read against it.
+fanceilingRun() {
+	section "Loopback fan-out ceiling: $1 sockets, bursts at $2 per second, $3 each"
+	"$BIN/fanceiling" -conns "$1" -rates "$2" -duration "$3" | tee -a "$OUT"
+}
+
 channel() {
 	local members=${CHANNEL_MEMBERS:-100000} online=${CHANNEL_ONLINE:-19000} duration=${CHANNEL_DURATION:-20s}
 	local url json rate rates passed=0 args
+	rates=${CHANNEL_RATES:-1 10}
+	scripts/cluster.sh stop >/dev/null
+	fanceilingRun "$online" "$(echo $rates | tr ' ' ',')" "$duration"
 	section "Channel: $members members, $online of them online on one node, posts for $duration at each rate"
 	url=$(nodes 1)
 	json=$(mktemp)
 	args=(-url "$url" -members "$members" -online "$online" -duration "$duration" -window 16
 		-users-prefix "${CHANNEL_PREFIX:-lgchan}")
-	rates=${CHANNEL_RATES:-1 10}
 	for rate in ${rates//,/ }; do # space- or comma-separated, as channelbench takes them
 		channelRun "$rate" "$online" "$json" "${args[@]}" || true
 	done
@@ -396,6 +410,8 @@ channelbenchRun() {
 }
 
 channelbench() {
+	scripts/cluster.sh stop >/dev/null
+	fanceilingRun "${CHANNEL_ONLINE:-19000}" "$(echo "${CHANNEL_RATES:-1,10,0}" | tr ' ' ',')" 20s
 	section "Channel (channelbench): ${CHANNEL_MEMBERS:-100000} members, ${CHANNEL_ONLINE:-19000} online on one node, posts at each rate for 20 s"
 	channelbenchRun "${CHANNEL_MEMBERS:-100000}" "${CHANNEL_ONLINE:-19000}" "${CHANNEL_RATES:-1,10,0}" 20s
 }
