@@ -93,6 +93,10 @@ func Run(cfg Config, spawn func(addr string) (io.WriteCloser, io.Reader, error))
 		}
 	}()
 	for len(fds) < cfg.Conns {
+		// A reader that failed stops connecting: give up after 30 s without one.
+		if n, err := unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 30000); err == nil && n == 0 {
+			return nil, fmt.Errorf("fanceiling: the reader connected %d of %d sockets", len(fds), cfg.Conns)
+		}
 		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 		if err != nil {
 			return nil, fmt.Errorf("fanceiling: accept: %w", err)
@@ -246,23 +250,18 @@ func writer(size int, fds []int, start time.Time, rate, total int, d time.Durati
 	}
 }
 
-// writeAll writes b to the non-blocking fd, waiting for room when the kernel is full.
+// writeAll writes b to the non-blocking fd, counting a write the kernel did not
+// take whole (the writer then waits for room).
 func writeAll(fd int, b []byte, blocked *atomic.Uint64) {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			blocked.Add(1)
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-			_, _ = unix.Poll(pfd, 1000)
-			continue
-		case err != nil:
-			return // the reader went away; the missing frames show in its count
-		}
-		b = b[n:]
+	n, err := unix.Write(fd, b)
+	if err == nil && n == len(b) {
+		return
 	}
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		return // the reader went away; the missing frames show in its count
+	}
+	blocked.Add(1)
+	_ = loadgen.WriteAll(fd, b[max(n, 0):], time.Now().Add(10*time.Second))
 }
 
 func selfCPU() time.Duration {

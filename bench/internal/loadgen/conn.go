@@ -226,7 +226,7 @@ func (c *lconn) writeFrame(op ws.OpCode, payload []byte) error {
 		return errClosed
 	}
 	c.wbuf = appendClientFrame(c.wbuf[:0], op, payload)
-	return writeAll(c.fd, c.wbuf, time.Now().Add(writeTimeout))
+	return WriteAll(c.fd, c.wbuf, time.Now().Add(writeTimeout))
 }
 
 // appendClientFrame appends a final frame of op with payload, masked as a
@@ -260,7 +260,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	if l.c.fd < 0 {
 		return 0, errClosed
 	}
-	if err := writeAll(l.c.fd, p, time.Now().Add(writeTimeout)); err != nil {
+	if err := WriteAll(l.c.fd, p, time.Now().Add(writeTimeout)); err != nil {
 		return 0, err
 	}
 	return len(p), nil

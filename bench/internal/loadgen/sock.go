@@ -41,9 +41,9 @@ func adopt(nc net.Conn) (int, error) {
 	return fd, nil
 }
 
-// writeAll writes b to the non-blocking socket fd, waiting (at most until
+// WriteAll writes b to the non-blocking socket fd, waiting (at most until
 // deadline) whenever its send buffer is full.
-func writeAll(fd int, b []byte, deadline time.Time) error {
+func WriteAll(fd int, b []byte, deadline time.Time) error {
 	for len(b) > 0 {
 		n, err := unix.Write(fd, b)
 		switch {
