@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -30,39 +28,9 @@ const (
 	nodeConfig = "auth:\n  bcryptCost: 4\nadmin:\n  token: " + testAdminToken + "\n"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // parleyBinary builds cmd/parley once per test process (with -race when the tests
 // run with it).
-func parleyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "parley-cli-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "parley")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", append(args, ".")...)
-		cmd.Dir = filepath.Dir(file)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building cmd/parley: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func parleyBinary(t *testing.T) string { return testenv.Binary(t, "./cmd/parley") }
 
 // user is one person at a terminal: a config directory of their own.
 type user struct {

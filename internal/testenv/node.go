@@ -19,39 +19,49 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
+// built holds the binaries Binary made in this test process, by package.
+var built sync.Map // package path -> *buildResult
 
-// nodeBinary builds cmd/node once per test process.
-func nodeBinary(t testing.TB) string {
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Binary builds the main package pkg (a path from the module root, e.g.
+// "./cmd/node") once per test process, with -race when the tests run with it (the
+// binary's own races then fail the test that runs it), and returns its path.
+func Binary(t testing.TB, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	v, _ := built.LoadOrStore(pkg, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		dir, err := os.MkdirTemp("", "parley-node-")
+		dir, err := os.MkdirTemp("", "parley-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binary = filepath.Join(dir, "node")
-		args := []string{"build", "-o", binary}
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		args := []string{"build", "-o", b.path}
 		if raceEnabled {
-			args = append(args, "-race") // the node's own races fail the test (see checkRaces)
+			args = append(args, "-race")
 		}
-		cmd := exec.Command("go", append(args, "./cmd/node")...)
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building cmd/node: %v\n%s", err, out)
+			b.err = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binary
+	return b.path
 }
+
+// nodeBinary builds cmd/node once per test process.
+func nodeBinary(t testing.TB) string { return Binary(t, "./cmd/node") }
 
 // Node is a cmd/node process on loopback.
 type Node struct {
