@@ -193,8 +193,15 @@ func (c *Connection) Receive(ctx actor.Context) {
 		if m.Presence != nil { // a contact's status changed
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Presence{Presence: m.Presence}})
 		}
-		if m.Receipt != nil {
+		if m.Receipt != nil { // a node from before receipts.tellDelay
 			c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Receipt{Receipt: m.Receipt}})
+		}
+		if len(m.Receipts) > 0 {
+			c.sock.Cork() // told together: one write
+			for _, r := range m.Receipts {
+				c.write(&parleypb.ServerFrame{Body: &parleypb.ServerFrame_Receipt{Receipt: r}})
+			}
+			c.sock.Uncork()
 		}
 	case *parleypb.Share:
 		c.setShare(m)

@@ -106,6 +106,9 @@ type Settings struct {
 	// the cursor and their delivered watermarks (0: at once); their receipts are
 	// told live at once.
 	AckSaveDelay time.Duration
+	// ReceiptTellDelay is how long a node gathers the live receipts due to one user
+	// before it tells them together (0: at once).
+	ReceiptTellDelay time.Duration
 	// HoldDelivery is fault injection for tests: committed messages are answered but
 	// never pushed live, as if the node died right after each commit.
 	HoldDelivery bool

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -111,23 +112,125 @@ type receiptsMoved struct {
 // calls back on a committer goroutine, which must not resolve grains (a lookup may
 // wait on the cluster), and the connection that made the receipt may be gone by
 // then (a client acknowledges, then closes): so one actor per node relays them.
-type receiptRelay struct{ deps *Deps }
+//
+// It gathers them for Settings.ReceiptTellDelay from the first: what is due to one
+// user (and one connection left out) goes in one Notify, which its connections
+// write in one write(2), and a member's receipts of one conversation in it become
+// the highest of each status, a delivered left out when a read covers it (read
+// implies delivered). Under load most receipts are then told with others; with a
+// single timer per node, a quiet node pays nothing for it.
+type receiptRelay struct {
+	deps   *Deps
+	marks  map[dueMark]*[2]int64 // the highest delivered and read gathered
+	order  []dueMark             // first-due first
+	except map[string]*actor.PID // the connections left out, by dueMark.except
+	timing bool                  // a tellReceipts is on its way
+}
+
+// dueMark is a member's watermarks of one conversation, due to a user's
+// connections but the one with id except.
+type dueMark struct{ user, except, conversation, member string }
+
+// maxDue bounds the watermarks gathered; past it the relay tells at once.
+const maxDue = 10_000
+
+// tellReceipts is the relay's own message: the gathering time is over.
+type tellReceipts struct{}
 
 func (r *receiptRelay) Receive(ctx actor.Context) {
-	m, ok := ctx.Message().(*receiptsMoved)
-	if !ok {
-		return
+	switch m := ctx.Message().(type) {
+	case *receiptsMoved:
+		r.gather(m)
+		delay := r.deps.Settings.ReceiptTellDelay
+		switch {
+		case delay <= 0 || len(r.order) >= maxDue:
+			r.tell(ctx)
+		case !r.timing && len(r.order) > 0:
+			r.timing = true
+			root, self := ctx.ActorSystem().Root, ctx.Self()
+			time.AfterFunc(delay, func() { root.Send(self, tellReceipts{}) })
+		}
+	case tellReceipts:
+		r.timing = false
+		r.tell(ctx)
 	}
+}
+
+// gather adds m's receipts to what is gathered: each to the senders of what it
+// covers, and a read to the reader's other devices too.
+func (r *receiptRelay) gather(m *receiptsMoved) {
 	for _, mv := range m.moves {
-		n := &parleypb.Notify{Receipt: &parleypb.Receipt{Conversation: mv.Conversation, User: mv.User,
-			Status: mv.Status, UpTo: mv.UpTo}}
 		for _, s := range mv.Senders {
-			r.deps.tell(ctx, s, KindUser, n)
+			r.add(dueMark{user: s, conversation: mv.Conversation, member: mv.User}, mv)
 		}
 		if mv.Status == persistence.Read { // the reader's other devices
-			r.deps.tell(ctx, mv.User, KindUser, &parleypb.Notify{Receipt: n.Receipt, Except: m.from})
+			k := dueMark{user: mv.User, conversation: mv.Conversation, member: mv.User}
+			if m.from != nil {
+				k.except = m.from.Address + "/" + m.from.Id
+				if r.except == nil {
+					r.except = make(map[string]*actor.PID)
+				}
+				r.except[k.except] = m.from
+			}
+			r.add(k, mv)
 		}
 	}
+}
+
+func (r *receiptRelay) add(k dueMark, mv persistence.ReceiptMove) {
+	w := r.marks[k]
+	if w == nil {
+		if r.marks == nil {
+			r.marks = make(map[dueMark]*[2]int64)
+		}
+		w = new([2]int64)
+		r.marks[k] = w
+		r.order = append(r.order, k)
+	}
+	i := 0
+	if mv.Status == persistence.Read {
+		i = 1
+	}
+	w[i] = max(w[i], mv.UpTo)
+}
+
+// tell sends what is gathered to the user grains, and forgets it.
+func (r *receiptRelay) tell(ctx actor.Context) {
+	users, ns := r.gathered()
+	for i, u := range users {
+		r.deps.tell(ctx, u, KindUser, ns[i])
+	}
+	clear(r.marks)
+	clear(r.except)
+	clear(r.order)
+	r.order = r.order[:0]
+}
+
+// gathered is what is gathered, as one Notify per user (and connection left out):
+// per member and conversation, a delivered unless a read covers it (read implies
+// delivered), then the read.
+func (r *receiptRelay) gathered() (users []string, ns []*parleypb.Notify) {
+	type to struct{ user, except string }
+	at := make(map[to]int)
+	for _, k := range r.order {
+		t := to{k.user, k.except}
+		i, ok := at[t]
+		if !ok {
+			i = len(ns)
+			at[t] = i
+			users, ns = append(users, k.user), append(ns, &parleypb.Notify{Except: r.except[k.except]})
+		}
+		n, w := ns[i], r.marks[k]
+		if w[0] > w[1] {
+			n.Receipts = append(n.Receipts, &parleypb.Receipt{Conversation: k.conversation, User: k.member,
+				Status: persistence.Delivered, UpTo: w[0]})
+		}
+		if w[1] > 0 {
+			n.Receipts = append(n.Receipts, &parleypb.Receipt{Conversation: k.conversation, User: k.member,
+				Status: persistence.Read, UpTo: w[1]})
+		}
+	}
+	return users, ns
 }
 
 // relay is this node's receipt relay, started at its first use.

@@ -1,7 +1,10 @@
 package actors
 
 import (
+	"fmt"
 	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/stretchr/testify/require"
 
@@ -43,4 +46,54 @@ func TestAcksTake(t *testing.T) {
 	}
 	require.Len(t, u.sent, maxUnacked)
 	require.Equal(t, uint64(110), u.sent[0].seq)
+}
+
+// What the relay gathers for one tell: per user it is due to (and connection left
+// out), one Notify; per member and conversation the highest delivered and read,
+// and no delivered that the read covers.
+func TestRelayGathers(t *testing.T) {
+	r := &receiptRelay{}
+	from := &actor.PID{Address: "node-1", Id: "conn/7"}
+	moved := func(from *actor.PID, moves ...persistence.ReceiptMove) *receiptsMoved {
+		return &receiptsMoved{moves: moves, from: from}
+	}
+	delivered := func(conv, user string, upTo int64, senders ...string) persistence.ReceiptMove {
+		return persistence.ReceiptMove{Conversation: conv, User: user, Status: persistence.Delivered, UpTo: upTo, Senders: senders}
+	}
+	read := func(conv, user string, upTo int64, senders ...string) persistence.ReceiptMove {
+		return persistence.ReceiptMove{Conversation: conv, User: user, Status: persistence.Read, UpTo: upTo, Senders: senders}
+	}
+	for _, m := range []*receiptsMoved{
+		moved(nil, delivered("dm:a:b", "b", 10, "a"), delivered("group:g", "b", 30, "a", "c")),
+		moved(nil, delivered("dm:a:b", "b", 12, "a")),
+		moved(nil, delivered("dm:a:b", "b", 11, "a")),       // below what is gathered
+		moved(from, read("dm:a:b", "b", 12, "a")),           // covers the delivered at 12
+		moved(nil, delivered("group:g", "b", 32, "a", "c")), // above the read below
+		moved(from, read("group:g", "b", 31, "c")),          // to c only, and to b's other devices
+		moved(nil, delivered("group:g", "d", 40, "a")),      // another member
+		moved(from, read("dm:a:b", "b", 5, "a")),            // behind: nothing moves
+	} {
+		r.gather(m)
+	}
+	users, ns := r.gathered()
+	type told struct {
+		user, except string
+		receipts     []string
+	}
+	var got []told
+	for i, n := range ns {
+		x := told{user: users[i]}
+		if n.Except != nil {
+			x.except = n.Except.Id
+		}
+		for _, rc := range n.Receipts {
+			x.receipts = append(x.receipts, fmt.Sprint(rc.Conversation, " ", rc.User, " ", rc.Status, " ", rc.UpTo))
+		}
+		got = append(got, x)
+	}
+	require.Equal(t, []told{
+		{user: "a", receipts: []string{"dm:a:b b read 12", "group:g b delivered 32", "group:g d delivered 40"}},
+		{user: "c", receipts: []string{"group:g b delivered 32", "group:g b read 31"}},
+		{user: "b", except: "conn/7", receipts: []string{"dm:a:b b read 12", "group:g b read 31"}},
+	}, got)
 }

@@ -301,7 +301,8 @@ func TestReceiptsSurviveKillAndGrainMove(t *testing.T) {
 	br.waitFor(t, 30*time.Second, "bob has three", func(r *reader) bool { return len(r.messages) >= 3 })
 	require.NoError(t, bc.Write(receivedFrame(3)))
 	require.NoError(t, bc.Write(readFrame(conv, more[0])))
-	ar.waitReceipt(t, "delivered after the move", conv, bob.UserID, "delivered", more[0])
+	// Told within one receipts.tellDelay, the read covers the delivered (read
+	// implies delivered): one frame.
 	ar.waitReceipt(t, "read after the move", conv, bob.UserID, "read", more[0])
 	require.NotEqual(t, victim, holder(t, c, victim, "User/"+alice.UserID), "alice's grain moved")
 	waitStored(t, c.Nodes[bobNode], bob, conv, bob.UserID, more[0], more[0])
@@ -407,4 +408,42 @@ func TestReceiptSaveDelay(t *testing.T) {
 	require.NoError(t, bc.Close())
 	waitStored(t, n, alice, conv, bob.UserID, more[0], 0)
 	require.Less(t, time.Since(closed), 2*time.Second, "written when the connection ended, not after the delay")
+}
+
+// receipts.tellDelay: the receipts due to one user are gathered from the first for
+// the delay and told together, one frame per (conversation, member, status) at its
+// highest.
+func TestReceiptTellDelay(t *testing.T) {
+	const delay = 2 * time.Second
+	n := startNode(t, fastConfig+"receipts:\n  saveDelay: 10ms\n  tellDelay: 2s\n")
+	alice, bob := newUser(t, n, "alice"), newUser(t, n, "bob")
+	bob2 := device(t, n, bob, "")
+	conv := convid.DirectID(alice.UserID, bob.UserID)
+	ac, bc, b2 := dial(t, n, alice), dial(t, n, bob), dial(t, n, bob2)
+	ar, br, b2r := startReader(ac), startReader(bc), startReader(b2)
+	for _, x := range []struct {
+		c *client.Conn
+		r *reader
+	}{{ac, ar}, {bc, br}, {b2, b2r}} {
+		syncNow(t, x.c, x.r, nil)
+	}
+	ids := sendAll(t, ac, ar, bob.UserID, "one", "two", "three")
+	br.waitFor(t, 20*time.Second, "bob has three", func(r *reader) bool { return len(r.messages) == 3 })
+
+	start := time.Now()
+	for seq := range uint64(3) {
+		require.NoError(t, bc.Write(receivedFrame(seq+1)))
+	}
+	ar.waitReceipt(t, "delivered", conv, bob.UserID, "delivered", ids[2])
+	require.GreaterOrEqual(t, time.Since(start), delay, "told before the delay was over")
+	require.Len(t, ar.receipts(), 1, "three acknowledgements within the delay are one receipt: %v", ar.receipts())
+
+	start = time.Now()
+	require.NoError(t, bc.Write(readFrame(conv, ids[1])))
+	ar.waitReceipt(t, "read", conv, bob.UserID, "read", ids[1])
+	b2r.waitReceipt(t, "read on bob's other device", conv, bob.UserID, "read", ids[1])
+	require.GreaterOrEqual(t, time.Since(start), delay, "the next receipt waits the delay again")
+	require.Len(t, ar.receipts(), 2, "%v", ar.receipts())
+	require.Len(t, b2r.receipts(), 1, "%v", b2r.receipts())
+	require.Empty(t, br.receipts(), "the reading device is not told its own read")
 }

@@ -362,6 +362,12 @@ type Receipts struct {
 	// acknowledgements: those messages are delivered again, and acknowledged again.
 	// 0 writes each at once. Default 1s.
 	SaveDelay time.Duration `yaml:"saveDelay"`
+	// TellDelay is how long a node gathers the live receipts due to one user, from
+	// the first, before it tells them together: one frame per (conversation, member,
+	// status) at its highest, none for a delivered that a read covers, and one
+	// write per connection. A receipt reaches its users at most this much later.
+	// 0 tells each at once. Default 100ms.
+	TellDelay time.Duration `yaml:"tellDelay"`
 }
 
 // Push configures push notifications to devices with no connection. A provider
@@ -532,7 +538,7 @@ func Default() Config {
 			DedupeCache:    256,
 		},
 		Presence: Presence{DeadAfter: 30 * time.Second, AwayAfter: 5 * time.Minute, Grace: 5 * time.Second},
-		Receipts: Receipts{SaveDelay: time.Second},
+		Receipts: Receipts{SaveDelay: time.Second, TellDelay: 100 * time.Millisecond},
 		Push: Push{Gather: 2 * time.Second, Poll: 500 * time.Millisecond, Claim: 30 * time.Second,
 			Deadline: time.Hour, BackoffMin: time.Second, BackoffMax: 5 * time.Minute, Workers: 16,
 			Timeout: 10 * time.Second, Preview: true, PreviewBytes: 200,

@@ -262,6 +262,8 @@ func TestValidate(t *testing.T) {
 		{"grace", func(c *Config) { c.Presence.Grace = 0 }, "presence.grace"},
 		{"receipt save delay below 0", func(c *Config) { c.Receipts.SaveDelay = -time.Second }, "receipts.saveDelay"},
 		{"receipt save delay past a minute", func(c *Config) { c.Receipts.SaveDelay = 2 * time.Minute }, "receipts.saveDelay"},
+		{"receipt tell delay below 0", func(c *Config) { c.Receipts.TellDelay = -time.Millisecond }, "receipts.tellDelay"},
+		{"receipt tell delay past 10s", func(c *Config) { c.Receipts.TellDelay = 11 * time.Second }, "receipts.tellDelay"},
 		{"away after", func(c *Config) { c.Presence.AwayAfter = 0 }, "presence.awayAfter"},
 		{"push gather past a minute", func(c *Config) { c.Push.Gather = 2 * time.Minute }, "push.gather"},
 		{"push poll too short", func(c *Config) { c.Push.Poll = time.Millisecond }, "push.poll"},

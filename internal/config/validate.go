@@ -33,6 +33,9 @@ func (c *Config) Validate() error {
 	if d := c.Receipts.SaveDelay; d < 0 || d > time.Minute {
 		v.addf("receipts.saveDelay", "must be a duration from 0 to 1m, got %s", d)
 	}
+	if d := c.Receipts.TellDelay; d < 0 || d > 10*time.Second {
+		v.addf("receipts.tellDelay", "must be a duration from 0 to 10s, got %s", d)
+	}
 	c.Push.validate(v)
 	c.Log.validate(v)
 	return errors.Join(v.errs...)

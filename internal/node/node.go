@@ -134,6 +134,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, e
 			Budgets:           budgets(cfg.Limits),
 			PresenceGrace:     cfg.Presence.Grace,
 			AckSaveDelay:      cfg.Receipts.SaveDelay,
+			ReceiptTellDelay:  cfg.Receipts.TellDelay,
 			HoldDelivery:      os.Getenv(FaultHoldDelivery) == "1",
 		}}
 	for _, kind := range []string{actors.KindUser, actors.KindConversation} {

@@ -1782,11 +1782,14 @@ func (x *TypingRequest) GetFrom() string {
 // Notify is a frame a user grain pushes to its live connections (typing, a
 // contact's presence, a receipt).
 type Notify struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Typing        *TypingNotice          `protobuf:"bytes,1,opt,name=typing,proto3" json:"typing,omitempty"`
-	Presence      *Presence              `protobuf:"bytes,2,opt,name=presence,proto3" json:"presence,omitempty"`
-	Receipt       *Receipt               `protobuf:"bytes,3,opt,name=receipt,proto3" json:"receipt,omitempty"`
-	Except        *actor.PID             `protobuf:"bytes,4,opt,name=except,proto3" json:"except,omitempty"` // a connection not to tell (the one the notice came from)
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Typing   *TypingNotice          `protobuf:"bytes,1,opt,name=typing,proto3" json:"typing,omitempty"`
+	Presence *Presence              `protobuf:"bytes,2,opt,name=presence,proto3" json:"presence,omitempty"`
+	Receipt  *Receipt               `protobuf:"bytes,3,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Except   *actor.PID             `protobuf:"bytes,4,opt,name=except,proto3" json:"except,omitempty"` // a connection not to tell (the one the notice came from)
+	// receipts are told together, in one write per connection: a node's receipt
+	// relay gathers those due to one user for receipts.tellDelay.
+	Receipts      []*Receipt `protobuf:"bytes,5,rep,name=receipts,proto3" json:"receipts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1845,6 +1848,13 @@ func (x *Notify) GetReceipt() *Receipt {
 func (x *Notify) GetExcept() *actor.PID {
 	if x != nil {
 		return x.Except
+	}
+	return nil
+}
+
+func (x *Notify) GetReceipts() []*Receipt {
+	if x != nil {
+		return x.Receipts
 	}
 	return nil
 }
@@ -2639,13 +2649,14 @@ const file_grains_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\v2\x15.parley.v1.GrainErrorR\x05error\"G\n" +
 	"\rTypingRequest\x12\"\n" +
 	"\fconversation\x18\x01 \x01(\tR\fconversation\x12\x12\n" +
-	"\x04from\x18\x02 \x01(\tR\x04from\"\xbc\x01\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"\xec\x01\n" +
 	"\x06Notify\x12/\n" +
 	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingNoticeR\x06typing\x12/\n" +
 	"\bpresence\x18\x02 \x01(\v2\x13.parley.v1.PresenceR\bpresence\x12,\n" +
 	"\areceipt\x18\x03 \x01(\v2\x12.parley.v1.ReceiptR\areceipt\x12\"\n" +
 	"\x06except\x18\x04 \x01(\v2\n" +
-	".actor.PIDR\x06except\"=\n" +
+	".actor.PIDR\x06except\x12.\n" +
+	"\breceipts\x18\x05 \x03(\v2\x12.parley.v1.ReceiptR\breceipts\"=\n" +
 	"\x05Watch\x12\x18\n" +
 	"\awatcher\x18\x01 \x01(\tR\awatcher\x12\x1a\n" +
 	"\bwatching\x18\x02 \x01(\bR\bwatching\"B\n" +
@@ -2805,16 +2816,17 @@ var file_grains_proto_depIdxs = []int32{
 	43, // 17: parley.v1.Notify.presence:type_name -> parley.v1.Presence
 	44, // 18: parley.v1.Notify.receipt:type_name -> parley.v1.Receipt
 	41, // 19: parley.v1.Notify.except:type_name -> actor.PID
-	41, // 20: parley.v1.DeviceStatus.conn:type_name -> actor.PID
-	4,  // 21: parley.v1.ChannelEvent.kind:type_name -> parley.v1.ChannelEvent.Kind
-	5,  // 22: parley.v1.ChannelRequest.op:type_name -> parley.v1.ChannelRequest.Op
-	6,  // 23: parley.v1.ChannelResponse.error:type_name -> parley.v1.GrainError
-	40, // 24: parley.v1.ChannelPublish.messages:type_name -> parley.v1.Message
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	44, // 20: parley.v1.Notify.receipts:type_name -> parley.v1.Receipt
+	41, // 21: parley.v1.DeviceStatus.conn:type_name -> actor.PID
+	4,  // 22: parley.v1.ChannelEvent.kind:type_name -> parley.v1.ChannelEvent.Kind
+	5,  // 23: parley.v1.ChannelRequest.op:type_name -> parley.v1.ChannelRequest.Op
+	6,  // 24: parley.v1.ChannelResponse.error:type_name -> parley.v1.GrainError
+	40, // 25: parley.v1.ChannelPublish.messages:type_name -> parley.v1.Message
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
