@@ -22,7 +22,8 @@
 #   receipts  the cost of receipts, on one node: at each of RECEIPTS_RATES (1000 2000
 #             3000), twice, 1:1 without them, then with every recipient acknowledging
 #             each message (received) and reading every 4th (read); then the capacity
-#             (-rate 0 -window 16) without and with, twice. Each run's rows written per
+#             (-rate 0 -window 16) without and with, RECEIPTS_ROUNDS times (default 2),
+#             each with the steal time of its measured phase. Each run's rows written per
 #             message delivered, from PostgreSQL's table statistics (pg_stat_user_tables)
 #   push      the cost of push, on one node: one-way 1:1 where each recipient has a
 #             webhook push target (loadgen -push-sink is the gateway), at each of
@@ -128,9 +129,11 @@ nodes() { # n: start n fresh nodes; prints their URLs comma-separated
 }
 
 loadgen() { # args...: one run, its Markdown appended to OUT; $LOADGEN_JSON, if set, gets its JSON
-	local md
+	local md pg
 	md=$(mktemp)
-	"$BIN/loadgen" -node-pid auto -metrics auto -md "$md" ${LOADGEN_JSON:+-json "$LOADGEN_JSON"} "$@" >/dev/null
+	# PostgreSQL's CPU too, when DATABASE_URL names a loopback port.
+	pg=$(sed -nE 's|^postgres(ql)?://[^@/]*@127\.0\.0\.1:([0-9]+)/.*|:\2|p' <<<"$DATABASE_URL")
+	"$BIN/loadgen" -node-pid auto -metrics auto ${pg:+-pg-pid "$pg"} -md "$md" ${LOADGEN_JSON:+-json "$LOADGEN_JSON"} "$@" >/dev/null
 	cat "$md" >>"$OUT"
 	cat "$md"
 	rm -f "$md"
@@ -364,12 +367,16 @@ receipts() {
 			passes "$rate" "$json" | tee -a "$OUT" || true
 		done
 	done
-	# Capacity: as fast as a window of 16 unanswered sends per sender allows.
-	for round in 1 2; do
+	# Capacity: as fast as a window of 16 unanswered sends per sender allows, for
+	# RECEIPTS_ROUNDS rounds (default 2), each with the share of the machine other
+	# tenants took (steal).
+	for ((round = 1; round <= ${RECEIPTS_ROUNDS:-2}; round++)); do
 		for flags in "" "-read-every 4"; do
 			receiptsRun "round $round, capacity${flags:+ with receipts}" "$json" -url "$url" -scenario dm -conns 400 \
 				-rate 0 -window 16 -duration 10s -register-par 64 $flags
-			awk '/^  "ackedPerSec":/ { gsub(/,/, "", $2); printf "acked %.0f msgs/s\n", $2 }' "$json" | tee -a "$OUT"
+			awk '/^  "ackedPerSec":/ { gsub(/,/, "", $2); a = $2 }
+				/^    "stealPercent":/ { gsub(/,/, "", $2); st = $2 }
+				END { printf "acked %.0f msgs/s (steal %.1f %%)\n", a, st }' "$json" | tee -a "$OUT"
 		done
 	done
 	rm -f "$json"

@@ -88,7 +88,9 @@ handshakes each worker has in flight (raise it for a harsher storm). Sockets are
 closed with RST, so runs leave no TIME_WAIT behind.
 
 Measurements besides the clients' own: the nodes' RSS and CPU from /proc
-(-node-pid), per connection and per message; the nodes' GET /metrics before and
+(-node-pid), per connection and per message; PostgreSQL's CPU (-pg-pid) and the
+machine's, steal time included (other tenants' share of a shared machine), over the
+measured phase; the nodes' GET /metrics before and
 after the measured phase (-metrics, -admin-token): every parley_* histogram's
 count, p50 and p99 and every parley_* counter's increase in that phase; and
 loadgen's own CPU per frame received (its receive loop waits up to 200 µs between
@@ -122,6 +124,7 @@ type options struct {
 	cfg      loadgen.Config
 	urls     listFlag
 	pids     listFlag
+	pgPID    string
 	metrics  listFlag
 	idle     bool
 	worker   bool
@@ -162,6 +165,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&c.Procs, "procs", 0, "worker processes (0 = as few as keep each under 19,000 sockets; 1 = in this process)")
 	fs.IntVar(&c.SrcIPs, "src-ips", -1, "source addresses 127.0.0.x per worker (0 = the kernel's choice, -1 = one per 10k of a worker's clients)")
 	fs.Var(&o.pids, "node-pid", "a node's pid for RSS and CPU from /proc (repeat for a cluster; \"auto\" = the processes listening on the -url ports)")
+	fs.StringVar(&o.pgPID, "pg-pid", "", "PostgreSQL's postmaster pid, or :PORT for the process listening on that port: its and its children's CPU over the measured phase")
 	fs.Var(&o.metrics, "metrics", "the nodes' GET /metrics URLs, scraped before and after the measured phase (repeat or comma-separate; \"auto\" = found from the -url processes' ports)")
 	fs.StringVar(&c.MetricsToken, "admin-token", "", "the admin listener's bearer token for -metrics (default $PARLEY_ADMIN_TOKEN)")
 	fs.DurationVar(&c.SampleEvery, "sample-every", 0, "sample the nodes' RSS/CPU (-node-pid) and Go heap (-metrics) this often through the measured phase (0 = not)")
@@ -222,6 +226,19 @@ func (o *options) finish() error {
 			return fmt.Errorf("loadgen: -node-pid %q is not a pid or auto", p)
 		}
 		c.NodePIDs = append(c.NodePIDs, pid)
+	}
+	if port, ok := strings.CutPrefix(o.pgPID, ":"); ok {
+		pids, err := loadgen.ListenerPIDs([]string{"tcp://127.0.0.1:" + port})
+		if err != nil {
+			return fmt.Errorf("loadgen: -pg-pid %s: %w", o.pgPID, err)
+		}
+		c.PostgresPID = pids[0]
+	} else if o.pgPID != "" {
+		pid, err := strconv.Atoi(o.pgPID)
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("loadgen: -pg-pid %q is not a pid or :PORT", o.pgPID)
+		}
+		c.PostgresPID = pid
 	}
 	return nil
 }

@@ -159,6 +159,9 @@ func TestReceiptsRun(t *testing.T) {
 	require.Positive(t, res.ReceiptsIn, "the senders hear of them")
 	require.LessOrEqual(t, res.ReceiptsIn, res.AcksOut+2*res.ReadsOut, "at most a receipt per acknowledgement, and a read's to the reader's own devices")
 	require.Contains(t, res.Markdown(), "receipts load")
+	require.NotNil(t, res.Host, "the machine's CPU over the measured phase")
+	require.Positive(t, res.Host.UserSec+res.Host.SystemSec, "the run used the machine")
+	require.Contains(t, res.Markdown(), "machine CPU")
 }
 
 // requireSamples checks the series of a run sampled every second: at least n

@@ -67,6 +67,7 @@ func (r *Result) Markdown() string {
 	r.errorRows(row)
 	r.selfRows(row)
 	r.nodeRows(row)
+	r.hostRows(row)
 	r.metricsSection(&b)
 	r.seriesSection(&b)
 	if len(r.FirstErrors) > 0 {
@@ -177,6 +178,22 @@ func (r *Result) nodeRows(row rowFunc) {
 	}
 	if n.Error != "" {
 		row("node stats error", "%s", n.Error)
+	}
+}
+
+func (r *Result) hostRows(row rowFunc) {
+	h := r.Host
+	if h == nil {
+		return
+	}
+	if h.PostgresPID > 0 {
+		row("PostgreSQL CPU", "%.2f s in the measured phase, **%.1f µs per message delivered** (pid %d and its children)",
+			h.PostgresCPUSec, h.PostgresCPUPerDeliveredUs, h.PostgresPID)
+	}
+	row("machine CPU", "user %.2f s, system %.2f s, idle %.2f s, steal **%.2f s (%.1f %%)** in the measured phase, all cores",
+		h.UserSec, h.SystemSec, h.IdleSec, h.StealSec, h.StealPercent)
+	if h.Error != "" {
+		row("machine stats error", "%s", h.Error)
 	}
 }
 

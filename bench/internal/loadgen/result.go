@@ -102,6 +102,7 @@ type Result struct {
 
 	Loadgen SelfStats    `json:"loadgen"`
 	Node    *NodeStats   `json:"node,omitempty"`
+	Host    *HostStats   `json:"host,omitempty"` // the machine's and PostgreSQL's CPU over the measured phase
 	Metrics *NodeMetrics `json:"metrics,omitempty"`
 	// Samples are the nodes through the measured phase (Config.SampleEvery),
 	// Steady those from the warm-up on.
@@ -197,6 +198,7 @@ func (r *runner) merge() (*Result, error) {
 	res.Loadgen.finish(res.MeasuredSec)
 	delivered, sent := res.nodeWork()
 	res.Node = r.node.finish(phaseCounts{conns: res.SetupUp, measured: res.MeasuredSec, delivered: delivered, sent: sent})
+	res.Host = r.host.finish(delivered)
 	res.Metrics = r.metrics.result()
 	return res, nil
 }

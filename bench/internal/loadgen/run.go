@@ -58,6 +58,10 @@ type Config struct {
 	Procs    int   // worker processes; 0 = as few as keep each within MaxConnsPerProc (1 = this process)
 	SrcIPs   int   // source addresses 127.0.0.2.. per worker; 0 = the kernel's choice, -1 = one per 10k of a worker's clients
 	NodePIDs []int // the nodes' pids, for RSS and CPU from /proc (summed)
+	// PostgresPID is PostgreSQL's postmaster, whose processes' CPU time over the
+	// measured phase the report gives (0: none). The machine's CPU time, steal
+	// time included, is reported in any case.
+	PostgresPID int
 	// MetricsURLs are the nodes' GET /metrics endpoints (loopback only), scraped
 	// just before and after the measured phase (see NodeMetrics); MetricsToken is
 	// the admin listener's bearer token, if it needs one.

@@ -37,6 +37,7 @@ type runner struct {
 	tick      *time.Ticker
 	res       *Result
 	node      *nodeSampler
+	host      *hostSampler
 	metrics   *metricsScraper
 	series    *sampler // the nodes through the measured phase (SampleEvery)
 	rows      *rowCounter
@@ -47,6 +48,7 @@ func newRunner(cfg Config) *runner {
 		progress: make([]Progress, cfg.Procs), results: make([]*WorkerResult, cfg.Procs), counts: map[string]int{},
 		lastPhase: make([]string, cfg.Procs), label: label(cfg.Scenario, PhaseRegistered), released: time.Now(),
 		tick: time.NewTicker(time.Second), res: newResult(cfg), node: newNodeSampler(cfg.NodePIDs),
+		host:    &hostSampler{pgPID: cfg.PostgresPID},
 		metrics: newMetricsScraper(cfg.MetricsURLs, cfg.MetricsToken), rows: newRowCounter(cfg.DatabaseURL)}
 	r.node.sample(&r.node.stats.Start)
 	return r
@@ -77,6 +79,7 @@ func label(scenario, ph string) string {
 // measuredStarts scrapes the nodes' metrics and starts sampling them, as the
 // workers are about to be released into the measured phase.
 func (r *runner) measuredStarts(ctx context.Context) {
+	r.host.sample(&r.host.start)
 	r.metrics.start(ctx)
 	r.series = startSampler(ctx, r.cfg.SampleEvery, r.node, r.metrics)
 }
@@ -220,6 +223,7 @@ func (r *runner) reached(ctx context.Context, ph string) error {
 	case PhaseDrained, PhaseCaughtUp:
 		r.res.MeasuredSec = sec
 		r.node.sample(&n.End)
+		r.host.sample(&r.host.end)
 		r.metrics.end(ctx)
 		r.res.Samples, r.res.SampleWarnings = r.series.stop(ctx)
 		r.res.Steady = steadyOf(r.res.Samples, r.cfg.Warmup)
