@@ -131,7 +131,8 @@ type Connection struct {
 	feed         *FeedSub         // this socket's channel subscription (after a channels frame)
 	// What was written and not acknowledged yet, and acknowledged and not saved yet;
 	// nil when neither (one pointer: an idle connection stays in its size class).
-	acks *acks
+	acks   *acks
+	recent *recent // the last messages written of direct conversations, for reads
 }
 
 // entry is a live queue entry held until the entries before it are written.
@@ -525,15 +526,24 @@ func (c *Connection) received(ctx actor.Context, upTo uint64) {
 	}
 	marks := c.acks.take(upTo, c.user)
 	c.deps.receipts(marks, nil)
+	c.gatherAcks(ctx, upTo, marks)
+}
+
+// gatherAcks gathers a cursor move (0: none) and watermarks for one write after
+// Settings.AckSaveDelay, or writes them at once without a delay.
+func (c *Connection) gatherAcks(ctx actor.Context, cursor uint64, marks []persistence.ReceiptMove) {
+	if c.acks == nil {
+		c.acks = &acks{}
+	}
 	if delay := c.deps.Settings.AckSaveDelay; delay > 0 {
 		if !c.acks.saving {
 			c.acks.saving = true
 			c.after(ctx, delay, c.saveAcks)
 		}
-		c.acks.merge(upTo, marks)
+		c.acks.merge(cursor, marks)
 		return
 	}
-	c.deps.Store.SaveCursor(c.user, c.device, upTo, marks, nil)
+	c.deps.Store.SaveCursor(c.user, c.device, cursor, marks, nil)
 	c.dropAcks()
 }
 
@@ -819,6 +829,12 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 			c.acks = &acks{}
 		}
 		c.acks.add(seq, m)
+	}
+	if strings.HasPrefix(m.Conversation, convid.Direct+":") {
+		if c.recent == nil {
+			c.recent = &recent{}
+		}
+		c.recent.add(m.Conversation, m.MessageId)
 	}
 }
 

@@ -87,11 +87,14 @@ func (u *acks) take(upTo uint64, user string) []persistence.ReceiptMove {
 	return out
 }
 
-// merge gathers an acknowledgement for the next write.
+// merge gathers an acknowledgement (or a read checked by the connection) for the
+// next write.
 func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
 	a.cursor = max(a.cursor, cursor)
 	for _, m := range marks {
-		i := slices.IndexFunc(a.marks, func(x persistence.ReceiptMove) bool { return x.Conversation == m.Conversation })
+		i := slices.IndexFunc(a.marks, func(x persistence.ReceiptMove) bool {
+			return x.Conversation == m.Conversation && x.Status == m.Status
+		})
 		if i < 0 {
 			a.marks = append(a.marks, persistence.ReceiptMove{Conversation: m.Conversation, User: m.User,
 				Status: m.Status, UpTo: m.UpTo})
@@ -99,6 +102,53 @@ func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
 		}
 		a.marks[i].UpTo = max(a.marks[i].UpTo, m.UpTo)
 	}
+}
+
+// recentLen is how many of the last messages written to a direct conversation a
+// connection remembers, for reads.
+const recentLen = 16
+
+// recent are the last messages a connection wrote of direct conversations, and
+// per conversation the highest read it told: a read of one of them is checked
+// without a store statement (the device was sent it, so its user is a member and
+// it is a message of that conversation), told at once and written with the
+// cursor. A read of anything else goes through the store's check.
+type recent struct {
+	written [recentLen]recentMessage
+	next    int
+	read    []recentMessage // per conversation, the highest read told
+}
+
+type recentMessage struct {
+	conversation string
+	id           int64
+}
+
+func (r *recent) add(conv string, id int64) {
+	r.written[r.next] = recentMessage{conv, id}
+	r.next = (r.next + 1) % recentLen
+}
+
+func (r *recent) has(conv string, id int64) bool {
+	return r != nil && slices.Contains(r.written[:], recentMessage{conv, id})
+}
+
+// moves records a read of conv up to id, and reports whether it moves past the
+// highest this connection told.
+func (r *recent) moves(conv string, id int64) bool {
+	i := slices.IndexFunc(r.read, func(m recentMessage) bool { return m.conversation == conv })
+	switch {
+	case i < 0:
+		if len(r.read) == recentLen {
+			r.read = r.read[1:]
+		}
+		r.read = append(r.read, recentMessage{conv, id})
+	case r.read[i].id >= id:
+		return false
+	default:
+		r.read[i].id = id
+	}
+	return true
 }
 
 // receiptsMoved hands receipts to the node's relay; from is the connection they
@@ -265,7 +315,32 @@ func (c *Connection) markRead(ctx actor.Context, r *parleypb.Read) {
 		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "upTo must be a message id")
 		return
 	}
+	if c.recent.has(r.Conversation, r.UpTo) {
+		c.readWritten(ctx, r)
+		return
+	}
 	c.member(ctx, "", r.Conversation, func(floor int64) { c.saveRead(ctx, r, floor) })
+}
+
+// readWritten takes a read of a direct conversation's message that this
+// connection wrote: told at once to the peer and to the user's other devices if it
+// moves past what this connection read, and written with the cursor (gathered for
+// Settings.AckSaveDelay), where the store keeps the highest.
+func (c *Connection) readWritten(ctx actor.Context, r *parleypb.Read) {
+	if !c.recent.moves(r.Conversation, r.UpTo) {
+		return
+	}
+	mv := persistence.ReceiptMove{Conversation: r.Conversation, User: c.user, Status: persistence.Read, UpTo: r.UpTo}
+	if id, err := convid.Parse(r.Conversation); err == nil {
+		for _, u := range id.Members {
+			if u != c.user {
+				mv.Senders = []string{u}
+			}
+		}
+	}
+	moves := []persistence.ReceiptMove{mv}
+	c.deps.receipts(moves, ctx.Self())
+	c.gatherAcks(ctx, 0, moves)
 }
 
 func (c *Connection) saveRead(ctx actor.Context, r *parleypb.Read, floor int64) {

@@ -97,3 +97,26 @@ func TestRelayGathers(t *testing.T) {
 		{user: "b", except: "conn/7", receipts: []string{"dm:a:b b read 12", "group:g b read 31"}},
 	}, got)
 }
+
+// A connection remembers the last recentLen messages it wrote of direct
+// conversations, and the highest read it told of each: only a read of one of them
+// past that is taken without the store.
+func TestRecentReads(t *testing.T) {
+	var none *recent
+	require.False(t, none.has("dm:a:b", 1))
+	r := &recent{}
+	for i := range int64(recentLen + 2) {
+		r.add("dm:a:b", 100+i)
+	}
+	require.False(t, r.has("dm:a:b", 100), "past the bound, the oldest go")
+	require.False(t, r.has("dm:a:b", 101))
+	require.True(t, r.has("dm:a:b", 102))
+	require.True(t, r.has("dm:a:b", 100+recentLen+1))
+	require.False(t, r.has("dm:a:c", 102), "another conversation's id")
+
+	require.True(t, r.moves("dm:a:b", 105))
+	require.False(t, r.moves("dm:a:b", 105), "told already")
+	require.False(t, r.moves("dm:a:b", 104), "behind")
+	require.True(t, r.moves("dm:a:b", 106))
+	require.True(t, r.moves("dm:a:c", 1), "each conversation its own")
+}

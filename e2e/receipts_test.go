@@ -402,11 +402,24 @@ func TestReceiptSaveDelay(t *testing.T) {
 
 	more := sendAll(t, ac, ar, bob.UserID, "three")
 	br.waitFor(t, 20*time.Second, "bob has three", func(r *reader) bool { return len(r.messages) == 3 })
+	start = time.Now() // the next write is due receipts.saveDelay after this
 	require.NoError(t, bc.Write(receivedFrame(3)))
 	ar.waitReceipt(t, "delivered three, live", conv, bob.UserID, "delivered", more[0])
+	// A read of a message this connection wrote is checked there: told live at
+	// once, and written with the cursor once the delay is over.
+	require.NoError(t, bc.Write(readFrame(conv, ids[1])))
+	ar.waitReceipt(t, "read, live", conv, bob.UserID, "read", ids[1])
+	_, rd := getReceipts(t, n, alice, conv).of(t, bob.UserID)
+	require.Less(t, time.Since(start), 3*time.Second, "the checks ran within the delay")
+	require.Zero(t, rd, "the read is not written before the delay is over")
+	waitStored(t, n, alice, conv, bob.UserID, more[0], ids[1])
+	require.GreaterOrEqual(t, time.Since(start), 3*time.Second, "written once the delay was over")
+
+	require.NoError(t, bc.Write(readFrame(conv, more[0])))
+	ar.waitReceipt(t, "read three, live", conv, bob.UserID, "read", more[0])
 	closed := time.Now()
 	require.NoError(t, bc.Close())
-	waitStored(t, n, alice, conv, bob.UserID, more[0], 0)
+	waitStored(t, n, alice, conv, bob.UserID, more[0], more[0])
 	require.Less(t, time.Since(closed), 2*time.Second, "written when the connection ended, not after the delay")
 }
 

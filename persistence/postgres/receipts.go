@@ -26,19 +26,40 @@ WHERE up_to > COALESCE(was, 0) AND (was IS NOT NULL OR conversation LIKE 'dm:%')
 ORDER BY conversation, user_id, up_to DESC
 ON CONFLICT (conversation, user_id) DO UPDATE SET delivered = GREATEST(receipts.delivered, EXCLUDED.delivered)`
 
+// readMarksSQL writes the reads of direct conversations that connections
+// checked themselves (a message they wrote to the reader), with the cursor:
+// parameters as deliveredSQL's. A watermark only moves forward, and read implies
+// delivered.
+const readMarksSQL = `
+INSERT INTO receipts (conversation, user_id, delivered, read)
+SELECT DISTINCT ON (conversation, user_id) conversation, user_id, up_to, up_to
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS i(user_id, conversation, up_to)
+WHERE conversation LIKE 'dm:%'
+ORDER BY conversation, user_id, up_to DESC
+ON CONFLICT (conversation, user_id) DO UPDATE
+SET read = GREATEST(receipts.read, EXCLUDED.read), delivered = GREATEST(receipts.delivered, EXCLUDED.read)`
+
 // queueDelivered queues deliveredSQL for the delivered watermarks of the cursor
-// moves among ops.
+// moves among ops, and readMarksSQL for their reads.
 func queueDelivered(b *pgx.Batch, ops []op) {
-	var ups []int64
-	var users, convs []string
+	var marks [2]struct {
+		users, convs []string
+		ups          []int64
+	}
 	for _, o := range ops {
 		w := o.arg.(*cursorWrite)
 		for _, m := range w.delivered {
-			users, convs, ups = append(users, w.user), append(convs, m.Conversation), append(ups, m.UpTo)
+			k := &marks[0]
+			if m.Status == persistence.Read {
+				k = &marks[1]
+			}
+			k.users, k.convs, k.ups = append(k.users, w.user), append(k.convs, m.Conversation), append(k.ups, m.UpTo)
 		}
 	}
-	if len(users) > 0 {
-		b.Queue(deliveredSQL, users, convs, ups)
+	for i, sql := range []string{deliveredSQL, readMarksSQL} {
+		if k := marks[i]; len(k.users) > 0 {
+			b.Queue(sql, k.users, k.convs, k.ups)
+		}
 	}
 }
 

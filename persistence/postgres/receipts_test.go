@@ -152,3 +152,35 @@ func TestSideCommitIsAsynchronous(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "on", v, "messages are answered sent only once on disk")
 }
+
+// Reads of direct conversations checked by the connection ride with the cursor
+// (Status Read): only forward, implying delivered, never into a group's rows, and
+// a move with cursor 0 writes no cursor.
+func TestReadMarksWithTheCursor(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	alice, bob := "rma", "rmb"
+	ab := "dm:" + alice + ":" + bob
+	save := func(cursor uint64, marks ...persistence.ReceiptMove) {
+		t.Helper()
+		done := make(chan error, 1)
+		s.SaveCursor(bob, "d1", cursor, marks, func(err error) { done <- err })
+		require.NoError(t, <-done)
+	}
+	read := func(conv string, upTo int64) persistence.ReceiptMove {
+		return persistence.ReceiptMove{Conversation: conv, User: bob, Status: persistence.Read, UpTo: upTo}
+	}
+	save(0, read(ab, 50))
+	require.Equal(t, map[string][2]int64{bob: {50, 50}}, watermarks(t, s, ab), "read implies delivered")
+	c, err := s.Cursors(ctx, bob)
+	require.NoError(t, err)
+	require.Empty(t, c, "no cursor moved")
+	save(3, read(ab, 40), persistence.ReceiptMove{Conversation: ab, User: bob, Status: persistence.Delivered, UpTo: 60})
+	require.Equal(t, map[string][2]int64{bob: {60, 50}}, watermarks(t, s, ab), "a read behind moves nothing back")
+	save(4, read(ab, 70), read("group:rmg", 70))
+	require.Equal(t, map[string][2]int64{bob: {70, 70}}, watermarks(t, s, ab))
+	require.Empty(t, watermarks(t, s, "group:rmg"), "no unchecked read of a group")
+	c, err = s.Cursors(ctx, bob)
+	require.NoError(t, err)
+	require.Equal(t, map[string]uint64{"d1": 4}, c)
+}

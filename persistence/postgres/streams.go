@@ -246,9 +246,10 @@ func collectMessages(rows pgx.Rows) ([]*parleypb.Message, error) {
 	return out, mapErr(rows.Err())
 }
 
-// SaveCursor moves a device's cursor forward (never back) in the next side commit,
-// with the delivered watermarks the move makes (Status Delivered; see
-// deliveredSQL). done (may be nil) is called once it has committed or failed, on a
+// SaveCursor moves a device's cursor forward (never back; 0 moves none) in the
+// next side commit, with the delivered watermarks the move makes (see
+// deliveredSQL) and reads of direct conversations that the caller checked (Status
+// Read; see readMarksSQL). done (may be nil) is called once it has committed or failed, on a
 // committer goroutine.
 func (s *Store) SaveCursor(user, device string, cursor uint64, delivered []persistence.ReceiptMove, done func(error)) {
 	if done == nil {

@@ -208,10 +208,15 @@ func (*cursorWrite) reset() {}
 // upsert.
 func queueCursors(b *pgx.Batch, ops []op) int {
 	queueDelivered(b, ops)
-	users, devices, cursors := make([]string, len(ops)), make([]string, len(ops)), make([]int64, len(ops))
-	for i, o := range ops {
-		w := o.arg.(*cursorWrite)
-		users[i], devices[i], cursors[i] = w.user, w.device, w.cursor
+	var users, devices []string
+	var cursors []int64
+	for _, o := range ops {
+		if w := o.arg.(*cursorWrite); w.cursor > 0 { // 0: reads only
+			users, devices, cursors = append(users, w.user), append(devices, w.device), append(cursors, w.cursor)
+		}
+	}
+	if len(users) == 0 {
+		return len(ops)
 	}
 	b.Queue(`INSERT INTO device_cursors (user_id, device_id, cursor)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
