@@ -830,7 +830,7 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 		}
 		c.acks.add(seq, m)
 	}
-	if strings.HasPrefix(m.Conversation, convid.Direct+":") {
+	if m.From != c.user && strings.HasPrefix(m.Conversation, convid.Direct+":") {
 		if c.recent == nil {
 			c.recent = &recent{}
 		}

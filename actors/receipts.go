@@ -104,11 +104,13 @@ func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
 	}
 }
 
-// recentLen is how many of the last messages written to a direct conversation a
-// connection remembers, for reads.
-const recentLen = 16
+// recentLen is how many of the last messages of others in direct conversations a
+// connection remembers, for reads (a device under load has more written and not
+// yet read than 16).
+const recentLen = 32
 
-// recent are the last messages a connection wrote of direct conversations, and
+// recent are the last messages of others a connection wrote of direct
+// conversations (a read of one's own message is checked by the store), and
 // per conversation the highest read it told: a read of one of them is checked
 // without a store statement (the device was sent it, so its user is a member and
 // it is a message of that conversation), told at once and written with the
