@@ -131,8 +131,7 @@ type Connection struct {
 	feed         *FeedSub         // this socket's channel subscription (after a channels frame)
 	// What was written and not acknowledged yet, and acknowledged and not saved yet;
 	// nil when neither (one pointer: an idle connection stays in its size class).
-	acks   *acks
-	recent *recent // the last messages written of direct conversations, for reads
+	acks *acks
 }
 
 // entry is a live queue entry held until the entries before it are written.
@@ -559,7 +558,7 @@ func (c *Connection) saveAcks() {
 
 // dropAcks lets the acks go when they hold nothing.
 func (c *Connection) dropAcks() {
-	if a := c.acks; a != nil && len(a.sent) == 0 && !a.saving {
+	if a := c.acks; a != nil && len(a.sent) == 0 && !a.saving && a.recent == nil {
 		c.acks = nil
 	}
 }
@@ -831,10 +830,13 @@ func (c *Connection) writeMessage(m *parleypb.Message, seq uint64) {
 		c.acks.add(seq, m)
 	}
 	if m.From != c.user && strings.HasPrefix(m.Conversation, convid.Direct+":") {
-		if c.recent == nil {
-			c.recent = &recent{}
+		if c.acks == nil {
+			c.acks = &acks{}
 		}
-		c.recent.add(m.Conversation, m.MessageId)
+		if c.acks.recent == nil {
+			c.acks.recent = &recent{}
+		}
+		c.acks.recent.add(m.Conversation, m.MessageId)
 	}
 }
 

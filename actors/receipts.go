@@ -39,6 +39,7 @@ type acks struct {
 	saving bool // a write is due (Settings.AckSaveDelay)
 	cursor uint64
 	marks  []persistence.ReceiptMove
+	recent *recent // for reads checked here
 }
 
 type sentEntry struct {
@@ -104,21 +105,19 @@ func (a *acks) merge(cursor uint64, marks []persistence.ReceiptMove) {
 	}
 }
 
-// recentLen is how many of the last messages of others in direct conversations a
-// connection remembers, for reads (a device under load has more written and not
-// yet read than 16).
+// recentLen is how many unread messages of others in direct conversations a
+// connection remembers, for reads.
 const recentLen = 32
 
-// recent are the last messages of others a connection wrote of direct
-// conversations (a read of one's own message is checked by the store), and
-// per conversation the highest read it told: a read of one of them is checked
-// without a store statement (the device was sent it, so its user is a member and
-// it is a message of that conversation), told at once and written with the
-// cursor. A read of anything else goes through the store's check.
+// recent are the messages of others in direct conversations that a connection
+// wrote and its device has not read through it yet, the last recentLen of them: a
+// read of one is checked without a store statement (the device was sent it, so
+// its user is a member and it is a message of that conversation), told at once
+// and written with the cursor. A read of anything else (a group's, one's own
+// message, an older one) goes through the store's check. What a read covers is
+// forgotten, so a device that has read what it was sent holds nothing.
 type recent struct {
-	written [recentLen]recentMessage
-	next    int
-	read    []recentMessage // per conversation, the highest read told
+	unread []recentMessage
 }
 
 type recentMessage struct {
@@ -127,30 +126,21 @@ type recentMessage struct {
 }
 
 func (r *recent) add(conv string, id int64) {
-	r.written[r.next] = recentMessage{conv, id}
-	r.next = (r.next + 1) % recentLen
+	if len(r.unread) == recentLen {
+		r.unread = append(r.unread[:0], r.unread[1:]...)
+	}
+	r.unread = append(r.unread, recentMessage{conv, id})
 }
 
 func (r *recent) has(conv string, id int64) bool {
-	return r != nil && slices.Contains(r.written[:], recentMessage{conv, id})
+	return r != nil && slices.Contains(r.unread, recentMessage{conv, id})
 }
 
-// moves records a read of conv up to id, and reports whether it moves past the
-// highest this connection told.
-func (r *recent) moves(conv string, id int64) bool {
-	i := slices.IndexFunc(r.read, func(m recentMessage) bool { return m.conversation == conv })
-	switch {
-	case i < 0:
-		if len(r.read) == recentLen {
-			r.read = r.read[1:]
-		}
-		r.read = append(r.read, recentMessage{conv, id})
-	case r.read[i].id >= id:
-		return false
-	default:
-		r.read[i].id = id
-	}
-	return true
+// read forgets what a read of conv up to id covers, and reports whether
+// nothing is left.
+func (r *recent) read(conv string, id int64) (empty bool) {
+	r.unread = slices.DeleteFunc(r.unread, func(m recentMessage) bool { return m.conversation == conv && m.id <= id })
+	return len(r.unread) == 0
 }
 
 // receiptsMoved hands receipts to the node's relay; from is the connection they
@@ -317,7 +307,7 @@ func (c *Connection) markRead(ctx actor.Context, r *parleypb.Read) {
 		c.writeError("", parleypb.ErrorReason_BAD_REQUEST.Code(), "upTo must be a message id")
 		return
 	}
-	if c.recent.has(r.Conversation, r.UpTo) {
+	if a := c.acks; a != nil && a.recent.has(r.Conversation, r.UpTo) {
 		c.readWritten(ctx, r)
 		return
 	}
@@ -325,12 +315,12 @@ func (c *Connection) markRead(ctx actor.Context, r *parleypb.Read) {
 }
 
 // readWritten takes a read of a direct conversation's message that this
-// connection wrote: told at once to the peer and to the user's other devices if it
-// moves past what this connection read, and written with the cursor (gathered for
+// connection wrote and its device had not read: told at once to the peer and to
+// the user's other devices, and written with the cursor (gathered for
 // Settings.AckSaveDelay), where the store keeps the highest.
 func (c *Connection) readWritten(ctx actor.Context, r *parleypb.Read) {
-	if !c.recent.moves(r.Conversation, r.UpTo) {
-		return
+	if c.acks.recent.read(r.Conversation, r.UpTo) {
+		c.acks.recent = nil
 	}
 	mv := persistence.ReceiptMove{Conversation: r.Conversation, User: c.user, Status: persistence.Read, UpTo: r.UpTo}
 	if id, err := convid.Parse(r.Conversation); err == nil {

@@ -98,9 +98,9 @@ func TestRelayGathers(t *testing.T) {
 	}, got)
 }
 
-// A connection remembers the last recentLen messages it wrote of direct
-// conversations, and the highest read it told of each: only a read of one of them
-// past that is taken without the store.
+// A connection remembers the last recentLen unread messages of others it wrote of
+// direct conversations: a read of one of them is taken without the store, and
+// forgets what it covers.
 func TestRecentReads(t *testing.T) {
 	var none *recent
 	require.False(t, none.has("dm:a:b", 1))
@@ -108,15 +108,18 @@ func TestRecentReads(t *testing.T) {
 	for i := range int64(recentLen + 2) {
 		r.add("dm:a:b", 100+i)
 	}
+	r.add("dm:a:c", 7)
 	require.False(t, r.has("dm:a:b", 100), "past the bound, the oldest go")
-	require.False(t, r.has("dm:a:b", 101))
-	require.True(t, r.has("dm:a:b", 102))
+	require.False(t, r.has("dm:a:b", 102))
+	require.True(t, r.has("dm:a:b", 103))
 	require.True(t, r.has("dm:a:b", 100+recentLen+1))
-	require.False(t, r.has("dm:a:c", 102), "another conversation's id")
+	require.False(t, r.has("dm:a:c", 103), "another conversation's id")
 
-	require.True(t, r.moves("dm:a:b", 105))
-	require.False(t, r.moves("dm:a:b", 105), "told already")
-	require.False(t, r.moves("dm:a:b", 104), "behind")
-	require.True(t, r.moves("dm:a:b", 106))
-	require.True(t, r.moves("dm:a:c", 1), "each conversation its own")
+	require.False(t, r.read("dm:a:b", 110))
+	require.False(t, r.has("dm:a:b", 110), "read: forgotten")
+	require.False(t, r.has("dm:a:b", 105))
+	require.True(t, r.has("dm:a:b", 111))
+	require.True(t, r.has("dm:a:c", 7), "each conversation its own")
+	require.False(t, r.read("dm:a:b", 100+recentLen+1))
+	require.True(t, r.read("dm:a:c", 7), "everything read")
 }
