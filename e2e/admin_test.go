@@ -181,13 +181,8 @@ func TestAdminCluster(t *testing.T) {
 	carol := newUser(t, nodes[0], "carol")
 	dave := newUser(t, nodes[1], "dave")
 	a1, a2, b := dial(t, nodes[0], alice), dial(t, nodes[1], alice2), dial(t, nodes[2], bob)
-	ra1, ra2, rb := startReader(a1), startReader(a2), startReader(b)
-	for _, x := range []struct {
-		c *client.Conn
-		r *reader
-	}{{a1, ra1}, {a2, ra2}, {b, rb}} {
-		syncNow(t, x.c, x.r, nil)
-	}
+	rs := syncedReaders(t, a1, a2, b)
+	ra1, ra2, rb := rs[0], rs[1], rs[2]
 	group := createGroup(t, nodes[0], alice, []client.Session{bob, carol})
 	require.NoError(t, a1.Write(sendFrame("d1", bob.UserID, "hi bob")))
 	require.NoError(t, a1.Write(groupSend("g1", group, "hi team")))

@@ -149,6 +149,17 @@ func (r *reader) waitFor(t *testing.T, d time.Duration, what string, cond func(r
 }
 
 // syncNow sends sync and waits for its synced answer.
+// syncedReaders starts a reader on each connection and syncs it from its cursor.
+func syncedReaders(t *testing.T, conns ...*client.Conn) []*reader {
+	t.Helper()
+	rs := make([]*reader, len(conns))
+	for i, c := range conns {
+		rs[i] = startReader(c)
+		syncNow(t, c, rs[i], nil)
+	}
+	return rs
+}
+
 func syncNow(t *testing.T, c *client.Conn, r *reader, after *uint64) *parleypb.Synced {
 	t.Helper()
 	return syncNowFrame(t, c, r, &parleypb.Sync{After: after})

@@ -190,13 +190,8 @@ func TestLogoutClosesTheDevicesSockets(t *testing.T) {
 	phone := newUser(t, n, "alice")
 	laptop := device(t, n, phone, "laptop")
 	p1, p2, lc := dial(t, n, phone), dial(t, n, phone), dial(t, n, laptop)
-	r1, r2, lr := startReader(p1), startReader(p2), startReader(lc)
-	for _, x := range []struct {
-		c *client.Conn
-		r *reader
-	}{{p1, r1}, {p2, r2}, {lc, lr}} {
-		syncNow(t, x.c, x.r, nil)
-	}
+	rs := syncedReaders(t, p1, p2, lc)
+	r1, r2, lr := rs[0], rs[1], rs[2]
 
 	req, err := http.NewRequestWithContext(testenv.Context(t, 10*time.Second), http.MethodDelete, n.URL+"/v1/sessions/current", nil)
 	require.NoError(t, err)

@@ -140,13 +140,8 @@ func TestReceiptsLiveAndAfterReconnect(t *testing.T) {
 	conv := convid.DirectID(alice.UserID, bob.UserID)
 
 	a1, a2, bc, b2 := dial(t, n, alice), dial(t, n, alice2), dial(t, n, bob), dial(t, n, bob2)
-	r1, r2, br, b2r := startReader(a1), startReader(a2), startReader(bc), startReader(b2)
-	for _, x := range []struct {
-		c *client.Conn
-		r *reader
-	}{{a1, r1}, {a2, r2}, {bc, br}, {b2, b2r}} {
-		syncNow(t, x.c, x.r, nil)
-	}
+	rs := syncedReaders(t, a1, a2, bc, b2)
+	r1, r2, br, b2r := rs[0], rs[1], rs[2], rs[3]
 	ids := sendAll(t, a1, r1, bob.UserID, "one", "two", "three")
 	br.waitFor(t, 20*time.Second, "bob has three", func(r *reader) bool { return len(r.messages) == 3 })
 
@@ -433,13 +428,8 @@ func TestReceiptTellDelay(t *testing.T) {
 	bob2 := device(t, n, bob, "")
 	conv := convid.DirectID(alice.UserID, bob.UserID)
 	ac, bc, b2 := dial(t, n, alice), dial(t, n, bob), dial(t, n, bob2)
-	ar, br, b2r := startReader(ac), startReader(bc), startReader(b2)
-	for _, x := range []struct {
-		c *client.Conn
-		r *reader
-	}{{ac, ar}, {bc, br}, {b2, b2r}} {
-		syncNow(t, x.c, x.r, nil)
-	}
+	rs := syncedReaders(t, ac, bc, b2)
+	ar, br, b2r := rs[0], rs[1], rs[2]
 	ids := sendAll(t, ac, ar, bob.UserID, "one", "two", "three")
 	br.waitFor(t, 20*time.Second, "bob has three", func(r *reader) bool { return len(r.messages) == 3 })
 
